@@ -1,0 +1,268 @@
+//! Definitions and their validation. Each definition remembers where the
+//! policy made it (`file:line`), so every error points at the line to fix.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Name of the built-in source and pool, used when nothing else applies.
+pub const DEFAULT_NAME: &str = "default";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EgressSource {
+    pub name: String,
+    /// Bind address; `None` lets the kernel choose (the machine's default).
+    pub source_address: Option<IpAddr>,
+    pub ehlo_domain: Option<String>,
+    /// Overrides the destination port for everything sent from this source.
+    pub remote_port: Option<u16>,
+}
+
+impl EgressSource {
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            source_address: None,
+            ehlo_domain: None,
+            remote_port: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolEntry {
+    pub source: String,
+    /// Share of picks; 0 keeps the entry but disables it.
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EgressPool {
+    pub name: String,
+    pub entries: Vec<PoolEntry>,
+}
+
+impl EgressPool {
+    pub fn total_weight(&self) -> u64 {
+        self.entries.iter().map(|e| u64::from(e.weight)).sum()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryErrorKind {
+    #[error("invalid {what} name {name:?}: names must be non-empty, without spaces or colons")]
+    InvalidName { what: &'static str, name: String },
+    #[error("{what} {name:?} is defined twice (first at {first})")]
+    Duplicate { what: &'static str, name: String, first: String },
+    #[error("pool {pool:?} names unknown source {source_name:?}")]
+    UnknownSource { pool: String, source_name: String },
+    #[error("pool {pool:?} has a negative weight {weight} for source {source_name:?}")]
+    NegativeWeight { pool: String, source_name: String, weight: i64 },
+    #[error("pool {pool:?} has no usable entry (no sources, or every weight is 0)")]
+    NoUsableEntry { pool: String },
+    #[error("source {source_name:?} has an invalid source_address {address:?}")]
+    InvalidAddress { source_name: String, address: String },
+}
+
+/// A registry error with the policy location it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryError {
+    pub origin: String,
+    pub kind: RegistryErrorKind,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.kind)
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == ':')
+}
+
+/// Collects definitions as the policy's `init` makes them.
+#[derive(Debug, Default)]
+pub struct RegistryBuilder {
+    sources: BTreeMap<String, (EgressSource, String)>,
+    pools: BTreeMap<String, (Vec<(String, i64)>, String)>,
+}
+
+impl RegistryBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `address` is parsed here so that a bad IP is reported at its line.
+    pub fn define_source(
+        &mut self,
+        name: &str,
+        address: Option<&str>,
+        ehlo_domain: Option<String>,
+        remote_port: Option<u16>,
+        origin: &str,
+    ) -> Result<(), RegistryError> {
+        let err = |kind| RegistryError { origin: origin.to_string(), kind };
+        if !valid_name(name) {
+            return Err(err(RegistryErrorKind::InvalidName { what: "source", name: name.into() }));
+        }
+        if let Some((_, first)) = self.sources.get(name) {
+            return Err(err(RegistryErrorKind::Duplicate { what: "source", name: name.into(), first: first.clone() }));
+        }
+        let source_address = address
+            .map(|a| {
+                a.trim().parse::<IpAddr>().map_err(|_| {
+                    err(RegistryErrorKind::InvalidAddress { source_name: name.into(), address: a.into() })
+                })
+            })
+            .transpose()?;
+        let source = EgressSource { name: name.into(), source_address, ehlo_domain, remote_port };
+        self.sources.insert(name.into(), (source, origin.into()));
+        Ok(())
+    }
+
+    /// Entries are `(source name, weight)`; weights are checked here, source
+    /// names at [`build`](Self::build) since a pool may precede its sources.
+    pub fn define_pool(&mut self, name: &str, entries: Vec<(String, i64)>, origin: &str) -> Result<(), RegistryError> {
+        let err = |kind| RegistryError { origin: origin.to_string(), kind };
+        if !valid_name(name) {
+            return Err(err(RegistryErrorKind::InvalidName { what: "pool", name: name.into() }));
+        }
+        if let Some((_, first)) = self.pools.get(name) {
+            return Err(err(RegistryErrorKind::Duplicate { what: "pool", name: name.into(), first: first.clone() }));
+        }
+        if let Some((source, weight)) = entries.iter().find(|(_, w)| *w < 0) {
+            return Err(err(RegistryErrorKind::NegativeWeight {
+                pool: name.into(),
+                source_name: source.clone(),
+                weight: *weight,
+            }));
+        }
+        if entries.iter().all(|(_, w)| *w == 0) {
+            return Err(err(RegistryErrorKind::NoUsableEntry { pool: name.into() }));
+        }
+        self.pools.insert(name.into(), (entries, origin.into()));
+        Ok(())
+    }
+
+    /// Resolve cross references and add the built-in `default` source and
+    /// pool where the policy did not define its own.
+    pub fn build(mut self) -> Result<Registry, Vec<RegistryError>> {
+        self.sources
+            .entry(DEFAULT_NAME.into())
+            .or_insert_with(|| (EgressSource::named(DEFAULT_NAME), "built-in".into()));
+        self.pools
+            .entry(DEFAULT_NAME.into())
+            .or_insert_with(|| (vec![(DEFAULT_NAME.into(), 1)], "built-in".into()));
+        let mut errors = Vec::new();
+        let mut pools = BTreeMap::new();
+        for (name, (entries, origin)) in self.pools {
+            let mut resolved = Vec::with_capacity(entries.len());
+            for (source, weight) in entries {
+                if !self.sources.contains_key(&source) {
+                    errors.push(RegistryError {
+                        origin: origin.clone(),
+                        kind: RegistryErrorKind::UnknownSource { pool: name.clone(), source_name: source },
+                    });
+                    continue;
+                }
+                let weight = u32::try_from(weight).unwrap_or(u32::MAX);
+                resolved.push(PoolEntry { source, weight });
+            }
+            pools.insert(name.clone(), Arc::new(EgressPool { name, entries: resolved }));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let sources = self.sources.into_iter().map(|(n, (s, _))| (n, Arc::new(s))).collect();
+        Ok(Registry { sources, pools })
+    }
+}
+
+/// An immutable, validated set of sources and pools. A reload builds a new
+/// one; nothing ever mutates a registry in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    sources: BTreeMap<String, Arc<EgressSource>>,
+    pools: BTreeMap<String, Arc<EgressPool>>,
+}
+
+impl Default for Registry {
+    /// Only the built-in `default` source and pool.
+    fn default() -> Self {
+        RegistryBuilder::new().build().expect("the built-in registry is valid")
+    }
+}
+
+impl Registry {
+    pub fn source(&self, name: &str) -> Option<&Arc<EgressSource>> {
+        self.sources.get(name)
+    }
+    pub fn pool(&self, name: &str) -> Option<&Arc<EgressPool>> {
+        self.pools.get(name)
+    }
+    /// Sources in name order.
+    pub fn sources(&self) -> impl Iterator<Item = &Arc<EgressSource>> {
+        self.sources.values()
+    }
+    /// Pools in name order.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<EgressPool>> {
+        self.pools.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(list: &[(&str, i64)]) -> Vec<(String, i64)> {
+        list.iter().map(|(n, w)| (n.to_string(), *w)).collect()
+    }
+
+    #[test]
+    fn builds_with_defaults() {
+        let mut b = RegistryBuilder::new();
+        b.define_source("ip-1", Some("10.0.0.1"), Some("mta1.example".into()), None, "init.lua:3").unwrap();
+        b.define_pool("pool", entries(&[("ip-1", 2), (DEFAULT_NAME, 0)]), "init.lua:4").unwrap();
+        let reg = b.build().unwrap();
+        assert_eq!(reg.source("ip-1").unwrap().source_address, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(reg.pool(DEFAULT_NAME).unwrap().entries[0].source, DEFAULT_NAME);
+        assert_eq!(reg.pool("pool").unwrap().total_weight(), 2);
+        assert_eq!(Registry::default().sources().count(), 1);
+    }
+
+    #[test]
+    fn policy_may_redefine_default() {
+        let mut b = RegistryBuilder::new();
+        b.define_source(DEFAULT_NAME, Some("::1"), None, None, "x:1").unwrap();
+        let reg = b.build().unwrap();
+        assert!(reg.source(DEFAULT_NAME).unwrap().source_address.unwrap().is_ipv6());
+    }
+
+    #[test]
+    fn every_error_names_its_origin() {
+        let mut b = RegistryBuilder::new();
+        let bad_name = b.define_source("has space", None, None, None, "init.lua:1").unwrap_err();
+        assert!(bad_name.to_string().starts_with("init.lua:1: invalid source name"));
+        assert!(b.define_source("a:b", None, None, None, "init.lua:1").is_err());
+        b.define_source("a", None, None, None, "init.lua:2").unwrap();
+        let dup = b.define_source("a", None, None, None, "init.lua:3").unwrap_err();
+        assert!(dup.to_string().contains("first at init.lua:2"), "{dup}");
+        let ip = b.define_source("b", Some("10.0.0.300"), None, None, "init.lua:4").unwrap_err();
+        assert!(matches!(ip.kind, RegistryErrorKind::InvalidAddress { .. }));
+        let neg = b.define_pool("p", entries(&[("a", -1)]), "init.lua:5").unwrap_err();
+        assert!(matches!(neg.kind, RegistryErrorKind::NegativeWeight { .. }));
+        let zero = b.define_pool("p", entries(&[("a", 0)]), "init.lua:6").unwrap_err();
+        assert!(matches!(zero.kind, RegistryErrorKind::NoUsableEntry { .. }));
+        assert!(b.define_pool("empty", vec![], "init.lua:7").is_err());
+        b.define_pool("p", entries(&[("ghost", 1)]), "init.lua:8").unwrap();
+        let errs = b.build().unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].origin, "init.lua:8");
+        assert!(errs[0].to_string().contains("unknown source \"ghost\""));
+    }
+}

@@ -1,0 +1,13 @@
+//! The message as the rest of Petrel sees it: a spool id, one sender, one
+//! recipient (Petrel spools one message per recipient), a meta map set by
+//! policy, and the RFC 5322 body with header access and edits.
+
+mod address;
+mod headers;
+mod id;
+mod message;
+
+pub use address::{AddressError, EnvelopeAddress};
+pub use headers::{HeaderError, append_header, first_header, prepend_header, remove_headers};
+pub use id::{SpoolId, SpoolIdError};
+pub use message::{Message, Meta, QueueNameParts, queue_name};

@@ -1,0 +1,146 @@
+//! The message record: what is spooled as meta, plus its body.
+
+use crate::address::EnvelopeAddress;
+use crate::id::SpoolId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Policy-set values (`tenant`, `campaign`, `egress_pool`, ...).
+pub type Meta = serde_json::Map<String, serde_json::Value>;
+
+/// One message for one recipient. Everything but `data` is the spooled meta
+/// record; `data` is held only while the message is being received or
+/// delivered, so messages waiting in queues cost no body memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    pub id: SpoolId,
+    pub sender: EnvelopeAddress,
+    pub recipient: EnvelopeAddress,
+    #[serde(default)]
+    pub meta: Meta,
+    pub created: DateTime<Utc>,
+    #[serde(default)]
+    pub num_attempts: u32,
+    /// When the next attempt is due; `None` means now.
+    #[serde(default)]
+    pub due: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub data: Option<Arc<[u8]>>,
+}
+
+impl Message {
+    pub fn new(sender: EnvelopeAddress, recipient: EnvelopeAddress, data: Arc<[u8]>) -> Self {
+        Self {
+            id: SpoolId::new(),
+            sender,
+            recipient,
+            meta: Meta::new(),
+            created: Utc::now(),
+            num_attempts: 0,
+            due: None,
+            data: Some(data),
+        }
+    }
+
+    /// A string meta value; non-string JSON values are not coerced.
+    pub fn meta_str(&self, key: &str) -> Option<&str> {
+        self.meta.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty())
+    }
+
+    pub fn set_meta(&mut self, key: impl Into<String>, value: serde_json::Value) {
+        self.meta.insert(key.into(), value);
+    }
+
+    /// The routing domain: meta `routing_domain`, else the recipient's domain.
+    pub fn routing_domain(&self) -> &str {
+        self.meta_str("routing_domain").unwrap_or_else(|| self.recipient.domain())
+    }
+
+    pub fn queue_parts(&self) -> QueueNameParts<'_> {
+        QueueNameParts {
+            campaign: self.meta_str("campaign"),
+            tenant: self.meta_str("tenant"),
+            domain: self.recipient.domain(),
+            routing_domain: self.meta_str("routing_domain"),
+        }
+    }
+
+    /// The scheduled queue this message waits in: meta `queue` if set, else
+    /// `campaign:tenant@domain!routing_domain` with unset parts left out.
+    pub fn queue_name(&self) -> String {
+        match self.meta_str("queue") {
+            Some(q) => q.to_string(),
+            None => queue_name(&self.queue_parts()),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.len())
+    }
+}
+
+/// The pieces a queue name is built from, as `get_queue_config` receives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueNameParts<'a> {
+    pub campaign: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    pub domain: &'a str,
+    pub routing_domain: Option<&'a str>,
+}
+
+pub fn queue_name(parts: &QueueNameParts<'_>) -> String {
+    let mut name = String::new();
+    if let Some(c) = parts.campaign {
+        name.push_str(c);
+        name.push(':');
+    }
+    if let Some(t) = parts.tenant {
+        name.push_str(t);
+        name.push('@');
+    }
+    name.push_str(&parts.domain.to_ascii_lowercase());
+    if let Some(r) = parts.routing_domain {
+        name.push('!');
+        name.push_str(r);
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn msg() -> Message {
+        Message::new(
+            EnvelopeAddress::parse("s@a.example").unwrap(),
+            EnvelopeAddress::parse("r@Dest.Example").unwrap(),
+            Arc::from(&b"Subject: x\r\n\r\nhi\r\n"[..]),
+        )
+    }
+
+    #[test]
+    fn queue_names() {
+        let mut m = msg();
+        assert_eq!(m.queue_name(), "dest.example");
+        m.set_meta("tenant", json!("acme"));
+        assert_eq!(m.queue_name(), "acme@dest.example");
+        m.set_meta("campaign", json!("spring"));
+        m.set_meta("routing_domain", json!("relay.example"));
+        assert_eq!(m.queue_name(), "spring:acme@dest.example!relay.example");
+        assert_eq!(m.routing_domain(), "relay.example");
+        m.set_meta("queue", json!("custom"));
+        assert_eq!(m.queue_name(), "custom");
+    }
+
+    #[test]
+    fn spooled_meta_omits_the_body() {
+        let m = msg();
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains("hi"));
+        let back: Message = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.id, m.id);
+        assert!(back.data.is_none());
+    }
+}

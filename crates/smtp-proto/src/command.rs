@@ -1,0 +1,173 @@
+//! SMTP command lines: one line in (without its CRLF), one [`Command`] out.
+
+use crate::address::{Mailbox, ReversePath, parse_forward_path, parse_reverse_path};
+
+/// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+pub const MAX_COMMAND_LINE: usize = 512;
+
+/// An ESMTP parameter such as `SIZE=1000` or `SMTPUTF8`. Keywords are
+/// upper-cased so callers compare them directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EsmtpParam {
+    pub keyword: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Ehlo(String),
+    Helo(String),
+    MailFrom { path: ReversePath, params: Vec<EsmtpParam> },
+    RcptTo { path: Mailbox, params: Vec<EsmtpParam> },
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    StartTls,
+    Vrfy(String),
+    Help,
+    Auth { mechanism: String, initial: Option<String> },
+}
+
+/// Why a line is not a command; each maps to the reply RFC 5321 asks for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("command not recognized")]
+    Unrecognized,
+    #[error("syntax error in parameters: {0}")]
+    Syntax(&'static str),
+    #[error("line is not valid UTF-8 or contains NUL")]
+    BadEncoding,
+}
+
+impl CommandError {
+    /// The reply code: 500 for an unknown verb, 501 for bad arguments.
+    pub fn code(&self) -> (u16, &'static str) {
+        match self {
+            CommandError::Unrecognized => (500, "5.5.1"),
+            CommandError::Syntax(_) | CommandError::BadEncoding => (501, "5.5.4"),
+        }
+    }
+}
+
+/// Parse one command line; `line` excludes the terminating CRLF.
+pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
+    if line.contains(&0) {
+        return Err(CommandError::BadEncoding);
+    }
+    let line = std::str::from_utf8(line).map_err(|_| CommandError::BadEncoding)?;
+    let (verb, rest) = match line.find(' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, ""),
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "EHLO" => Ok(Command::Ehlo(hello_domain(rest)?)),
+        "HELO" => Ok(Command::Helo(hello_domain(rest)?)),
+        "MAIL" => parse_mail(rest),
+        "RCPT" => parse_rcpt(rest),
+        "DATA" => no_args(rest, Command::Data),
+        "RSET" => no_args(rest, Command::Rset),
+        "QUIT" => no_args(rest, Command::Quit),
+        "STARTTLS" => no_args(rest, Command::StartTls),
+        "NOOP" => Ok(Command::Noop),
+        "HELP" => Ok(Command::Help),
+        "VRFY" => Ok(Command::Vrfy(rest.trim().to_string())),
+        "AUTH" => parse_auth(rest),
+        _ => Err(CommandError::Unrecognized),
+    }
+}
+
+fn no_args(rest: &str, cmd: Command) -> Result<Command, CommandError> {
+    if rest.trim().is_empty() {
+        Ok(cmd)
+    } else {
+        Err(CommandError::Syntax("this command takes no arguments"))
+    }
+}
+
+fn hello_domain(rest: &str) -> Result<String, CommandError> {
+    let domain = rest.trim();
+    if domain.is_empty() || domain.contains(char::is_whitespace) {
+        return Err(CommandError::Syntax("a single domain or address literal is required"));
+    }
+    Ok(domain.to_string())
+}
+
+fn strip_keyword<'a>(rest: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = rest.get(..keyword.len())?;
+    head.eq_ignore_ascii_case(keyword).then(|| &rest[keyword.len()..])
+}
+
+fn parse_mail(rest: &str) -> Result<Command, CommandError> {
+    let after = strip_keyword(rest, "FROM:").ok_or(CommandError::Syntax("expected MAIL FROM:<address>"))?;
+    let (path, rest) = parse_reverse_path(after).map_err(CommandError::Syntax)?;
+    Ok(Command::MailFrom { path, params: parse_params(rest)? })
+}
+
+fn parse_rcpt(rest: &str) -> Result<Command, CommandError> {
+    let after = strip_keyword(rest, "TO:").ok_or(CommandError::Syntax("expected RCPT TO:<address>"))?;
+    let (path, rest) = parse_forward_path(after).map_err(CommandError::Syntax)?;
+    Ok(Command::RcptTo { path, params: parse_params(rest)? })
+}
+
+fn parse_params(rest: &str) -> Result<Vec<EsmtpParam>, CommandError> {
+    if !rest.is_empty() && !rest.starts_with(' ') {
+        return Err(CommandError::Syntax("parameters must follow the address after a space"));
+    }
+    rest.split_ascii_whitespace()
+        .map(|word| {
+            let (keyword, value) = match word.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_string())),
+                None => (word, None),
+            };
+            let valid = !keyword.is_empty() && keyword.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !valid {
+                return Err(CommandError::Syntax("malformed ESMTP parameter"));
+            }
+            Ok(EsmtpParam { keyword: keyword.to_ascii_uppercase(), value })
+        })
+        .collect()
+}
+
+fn parse_auth(rest: &str) -> Result<Command, CommandError> {
+    let mut words = rest.split_ascii_whitespace();
+    let mechanism = words.next().ok_or(CommandError::Syntax("AUTH needs a mechanism"))?;
+    let initial = words.next().map(str::to_string);
+    if words.next().is_some() {
+        return Err(CommandError::Syntax("too many AUTH arguments"));
+    }
+    Ok(Command::Auth { mechanism: mechanism.to_ascii_uppercase(), initial })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(parse_command(b"ehlo client.example").unwrap(), Command::Ehlo("client.example".into()));
+        assert_eq!(parse_command(b"QuIt").unwrap(), Command::Quit);
+        assert_eq!(parse_command(b"NOOP anything").unwrap(), Command::Noop);
+    }
+
+    #[test]
+    fn mail_with_params() {
+        let cmd = parse_command(b"MAIL FROM:<a@b.example> size=100 BODY=8BITMIME SMTPUTF8").unwrap();
+        let Command::MailFrom { path, params } = cmd else { panic!("not MAIL") };
+        assert!(matches!(path, ReversePath::Mailbox(_)));
+        let keys: Vec<_> = params.iter().map(|p| p.keyword.as_str()).collect();
+        assert_eq!(keys, ["SIZE", "BODY", "SMTPUTF8"]);
+        assert_eq!(params[0].value.as_deref(), Some("100"));
+    }
+
+    #[test]
+    fn errors_map_to_rfc_codes() {
+        assert_eq!(parse_command(b"FOO").unwrap_err().code().0, 500);
+        assert_eq!(parse_command(b"MAIL <a@b>").unwrap_err().code().0, 501);
+        assert_eq!(parse_command(b"RCPT TO:<>").unwrap_err().code().0, 501);
+        assert_eq!(parse_command(b"EHLO").unwrap_err().code().0, 501);
+        assert_eq!(parse_command(b"DATA x").unwrap_err().code().0, 501);
+        assert_eq!(parse_command(b"NOOP \0").unwrap_err(), CommandError::BadEncoding);
+        assert_eq!(parse_command(b"HELO \xff").unwrap_err(), CommandError::BadEncoding);
+    }
+}
