@@ -1,0 +1,49 @@
+//! The spool: where a message lives from the moment it is acknowledged until
+//! its final outcome. [`Spool`] is what the rest of Petrel uses;
+//! [`RocksSpool`] keeps meta and body in RocksDB and makes every store
+//! durable (a synced write, shared by concurrent writers) before it returns.
+
+mod rocks;
+
+use async_trait::async_trait;
+use petrel_message::{Message, SpoolId};
+use std::sync::Arc;
+
+pub use rocks::{RocksSpool, SpoolPaths};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The storage refused a read or write (disk full, I/O error). New mail
+    /// should be deferred; retrying later may succeed.
+    #[error("spool storage error: {0}")]
+    Storage(String),
+    #[error("message {0} is not in the spool")]
+    NotFound(SpoolId),
+    #[error("spool record {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("the spool is closed")]
+    Closed,
+}
+
+impl SpoolError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SpoolError::Storage(_) | SpoolError::Closed)
+    }
+}
+
+/// Durable message storage. A `store` that returned `Ok` survives a crash.
+#[async_trait]
+pub trait Spool: Send + Sync + 'static {
+    /// Store messages (meta and body) durably, all or none.
+    async fn store(&self, messages: &[Message]) -> Result<(), SpoolError>;
+    /// Rewrite a message's meta record (attempt count, next due time).
+    async fn update_meta(&self, message: &Message) -> Result<(), SpoolError>;
+    /// Forget a message after its final outcome.
+    async fn remove(&self, id: SpoolId) -> Result<(), SpoolError>;
+    /// The body of a spooled message.
+    async fn load_data(&self, id: SpoolId) -> Result<Arc<[u8]>, SpoolError>;
+    /// Every spooled message's meta (bodies not loaded), for re-queueing at
+    /// start. Records whose body is missing are dropped with a log line.
+    fn enumerate(&self) -> Result<Vec<Message>, SpoolError>;
+}

@@ -1,0 +1,17 @@
+//! What Petrel tells its operator: one JSON log record per message event
+//! (SPEC §5), the writer that appends them to files under the policy's log
+//! directory, and the `tracing` subscriber for diagnostics.
+
+mod record;
+mod writer;
+
+pub use record::{LogRecord, RecordType, ResponseInfo};
+pub use writer::{LogConfig, Logger, read_records};
+
+/// Install the process-wide `tracing` subscriber (honours `RUST_LOG`).
+/// Safe to call more than once; later calls are ignored.
+pub fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
