@@ -98,7 +98,7 @@ impl DataReceiver {
             }
             (State::Dot, b'\r') => self.state = State::DotCr,
             (State::DotCr, b'\n') => return true,
-            (State::LineStart | State::Mid | State::Dot, b'\r') => self.state = State::Cr,
+            (State::LineStart | State::Mid, b'\r') => self.state = State::Cr,
             (State::Cr, b'\n') => {
                 self.push(b"\r\n");
                 self.line_len = 0;

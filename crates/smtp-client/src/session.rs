@@ -1,0 +1,253 @@
+//! The session state machine over a connected socket.
+
+use crate::connect::connect_from;
+use crate::error::{ClientError, Phase};
+use petrel_smtp_proto::{Reply, dot_stuff, parse_reply};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Per-phase time limits (the names of `kumo.make_egress_path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub banner: Duration,
+    pub ehlo: Duration,
+    pub mail_from: Duration,
+    pub rcpt_to: Duration,
+    pub data: Duration,
+    pub data_dot: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let five_minutes = Duration::from_secs(300);
+        Self {
+            connect: Duration::from_secs(60),
+            banner: Duration::from_secs(60),
+            ehlo: five_minutes,
+            mail_from: five_minutes,
+            rcpt_to: five_minutes,
+            data: five_minutes,
+            data_dot: five_minutes,
+        }
+    }
+}
+
+impl Timeouts {
+    fn for_phase(&self, phase: Phase) -> Duration {
+        match phase {
+            Phase::Connect => self.connect,
+            Phase::Banner => self.banner,
+            Phase::Ehlo | Phase::Rset => self.ehlo,
+            Phase::MailFrom => self.mail_from,
+            Phase::RcptTo => self.rcpt_to,
+            Phase::Data => self.data,
+            Phase::DataDot => self.data_dot,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The egress source's address; `None` lets the kernel choose.
+    pub source: Option<IpAddr>,
+    pub target: SocketAddr,
+    /// Name said in EHLO: the egress source's `ehlo_domain`.
+    pub ehlo_domain: String,
+    pub timeouts: Timeouts,
+}
+
+/// What the server said it supports in its EHLO reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub esmtp: bool,
+    pub pipelining: bool,
+    pub size: Option<u64>,
+    pub eight_bit_mime: bool,
+    pub starttls: bool,
+}
+
+impl Capabilities {
+    fn from_ehlo(reply: &Reply) -> Self {
+        let mut caps = Capabilities { esmtp: true, ..Default::default() };
+        for line in reply.text.lines().skip(1) {
+            let mut words = line.split_ascii_whitespace();
+            let keyword = words.next().unwrap_or("").to_ascii_uppercase();
+            match keyword.as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "8BITMIME" => caps.eight_bit_mime = true,
+                "STARTTLS" => caps.starttls = true,
+                "SIZE" => caps.size = words.next().and_then(|s| s.parse().ok()).filter(|&n| n > 0),
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+/// A connected, greeted SMTP session ready for transactions.
+pub struct SmtpClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    caps: Capabilities,
+    timeouts: Timeouts,
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+impl SmtpClient {
+    /// Connect from the source, read the banner, and greet.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
+        let stream = tokio::time::timeout(opts.timeouts.connect, connect_from(opts.source, opts.target))
+            .await
+            .map_err(|_| ClientError::Timeout { phase: Phase::Connect, secs: opts.timeouts.connect.as_secs() })??;
+        let local = stream.local_addr().map_err(|e| ClientError::Io { phase: Phase::Connect, source: e })?;
+        let mut client = SmtpClient {
+            stream,
+            buf: Vec::with_capacity(4096),
+            caps: Capabilities::default(),
+            timeouts: opts.timeouts,
+            peer: opts.target,
+            local,
+        };
+        client.expect(Phase::Banner, 220).await?;
+        client.greet(&opts.ehlo_domain).await?;
+        Ok(client)
+    }
+
+    async fn greet(&mut self, ehlo_domain: &str) -> Result<(), ClientError> {
+        self.write(Phase::Ehlo, format!("EHLO {ehlo_domain}\r\n").as_bytes()).await?;
+        let reply = self.read_reply(Phase::Ehlo).await?;
+        if reply.code == 250 {
+            self.caps = Capabilities::from_ehlo(&reply);
+            return Ok(());
+        }
+        if !reply.is_permanent() {
+            return Err(ClientError::Rejected { phase: Phase::Ehlo, reply });
+        }
+        // An old server that does not know EHLO: fall back to HELO.
+        self.write(Phase::Ehlo, format!("HELO {ehlo_domain}\r\n").as_bytes()).await?;
+        self.expect(Phase::Ehlo, 250).await?;
+        self.caps = Capabilities::default();
+        Ok(())
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Send one message to one recipient; returns the final 2xx reply.
+    /// `data` is the message as spooled (CRLF line endings, not stuffed).
+    pub async fn send(&mut self, sender: &str, recipient: &str, data: &[u8]) -> Result<Reply, ClientError> {
+        let mail = format!("MAIL FROM:<{sender}>{}\r\n", self.mail_params(data.len()));
+        let rcpt = format!("RCPT TO:<{recipient}>\r\n");
+        if self.caps.pipelining {
+            let mut batch = Vec::with_capacity(mail.len() + rcpt.len() + 6);
+            batch.extend_from_slice(mail.as_bytes());
+            batch.extend_from_slice(rcpt.as_bytes());
+            batch.extend_from_slice(b"DATA\r\n");
+            self.write(Phase::MailFrom, &batch).await?;
+            let mail_reply = self.read_reply(Phase::MailFrom).await?;
+            let rcpt_reply = self.read_reply(Phase::RcptTo).await?;
+            let data_reply = self.read_reply(Phase::Data).await?;
+            if data_reply.code == 354 && !(mail_reply.is_positive() && rcpt_reply.is_positive()) {
+                // RFC 2920 §3.1: the server took DATA with no valid recipient;
+                // end it with an empty message and report the real refusal.
+                self.write(Phase::DataDot, b".\r\n").await?;
+                self.read_reply(Phase::DataDot).await?;
+            }
+            check(Phase::MailFrom, mail_reply, 250)?;
+            check(Phase::RcptTo, rcpt_reply, 250)?;
+            check(Phase::Data, data_reply, 354)?;
+        } else {
+            self.write(Phase::MailFrom, mail.as_bytes()).await?;
+            self.expect(Phase::MailFrom, 250).await?;
+            self.write(Phase::RcptTo, rcpt.as_bytes()).await?;
+            self.expect(Phase::RcptTo, 250).await?;
+            self.write(Phase::Data, b"DATA\r\n").await?;
+            self.expect(Phase::Data, 354).await?;
+        }
+        self.write(Phase::DataDot, &dot_stuff(data)).await?;
+        self.expect(Phase::DataDot, 250).await
+    }
+
+    fn mail_params(&self, size: usize) -> String {
+        let mut params = String::new();
+        if self.caps.size.is_some() {
+            params.push_str(&format!(" SIZE={size}"));
+        }
+        if self.caps.eight_bit_mime {
+            params.push_str(" BODY=8BITMIME");
+        }
+        params
+    }
+
+    /// Reset the transaction after a refusal so the connection can be reused.
+    pub async fn rset(&mut self) -> Result<(), ClientError> {
+        self.write(Phase::Rset, b"RSET\r\n").await?;
+        self.expect(Phase::Rset, 250).await.map(|_| ())
+    }
+
+    /// Say goodbye politely; errors are irrelevant at this point.
+    pub async fn quit(mut self) {
+        if self.stream.write_all(b"QUIT\r\n").await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.read_reply(Phase::Rset)).await;
+        }
+    }
+
+    async fn write(&mut self, phase: Phase, bytes: &[u8]) -> Result<(), ClientError> {
+        let limit = self.timeouts.for_phase(phase);
+        match tokio::time::timeout(limit, self.stream.write_all(bytes)).await {
+            Ok(result) => result.map_err(|e| ClientError::Io { phase, source: e }),
+            Err(_) => Err(ClientError::Timeout { phase, secs: limit.as_secs() }),
+        }
+    }
+
+    async fn expect(&mut self, phase: Phase, code: u16) -> Result<Reply, ClientError> {
+        let reply = self.read_reply(phase).await?;
+        check(phase, reply, code)
+    }
+
+    async fn read_reply(&mut self, phase: Phase) -> Result<Reply, ClientError> {
+        let limit = self.timeouts.for_phase(phase);
+        tokio::time::timeout(limit, self.read_reply_inner(phase))
+            .await
+            .map_err(|_| ClientError::Timeout { phase, secs: limit.as_secs() })?
+    }
+
+    async fn read_reply_inner(&mut self, phase: Phase) -> Result<Reply, ClientError> {
+        loop {
+            match parse_reply(&self.buf) {
+                Ok(Some((reply, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Protocol { phase, detail: e.to_string() }),
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await.map_err(|e| ClientError::Io { phase, source: e })?;
+            if n == 0 {
+                let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed the connection");
+                return Err(ClientError::Io { phase, source: eof });
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn check(phase: Phase, reply: Reply, code: u16) -> Result<Reply, ClientError> {
+    if reply.code == code || (code == 250 && (200..300).contains(&reply.code)) {
+        Ok(reply)
+    } else {
+        Err(ClientError::Rejected { phase, reply })
+    }
+}

@@ -1,0 +1,211 @@
+//! A recording SMTP sink.
+
+use parking_lot::Mutex;
+use petrel_smtp_proto::{Command, DataReceiver, DataStatus, ReversePath, parse_command};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A message as the sink saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub peer: SocketAddr,
+    pub ehlo: String,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+/// Decides the reply at the end of DATA: given the message and how many
+/// times this recipient has been attempted (1 for the first), returns the
+/// code and text. Only messages answered 2xx are recorded as received.
+pub type ReplyScript = Arc<dyn Fn(&Received, usize) -> (u16, String) + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    received: Mutex<Vec<Received>>,
+    attempts: Mutex<HashMap<String, usize>>,
+    connections: Mutex<HashMap<IpAddr, (usize, usize)>>, // peer ip → (now, max)
+    total_connections: AtomicUsize,
+}
+
+pub struct Sink {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sink {
+    /// A sink on 127.0.0.1 with a kernel-chosen port that accepts everything.
+    pub async fn start() -> Sink {
+        Self::start_with(Arc::new(|_, _| (250, "2.0.0 ok".into()))).await
+    }
+
+    pub async fn start_with(script: ReplyScript) -> Sink {
+        Self::start_at("127.0.0.1:0".parse().unwrap(), script).await
+    }
+
+    /// Listen on a given address (to bring a stopped sink back on its port).
+    pub async fn start_at(addr: SocketAddr, script: ReplyScript) -> Sink {
+        let listener = TcpListener::bind(addr).await.expect("sink bind");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, peer)) = listener.accept().await {
+                let (st, script) = (st.clone(), script.clone());
+                tokio::spawn(async move {
+                    st.total_connections.fetch_add(1, Ordering::SeqCst);
+                    {
+                        let mut map = st.connections.lock();
+                        let entry = map.entry(peer.ip()).or_default();
+                        entry.0 += 1;
+                        entry.1 = entry.1.max(entry.0);
+                    }
+                    let _ = session(stream, peer, &st, &script).await;
+                    st.connections.lock().get_mut(&peer.ip()).unwrap().0 -= 1;
+                });
+            }
+        });
+        Sink { addr, state, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Messages answered with 2xx, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().clone()
+    }
+
+    pub fn received_count(&self) -> usize {
+        self.state.received.lock().len()
+    }
+
+    /// How many DATA attempts a recipient has had.
+    pub fn attempts(&self, recipient: &str) -> usize {
+        self.state.attempts.lock().get(recipient).copied().unwrap_or(0)
+    }
+
+    /// The most connections one peer address ever had open at once.
+    pub fn max_concurrent_from(&self, ip: IpAddr) -> usize {
+        self.state.connections.lock().get(&ip).map_or(0, |c| c.1)
+    }
+
+    pub fn total_connections(&self) -> usize {
+        self.state.total_connections.load(Ordering::SeqCst)
+    }
+
+    /// Stop listening (connections in progress are cut). Returns the address
+    /// so the test can bring the sink back with [`Sink::start_at`].
+    pub fn stop(self) -> SocketAddr {
+        self.addr
+    }
+}
+
+async fn session(mut stream: TcpStream, peer: SocketAddr, state: &State, script: &ReplyScript) -> std::io::Result<()> {
+    stream.write_all(b"220 sink.test ESMTP\r\n").await?;
+    let mut buf = Vec::new();
+    let mut ehlo = String::new();
+    let mut sender = String::new();
+    let mut recipients = Vec::new();
+    loop {
+        let line = match next_line(&mut stream, &mut buf).await? {
+            Some(line) => line,
+            None => return Ok(()),
+        };
+        let reply: Vec<u8> = match parse_command(&line) {
+            Ok(Command::Ehlo(name)) => {
+                ehlo = name;
+                b"250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n".to_vec()
+            }
+            Ok(Command::Helo(name)) => {
+                ehlo = name;
+                b"250 sink.test\r\n".to_vec()
+            }
+            Ok(Command::MailFrom { path, .. }) => {
+                sender = match path {
+                    ReversePath::Null => String::new(),
+                    ReversePath::Mailbox(m) => m.to_string(),
+                };
+                recipients.clear();
+                b"250 2.1.0 ok\r\n".to_vec()
+            }
+            Ok(Command::RcptTo { path, .. }) => {
+                recipients.push(path.to_string());
+                b"250 2.1.5 ok\r\n".to_vec()
+            }
+            Ok(Command::Data) => {
+                stream.write_all(b"354 go ahead\r\n").await?;
+                let data = read_data(&mut stream, &mut buf).await?;
+                let msg = Received { peer, ehlo: ehlo.clone(), sender: sender.clone(), recipients: recipients.clone(), data };
+                let attempt = {
+                    let mut attempts = state.attempts.lock();
+                    let n = attempts.entry(msg.recipients.first().cloned().unwrap_or_default()).or_default();
+                    *n += 1;
+                    *n
+                };
+                let (code, text) = script(&msg, attempt);
+                if (200..300).contains(&code) {
+                    state.received.lock().push(msg);
+                }
+                recipients.clear();
+                format!("{code} {text}\r\n").into_bytes()
+            }
+            Ok(Command::Rset) => {
+                recipients.clear();
+                b"250 ok\r\n".to_vec()
+            }
+            Ok(Command::Quit) => {
+                stream.write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            }
+            Ok(_) => b"250 ok\r\n".to_vec(),
+            Err(_) => b"500 unrecognized\r\n".to_vec(),
+        };
+        stream.write_all(&reply).await?;
+    }
+}
+
+async fn next_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+    loop {
+        if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = buf[..pos].to_vec();
+            buf.drain(..pos + 2);
+            return Ok(Some(line));
+        }
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn read_data(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut rx = DataReceiver::new(usize::MAX);
+    loop {
+        if let DataStatus::Done(used) = rx.feed(buf) {
+            buf.drain(..used);
+            return rx.finish().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        }
+        buf.clear();
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
