@@ -15,6 +15,10 @@ impl SpoolId {
     pub fn new() -> Self {
         Self(uuid::Uuid::now_v7())
     }
+    /// The largest id, for range bounds.
+    pub fn max() -> Self {
+        Self(uuid::Uuid::max())
+    }
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }

@@ -1,0 +1,109 @@
+//! Queue settings and the policy seam that supplies them.
+
+use async_trait::async_trait;
+use petrel_message::Message;
+use std::time::Duration;
+
+/// How messages of a queue are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryProtocol {
+    /// SMTP to the routing domain's MX hosts, or to `mx_list` (a smart host,
+    /// Momentum's `Gateway`) when given. Entries may carry `:port`.
+    Smtp { mx_list: Option<Vec<String>> },
+}
+
+/// Settings of one scheduled queue (`kumo.make_queue_config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub egress_pool: Option<String>,
+    pub retry_interval: Duration,
+    pub max_retry_interval: Option<Duration>,
+    pub max_age: Duration,
+    pub protocol: DeliveryProtocol,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            egress_pool: None,
+            retry_interval: Duration::from_secs(20 * 60),
+            max_retry_interval: None,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            protocol: DeliveryProtocol::Smtp { mx_list: None },
+        }
+    }
+}
+
+/// What `get_queue_config(domain, tenant, campaign, routing_domain)` receives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueKey {
+    pub domain: String,
+    pub tenant: Option<String>,
+    pub campaign: Option<String>,
+    pub routing_domain: Option<String>,
+}
+
+impl QueueKey {
+    pub fn of(message: &Message) -> Self {
+        let parts = message.queue_parts();
+        Self {
+            domain: parts.domain.to_ascii_lowercase(),
+            tenant: parts.tenant.map(str::to_string),
+            campaign: parts.campaign.map(str::to_string),
+            routing_domain: parts.routing_domain.map(str::to_string),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct QueuePolicyError(pub String);
+
+/// Supplies queue settings; the Lua crate implements it with the
+/// `get_queue_config` event, tests with plain Rust.
+#[async_trait]
+pub trait QueuePolicy: Send + Sync + 'static {
+    async fn queue_config(&self, key: &QueueKey) -> Result<QueueConfig, QueuePolicyError>;
+}
+
+/// A fixed configuration for every queue.
+#[async_trait]
+impl QueuePolicy for QueueConfig {
+    async fn queue_config(&self, _key: &QueueKey) -> Result<QueueConfig, QueuePolicyError> {
+        Ok(self.clone())
+    }
+}
+
+/// Delay before the next attempt after `attempts` failed ones (≥ 1):
+/// `retry_interval × 2^(attempts-1)`, capped at `max_retry_interval`, then
+/// moved by `jitter` (a fraction in [-1, 1]) of up to 10 %, so that messages
+/// that failed together do not all come back in the same instant.
+pub fn retry_delay(config: &QueueConfig, attempts: u32, jitter: f64) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(30);
+    let mut delay = config.retry_interval.saturating_mul(1u32 << exponent);
+    if let Some(cap) = config.max_retry_interval {
+        delay = delay.min(cap);
+    }
+    let factor = 1.0 + 0.1 * jitter.clamp(-1.0, 1.0);
+    delay.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_backoff_with_cap_and_jitter() {
+        let config = QueueConfig {
+            retry_interval: Duration::from_secs(60),
+            max_retry_interval: Some(Duration::from_secs(600)),
+            ..Default::default()
+        };
+        let secs: Vec<u64> = (1..=6).map(|n| retry_delay(&config, n, 0.0).as_secs()).collect();
+        assert_eq!(secs, [60, 120, 240, 480, 600, 600]);
+        assert_eq!(retry_delay(&config, 1, 1.0), Duration::from_secs(66));
+        assert_eq!(retry_delay(&config, 1, -1.0), Duration::from_secs(54));
+        let uncapped = QueueConfig { retry_interval: Duration::from_secs(1), ..Default::default() };
+        assert_eq!(retry_delay(&uncapped, 100, 0.0), Duration::from_secs(1 << 30));
+    }
+}

@@ -1,0 +1,15 @@
+//! Scheduled queues: where messages wait for their next attempt.
+//!
+//! Each queue (named `campaign:tenant@domain!routing_domain`) holds its
+//! messages ordered by due time (meta only, never bodies), its settings from
+//! the policy ([`QueuePolicy`]), and its own weighted round-robin state for
+//! choosing egress sources. Due messages are handed to the delivery layer
+//! through a channel; failures come back through [`QueueManager::retry`].
+
+mod config;
+mod manager;
+mod scheduled;
+
+pub use config::{DeliveryProtocol, QueueConfig, QueueKey, QueuePolicy, QueuePolicyError, retry_delay};
+pub use manager::{Due, QueueManager, RetryDecision};
+pub use scheduled::ScheduledQueue;

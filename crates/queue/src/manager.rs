@@ -1,0 +1,178 @@
+//! The set of scheduled queues and the task that releases each one's due
+//! messages to delivery.
+
+use crate::config::{QueueKey, QueuePolicy, retry_delay};
+use crate::scheduled::ScheduledQueue;
+use chrono::Utc;
+use parking_lot::Mutex;
+use petrel_message::Message;
+use petrel_spool::Spool;
+use petrel_telemetry::{LogRecord, Logger, RecordType, ResponseInfo};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A queue with nothing waiting is dropped after this long.
+const IDLE_QUEUE: Duration = Duration::from_secs(300);
+/// How long to hold a queue's messages when the policy cannot configure it.
+const CONFIG_RETRY: Duration = Duration::from_secs(60);
+
+/// A message whose time has come, with the queue it belongs to.
+pub struct Due {
+    pub queue: Arc<ScheduledQueue>,
+    pub message: Message,
+}
+
+/// What [`QueueManager::retry`] did with a failed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    Scheduled(chrono::DateTime<Utc>),
+    /// No further attempt fits in `max_age`: logged and removed.
+    Expired,
+}
+
+pub struct QueueManager {
+    queues: Mutex<HashMap<String, Arc<ScheduledQueue>>>,
+    policy: Arc<dyn QueuePolicy>,
+    spool: Arc<dyn Spool>,
+    logger: Logger,
+    due_tx: mpsc::UnboundedSender<Due>,
+    shutdown: CancellationToken,
+}
+
+impl QueueManager {
+    /// The receiver yields every due message; delivery drains it.
+    pub fn new(
+        policy: Arc<dyn QueuePolicy>,
+        spool: Arc<dyn Spool>,
+        logger: Logger,
+        shutdown: CancellationToken,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Due>) {
+        let (due_tx, due_rx) = mpsc::unbounded_channel();
+        let manager = Arc::new(Self { queues: Mutex::new(HashMap::new()), policy, spool, logger, due_tx, shutdown });
+        (manager, due_rx)
+    }
+
+    /// Queue a message (new, or recovered from the spool) for its due time.
+    pub fn insert(self: &Arc<Self>, message: Message) {
+        let due = message.due.unwrap_or_else(Utc::now);
+        let name = message.queue_name();
+        let mut queues = self.queues.lock();
+        let queue = queues.entry(name.clone()).or_insert_with(|| {
+            let queue = Arc::new(ScheduledQueue::new(name, QueueKey::of(&message)));
+            tokio::spawn(self.clone().run_queue(queue.clone()));
+            queue
+        });
+        queue.push(due, message);
+    }
+
+    /// Look up a scheduled queue by name.
+    pub fn queue(&self, name: &str) -> Option<Arc<ScheduledQueue>> {
+        self.queues.lock().get(name).cloned()
+    }
+
+    /// Messages waiting in scheduled queues (not those being delivered).
+    pub fn waiting(&self) -> usize {
+        self.queues.lock().values().map(|q| q.len()).sum()
+    }
+
+    /// Put a message that failed transiently back for a later attempt, or
+    /// expire it when no attempt fits within `max_age`. The caller has
+    /// already counted the attempt in `num_attempts`.
+    pub async fn retry(self: &Arc<Self>, queue: &Arc<ScheduledQueue>, mut message: Message, last: &ResponseInfo) -> RetryDecision {
+        let config = queue.config().unwrap_or_default();
+        let jitter = rand::random_range(-1.0..=1.0);
+        let next = Utc::now() + retry_delay(&config, message.num_attempts.max(1), jitter);
+        let expires = message.created + config.max_age;
+        if next >= expires {
+            self.expire(message, last).await;
+            return RetryDecision::Expired;
+        }
+        message.due = Some(next);
+        message.data = None;
+        if let Err(e) = self.spool.update_meta(&message).await {
+            // The message stays spooled with its old due time: at worst an
+            // early retry after a restart.
+            tracing::warn!(id = %message.id, error = %e, "cannot record the next attempt time");
+        }
+        self.insert(message);
+        RetryDecision::Scheduled(next)
+    }
+
+    async fn expire(&self, message: Message, last: &ResponseInfo) {
+        let mut record = LogRecord::for_message(RecordType::Expiration, &message, last.clone());
+        record.response.content = format!("message expired (max_age); last: {}", last.content);
+        self.logger.log(record);
+        if let Err(e) = self.spool.remove(message.id).await {
+            tracing::error!(id = %message.id, error = %e, "cannot remove expired message from the spool");
+        }
+    }
+
+    async fn run_queue(self: Arc<Self>, queue: Arc<ScheduledQueue>) {
+        loop {
+            if queue.config().is_none() {
+                match self.policy.queue_config(queue.key()).await {
+                    Ok(config) => queue.set_config(config),
+                    Err(e) => {
+                        tracing::error!(queue = queue.name(), error = %e, "get_queue_config failed; holding the queue");
+                        if self.pause(CONFIG_RETRY).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let now = Utc::now();
+            match queue.next_due() {
+                Some(due) if due <= now => self.release(&queue, now).await,
+                Some(due) => {
+                    let wait = (due - now).to_std().unwrap_or_default();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = queue.wake.notified() => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = queue.wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE_QUEUE) => if self.reap(&queue) { return },
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleep, or return true at shutdown.
+    async fn pause(&self, wait: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = self.shutdown.cancelled() => true,
+        }
+    }
+
+    async fn release(&self, queue: &Arc<ScheduledQueue>, now: chrono::DateTime<Utc>) {
+        let max_age = queue.config().unwrap_or_default().max_age;
+        for message in queue.take_due(now) {
+            if now >= message.created + max_age {
+                let last = ResponseInfo { code: 0, enhanced_code: None, content: "expired while queued".into() };
+                self.expire(message, &last).await;
+                continue;
+            }
+            let _ = self.due_tx.send(Due { queue: queue.clone(), message });
+        }
+    }
+
+    /// Drop an idle queue unless a message arrived meanwhile.
+    fn reap(&self, queue: &Arc<ScheduledQueue>) -> bool {
+        let mut queues = self.queues.lock();
+        if queue.is_empty() {
+            queues.remove(queue.name());
+            return true;
+        }
+        false
+    }
+}
