@@ -1,0 +1,129 @@
+//! Routing a due message to a ready queue: pool, source, site.
+
+use crate::path::EgressPolicy;
+use crate::ready::{Dispatched, ReadyQueue};
+use parking_lot::Mutex;
+use petrel_egress::DEFAULT_NAME;
+use petrel_queue::{DeliveryProtocol, Due, QueueManager};
+use petrel_spool::Spool;
+use petrel_telemetry::Logger;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long a message waits when every source of its pool is unavailable.
+const NO_SOURCE_DELAY: Duration = Duration::from_secs(5);
+
+/// What the dispatcher works with; shared by its ready queues.
+pub struct DispatcherHandles {
+    pub queues: Arc<QueueManager>,
+    pub spool: Arc<dyn Spool>,
+    pub logger: Logger,
+    pub policy: Arc<dyn EgressPolicy>,
+    /// EHLO name for sources that set none (the machine's host name).
+    pub default_ehlo: String,
+    pub shutdown: CancellationToken,
+}
+
+pub struct Dispatcher {
+    pub(crate) handles: DispatcherHandles,
+    ready: Mutex<HashMap<String, Arc<ReadyQueue>>>,
+}
+
+impl Dispatcher {
+    pub fn new(handles: DispatcherHandles) -> Arc<Self> {
+        Arc::new(Self { handles, ready: Mutex::new(HashMap::new()) })
+    }
+
+    /// Route due messages until shutdown.
+    pub async fn run(self: Arc<Self>, mut due: mpsc::UnboundedReceiver<Due>) {
+        loop {
+            tokio::select! {
+                next = due.recv() => match next {
+                    Some(d) => self.route(d).await,
+                    None => return,
+                },
+                _ = self.handles.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Messages in ready queues, waiting for or on a connection.
+    pub fn in_ready_queues(&self) -> usize {
+        self.ready.lock().values().map(|r| r.len()).sum()
+    }
+
+    async fn route(self: &Arc<Self>, due: Due) {
+        let Due { queue, message } = due;
+        let registry = self.handles.policy.registry();
+        let config = queue.config().unwrap_or_default();
+        let wanted = message.meta_str("egress_pool").or(config.egress_pool.as_deref()).unwrap_or(DEFAULT_NAME);
+        let pool = match registry.pool(wanted) {
+            Some(pool) => pool.clone(),
+            None => {
+                tracing::warn!(id = %message.id, pool = wanted, "egress pool is not defined; using the default pool");
+                registry.pool(DEFAULT_NAME).expect("the registry always has a default pool").clone()
+            }
+        };
+        let DeliveryProtocol::Smtp { mx_list } = &config.protocol;
+        let hosts = mx_list.clone().unwrap_or_else(|| vec![message.routing_domain().to_string()]);
+        let site = hosts.join(",");
+        let picked = queue.pick_source(&pool, |source| !self.is_full(source, &site));
+        let Some(source_name) = picked else {
+            tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
+            return self.hold(message);
+        };
+        let Some(source) = registry.source(&source_name).cloned() else {
+            unreachable!("a validated registry's pools only name its sources");
+        };
+        let ready = match self.ready_queue(&source, &site, &hosts, message.routing_domain()).await {
+            Ok(ready) => ready,
+            Err(e) => {
+                tracing::error!(id = %message.id, error = %e, "get_egress_path_config failed; holding the message");
+                return self.hold(message);
+            }
+        };
+        ready.push(Dispatched { queue, message, pool: pool.name.clone() }, self);
+    }
+
+    /// Put a message back briefly without counting an attempt.
+    fn hold(&self, mut message: petrel_message::Message) {
+        message.due = Some(chrono::Utc::now() + NO_SOURCE_DELAY);
+        self.handles.queues.insert(message);
+    }
+
+    fn is_full(&self, source: &str, site: &str) -> bool {
+        self.ready.lock().get(&ready_name(source, site)).is_some_and(|r| r.is_full())
+    }
+
+    async fn ready_queue(
+        &self,
+        source: &Arc<petrel_egress::EgressSource>,
+        site: &str,
+        hosts: &[String],
+        routing_domain: &str,
+    ) -> Result<Arc<ReadyQueue>, crate::EgressPolicyError> {
+        let name = ready_name(&source.name, site);
+        if let Some(existing) = self.ready.lock().get(&name) {
+            // A reload may redefine the source; the queue follows its address.
+            if existing.source == *source {
+                return Ok(existing.clone());
+            }
+        }
+        let path = self.handles.policy.egress_path_config(routing_domain, &source.name, site).await?;
+        let ehlo = path.ehlo_domain.clone().or_else(|| source.ehlo_domain.clone()).unwrap_or_else(|| self.handles.default_ehlo.clone());
+        let created = Arc::new(ReadyQueue::new(name.clone(), source.clone(), site.into(), hosts.to_vec(), path, ehlo));
+        let mut ready = self.ready.lock();
+        let entry = ready.entry(name).or_insert_with(|| created.clone());
+        if entry.source != *source {
+            *entry = created;
+        }
+        Ok(entry.clone())
+    }
+}
+
+fn ready_name(source: &str, site: &str) -> String {
+    format!("{source}->{site}")
+}

@@ -1,0 +1,16 @@
+//! Delivery: turns due messages into SMTP transactions.
+//!
+//! The [`Dispatcher`] takes each due message, resolves its egress pool
+//! (message meta, else queue config, else `default`), lets the message's
+//! scheduled queue pick a source by weighted round-robin, and appends it to
+//! the ready queue for that `source->site`. Each ready queue runs up to
+//! `connection_limit` connections from its source, reusing them across
+//! messages, and reports every outcome: delivered, retry, or bounce.
+
+mod dispatcher;
+mod outcome;
+mod path;
+mod ready;
+
+pub use dispatcher::{Dispatcher, DispatcherHandles};
+pub use path::{EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy};

@@ -1,0 +1,119 @@
+//! Delivery with a real spool and a real sink: source choice by weight,
+//! connection reuse, and the outcome of each reply class.
+
+use petrel_delivery::{Dispatcher, DispatcherHandles, EgressPathConfig, FixedEgressPolicy};
+use petrel_egress::RegistryBuilder;
+use petrel_message::{EnvelopeAddress, Message};
+use petrel_queue::{DeliveryProtocol, QueueConfig, QueueManager};
+use petrel_spool::{RocksSpool, Spool, SpoolPaths};
+use petrel_telemetry::{LogConfig, Logger, RecordType, read_records};
+use petrel_testkit::{Sink, eventually};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    queues: Arc<QueueManager>,
+    spool: Arc<dyn Spool>,
+    dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    log_thread: std::thread::JoinHandle<()>,
+}
+
+fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let spool: Arc<dyn Spool> =
+        Arc::new(RocksSpool::open(&SpoolPaths { meta: dir.path().join("spool"), data: dir.path().join("spool") }).unwrap());
+    let (logger, log_thread) = Logger::start(&LogConfig { log_dir: dir.path().join("logs") }).unwrap();
+    let mut registry = RegistryBuilder::new();
+    for (name, ip, _) in pool {
+        registry.define_source(name, Some(ip), Some(format!("{name}.test")), None, "test").unwrap();
+    }
+    let entries = pool.iter().map(|(n, _, w)| (n.to_string(), *w)).collect();
+    registry.define_pool("shared", entries, "test").unwrap();
+    let config = QueueConfig {
+        egress_pool: Some("shared".into()),
+        retry_interval: Duration::from_millis(200),
+        protocol: DeliveryProtocol::Smtp { mx_list: Some(vec![sink.addr().to_string()]) },
+        ..Default::default()
+    };
+    let shutdown = CancellationToken::new();
+    let (queues, due) = QueueManager::new(Arc::new(config), spool.clone(), logger.clone(), shutdown.clone());
+    let policy = FixedEgressPolicy { registry: Arc::new(registry.build().unwrap()), path: EgressPathConfig::default() };
+    let dispatcher = Dispatcher::new(DispatcherHandles {
+        queues: queues.clone(),
+        spool: spool.clone(),
+        logger,
+        policy: Arc::new(policy),
+        default_ehlo: "localhost".into(),
+        shutdown: shutdown.clone(),
+    });
+    tokio::spawn(dispatcher.run(due));
+    Harness { queues, spool, dir, shutdown, log_thread }
+}
+
+impl Harness {
+    async fn inject(&self, n: usize) {
+        for i in 0..n {
+            let m = Message::new(
+                EnvelopeAddress::parse("sender@a.example").unwrap(),
+                EnvelopeAddress::parse(&format!("user{i}@dest.example")).unwrap(),
+                Arc::from(format!("Subject: {i}\r\n\r\nhello\r\n").into_bytes()),
+            );
+            self.spool.store(std::slice::from_ref(&m)).await.unwrap();
+            self.queues.insert(m);
+        }
+    }
+
+    /// Stop everything and return the log records.
+    async fn finish(self) -> Vec<petrel_telemetry::LogRecord> {
+        self.shutdown.cancel();
+        drop(self.queues);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.log_thread.join().unwrap();
+        read_records(&self.dir.path().join("logs")).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_decide_the_share_of_each_source() {
+    let sink = Sink::start().await;
+    let h = start(&sink, &[("a", "127.0.0.2", 1), ("b", "127.0.0.3", 2)]);
+    h.inject(300).await;
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 300).await);
+    let got = sink.received();
+    let from = |ip: &str| got.iter().filter(|m| m.peer.ip().to_string() == ip).count();
+    assert_eq!((from("127.0.0.2"), from("127.0.0.3")), (100, 200));
+    assert!(got.iter().all(|m| m.ehlo == if m.peer.ip().to_string() == "127.0.0.2" { "a.test" } else { "b.test" }));
+    // Connections are reused: far fewer connections than messages.
+    assert!(sink.total_connections() <= 64, "{} connections", sink.total_connections());
+    assert!(eventually(Duration::from_secs(5), || h.spool.enumerate().unwrap().is_empty()).await);
+    let records = h.finish().await;
+    let delivered: Vec<_> = records.iter().filter(|r| r.kind == RecordType::Delivery).collect();
+    assert_eq!(delivered.len(), 300);
+    assert!(delivered.iter().all(|r| r.egress_pool.as_deref() == Some("shared") && r.response.code == 250));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_then_success_and_permanent_bounce() {
+    let sink = Sink::start_with(Arc::new(|m, attempt| {
+        match (m.recipients[0].as_str(), attempt) {
+            ("user0@dest.example", 1) => (451, "4.7.1 try later".into()),
+            ("user1@dest.example", _) => (550, "5.1.1 unknown user".into()),
+            _ => (250, "2.0.0 ok".into()),
+        }
+    }))
+    .await;
+    let h = start(&sink, &[("a", "127.0.0.2", 1)]);
+    h.inject(2).await;
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
+    assert!(eventually(Duration::from_secs(5), || h.spool.enumerate().unwrap().is_empty()).await);
+    assert_eq!(sink.attempts("user0@dest.example"), 2);
+    let records = h.finish().await;
+    let kinds = |rcpt: &str| records.iter().filter(|r| r.recipient == rcpt).map(|r| r.kind).collect::<Vec<_>>();
+    assert_eq!(kinds("user0@dest.example"), [RecordType::TransientFailure, RecordType::Delivery]);
+    assert_eq!(kinds("user1@dest.example"), [RecordType::Bounce]);
+    let bounce = records.iter().find(|r| r.kind == RecordType::Bounce).unwrap();
+    assert_eq!(bounce.response.enhanced_code.as_deref(), Some("5.1.1"));
+    assert_eq!(bounce.source_address.as_deref(), Some("127.0.0.2"));
+}
