@@ -1,0 +1,105 @@
+//! Listener settings and the policy seam for receptions.
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use petrel_message::Message;
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// One `kumo.start_esmtp_listener{...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+    /// Name in the banner, EHLO reply and Received header.
+    pub hostname: String,
+    /// Clients allowed to relay (send to any domain).
+    pub relay_hosts: Vec<IpNet>,
+    pub max_message_size: usize,
+    pub max_recipients_per_message: usize,
+    /// Longest wait for a command line or a chunk of DATA.
+    pub client_timeout: Duration,
+}
+
+impl ListenerConfig {
+    pub fn new(listen: SocketAddr, hostname: impl Into<String>) -> Self {
+        Self {
+            listen,
+            hostname: hostname.into(),
+            relay_hosts: ["127.0.0.1", "::1"].iter().map(|h| parse_cidr(h).expect("valid")).collect(),
+            max_message_size: 20 * 1024 * 1024,
+            max_recipients_per_message: 1024,
+            client_timeout: Duration::from_secs(300),
+        }
+    }
+
+    pub fn may_relay(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.relay_hosts.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// `10.0.0.0/8`, or a bare address meaning just that host.
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("invalid address or CIDR block {text:?}"))
+}
+
+/// What the policy knows about the client, passed to reception events.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnMeta {
+    pub received_from: String,
+    pub received_via: String,
+    pub hostname: String,
+    pub ehlo_domain: Option<String>,
+}
+
+/// How a policy hook refused or failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PolicyError {
+    /// `kumo.reject(code, text)`: refuse with this reply.
+    #[error("rejected: {code} {text}")]
+    Reject { code: u16, text: String },
+    /// The policy itself failed (a Lua error): the client is told to retry.
+    #[error("policy error: {0}")]
+    Failed(String),
+}
+
+/// Decisions the listener asks of policy. The Lua crate implements it with
+/// the `smtp_server_message_received` event.
+#[async_trait]
+pub trait SessionPolicy: Send + Sync + 'static {
+    /// May edit the message (meta, headers) or refuse it.
+    async fn message_received(&self, message: &mut Message, conn: &ConnMeta) -> Result<(), PolicyError>;
+}
+
+/// Accept everything unchanged.
+pub struct AcceptAll;
+
+#[async_trait]
+impl SessionPolicy for AcceptAll {
+    async fn message_received(&self, _: &mut Message, _: &ConnMeta) -> Result<(), PolicyError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_hosts_match_addresses_and_blocks() {
+        let mut cfg = ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test");
+        assert!(cfg.may_relay("127.0.0.1".parse().unwrap()));
+        assert!(cfg.may_relay("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!cfg.may_relay("127.0.0.9".parse().unwrap()));
+        cfg.relay_hosts = vec![parse_cidr("10.0.0.0/8").unwrap()];
+        assert!(cfg.may_relay("10.1.2.3".parse().unwrap()));
+        assert!(parse_cidr("10.0.0.300").is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! A completed DATA: split per recipient, run the policy, spool durably,
+//! queue, log; and only then answer 250.
+
+use crate::config::{ConnMeta, PolicyError};
+use crate::session::Session;
+use petrel_message::Message;
+use petrel_smtp_proto::{EnhancedCode, Reply};
+use petrel_telemetry::{LogRecord, RecordType, ResponseInfo};
+use std::sync::Arc;
+
+/// A policy's `kumo.reject(code, "5.7.1 text")` → reply; the enhanced code
+/// may lead the text.
+fn rejection(code: u16, text: &str) -> Reply {
+    let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
+    match EnhancedCode::parse(first) {
+        Some(enhanced) => Reply { code, enhanced: Some(enhanced), text: rest.to_string() },
+        None => Reply { code, enhanced: None, text: text.to_string() },
+    }
+}
+
+fn response_info(reply: &Reply) -> ResponseInfo {
+    ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
+}
+
+pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
+    let handles = session.handles.clone();
+    let sender = session.sender.clone().expect("checked before DATA");
+    let ehlo = session.ehlo.clone().unwrap_or_default();
+    let received = format!(
+        "Received: from {ehlo} ({}) by {} (Petrel) with ESMTP; {}\r\n",
+        session.peer.ip(),
+        session.config.hostname,
+        chrono::Utc::now().to_rfc2822()
+    );
+    let mut body = received.into_bytes();
+    body.extend_from_slice(&data);
+    let body: Arc<[u8]> = Arc::from(body);
+    let conn = ConnMeta {
+        received_from: session.peer.to_string(),
+        received_via: session.local.to_string(),
+        hostname: session.config.hostname.clone(),
+        ehlo_domain: session.ehlo.clone(),
+    };
+    let mut messages: Vec<Message> =
+        session.recipients.iter().map(|r| Message::new(sender.clone(), r.clone(), body.clone())).collect();
+    for message in &mut messages {
+        match handles.policy.message_received(message, &conn).await {
+            Ok(()) => {}
+            Err(PolicyError::Reject { code, text }) => {
+                let reply = rejection(code, &text);
+                let mut record = LogRecord::for_message(RecordType::Rejection, message, response_info(&reply));
+                record.peer_address = Some(conn.received_from.clone());
+                record.reception_protocol = Some("ESMTP".into());
+                handles.logger.log(record);
+                return reply;
+            }
+            Err(PolicyError::Failed(error)) => {
+                tracing::error!(peer = %session.peer, %error, "smtp_server_message_received failed; deferring the message");
+                return Reply::new(451, Some("4.3.0"), "Temporary policy failure, try again later");
+            }
+        }
+    }
+    if let Err(e) = handles.spool.store(&messages).await {
+        tracing::error!(error = %e, "cannot spool a received message");
+        return Reply::new(451, Some("4.3.0"), "Temporary local problem, try again later");
+    }
+    let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
+    let reply = Reply::new(250, Some("2.0.0"), format!("OK ids={}", ids.join(",")));
+    for message in messages {
+        let mut record = LogRecord::for_message(RecordType::Reception, &message, response_info(&reply));
+        record.peer_address = Some(conn.received_from.clone());
+        record.reception_protocol = Some("ESMTP".into());
+        handles.logger.log(record);
+        handles.queues.insert(message);
+    }
+    reply
+}
