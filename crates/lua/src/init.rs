@@ -1,0 +1,76 @@
+//! What a policy's `init` event defines, collected while it runs and then
+//! validated as a whole.
+
+use crate::error::PolicyLoadError;
+use petrel_egress::{Registry, RegistryBuilder};
+use petrel_smtp_server::ListenerConfig;
+use petrel_spool::SpoolPaths;
+use petrel_telemetry::LogConfig;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The validated result of running `init`.
+#[derive(Debug, Clone)]
+pub struct InitConfig {
+    pub registry: Arc<Registry>,
+    pub listeners: Vec<ListenerConfig>,
+    pub spool: SpoolPaths,
+    pub logs: Option<LogConfig>,
+}
+
+/// Lives in the Lua state's app data only while `init` runs; the `define_*`
+/// and `start_*` functions refuse to work anywhere else.
+pub(crate) struct InitCollector {
+    pub registry: RegistryBuilder,
+    pub listeners: Vec<(ListenerConfig, String)>,
+    pub spools: BTreeMap<String, (PathBuf, String)>,
+    pub logs: Option<(LogConfig, String)>,
+    pub errors: Vec<String>,
+    pub default_hostname: String,
+}
+
+impl InitCollector {
+    pub fn new(default_hostname: String) -> Self {
+        Self {
+            registry: RegistryBuilder::new(),
+            listeners: Vec::new(),
+            spools: BTreeMap::new(),
+            logs: None,
+            errors: Vec::new(),
+            default_hostname,
+        }
+    }
+
+    pub fn finish(mut self) -> Result<InitConfig, PolicyLoadError> {
+        let mut seen: BTreeMap<std::net::SocketAddr, &str> = BTreeMap::new();
+        for (listener, origin) in &self.listeners {
+            if let Some(first) = seen.insert(listener.listen, origin) {
+                self.errors.push(format!("{origin}: listener {} is defined twice (first at {first})", listener.listen));
+            }
+        }
+        let spool = match (self.spools.get("data"), self.spools.get("meta")) {
+            (Some((data, _)), meta) => Some(SpoolPaths { data: data.clone(), meta: meta.map_or(data, |m| &m.0).clone() }),
+            (None, _) => {
+                self.errors.push("policy: kumo.define_spool{ name = 'data', path = ... } is required in init".into());
+                None
+            }
+        };
+        let registry = match self.registry.build() {
+            Ok(registry) => Some(registry),
+            Err(errors) => {
+                self.errors.extend(errors.iter().map(|e| e.to_string()));
+                None
+            }
+        };
+        match (registry, spool) {
+            (Some(registry), Some(spool)) if self.errors.is_empty() => Ok(InitConfig {
+                registry: Arc::new(registry),
+                listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
+                spool,
+                logs: self.logs.map(|(l, _)| l),
+            }),
+            _ => Err(PolicyLoadError { errors: self.errors }),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The `kumo` module: registration, init-time definitions, constructors for
+//! event results, and small utilities policies rely on.
+
+use crate::error::caller_location;
+use crate::init::InitCollector;
+use crate::message::{LuaEgressPath, LuaQueueConfig};
+use crate::specs::{EgressPathSpec, EsmtpListenerSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec, SourceSpec, SpoolSpec};
+use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
+use petrel_telemetry::LogConfig;
+use serde::de::DeserializeOwned;
+
+pub(crate) const EVENTS: &str = "petrel_events";
+
+/// Raised by `kumo.reject(code, text)`; reception turns it into the reply.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rejected with {code} {text}")]
+pub struct Rejection {
+    pub code: u16,
+    pub text: String,
+}
+
+pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
+    lua.set_named_registry_value(EVENTS, lua.create_table()?)?;
+    let kumo = lua.create_table()?;
+    kumo.set("on", lua.create_function(on)?)?;
+    kumo.set("define_egress_source", lua.create_function(define_egress_source)?)?;
+    kumo.set("define_egress_pool", lua.create_function(define_egress_pool)?)?;
+    kumo.set("start_esmtp_listener", lua.create_function(start_esmtp_listener)?)?;
+    kumo.set("define_spool", lua.create_function(define_spool)?)?;
+    kumo.set("configure_local_logs", lua.create_function(configure_local_logs)?)?;
+    kumo.set("make_queue_config", lua.create_function(make_queue_config)?)?;
+    kumo.set("make_egress_path", lua.create_function(make_egress_path)?)?;
+    kumo.set("reject", lua.create_function(reject)?)?;
+    kumo.set("json_encode", lua.create_function(|lua, v: Value| json_encode(lua, v))?)?;
+    kumo.set("json_parse", lua.create_function(|lua, s: String| json_parse(lua, &s))?)?;
+    kumo.set("json_load", lua.create_function(|lua, path: String| json_load(lua, &path))?)?;
+    for (name, level) in [("log_info", tracing::Level::INFO), ("log_warn", tracing::Level::WARN), ("log_error", tracing::Level::ERROR)] {
+        kumo.set(name, lua.create_function(move |lua, args: mlua::Variadic<Value>| log(lua, level, args))?)?;
+    }
+    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
+    loaded.set("kumo", kumo.clone())?;
+    lua.globals().set("kumo", kumo)?;
+    Ok(())
+}
+
+/// The handler registered for `event`, if any.
+pub(crate) fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {
+    lua.named_registry_value::<Table>(EVENTS)?.get(event)
+}
+
+fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
+    let events: Table = lua.named_registry_value(EVENTS)?;
+    if events.contains_key(event.as_str())? {
+        let where_ = caller_location(lua);
+        return Err(mlua::Error::runtime(format!("{where_}: event {event:?} already has a handler")));
+    }
+    events.set(event, func)
+}
+
+/// Parse a spec table, naming the function and line on failure.
+fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, String> {
+    lua.from_value(value).map_err(|e| format!("{}: {what}: {e}", caller_location(lua)))
+}
+
+/// Run `f` with the init collector, or fail when called outside `init`.
+/// Errors are collected rather than raised, so one load reports them all.
+fn in_init(lua: &Lua, what: &str, f: impl FnOnce(&mut InitCollector, &str)) -> mlua::Result<()> {
+    let location = caller_location(lua);
+    let Some(mut collector) = lua.app_data_mut::<InitCollector>() else {
+        return Err(mlua::Error::runtime(format!("{location}: kumo.{what} may only be called from the init event")));
+    };
+    f(&mut collector, &location);
+    Ok(())
+}
+
+fn record<T>(lua: &Lua, what: &str, value: Value, apply: impl FnOnce(&mut InitCollector, T, &str) -> Result<(), String>) -> mlua::Result<()>
+where
+    T: DeserializeOwned,
+{
+    let parsed = spec::<T>(lua, what, value);
+    in_init(lua, what, |collector, location| {
+        let result = parsed.and_then(|spec| apply(collector, spec, location).map_err(|e| format!("{location}: {what}: {e}")));
+        if let Err(e) = result {
+            collector.errors.push(e);
+        }
+    })
+}
+
+fn define_egress_source(lua: &Lua, value: Value) -> mlua::Result<()> {
+    record(lua, "define_egress_source", value, |c, s: SourceSpec, loc| {
+        c.registry
+            .define_source(&s.name, s.source_address.as_deref(), s.ehlo_domain, s.remote_port, loc)
+            .map_err(|e| e.kind.to_string())
+    })
+}
+
+fn define_egress_pool(lua: &Lua, value: Value) -> mlua::Result<()> {
+    record(lua, "define_egress_pool", value, |c, p: PoolSpec, loc| {
+        let entries = p.entries.into_iter().map(|e| (e.name, e.weight.unwrap_or(1))).collect();
+        c.registry.define_pool(&p.name, entries, loc).map_err(|e| e.kind.to_string())
+    })
+}
+
+fn start_esmtp_listener(lua: &Lua, value: Value) -> mlua::Result<()> {
+    record(lua, "start_esmtp_listener", value, |c, s: EsmtpListenerSpec, loc| {
+        let config = s.into_config(&c.default_hostname)?;
+        c.listeners.push((config, loc.to_string()));
+        Ok(())
+    })
+}
+
+fn define_spool(lua: &Lua, value: Value) -> mlua::Result<()> {
+    record(lua, "define_spool", value, |c, s: SpoolSpec, loc| {
+        if !matches!(s.name.as_str(), "data" | "meta") {
+            return Err(format!("name must be 'data' or 'meta', not {:?}", s.name));
+        }
+        if s.kind.as_deref().is_some_and(|k| !k.eq_ignore_ascii_case("rocksdb")) {
+            return Err("kind: only 'RocksDB' is supported".into());
+        }
+        if let Some((_, first)) = c.spools.insert(s.name.clone(), (s.path, loc.to_string())) {
+            return Err(format!("spool {:?} is defined twice (first at {first})", s.name));
+        }
+        Ok(())
+    })
+}
+
+fn configure_local_logs(lua: &Lua, value: Value) -> mlua::Result<()> {
+    record(lua, "configure_local_logs", value, |c, s: LocalLogsSpec, loc| {
+        if let Some((_, first)) = &c.logs {
+            return Err(format!("logs are configured twice (first at {first})"));
+        }
+        c.logs = Some((LogConfig { log_dir: s.log_dir }, loc.to_string()));
+        Ok(())
+    })
+}
+
+fn make_queue_config(lua: &Lua, value: Value) -> mlua::Result<LuaQueueConfig> {
+    let location = caller_location(lua);
+    let spec: QueueConfigSpec = spec(lua, "make_queue_config", value).map_err(mlua::Error::runtime)?;
+    spec.into_config()
+        .map(LuaQueueConfig)
+        .map_err(|e| mlua::Error::runtime(format!("{location}: make_queue_config: {e}")))
+}
+
+fn make_egress_path(lua: &Lua, value: Value) -> mlua::Result<LuaEgressPath> {
+    let location = caller_location(lua);
+    let spec: EgressPathSpec = spec(lua, "make_egress_path", value).map_err(mlua::Error::runtime)?;
+    spec.into_config()
+        .map(LuaEgressPath)
+        .map_err(|e| mlua::Error::runtime(format!("{location}: make_egress_path: {e}")))
+}
+
+fn reject(lua: &Lua, (code, text): (u16, String)) -> mlua::Result<()> {
+    if !(400..600).contains(&code) {
+        let location = caller_location(lua);
+        return Err(mlua::Error::runtime(format!("{location}: kumo.reject needs a 4xx or 5xx code, not {code}")));
+    }
+    Err(mlua::Error::external(Rejection { code, text }))
+}
+
+fn json_encode(lua: &Lua, value: Value) -> mlua::Result<String> {
+    let json: serde_json::Value = lua.from_value(value)?;
+    serde_json::to_string(&json).map_err(mlua::Error::external)
+}
+
+fn json_parse(lua: &Lua, text: &str) -> mlua::Result<Value> {
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| mlua::Error::runtime(format!("json_parse: {e}")))?;
+    lua.to_value(&json)
+}
+
+fn json_load(lua: &Lua, path: &str) -> mlua::Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| mlua::Error::runtime(format!("json_load {path}: {e}")))?;
+    json_parse(lua, &text).map_err(|e| mlua::Error::runtime(format!("{path}: {e}")))
+}
+
+fn log(lua: &Lua, level: tracing::Level, args: mlua::Variadic<Value>) -> mlua::Result<()> {
+    let location = caller_location(lua);
+    let text: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_else(|_| format!("{v:?}"))).collect();
+    let text = text.join(" ");
+    match level {
+        tracing::Level::ERROR => tracing::error!(policy = %location, "{text}"),
+        tracing::Level::WARN => tracing::warn!(policy = %location, "{text}"),
+        _ => tracing::info!(policy = %location, "{text}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! The embedded Lua policy (Lua 5.4 through mlua) and its `kumo` module.
+//!
+//! Loading a policy runs the script in a fresh Lua state, fires its `init`
+//! event, and collects what `init` defined (egress sources and pools,
+//! listeners, spools, logs) into an [`InitConfig`], validated as a whole:
+//! every problem is reported with the policy file and line it came from.
+//!
+//! At run time [`PolicyEngine`] answers the core's questions through the
+//! traits the core owns (`SessionPolicy`, `QueuePolicy`, `EgressPolicy`),
+//! calling the script's event handlers in a bounded pool of Lua states. This
+//! is the only crate that knows Lua exists.
+
+mod engine;
+mod error;
+mod init;
+mod kumo;
+mod message;
+mod specs;
+mod state;
+
+pub use engine::{Generation, PolicyEngine};
+pub use error::PolicyLoadError;
+pub use init::InitConfig;

@@ -1,0 +1,108 @@
+//! Rust values handed to Lua: the message, its addresses, connection meta,
+//! and the opaque results of `make_queue_config` / `make_egress_path`.
+
+use mlua::{Lua, LuaSerdeExt, UserData, UserDataFields, UserDataMethods, Value};
+use petrel_delivery::EgressPathConfig;
+use petrel_message::{EnvelopeAddress, Message, append_header, first_header, prepend_header, remove_headers};
+use petrel_queue::QueueConfig;
+use std::sync::Arc;
+
+pub(crate) struct LuaMessage(pub Message);
+pub(crate) struct LuaAddress(pub EnvelopeAddress);
+pub(crate) struct LuaConnMeta(pub serde_json::Map<String, serde_json::Value>);
+#[derive(Clone)]
+pub(crate) struct LuaQueueConfig(pub QueueConfig);
+#[derive(Clone)]
+pub(crate) struct LuaEgressPath(pub EgressPathConfig);
+
+impl UserData for LuaQueueConfig {}
+impl UserData for LuaEgressPath {}
+
+fn json_to_lua(lua: &Lua, value: Option<&serde_json::Value>) -> mlua::Result<Value> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(Value::Nil),
+        Some(v) => lua.to_value(v),
+    }
+}
+
+fn parse_address(text: &str) -> mlua::Result<EnvelopeAddress> {
+    EnvelopeAddress::parse(text).map_err(mlua::Error::external)
+}
+
+/// Accepts an address userdata or a string.
+fn address_arg(value: Value) -> mlua::Result<EnvelopeAddress> {
+    match value {
+        Value::String(s) => parse_address(&s.to_str()?),
+        Value::UserData(ud) => Ok(ud.borrow::<LuaAddress>()?.0.clone()),
+        other => Err(mlua::Error::runtime(format!("expected an address, got {}", other.type_name()))),
+    }
+}
+
+impl UserData for LuaAddress {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("user", |_, a| Ok(a.0.user().to_string()));
+        fields.add_field_method_get("domain", |_, a| Ok(a.0.domain().to_string()));
+        fields.add_field_method_get("email", |_, a| Ok(a.0.email().to_string()));
+    }
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method("__tostring", |_, a, ()| Ok(a.0.email().to_string()));
+    }
+}
+
+impl UserData for LuaConnMeta {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("get_meta", |lua, c, key: String| json_to_lua(lua, c.0.get(&key)));
+        methods.add_method_mut("set_meta", |lua, c, (key, value): (String, Value)| {
+            c.0.insert(key, lua.from_value(value)?);
+            Ok(())
+        });
+    }
+}
+
+fn edit(m: &mut LuaMessage, f: impl FnOnce(&[u8]) -> Result<Vec<u8>, petrel_message::HeaderError>) -> mlua::Result<()> {
+    let data = m.0.data.as_deref().unwrap_or_default();
+    let edited = f(data).map_err(mlua::Error::external)?;
+    m.0.data = Some(Arc::from(edited));
+    Ok(())
+}
+
+impl UserData for LuaMessage {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("id", |_, m, ()| Ok(m.0.id.to_string()));
+        methods.add_method("sender", |_, m, ()| Ok(LuaAddress(m.0.sender.clone())));
+        methods.add_method("recipient", |_, m, ()| Ok(LuaAddress(m.0.recipient.clone())));
+        methods.add_method("recipient_list", |_, m, ()| Ok(vec![LuaAddress(m.0.recipient.clone())]));
+        methods.add_method_mut("set_sender", |_, m, a: Value| {
+            m.0.sender = address_arg(a)?;
+            Ok(())
+        });
+        methods.add_method_mut("set_recipient", |_, m, a: Value| {
+            m.0.recipient = address_arg(a)?;
+            Ok(())
+        });
+        methods.add_method("get_meta", |lua, m, key: String| json_to_lua(lua, m.0.meta.get(&key)));
+        methods.add_method_mut("set_meta", |lua, m, (key, value): (String, Value)| {
+            let value: serde_json::Value = lua.from_value(value)?;
+            m.0.set_meta(key, value);
+            Ok(())
+        });
+        methods.add_method("queue_name", |_, m, ()| Ok(m.0.queue_name()));
+        methods.add_method("get_data", |lua, m, ()| lua.create_string(m.0.data.as_deref().unwrap_or_default()));
+        methods.add_method_mut("set_data", |_, m, data: mlua::LuaString| {
+            m.0.data = Some(Arc::from(&data.as_bytes()[..]));
+            Ok(())
+        });
+        methods.add_method("get_first_named_header_value", |_, m, name: String| {
+            Ok(first_header(m.0.data.as_deref().unwrap_or_default(), &name))
+        });
+        methods.add_method_mut("prepend_header", |_, m, (name, value): (String, String)| {
+            edit(m, |d| prepend_header(d, &name, &value))
+        });
+        methods.add_method_mut("append_header", |_, m, (name, value): (String, String)| {
+            edit(m, |d| append_header(d, &name, &value))
+        });
+        methods.add_method_mut("remove_all_named_headers", |_, m, name: String| {
+            edit(m, |d| Ok(remove_headers(d, &name)))
+        });
+    }
+}

@@ -1,0 +1,207 @@
+//! The tables policies pass to `kumo.*` functions, as typed Rust values.
+//!
+//! Every spec rejects unknown keys: a misspelt option is an error at load
+//! time with its line, not a setting silently ignored in production.
+
+use petrel_delivery::EgressPathConfig;
+use petrel_queue::{DeliveryProtocol, QueueConfig};
+use petrel_smtp_server::{ListenerConfig, parse_cidr};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Seconds as a number, or text such as `"20m"`, `"1 hour"`, `"7 days"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSpec {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationSpec {
+    pub fn to_duration(&self, field: &str) -> Result<Duration, String> {
+        match self {
+            DurationSpec::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok(Duration::from_secs_f64(*s)),
+            DurationSpec::Seconds(s) => Err(format!("{field}: {s} is not a valid number of seconds")),
+            DurationSpec::Text(t) => {
+                humantime::parse_duration(t.trim()).map_err(|e| format!("{field}: cannot parse duration {t:?}: {e}"))
+            }
+        }
+    }
+}
+
+fn duration(spec: &Option<DurationSpec>, field: &str, default: Duration) -> Result<Duration, String> {
+    spec.as_ref().map_or(Ok(default), |d| d.to_duration(field))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub name: String,
+    pub source_address: Option<String>,
+    pub ehlo_domain: Option<String>,
+    pub remote_port: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolEntrySpec {
+    pub name: String,
+    pub weight: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    pub name: String,
+    #[serde(default)]
+    pub entries: Vec<PoolEntrySpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsmtpListenerSpec {
+    pub listen: Option<String>,
+    pub hostname: Option<String>,
+    pub relay_hosts: Option<Vec<String>>,
+    pub max_message_size: Option<usize>,
+    pub max_recipients_per_message: Option<usize>,
+    pub client_timeout: Option<DurationSpec>,
+}
+
+impl EsmtpListenerSpec {
+    pub fn into_config(self, default_hostname: &str) -> Result<ListenerConfig, String> {
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:2025");
+        let listen: SocketAddr = listen.parse().map_err(|_| format!("listen: {listen:?} is not an address:port"))?;
+        let mut config = ListenerConfig::new(listen, self.hostname.unwrap_or_else(|| default_hostname.to_string()));
+        if let Some(hosts) = self.relay_hosts {
+            config.relay_hosts = hosts.iter().map(|h| parse_cidr(h).map_err(|e| format!("relay_hosts: {e}"))).collect::<Result<_, _>>()?;
+        }
+        if let Some(size) = self.max_message_size {
+            config.max_message_size = size;
+        }
+        if let Some(n) = self.max_recipients_per_message {
+            config.max_recipients_per_message = n;
+        }
+        config.client_timeout = duration(&self.client_timeout, "client_timeout", config.client_timeout)?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSpec {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalLogsSpec {
+    pub log_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmtpProtocolSpec {
+    mx_list: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProtocolSpec {
+    smtp: Option<SmtpProtocolSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfigSpec {
+    egress_pool: Option<String>,
+    retry_interval: Option<DurationSpec>,
+    max_retry_interval: Option<DurationSpec>,
+    max_age: Option<DurationSpec>,
+    protocol: Option<ProtocolSpec>,
+}
+
+impl QueueConfigSpec {
+    pub fn into_config(self) -> Result<QueueConfig, String> {
+        let defaults = QueueConfig::default();
+        let mx_list = self.protocol.and_then(|p| p.smtp).and_then(|s| s.mx_list);
+        if mx_list.as_ref().is_some_and(|l| l.is_empty()) {
+            return Err("protocol.smtp.mx_list: the list is empty".into());
+        }
+        let retry_interval = duration(&self.retry_interval, "retry_interval", defaults.retry_interval)?;
+        if retry_interval.is_zero() {
+            return Err("retry_interval: must be greater than zero".into());
+        }
+        Ok(QueueConfig {
+            egress_pool: self.egress_pool,
+            retry_interval,
+            max_retry_interval: self.max_retry_interval.as_ref().map(|d| d.to_duration("max_retry_interval")).transpose()?,
+            max_age: duration(&self.max_age, "max_age", defaults.max_age)?,
+            protocol: DeliveryProtocol::Smtp { mx_list },
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressPathSpec {
+    connection_limit: Option<usize>,
+    max_deliveries_per_connection: Option<usize>,
+    smtp_port: Option<u16>,
+    ehlo_domain: Option<String>,
+    idle_timeout: Option<DurationSpec>,
+    connect_timeout: Option<DurationSpec>,
+    banner_timeout: Option<DurationSpec>,
+    ehlo_timeout: Option<DurationSpec>,
+    mail_from_timeout: Option<DurationSpec>,
+    rcpt_to_timeout: Option<DurationSpec>,
+    data_timeout: Option<DurationSpec>,
+    data_dot_timeout: Option<DurationSpec>,
+}
+
+impl EgressPathSpec {
+    pub fn into_config(self) -> Result<EgressPathConfig, String> {
+        let d = EgressPathConfig::default();
+        let t = d.timeouts;
+        let limit = self.connection_limit.unwrap_or(d.connection_limit);
+        if limit == 0 {
+            return Err("connection_limit: must be at least 1".into());
+        }
+        Ok(EgressPathConfig {
+            connection_limit: limit,
+            max_deliveries_per_connection: self.max_deliveries_per_connection.unwrap_or(d.max_deliveries_per_connection).max(1),
+            smtp_port: self.smtp_port.unwrap_or(d.smtp_port),
+            ehlo_domain: self.ehlo_domain,
+            idle_timeout: duration(&self.idle_timeout, "idle_timeout", d.idle_timeout)?,
+            timeouts: petrel_smtp_client::Timeouts {
+                connect: duration(&self.connect_timeout, "connect_timeout", t.connect)?,
+                banner: duration(&self.banner_timeout, "banner_timeout", t.banner)?,
+                ehlo: duration(&self.ehlo_timeout, "ehlo_timeout", t.ehlo)?,
+                mail_from: duration(&self.mail_from_timeout, "mail_from_timeout", t.mail_from)?,
+                rcpt_to: duration(&self.rcpt_to_timeout, "rcpt_to_timeout", t.rcpt_to)?,
+                data: duration(&self.data_timeout, "data_timeout", t.data)?,
+                data_dot: duration(&self.data_dot_timeout, "data_dot_timeout", t.data_dot)?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let d = |s: &str| DurationSpec::Text(s.into()).to_duration("x").unwrap().as_secs();
+        assert_eq!(d("20m"), 1200);
+        assert_eq!(d("1 hour"), 3600);
+        assert_eq!(d("7 days"), 604800);
+        assert_eq!(DurationSpec::Seconds(90.0).to_duration("x").unwrap().as_secs(), 90);
+        assert!(DurationSpec::Text("soon".into()).to_duration("retry_interval").unwrap_err().starts_with("retry_interval"));
+        assert!(DurationSpec::Seconds(-1.0).to_duration("x").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Loading real policy files: what init builds, what errors say, and how
+//! per-message events reach the core through the policy traits.
+
+use petrel_delivery::EgressPolicy;
+use petrel_lua::PolicyEngine;
+use petrel_message::{EnvelopeAddress, Message};
+use petrel_queue::{DeliveryProtocol, QueueKey, QueuePolicy};
+use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const PRELUDE: &str = r#"local kumo = require 'kumo'
+kumo.on('init', function()
+  kumo.define_spool { name = 'data', path = '/tmp/petrel-never-opened' }
+"#;
+
+fn write_policy(dir: &tempfile::TempDir, body: &str) -> PathBuf {
+    let path = dir.path().join("init.lua");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Load `init` lines (after a prelude of 3 lines) and return the errors.
+fn load_errors(init_lines: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_policy(&dir, &format!("{PRELUDE}{init_lines}\nend)\n"));
+    match PolicyEngine::load(&path, "host.test") {
+        Ok(_) => panic!("policy loaded:\n{init_lines}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_points_at(errors: &str, line: u32, needle: &str) {
+    let location = format!("init.lua:{line}:");
+    assert!(errors.contains(&location), "expected {location} in {errors}");
+    assert!(errors.contains(needle), "expected {needle:?} in {errors}");
+}
+
+#[test]
+fn every_registry_error_names_file_and_line() {
+    let e = load_errors("  kumo.define_egress_pool { name = 'p', entries = { { name = 'ghost' } } }");
+    assert_points_at(&e, 4, "unknown source \"ghost\"");
+    let e = load_errors("  kumo.define_egress_source { name = 'a' }\n  kumo.define_egress_source { name = 'a' }");
+    assert_points_at(&e, 5, "defined twice (first at");
+    let e = load_errors("  kumo.define_egress_source { name = 'has space' }");
+    assert_points_at(&e, 4, "invalid source name");
+    let e = load_errors("  kumo.define_egress_source { name = 'a:b' }");
+    assert_points_at(&e, 4, "invalid source name");
+    let e = load_errors("  kumo.define_egress_source { name = 'a', source_address = '10.0.0.999' }");
+    assert_points_at(&e, 4, "invalid source_address");
+    let e = load_errors("  kumo.define_egress_source { name = 'a' }\n  kumo.define_egress_pool { name = 'p', entries = { { name = 'a', weight = -1 } } }");
+    assert_points_at(&e, 5, "negative weight");
+    let e = load_errors("  kumo.define_egress_source { name = 'a' }\n  kumo.define_egress_pool { name = 'p', entries = { { name = 'a', weight = 0 } } }");
+    assert_points_at(&e, 5, "no usable entry");
+    let e = load_errors("  kumo.define_egress_pool { name = 'p', entries = {} }");
+    assert_points_at(&e, 4, "no usable entry");
+    let e = load_errors("  kumo.define_egress_source { name = 'a', ehlo = 'typo' }");
+    assert_points_at(&e, 4, "unknown field `ehlo`");
+}
+
+#[test]
+fn syntax_and_runtime_errors_name_file_and_line() {
+    let e = load_errors("  local x = = 1");
+    assert_points_at(&e, 4, "unexpected symbol");
+    let e = load_errors("  error('boom')");
+    assert_points_at(&e, 4, "boom");
+    let e = load_errors("  local t = nil\n  t.field = 1");
+    assert_points_at(&e, 5, "attempt to index");
+}
+
+#[test]
+fn definitions_outside_init_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_policy(&dir, "local kumo = require 'kumo'\nkumo.define_egress_source { name = 'a' }\n");
+    let e = PolicyEngine::load(&path, "h").err().unwrap().to_string();
+    assert_points_at(&e, 2, "may only be called from the init event");
+}
+
+const GOOD: &str = r#"local kumo = require 'kumo'
+kumo.on('init', function()
+  kumo.define_spool { name = 'data', path = '/tmp/petrel-never-opened' }
+  kumo.start_esmtp_listener { listen = '127.0.0.1:0', hostname = 'mx.test', relay_hosts = { '127.0.0.1', '10.0.0.0/8' } }
+  kumo.define_egress_source { name = 'a1', source_address = '127.0.0.2', ehlo_domain = 'a1.test' }
+  kumo.define_egress_source { name = 'b1', source_address = '::1', remote_port = 2526 }
+  kumo.define_egress_pool { name = 'customer-a', entries = { { name = 'a1' } } }
+  kumo.define_egress_pool { name = 'shared', entries = { { name = 'a1', weight = 1 }, { name = 'b1', weight = 3 } } }
+end)
+
+kumo.on('smtp_server_message_received', function(msg, conn_meta)
+  local domain = msg:sender().domain
+  if domain == 'reject.example' then
+    kumo.reject(550, '5.7.1 not from you')
+  elseif domain == 'broken.example' then
+    local t = nil
+    return t.boom
+  end
+  msg:set_meta('egress_pool', 'customer-' .. msg:sender().user)
+  msg:set_meta('tenant', msg:get_first_named_header_value('X-Tenant'))
+  msg:prepend_header('X-Seen-By', conn_meta:get_meta('hostname'))
+end)
+
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config {
+    egress_pool = tenant,
+    retry_interval = '5 minutes',
+    max_age = 3600,
+    protocol = { smtp = { mx_list = { '127.0.0.1:2526' } } },
+  }
+end)
+
+kumo.on('get_egress_path_config', function(routing_domain, source, site)
+  return kumo.make_egress_path { connection_limit = 2, ehlo_domain = source .. '.path.test' }
+end)
+"#;
+
+fn message(sender: &str) -> Message {
+    Message::new(
+        EnvelopeAddress::parse(sender).unwrap(),
+        EnvelopeAddress::parse("r@dest.example").unwrap(),
+        Arc::from(&b"X-Tenant: acme\r\nSubject: hi\r\n\r\nbody\r\n"[..]),
+    )
+}
+
+fn conn() -> ConnMeta {
+    ConnMeta { received_from: "127.0.0.1:5000".into(), received_via: "127.0.0.1:25".into(), hostname: "mx.test".into(), ehlo_domain: None }
+}
+
+#[tokio::test]
+async fn a_good_policy_builds_its_registry_and_answers_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = PolicyEngine::load(&write_policy(&dir, GOOD), "host.test").unwrap();
+    let generation = engine.current();
+    let config = &generation.config;
+    assert_eq!(config.listeners.len(), 1);
+    assert!(config.listeners[0].may_relay("10.9.9.9".parse().unwrap()));
+    let registry = engine.registry();
+    assert_eq!(registry.pool("shared").unwrap().total_weight(), 4);
+    assert_eq!(registry.source("b1").unwrap().remote_port, Some(2526));
+    assert!(registry.pool("default").is_some(), "built-in default pool");
+
+    let mut m = message("a@good.example");
+    engine.message_received(&mut m, &conn()).await.unwrap();
+    assert_eq!(m.meta_str("egress_pool"), Some("customer-a"));
+    assert_eq!(m.meta_str("tenant"), Some("acme"));
+    assert!(m.data.as_ref().unwrap().starts_with(b"X-Seen-By: mx.test\r\nX-Tenant: acme"));
+
+    let mut rejected = message("x@reject.example");
+    match engine.message_received(&mut rejected, &conn()).await {
+        Err(PolicyError::Reject { code, text }) => assert_eq!((code, text.as_str()), (550, "5.7.1 not from you")),
+        other => panic!("{other:?}"),
+    }
+    let mut broken = message("x@broken.example");
+    match engine.message_received(&mut broken, &conn()).await {
+        Err(PolicyError::Failed(e)) => assert!(e.contains("init.lua:17:"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+
+    let key = QueueKey { domain: "dest.example".into(), tenant: Some("customer-a".into()), campaign: None, routing_domain: None };
+    let qc = engine.queue_config(&key).await.unwrap();
+    assert_eq!(qc.egress_pool.as_deref(), Some("customer-a"));
+    assert_eq!(qc.retry_interval.as_secs(), 300);
+    assert_eq!(qc.max_age.as_secs(), 3600);
+    assert_eq!(qc.protocol, DeliveryProtocol::Smtp { mx_list: Some(vec!["127.0.0.1:2526".into()]) });
+
+    let path = engine.egress_path_config("dest.example", "a1", "site").await.unwrap();
+    assert_eq!((path.connection_limit, path.ehlo_domain.as_deref()), (2, Some("a1.path.test")));
+}
+
+#[tokio::test]
+async fn concurrent_events_use_several_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(PolicyEngine::load(&write_policy(&dir, GOOD), "host.test").unwrap());
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let mut m = message(&format!("u{i}@good.example"));
+                engine.message_received(&mut m, &conn()).await.unwrap();
+                m.meta_str("egress_pool").unwrap().to_string()
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap(), format!("customer-u{i}"));
+    }
+}
