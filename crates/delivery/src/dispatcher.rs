@@ -34,7 +34,10 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(handles: DispatcherHandles) -> Arc<Self> {
-        Arc::new(Self { handles, ready: Mutex::new(HashMap::new()) })
+        Arc::new(Self {
+            handles,
+            ready: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Route due messages until shutdown.
@@ -59,16 +62,24 @@ impl Dispatcher {
         let Due { queue, message } = due;
         let registry = self.handles.policy.registry();
         let config = queue.config().unwrap_or_default();
-        let wanted = message.meta_str("egress_pool").or(config.egress_pool.as_deref()).unwrap_or(DEFAULT_NAME);
+        let wanted = message
+            .meta_str("egress_pool")
+            .or(config.egress_pool.as_deref())
+            .unwrap_or(DEFAULT_NAME);
         let pool = match registry.pool(wanted) {
             Some(pool) => pool.clone(),
             None => {
                 tracing::warn!(id = %message.id, pool = wanted, "egress pool is not defined; using the default pool");
-                registry.pool(DEFAULT_NAME).expect("the registry always has a default pool").clone()
+                registry
+                    .pool(DEFAULT_NAME)
+                    .expect("the registry always has a default pool")
+                    .clone()
             }
         };
         let DeliveryProtocol::Smtp { mx_list } = &config.protocol;
-        let hosts = mx_list.clone().unwrap_or_else(|| vec![message.routing_domain().to_string()]);
+        let hosts = mx_list
+            .clone()
+            .unwrap_or_else(|| vec![message.routing_domain().to_string()]);
         let site = hosts.join(",");
         let picked = queue.pick_source(&pool, |source| !self.is_full(source, &site));
         let Some(source_name) = picked else {
@@ -85,7 +96,14 @@ impl Dispatcher {
                 return self.hold(message);
             }
         };
-        ready.push(Dispatched { queue, message, pool: pool.name.clone() }, self);
+        ready.push(
+            Dispatched {
+                queue,
+                message,
+                pool: pool.name.clone(),
+            },
+            self,
+        );
     }
 
     /// Put a message back briefly without counting an attempt.
@@ -95,7 +113,10 @@ impl Dispatcher {
     }
 
     fn is_full(&self, source: &str, site: &str) -> bool {
-        self.ready.lock().get(&ready_name(source, site)).is_some_and(|r| r.is_full())
+        self.ready
+            .lock()
+            .get(&ready_name(source, site))
+            .is_some_and(|r| r.is_full())
     }
 
     async fn ready_queue(
@@ -112,9 +133,24 @@ impl Dispatcher {
                 return Ok(existing.clone());
             }
         }
-        let path = self.handles.policy.egress_path_config(routing_domain, &source.name, site).await?;
-        let ehlo = path.ehlo_domain.clone().or_else(|| source.ehlo_domain.clone()).unwrap_or_else(|| self.handles.default_ehlo.clone());
-        let created = Arc::new(ReadyQueue::new(name.clone(), source.clone(), site.into(), hosts.to_vec(), path, ehlo));
+        let path = self
+            .handles
+            .policy
+            .egress_path_config(routing_domain, &source.name, site)
+            .await?;
+        let ehlo = path
+            .ehlo_domain
+            .clone()
+            .or_else(|| source.ehlo_domain.clone())
+            .unwrap_or_else(|| self.handles.default_ehlo.clone());
+        let created = Arc::new(ReadyQueue::new(
+            name.clone(),
+            source.clone(),
+            site.into(),
+            hosts.to_vec(),
+            path,
+            ehlo,
+        ));
         let mut ready = self.ready.lock();
         let entry = ready.entry(name).or_insert_with(|| created.clone());
         if entry.source != *source {

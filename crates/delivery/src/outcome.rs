@@ -28,15 +28,32 @@ fn from_error(e: &ClientError) -> ResponseInfo {
     }
     let enhanced = match e {
         ClientError::Bind { .. } => "4.4.0",
-        ClientError::Connect { .. } | ClientError::Timeout { phase: Phase::Connect | Phase::Banner, .. } => "4.4.1",
+        ClientError::Connect { .. }
+        | ClientError::Timeout {
+            phase: Phase::Connect | Phase::Banner,
+            ..
+        } => "4.4.1",
         _ => "4.4.2",
     };
-    ResponseInfo { code: 451, enhanced_code: Some(enhanced.into()), content: e.to_string() }
+    ResponseInfo {
+        code: 451,
+        enhanced_code: Some(enhanced.into()),
+        content: e.to_string(),
+    }
 }
 
-pub(crate) async fn report(dispatcher: &Dispatcher, attempt: &Attempt<'_>, item: Dispatched, result: Result<&Reply, &ClientError>) {
+pub(crate) async fn report(
+    dispatcher: &Dispatcher,
+    attempt: &Attempt<'_>,
+    item: Dispatched,
+    result: Result<&Reply, &ClientError>,
+) {
     let handles = &dispatcher.handles;
-    let Dispatched { queue, mut message, pool } = item;
+    let Dispatched {
+        queue,
+        mut message,
+        pool,
+    } = item;
     message.num_attempts += 1;
     let (kind, response) = match result {
         Ok(reply) => (RecordType::Delivery, from_reply(reply)),

@@ -47,9 +47,29 @@ enum Next {
 }
 
 impl ReadyQueue {
-    pub fn new(name: String, source: Arc<EgressSource>, site: String, hosts: Vec<String>, path: EgressPathConfig, ehlo: String) -> Self {
-        let slots = Slots { items: VecDeque::new(), workers: 0, idle: 0 };
-        Self { name, source, site, hosts, path, ehlo, slots: Mutex::new(slots), wake: Notify::new() }
+    pub fn new(
+        name: String,
+        source: Arc<EgressSource>,
+        site: String,
+        hosts: Vec<String>,
+        path: EgressPathConfig,
+        ehlo: String,
+    ) -> Self {
+        let slots = Slots {
+            items: VecDeque::new(),
+            workers: 0,
+            idle: 0,
+        };
+        Self {
+            name,
+            source,
+            site,
+            hosts,
+            path,
+            ehlo,
+            slots: Mutex::new(slots),
+            wake: Notify::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -135,7 +155,10 @@ impl ReadyQueue {
                         // The site is unreachable from this source: everything
                         // queued here would fail the same way, so fail it now.
                         tracing::warn!(ready_queue = %self.name, error = %e, "connection failed");
-                        let attempt = Attempt { ready: &self, peer: None };
+                        let attempt = Attempt {
+                            ready: &self,
+                            peer: None,
+                        };
                         for other in std::iter::once(item).chain(self.take_all()) {
                             report(&dispatcher, &attempt, other, Err(&e)).await;
                         }
@@ -150,13 +173,12 @@ impl ReadyQueue {
                 Ok(_) => true,
                 Err(e) => e.connection_usable() && client.rset().await.is_ok(),
             };
-            report(&dispatcher, &Attempt { ready: &self, peer }, item, result.as_ref().map_err(|e| e)).await;
+            report(&dispatcher, &Attempt { ready: &self, peer }, item, result.as_ref()).await;
             sent += 1;
             if !reusable || sent >= self.path.max_deliveries_per_connection.max(1) {
-                if let Some(c) = conn.take() {
-                    if reusable {
-                        c.quit().await;
-                    }
+                let finished = conn.take();
+                if let Some(c) = finished.filter(|_| reusable) {
+                    c.quit().await;
                 }
             }
         }
@@ -174,7 +196,13 @@ impl ReadyQueue {
                 Ok(data) => data,
                 Err(e) => {
                     let io = std::io::Error::other(format!("cannot read the message body: {e}"));
-                    return (item, Err(ClientError::Io { phase: petrel_smtp_client::Phase::Data, source: io }));
+                    return (
+                        item,
+                        Err(ClientError::Io {
+                            phase: petrel_smtp_client::Phase::Data,
+                            source: io,
+                        }),
+                    );
                 }
             },
         };
@@ -215,7 +243,10 @@ impl ReadyQueue {
         }
         Err(last.unwrap_or_else(|| {
             let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no destination hosts");
-            ClientError::Io { phase: petrel_smtp_client::Phase::Connect, source: e }
+            ClientError::Io {
+                phase: petrel_smtp_client::Phase::Connect,
+                source: e,
+            }
         }))
     }
 }
@@ -223,9 +254,15 @@ impl ReadyQueue {
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ClientError> {
     let lookup_error = |e: std::io::Error| {
         let target = SocketAddr::from(([0, 0, 0, 0], port));
-        ClientError::Connect { target, source: std::io::Error::new(e.kind(), format!("cannot resolve {host}: {e}")) }
+        ClientError::Connect {
+            target,
+            source: std::io::Error::new(e.kind(), format!("cannot resolve {host}: {e}")),
+        }
     };
-    Ok(tokio::net::lookup_host((host, port)).await.map_err(lookup_error)?.collect())
+    Ok(tokio::net::lookup_host((host, port))
+        .await
+        .map_err(lookup_error)?
+        .collect())
 }
 
 /// `host`, `host:port`, `ip`, `ip:port` or `[ipv6]:port`.

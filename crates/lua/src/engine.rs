@@ -42,7 +42,10 @@ impl Generation {
         lua.set_app_data(InitCollector::new(default_hostname.to_string()));
         let init_result = match handler(&lua, "init") {
             Ok(Some(init)) => init.call::<()>(()).map_err(|e| describe(&e)),
-            Ok(None) => Err(format!("{}: the policy registers no init event (kumo.on('init', ...))", path.display())),
+            Ok(None) => Err(format!(
+                "{}: the policy registers no init event (kumo.on('init', ...))",
+                path.display()
+            )),
             Err(e) => Err(describe(&e)),
         };
         let collector = lua.remove_app_data::<InitCollector>().expect("set above");
@@ -87,7 +90,9 @@ pub struct PolicyEngine {
 impl PolicyEngine {
     pub fn load(path: &Path, default_hostname: &str) -> Result<Self, PolicyLoadError> {
         let generation = Generation::load(path, 1, default_hostname)?;
-        Ok(Self { current: ArcSwap::from_pointee(generation) })
+        Ok(Self {
+            current: ArcSwap::from_pointee(generation),
+        })
     }
 
     pub fn current(&self) -> Arc<Generation> {
@@ -101,7 +106,9 @@ impl SessionPolicy for PolicyEngine {
         let generation = self.current();
         let result = generation
             .call(|lua| {
-                let Some(func) = handler(lua, "smtp_server_message_received")? else { return Ok(None) };
+                let Some(func) = handler(lua, "smtp_server_message_received")? else {
+                    return Ok(None);
+                };
                 let conn = match serde_json::to_value(conn).expect("serializable") {
                     serde_json::Value::Object(map) => map,
                     _ => unreachable!("ConnMeta is a struct"),
@@ -118,7 +125,10 @@ impl SessionPolicy for PolicyEngine {
             }
             Ok(None) => Ok(()),
             Err(e) => match e.downcast_ref::<Rejection>() {
-                Some(r) => Err(PolicyError::Reject { code: r.code, text: r.text.clone() }),
+                Some(r) => Err(PolicyError::Reject {
+                    code: r.code,
+                    text: r.text.clone(),
+                }),
                 None => Err(PolicyError::Failed(describe(&e))),
             },
         }
@@ -138,7 +148,10 @@ fn from_result<T: 'static + Clone, S: serde::de::DeserializeOwned>(
             let spec: S = lua.from_value(table)?;
             parse(spec).map(Some).map_err(mlua::Error::runtime)
         }
-        other => Err(mlua::Error::runtime(format!("expected a config object, got {}", other.type_name()))),
+        other => Err(mlua::Error::runtime(format!(
+            "expected a config object, got {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -148,8 +161,15 @@ impl QueuePolicy for PolicyEngine {
         let generation = self.current();
         generation
             .call(|lua| {
-                let Some(func) = handler(lua, "get_queue_config")? else { return Ok(None) };
-                let args = (key.domain.clone(), key.tenant.clone(), key.campaign.clone(), key.routing_domain.clone());
+                let Some(func) = handler(lua, "get_queue_config")? else {
+                    return Ok(None);
+                };
+                let args = (
+                    key.domain.clone(),
+                    key.tenant.clone(),
+                    key.campaign.clone(),
+                    key.routing_domain.clone(),
+                );
                 let value: Value = func.call(args)?;
                 from_result(lua, value, |s: QueueConfigSpec| s.into_config().map(LuaQueueConfig))
             })
@@ -165,11 +185,18 @@ impl EgressPolicy for PolicyEngine {
         self.current.load().config.registry.clone()
     }
 
-    async fn egress_path_config(&self, routing_domain: &str, source: &str, site: &str) -> Result<EgressPathConfig, EgressPolicyError> {
+    async fn egress_path_config(
+        &self,
+        routing_domain: &str,
+        source: &str,
+        site: &str,
+    ) -> Result<EgressPathConfig, EgressPolicyError> {
         let generation = self.current();
         generation
             .call(|lua| {
-                let Some(func) = handler(lua, "get_egress_path_config")? else { return Ok(None) };
+                let Some(func) = handler(lua, "get_egress_path_config")? else {
+                    return Ok(None);
+                };
                 let value: Value = func.call((routing_domain, source, site))?;
                 from_result(lua, value, |s: EgressPathSpec| s.into_config().map(LuaEgressPath))
             })

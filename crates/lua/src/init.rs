@@ -46,13 +46,20 @@ impl InitCollector {
         let mut seen: BTreeMap<std::net::SocketAddr, &str> = BTreeMap::new();
         for (listener, origin) in &self.listeners {
             if let Some(first) = seen.insert(listener.listen, origin) {
-                self.errors.push(format!("{origin}: listener {} is defined twice (first at {first})", listener.listen));
+                self.errors.push(format!(
+                    "{origin}: listener {} is defined twice (first at {first})",
+                    listener.listen
+                ));
             }
         }
         let spool = match (self.spools.get("data"), self.spools.get("meta")) {
-            (Some((data, _)), meta) => Some(SpoolPaths { data: data.clone(), meta: meta.map_or(data, |m| &m.0).clone() }),
+            (Some((data, _)), meta) => Some(SpoolPaths {
+                data: data.clone(),
+                meta: meta.map_or(data, |m| &m.0).clone(),
+            }),
             (None, _) => {
-                self.errors.push("policy: kumo.define_spool{ name = 'data', path = ... } is required in init".into());
+                self.errors
+                    .push("policy: kumo.define_spool{ name = 'data', path = ... } is required in init".into());
                 None
             }
         };

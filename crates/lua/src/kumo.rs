@@ -4,7 +4,9 @@
 use crate::error::caller_location;
 use crate::init::InitCollector;
 use crate::message::{LuaEgressPath, LuaQueueConfig};
-use crate::specs::{EgressPathSpec, EsmtpListenerSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec, SourceSpec, SpoolSpec};
+use crate::specs::{
+    EgressPathSpec, EsmtpListenerSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec, SourceSpec, SpoolSpec,
+};
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 use petrel_telemetry::LogConfig;
 use serde::de::DeserializeOwned;
@@ -33,9 +35,19 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("reject", lua.create_function(reject)?)?;
     kumo.set("json_encode", lua.create_function(|lua, v: Value| json_encode(lua, v))?)?;
     kumo.set("json_parse", lua.create_function(|lua, s: String| json_parse(lua, &s))?)?;
-    kumo.set("json_load", lua.create_function(|lua, path: String| json_load(lua, &path))?)?;
-    for (name, level) in [("log_info", tracing::Level::INFO), ("log_warn", tracing::Level::WARN), ("log_error", tracing::Level::ERROR)] {
-        kumo.set(name, lua.create_function(move |lua, args: mlua::Variadic<Value>| log(lua, level, args))?)?;
+    kumo.set(
+        "json_load",
+        lua.create_function(|lua, path: String| json_load(lua, &path))?,
+    )?;
+    for (name, level) in [
+        ("log_info", tracing::Level::INFO),
+        ("log_warn", tracing::Level::WARN),
+        ("log_error", tracing::Level::ERROR),
+    ] {
+        kumo.set(
+            name,
+            lua.create_function(move |lua, args: mlua::Variadic<Value>| log(lua, level, args))?,
+        )?;
     }
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo.clone())?;
@@ -52,14 +64,17 @@ fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
     let events: Table = lua.named_registry_value(EVENTS)?;
     if events.contains_key(event.as_str())? {
         let where_ = caller_location(lua);
-        return Err(mlua::Error::runtime(format!("{where_}: event {event:?} already has a handler")));
+        return Err(mlua::Error::runtime(format!(
+            "{where_}: event {event:?} already has a handler"
+        )));
     }
     events.set(event, func)
 }
 
 /// Parse a spec table, naming the function and line on failure.
 fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, String> {
-    lua.from_value(value).map_err(|e| format!("{}: {what}: {e}", caller_location(lua)))
+    lua.from_value(value)
+        .map_err(|e| format!("{}: {what}: {e}", caller_location(lua)))
 }
 
 /// Run `f` with the init collector, or fail when called outside `init`.
@@ -67,19 +82,27 @@ fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, S
 fn in_init(lua: &Lua, what: &str, f: impl FnOnce(&mut InitCollector, &str)) -> mlua::Result<()> {
     let location = caller_location(lua);
     let Some(mut collector) = lua.app_data_mut::<InitCollector>() else {
-        return Err(mlua::Error::runtime(format!("{location}: kumo.{what} may only be called from the init event")));
+        return Err(mlua::Error::runtime(format!(
+            "{location}: kumo.{what} may only be called from the init event"
+        )));
     };
     f(&mut collector, &location);
     Ok(())
 }
 
-fn record<T>(lua: &Lua, what: &str, value: Value, apply: impl FnOnce(&mut InitCollector, T, &str) -> Result<(), String>) -> mlua::Result<()>
+fn record<T>(
+    lua: &Lua,
+    what: &str,
+    value: Value,
+    apply: impl FnOnce(&mut InitCollector, T, &str) -> Result<(), String>,
+) -> mlua::Result<()>
 where
     T: DeserializeOwned,
 {
     let parsed = spec::<T>(lua, what, value);
     in_init(lua, what, |collector, location| {
-        let result = parsed.and_then(|spec| apply(collector, spec, location).map_err(|e| format!("{location}: {what}: {e}")));
+        let result =
+            parsed.and_then(|spec| apply(collector, spec, location).map_err(|e| format!("{location}: {what}: {e}")));
         if let Err(e) = result {
             collector.errors.push(e);
         }
@@ -97,7 +120,9 @@ fn define_egress_source(lua: &Lua, value: Value) -> mlua::Result<()> {
 fn define_egress_pool(lua: &Lua, value: Value) -> mlua::Result<()> {
     record(lua, "define_egress_pool", value, |c, p: PoolSpec, loc| {
         let entries = p.entries.into_iter().map(|e| (e.name, e.weight.unwrap_or(1))).collect();
-        c.registry.define_pool(&p.name, entries, loc).map_err(|e| e.kind.to_string())
+        c.registry
+            .define_pool(&p.name, entries, loc)
+            .map_err(|e| e.kind.to_string())
     })
 }
 
@@ -153,7 +178,9 @@ fn make_egress_path(lua: &Lua, value: Value) -> mlua::Result<LuaEgressPath> {
 fn reject(lua: &Lua, (code, text): (u16, String)) -> mlua::Result<()> {
     if !(400..600).contains(&code) {
         let location = caller_location(lua);
-        return Err(mlua::Error::runtime(format!("{location}: kumo.reject needs a 4xx or 5xx code, not {code}")));
+        return Err(mlua::Error::runtime(format!(
+            "{location}: kumo.reject needs a 4xx or 5xx code, not {code}"
+        )));
     }
     Err(mlua::Error::external(Rejection { code, text }))
 }
@@ -164,7 +191,8 @@ fn json_encode(lua: &Lua, value: Value) -> mlua::Result<String> {
 }
 
 fn json_parse(lua: &Lua, text: &str) -> mlua::Result<Value> {
-    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| mlua::Error::runtime(format!("json_parse: {e}")))?;
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| mlua::Error::runtime(format!("json_parse: {e}")))?;
     lua.to_value(&json)
 }
 
@@ -175,7 +203,10 @@ fn json_load(lua: &Lua, path: &str) -> mlua::Result<Value> {
 
 fn log(lua: &Lua, level: tracing::Level, args: mlua::Variadic<Value>) -> mlua::Result<()> {
     let location = caller_location(lua);
-    let text: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_else(|_| format!("{v:?}"))).collect();
+    let text: Vec<String> = args
+        .iter()
+        .map(|v| v.to_string().unwrap_or_else(|_| format!("{v:?}")))
+        .collect();
     let text = text.join(" ");
     match level {
         tracing::Level::ERROR => tracing::error!(policy = %location, "{text}"),

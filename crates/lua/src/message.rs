@@ -34,7 +34,10 @@ fn address_arg(value: Value) -> mlua::Result<EnvelopeAddress> {
     match value {
         Value::String(s) => parse_address(&s.to_str()?),
         Value::UserData(ud) => Ok(ud.borrow::<LuaAddress>()?.0.clone()),
-        other => Err(mlua::Error::runtime(format!("expected an address, got {}", other.type_name()))),
+        other => Err(mlua::Error::runtime(format!(
+            "expected an address, got {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -87,7 +90,9 @@ impl UserData for LuaMessage {
             Ok(())
         });
         methods.add_method("queue_name", |_, m, ()| Ok(m.0.queue_name()));
-        methods.add_method("get_data", |lua, m, ()| lua.create_string(m.0.data.as_deref().unwrap_or_default()));
+        methods.add_method("get_data", |lua, m, ()| {
+            lua.create_string(m.0.data.as_deref().unwrap_or_default())
+        });
         methods.add_method_mut("set_data", |_, m, data: mlua::LuaString| {
             m.0.data = Some(Arc::from(&data.as_bytes()[..]));
             Ok(())

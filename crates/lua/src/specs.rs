@@ -73,10 +73,15 @@ pub struct EsmtpListenerSpec {
 impl EsmtpListenerSpec {
     pub fn into_config(self, default_hostname: &str) -> Result<ListenerConfig, String> {
         let listen = self.listen.as_deref().unwrap_or("127.0.0.1:2025");
-        let listen: SocketAddr = listen.parse().map_err(|_| format!("listen: {listen:?} is not an address:port"))?;
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| format!("listen: {listen:?} is not an address:port"))?;
         let mut config = ListenerConfig::new(listen, self.hostname.unwrap_or_else(|| default_hostname.to_string()));
         if let Some(hosts) = self.relay_hosts {
-            config.relay_hosts = hosts.iter().map(|h| parse_cidr(h).map_err(|e| format!("relay_hosts: {e}"))).collect::<Result<_, _>>()?;
+            config.relay_hosts = hosts
+                .iter()
+                .map(|h| parse_cidr(h).map_err(|e| format!("relay_hosts: {e}")))
+                .collect::<Result<_, _>>()?;
         }
         if let Some(size) = self.max_message_size {
             config.max_message_size = size;
@@ -139,7 +144,11 @@ impl QueueConfigSpec {
         Ok(QueueConfig {
             egress_pool: self.egress_pool,
             retry_interval,
-            max_retry_interval: self.max_retry_interval.as_ref().map(|d| d.to_duration("max_retry_interval")).transpose()?,
+            max_retry_interval: self
+                .max_retry_interval
+                .as_ref()
+                .map(|d| d.to_duration("max_retry_interval"))
+                .transpose()?,
             max_age: duration(&self.max_age, "max_age", defaults.max_age)?,
             protocol: DeliveryProtocol::Smtp { mx_list },
         })
@@ -173,7 +182,10 @@ impl EgressPathSpec {
         }
         Ok(EgressPathConfig {
             connection_limit: limit,
-            max_deliveries_per_connection: self.max_deliveries_per_connection.unwrap_or(d.max_deliveries_per_connection).max(1),
+            max_deliveries_per_connection: self
+                .max_deliveries_per_connection
+                .unwrap_or(d.max_deliveries_per_connection)
+                .max(1),
             smtp_port: self.smtp_port.unwrap_or(d.smtp_port),
             ehlo_domain: self.ehlo_domain,
             idle_timeout: duration(&self.idle_timeout, "idle_timeout", d.idle_timeout)?,
@@ -201,7 +213,12 @@ mod tests {
         assert_eq!(d("1 hour"), 3600);
         assert_eq!(d("7 days"), 604800);
         assert_eq!(DurationSpec::Seconds(90.0).to_duration("x").unwrap().as_secs(), 90);
-        assert!(DurationSpec::Text("soon".into()).to_duration("retry_interval").unwrap_err().starts_with("retry_interval"));
+        assert!(
+            DurationSpec::Text("soon".into())
+                .to_duration("retry_interval")
+                .unwrap_err()
+                .starts_with("retry_interval")
+        );
         assert!(DurationSpec::Seconds(-1.0).to_duration("x").is_err());
     }
 }

@@ -48,9 +48,13 @@ fn every_registry_error_names_file_and_line() {
     assert_points_at(&e, 4, "invalid source name");
     let e = load_errors("  kumo.define_egress_source { name = 'a', source_address = '10.0.0.999' }");
     assert_points_at(&e, 4, "invalid source_address");
-    let e = load_errors("  kumo.define_egress_source { name = 'a' }\n  kumo.define_egress_pool { name = 'p', entries = { { name = 'a', weight = -1 } } }");
+    let e = load_errors(
+        "  kumo.define_egress_source { name = 'a' }\n  kumo.define_egress_pool { name = 'p', entries = { { name = 'a', weight = -1 } } }",
+    );
     assert_points_at(&e, 5, "negative weight");
-    let e = load_errors("  kumo.define_egress_source { name = 'a' }\n  kumo.define_egress_pool { name = 'p', entries = { { name = 'a', weight = 0 } } }");
+    let e = load_errors(
+        "  kumo.define_egress_source { name = 'a' }\n  kumo.define_egress_pool { name = 'p', entries = { { name = 'a', weight = 0 } } }",
+    );
     assert_points_at(&e, 5, "no usable entry");
     let e = load_errors("  kumo.define_egress_pool { name = 'p', entries = {} }");
     assert_points_at(&e, 4, "no usable entry");
@@ -71,7 +75,10 @@ fn syntax_and_runtime_errors_name_file_and_line() {
 #[test]
 fn definitions_outside_init_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_policy(&dir, "local kumo = require 'kumo'\nkumo.define_egress_source { name = 'a' }\n");
+    let path = write_policy(
+        &dir,
+        "local kumo = require 'kumo'\nkumo.define_egress_source { name = 'a' }\n",
+    );
     let e = PolicyEngine::load(&path, "h").err().unwrap().to_string();
     assert_points_at(&e, 2, "may only be called from the init event");
 }
@@ -122,7 +129,12 @@ fn message(sender: &str) -> Message {
 }
 
 fn conn() -> ConnMeta {
-    ConnMeta { received_from: "127.0.0.1:5000".into(), received_via: "127.0.0.1:25".into(), hostname: "mx.test".into(), ehlo_domain: None }
+    ConnMeta {
+        received_from: "127.0.0.1:5000".into(),
+        received_via: "127.0.0.1:25".into(),
+        hostname: "mx.test".into(),
+        ehlo_domain: None,
+    }
 }
 
 #[tokio::test]
@@ -142,7 +154,12 @@ async fn a_good_policy_builds_its_registry_and_answers_events() {
     engine.message_received(&mut m, &conn()).await.unwrap();
     assert_eq!(m.meta_str("egress_pool"), Some("customer-a"));
     assert_eq!(m.meta_str("tenant"), Some("acme"));
-    assert!(m.data.as_ref().unwrap().starts_with(b"X-Seen-By: mx.test\r\nX-Tenant: acme"));
+    assert!(
+        m.data
+            .as_ref()
+            .unwrap()
+            .starts_with(b"X-Seen-By: mx.test\r\nX-Tenant: acme")
+    );
 
     let mut rejected = message("x@reject.example");
     match engine.message_received(&mut rejected, &conn()).await {
@@ -155,15 +172,28 @@ async fn a_good_policy_builds_its_registry_and_answers_events() {
         other => panic!("{other:?}"),
     }
 
-    let key = QueueKey { domain: "dest.example".into(), tenant: Some("customer-a".into()), campaign: None, routing_domain: None };
+    let key = QueueKey {
+        domain: "dest.example".into(),
+        tenant: Some("customer-a".into()),
+        campaign: None,
+        routing_domain: None,
+    };
     let qc = engine.queue_config(&key).await.unwrap();
     assert_eq!(qc.egress_pool.as_deref(), Some("customer-a"));
     assert_eq!(qc.retry_interval.as_secs(), 300);
     assert_eq!(qc.max_age.as_secs(), 3600);
-    assert_eq!(qc.protocol, DeliveryProtocol::Smtp { mx_list: Some(vec!["127.0.0.1:2526".into()]) });
+    assert_eq!(
+        qc.protocol,
+        DeliveryProtocol::Smtp {
+            mx_list: Some(vec!["127.0.0.1:2526".into()])
+        }
+    );
 
     let path = engine.egress_path_config("dest.example", "a1", "site").await.unwrap();
-    assert_eq!((path.connection_limit, path.ehlo_domain.as_deref()), (2, Some("a1.path.test")));
+    assert_eq!(
+        (path.connection_limit, path.ehlo_domain.as_deref()),
+        (2, Some("a1.path.test"))
+    );
 }
 
 #[tokio::test]

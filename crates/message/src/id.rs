@@ -28,7 +28,9 @@ impl SpoolId {
             .map_err(|_| SpoolIdError(format!("{bytes:02x?}")))
     }
     pub fn parse(s: &str) -> Result<Self, SpoolIdError> {
-        uuid::Uuid::try_parse(s).map(Self).map_err(|_| SpoolIdError(s.to_string()))
+        uuid::Uuid::try_parse(s)
+            .map(Self)
+            .map_err(|_| SpoolIdError(s.to_string()))
     }
 }
 

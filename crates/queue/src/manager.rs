@@ -51,7 +51,14 @@ impl QueueManager {
         shutdown: CancellationToken,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Due>) {
         let (due_tx, due_rx) = mpsc::unbounded_channel();
-        let manager = Arc::new(Self { queues: Mutex::new(HashMap::new()), policy, spool, logger, due_tx, shutdown });
+        let manager = Arc::new(Self {
+            queues: Mutex::new(HashMap::new()),
+            policy,
+            spool,
+            logger,
+            due_tx,
+            shutdown,
+        });
         (manager, due_rx)
     }
 
@@ -81,7 +88,12 @@ impl QueueManager {
     /// Put a message that failed transiently back for a later attempt, or
     /// expire it when no attempt fits within `max_age`. The caller has
     /// already counted the attempt in `num_attempts`.
-    pub async fn retry(self: &Arc<Self>, queue: &Arc<ScheduledQueue>, mut message: Message, last: &ResponseInfo) -> RetryDecision {
+    pub async fn retry(
+        self: &Arc<Self>,
+        queue: &Arc<ScheduledQueue>,
+        mut message: Message,
+        last: &ResponseInfo,
+    ) -> RetryDecision {
         let config = queue.config().unwrap_or_default();
         let jitter = rand::random_range(-1.0..=1.0);
         let next = Utc::now() + retry_delay(&config, message.num_attempts.max(1), jitter);
@@ -158,11 +170,18 @@ impl QueueManager {
         let max_age = queue.config().unwrap_or_default().max_age;
         for message in queue.take_due(now) {
             if now >= message.created + max_age {
-                let last = ResponseInfo { code: 0, enhanced_code: None, content: "expired while queued".into() };
+                let last = ResponseInfo {
+                    code: 0,
+                    enhanced_code: None,
+                    content: "expired while queued".into(),
+                };
                 self.expire(message, &last).await;
                 continue;
             }
-            let _ = self.due_tx.send(Due { queue: queue.clone(), message });
+            let _ = self.due_tx.send(Due {
+                queue: queue.clone(),
+                message,
+            });
         }
     }
 

@@ -71,7 +71,10 @@ pub struct Capabilities {
 
 impl Capabilities {
     fn from_ehlo(reply: &Reply) -> Self {
-        let mut caps = Capabilities { esmtp: true, ..Default::default() };
+        let mut caps = Capabilities {
+            esmtp: true,
+            ..Default::default()
+        };
         for line in reply.text.lines().skip(1) {
             let mut words = line.split_ascii_whitespace();
             let keyword = words.next().unwrap_or("").to_ascii_uppercase();
@@ -102,8 +105,14 @@ impl SmtpClient {
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
         let stream = tokio::time::timeout(opts.timeouts.connect, connect_from(opts.source, opts.target))
             .await
-            .map_err(|_| ClientError::Timeout { phase: Phase::Connect, secs: opts.timeouts.connect.as_secs() })??;
-        let local = stream.local_addr().map_err(|e| ClientError::Io { phase: Phase::Connect, source: e })?;
+            .map_err(|_| ClientError::Timeout {
+                phase: Phase::Connect,
+                secs: opts.timeouts.connect.as_secs(),
+            })??;
+        let local = stream.local_addr().map_err(|e| ClientError::Io {
+            phase: Phase::Connect,
+            source: e,
+        })?;
         let mut client = SmtpClient {
             stream,
             buf: Vec::with_capacity(4096),
@@ -118,17 +127,22 @@ impl SmtpClient {
     }
 
     async fn greet(&mut self, ehlo_domain: &str) -> Result<(), ClientError> {
-        self.write(Phase::Ehlo, format!("EHLO {ehlo_domain}\r\n").as_bytes()).await?;
+        self.write(Phase::Ehlo, format!("EHLO {ehlo_domain}\r\n").as_bytes())
+            .await?;
         let reply = self.read_reply(Phase::Ehlo).await?;
         if reply.code == 250 {
             self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
         if !reply.is_permanent() {
-            return Err(ClientError::Rejected { phase: Phase::Ehlo, reply });
+            return Err(ClientError::Rejected {
+                phase: Phase::Ehlo,
+                reply,
+            });
         }
         // An old server that does not know EHLO: fall back to HELO.
-        self.write(Phase::Ehlo, format!("HELO {ehlo_domain}\r\n").as_bytes()).await?;
+        self.write(Phase::Ehlo, format!("HELO {ehlo_domain}\r\n").as_bytes())
+            .await?;
         self.expect(Phase::Ehlo, 250).await?;
         self.caps = Capabilities::default();
         Ok(())
@@ -207,7 +221,10 @@ impl SmtpClient {
         let limit = self.timeouts.for_phase(phase);
         match tokio::time::timeout(limit, self.stream.write_all(bytes)).await {
             Ok(result) => result.map_err(|e| ClientError::Io { phase, source: e }),
-            Err(_) => Err(ClientError::Timeout { phase, secs: limit.as_secs() }),
+            Err(_) => Err(ClientError::Timeout {
+                phase,
+                secs: limit.as_secs(),
+            }),
         }
     }
 
@@ -220,7 +237,10 @@ impl SmtpClient {
         let limit = self.timeouts.for_phase(phase);
         tokio::time::timeout(limit, self.read_reply_inner(phase))
             .await
-            .map_err(|_| ClientError::Timeout { phase, secs: limit.as_secs() })?
+            .map_err(|_| ClientError::Timeout {
+                phase,
+                secs: limit.as_secs(),
+            })?
     }
 
     async fn read_reply_inner(&mut self, phase: Phase) -> Result<Reply, ClientError> {
@@ -231,10 +251,19 @@ impl SmtpClient {
                     return Ok(reply);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(ClientError::Protocol { phase, detail: e.to_string() }),
+                Err(e) => {
+                    return Err(ClientError::Protocol {
+                        phase,
+                        detail: e.to_string(),
+                    });
+                }
             }
             let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await.map_err(|e| ClientError::Io { phase, source: e })?;
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| ClientError::Io { phase, source: e })?;
             if n == 0 {
                 let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed the connection");
                 return Err(ClientError::Io { phase, source: eof });

@@ -19,13 +19,19 @@ async fn binds_the_source_and_reuses_the_connection() {
     let mut client = SmtpClient::connect(&options("127.0.0.2", &sink)).await.unwrap();
     assert!(client.capabilities().pipelining);
     for n in 0..3 {
-        let reply = client.send("a@x.test", &format!("r{n}@y.test"), b"Subject: t\r\n\r\n.dot\r\n").await.unwrap();
+        let reply = client
+            .send("a@x.test", &format!("r{n}@y.test"), b"Subject: t\r\n\r\n.dot\r\n")
+            .await
+            .unwrap();
         assert_eq!(reply.code, 250);
     }
     client.quit().await;
     let got = sink.received();
     assert_eq!(got.len(), 3);
-    assert!(got.iter().all(|m| m.peer.ip().to_string() == "127.0.0.2" && m.ehlo == "mta2.test"));
+    assert!(
+        got.iter()
+            .all(|m| m.peer.ip().to_string() == "127.0.0.2" && m.ehlo == "mta2.test")
+    );
     assert_eq!(got[0].data, b"Subject: t\r\n\r\n.dot\r\n");
     assert_eq!(sink.total_connections(), 1);
 }
@@ -33,7 +39,11 @@ async fn binds_the_source_and_reuses_the_connection() {
 #[tokio::test]
 async fn replies_are_classified() {
     let sink = Sink::start_with(Arc::new(|m, _| {
-        if m.recipients[0].starts_with("temp") { (451, "4.3.0 later".into()) } else { (550, "5.1.1 no such user".into()) }
+        if m.recipients[0].starts_with("temp") {
+            (451, "4.3.0 later".into())
+        } else {
+            (550, "5.1.1 no such user".into())
+        }
     }))
     .await;
     let mut client = SmtpClient::connect(&options("127.0.0.3", &sink)).await.unwrap();
@@ -41,7 +51,13 @@ async fn replies_are_classified() {
     assert!(!temp.is_permanent() && temp.connection_usable());
     let perm = client.send("a@x.test", "perm@y.test", b"x\r\n").await.unwrap_err();
     assert!(perm.is_permanent());
-    assert!(matches!(perm, ClientError::Rejected { phase: Phase::DataDot, .. }));
+    assert!(matches!(
+        perm,
+        ClientError::Rejected {
+            phase: Phase::DataDot,
+            ..
+        }
+    ));
     assert_eq!(perm.reply().unwrap().enhanced.unwrap().to_string(), "5.1.1");
 }
 

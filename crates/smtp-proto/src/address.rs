@@ -107,8 +107,7 @@ fn split_local(mailbox: &str) -> Result<(&str, &str), &'static str> {
     }
     let at = mailbox.find('@').ok_or("missing @domain")?;
     let (local, domain) = (&mailbox[..at], &mailbox[at + 1..]);
-    if local.is_empty() || local.starts_with('.') || local.ends_with('.') || local.contains("..")
-    {
+    if local.is_empty() || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err("invalid local part");
     }
     if !local.chars().all(is_atext_or_dot) {
@@ -138,7 +137,9 @@ fn check_domain(domain: &str) -> Result<(), &'static str> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && !c.is_control()));
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && !c.is_control()));
         if !valid {
             return Err("invalid domain");
         }

@@ -101,13 +101,19 @@ fn strip_keyword<'a>(rest: &'a str, keyword: &str) -> Option<&'a str> {
 fn parse_mail(rest: &str) -> Result<Command, CommandError> {
     let after = strip_keyword(rest, "FROM:").ok_or(CommandError::Syntax("expected MAIL FROM:<address>"))?;
     let (path, rest) = parse_reverse_path(after).map_err(CommandError::Syntax)?;
-    Ok(Command::MailFrom { path, params: parse_params(rest)? })
+    Ok(Command::MailFrom {
+        path,
+        params: parse_params(rest)?,
+    })
 }
 
 fn parse_rcpt(rest: &str) -> Result<Command, CommandError> {
     let after = strip_keyword(rest, "TO:").ok_or(CommandError::Syntax("expected RCPT TO:<address>"))?;
     let (path, rest) = parse_forward_path(after).map_err(CommandError::Syntax)?;
-    Ok(Command::RcptTo { path, params: parse_params(rest)? })
+    Ok(Command::RcptTo {
+        path,
+        params: parse_params(rest)?,
+    })
 }
 
 fn parse_params(rest: &str) -> Result<Vec<EsmtpParam>, CommandError> {
@@ -124,7 +130,10 @@ fn parse_params(rest: &str) -> Result<Vec<EsmtpParam>, CommandError> {
             if !valid {
                 return Err(CommandError::Syntax("malformed ESMTP parameter"));
             }
-            Ok(EsmtpParam { keyword: keyword.to_ascii_uppercase(), value })
+            Ok(EsmtpParam {
+                keyword: keyword.to_ascii_uppercase(),
+                value,
+            })
         })
         .collect()
 }
@@ -136,7 +145,10 @@ fn parse_auth(rest: &str) -> Result<Command, CommandError> {
     if words.next().is_some() {
         return Err(CommandError::Syntax("too many AUTH arguments"));
     }
-    Ok(Command::Auth { mechanism: mechanism.to_ascii_uppercase(), initial })
+    Ok(Command::Auth {
+        mechanism: mechanism.to_ascii_uppercase(),
+        initial,
+    })
 }
 
 #[cfg(test)]
@@ -145,7 +157,10 @@ mod tests {
 
     #[test]
     fn verbs_are_case_insensitive() {
-        assert_eq!(parse_command(b"ehlo client.example").unwrap(), Command::Ehlo("client.example".into()));
+        assert_eq!(
+            parse_command(b"ehlo client.example").unwrap(),
+            Command::Ehlo("client.example".into())
+        );
         assert_eq!(parse_command(b"QuIt").unwrap(), Command::Quit);
         assert_eq!(parse_command(b"NOOP anything").unwrap(), Command::Noop);
     }
@@ -153,7 +168,9 @@ mod tests {
     #[test]
     fn mail_with_params() {
         let cmd = parse_command(b"MAIL FROM:<a@b.example> size=100 BODY=8BITMIME SMTPUTF8").unwrap();
-        let Command::MailFrom { path, params } = cmd else { panic!("not MAIL") };
+        let Command::MailFrom { path, params } = cmd else {
+            panic!("not MAIL")
+        };
         assert!(matches!(path, ReversePath::Mailbox(_)));
         let keys: Vec<_> = params.iter().map(|p| p.keyword.as_str()).collect();
         assert_eq!(keys, ["SIZE", "BODY", "SMTPUTF8"]);

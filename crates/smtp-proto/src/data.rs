@@ -209,8 +209,20 @@ mod tests {
     #[test]
     fn smuggling_variants_never_terminate() {
         let variants: [&[u8]; 14] = [
-            b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r.\n", b"\r\n.\r", b"\r\n.\n", b"\n.\r",
-            b"\n\0.\n", b"\n.\0\n", b"\r\0.\r", b"\r\n\0.\r\n", b"\r\n.\0\r\n", b"\0\n.\r\n", b"\r\n.\r\0\n",
+            b"\n.\n",
+            b"\n.\r\n",
+            b"\r.\r",
+            b"\r.\n",
+            b"\r\n.\r",
+            b"\r\n.\n",
+            b"\n.\r",
+            b"\n\0.\n",
+            b"\n.\0\n",
+            b"\r\0.\r",
+            b"\r\n\0.\r\n",
+            b"\r\n.\0\r\n",
+            b"\0\n.\r\n",
+            b"\r\n.\r\0\n",
         ];
         for v in variants {
             let mut input = b"Subject: a\r\n\r\nfirst".to_vec();

@@ -29,7 +29,11 @@ pub struct Listener {
 impl Listener {
     /// Bind and start accepting. `shutdown` is the daemon's signal; the
     /// listener also has its own, so a reload can stop just this one.
-    pub async fn start(config: ListenerConfig, handles: Arc<ServerHandles>, shutdown: &CancellationToken) -> std::io::Result<Self> {
+    pub async fn start(
+        config: ListenerConfig,
+        handles: Arc<ServerHandles>,
+        shutdown: &CancellationToken,
+    ) -> std::io::Result<Self> {
         let socket = TcpListener::bind(config.listen).await?;
         let local_addr = socket.local_addr()?;
         let stop = shutdown.child_token();
@@ -57,7 +61,11 @@ impl Listener {
             }
         });
         tracing::info!(listen = %local_addr, "ESMTP listener started");
-        Ok(Self { local_addr, config, stop })
+        Ok(Self {
+            local_addr,
+            config,
+            stop,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -13,13 +13,25 @@ use std::sync::Arc;
 fn rejection(code: u16, text: &str) -> Reply {
     let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
     match EnhancedCode::parse(first) {
-        Some(enhanced) => Reply { code, enhanced: Some(enhanced), text: rest.to_string() },
-        None => Reply { code, enhanced: None, text: text.to_string() },
+        Some(enhanced) => Reply {
+            code,
+            enhanced: Some(enhanced),
+            text: rest.to_string(),
+        },
+        None => Reply {
+            code,
+            enhanced: None,
+            text: text.to_string(),
+        },
     }
 }
 
 fn response_info(reply: &Reply) -> ResponseInfo {
-    ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
+    ResponseInfo {
+        code: reply.code,
+        enhanced_code: reply.enhanced.map(|e| e.to_string()),
+        content: reply.text.clone(),
+    }
 }
 
 pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
@@ -41,8 +53,11 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
         hostname: session.config.hostname.clone(),
         ehlo_domain: session.ehlo.clone(),
     };
-    let mut messages: Vec<Message> =
-        session.recipients.iter().map(|r| Message::new(sender.clone(), r.clone(), body.clone())).collect();
+    let mut messages: Vec<Message> = session
+        .recipients
+        .iter()
+        .map(|r| Message::new(sender.clone(), r.clone(), body.clone()))
+        .collect();
     for message in &mut messages {
         match handles.policy.message_received(message, &conn).await {
             Ok(()) => {}

@@ -34,8 +34,24 @@ fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
 }
 
 impl Session {
-    pub fn new(stream: TcpStream, peer: SocketAddr, local: SocketAddr, config: Arc<ListenerConfig>, handles: Arc<ServerHandles>) -> Self {
-        Self { stream, buf: Vec::with_capacity(4096), peer, local, config, handles, ehlo: None, sender: None, recipients: Vec::new() }
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        config: Arc<ListenerConfig>,
+        handles: Arc<ServerHandles>,
+    ) -> Self {
+        Self {
+            stream,
+            buf: Vec::with_capacity(4096),
+            peer,
+            local,
+            config,
+            handles,
+            ehlo: None,
+            sender: None,
+            recipients: Vec::new(),
+        }
     }
 
     pub async fn run(mut self, stop: CancellationToken) -> std::io::Result<()> {
@@ -168,7 +184,8 @@ impl Session {
         if self.recipients.is_empty() {
             return Ok(reply(554, "5.5.1", "No valid recipients"));
         }
-        self.send(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>")).await?;
+        self.send(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"))
+            .await?;
         let mut rx = DataReceiver::new(self.config.max_message_size);
         loop {
             if let DataStatus::Done(used) = rx.feed(&self.buf) {

@@ -75,14 +75,23 @@ fn open(path: &Path) -> Result<Arc<DB>, SpoolError> {
 impl RocksSpool {
     pub fn open(paths: &SpoolPaths) -> Result<Self, SpoolError> {
         let meta = open(&paths.meta)?;
-        let data = if paths.data == paths.meta { meta.clone() } else { open(&paths.data)? };
+        let data = if paths.data == paths.meta {
+            meta.clone()
+        } else {
+            open(&paths.data)?
+        };
         let (tx, rx) = mpsc::channel();
         let (m, d) = (meta.clone(), data.clone());
         let thread = std::thread::Builder::new()
             .name("petrel-spool".into())
             .spawn(move || write_loop(rx, m, d))
             .map_err(|e| SpoolError::Storage(format!("cannot start the spool writer: {e}")))?;
-        Ok(Self { meta, data, writer: Some(tx), writer_thread: Some(thread) })
+        Ok(Self {
+            meta,
+            data,
+            writer: Some(tx),
+            writer_thread: Some(thread),
+        })
     }
 
     async fn submit(&self, ops: Vec<Op>) -> Result<(), SpoolError> {
@@ -113,7 +122,10 @@ fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>) {
 }
 
 fn apply(group: &[Request], meta: &DB, data: &DB, same: bool, sync: &WriteOptions) -> Result<(), String> {
-    let (meta_cf, data_cf) = (meta.cf_handle(META_CF).expect("meta cf"), data.cf_handle(DATA_CF).expect("data cf"));
+    let (meta_cf, data_cf) = (
+        meta.cf_handle(META_CF).expect("meta cf"),
+        data.cf_handle(DATA_CF).expect("data cf"),
+    );
     let mut meta_batch = WriteBatch::default();
     let mut data_batch = WriteBatch::default();
     for op in group.iter().flat_map(|r| &r.ops) {
@@ -146,7 +158,10 @@ fn apply(group: &[Request], meta: &DB, data: &DB, same: bool, sync: &WriteOption
 }
 
 fn encode(message: &Message) -> Result<Vec<u8>, SpoolError> {
-    serde_json::to_vec(message).map_err(|e| SpoolError::Corrupt { key: message.id.to_string(), reason: e.to_string() })
+    serde_json::to_vec(message).map_err(|e| SpoolError::Corrupt {
+        key: message.id.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 #[async_trait]
@@ -191,8 +206,10 @@ impl Spool for RocksSpool {
         let mut messages = Vec::new();
         for item in self.meta.iterator_cf(meta_cf, IteratorMode::Start) {
             let (key, value) = item.map_err(storage)?;
-            let mut message: Message = serde_json::from_slice(&value)
-                .map_err(|e| SpoolError::Corrupt { key: format!("{key:02x?}"), reason: e.to_string() })?;
+            let mut message: Message = serde_json::from_slice(&value).map_err(|e| SpoolError::Corrupt {
+                key: format!("{key:02x?}"),
+                reason: e.to_string(),
+            })?;
             if self.data.get_pinned_cf(data_cf, &key).map_err(storage)?.is_none() {
                 // Only a removal interrupted between the two databases does this.
                 tracing::warn!(id = %message.id, "spooled meta has no body; dropping it");

@@ -30,7 +30,10 @@ impl Logger {
     pub fn start(config: &LogConfig) -> std::io::Result<(Self, JoinHandle<()>)> {
         std::fs::create_dir_all(&config.log_dir)?;
         let name = format!("{}.jsonl", chrono::Utc::now().format("%Y%m%d-%H%M%S%.6f"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(config.log_dir.join(name))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.log_dir.join(name))?;
         let (tx, rx) = mpsc::channel::<LogRecord>();
         let handle = std::thread::Builder::new()
             .name("petrel-logs".into())
@@ -77,8 +80,9 @@ pub fn read_records(dir: &Path) -> std::io::Result<Vec<LogRecord>> {
             if line.trim().is_empty() {
                 continue;
             }
-            let record = serde_json::from_str(&line)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", file.display())))?;
+            let record = serde_json::from_str(&line).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))
+            })?;
             records.push(record);
         }
     }
@@ -95,13 +99,20 @@ mod tests {
     #[test]
     fn records_round_trip_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let (logger, handle) = Logger::start(&LogConfig { log_dir: dir.path().into() }).unwrap();
+        let (logger, handle) = Logger::start(&LogConfig {
+            log_dir: dir.path().into(),
+        })
+        .unwrap();
         let msg = Message::new(
             EnvelopeAddress::parse("a@b.example").unwrap(),
             EnvelopeAddress::parse("c@d.example").unwrap(),
             Arc::from(&b"x\r\n"[..]),
         );
-        let response = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "ok".into() };
+        let response = ResponseInfo {
+            code: 250,
+            enhanced_code: Some("2.0.0".into()),
+            content: "ok".into(),
+        };
         logger.log(LogRecord::for_message(RecordType::Reception, &msg, response));
         drop(logger);
         handle.join().unwrap();
@@ -109,7 +120,8 @@ mod tests {
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].kind, RecordType::Reception);
         assert_eq!(records[0].queue, "d.example");
-        let raw = std::fs::read_to_string(std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path()).unwrap();
+        let raw =
+            std::fs::read_to_string(std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path()).unwrap();
         assert!(raw.contains("\"type\":\"Reception\""));
     }
 }

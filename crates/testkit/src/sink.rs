@@ -148,10 +148,18 @@ async fn session(mut stream: TcpStream, peer: SocketAddr, state: &State, script:
             Ok(Command::Data) => {
                 stream.write_all(b"354 go ahead\r\n").await?;
                 let data = read_data(&mut stream, &mut buf).await?;
-                let msg = Received { peer, ehlo: ehlo.clone(), sender: sender.clone(), recipients: recipients.clone(), data };
+                let msg = Received {
+                    peer,
+                    ehlo: ehlo.clone(),
+                    sender: sender.clone(),
+                    recipients: recipients.clone(),
+                    data,
+                };
                 let attempt = {
                     let mut attempts = state.attempts.lock();
-                    let n = attempts.entry(msg.recipients.first().cloned().unwrap_or_default()).or_default();
+                    let n = attempts
+                        .entry(msg.recipients.first().cloned().unwrap_or_default())
+                        .or_default();
                     *n += 1;
                     *n
                 };
@@ -198,7 +206,9 @@ async fn read_data(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
     loop {
         if let DataStatus::Done(used) = rx.feed(buf) {
             buf.drain(..used);
-            return rx.finish().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+            return rx
+                .finish()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
         }
         buf.clear();
         let mut chunk = [0u8; 8192];

@@ -1,0 +1,166 @@
+//! Wiring the crates into a running MTA, and taking it down again.
+
+use petrel_delivery::{Dispatcher, DispatcherHandles};
+use petrel_lua::{PolicyEngine, PolicyLoadError};
+use petrel_queue::QueueManager;
+use petrel_smtp_server::{Listener, ServerHandles};
+use petrel_spool::{RocksSpool, Spool, SpoolError};
+use petrel_telemetry::Logger;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub policy: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("policy error:\n{0}")]
+    Policy(#[from] PolicyLoadError),
+    #[error("cannot open the spool: {0}")]
+    Spool(#[from] SpoolError),
+    #[error("cannot start the log writer in {dir}: {source}")]
+    Logs { dir: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// The machine's host name, for banners and EHLO when the policy sets none.
+pub fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A running daemon. [`Daemon::shutdown`] stops it gracefully.
+pub struct Daemon {
+    engine: Arc<PolicyEngine>,
+    listeners: Vec<Listener>,
+    spool: Arc<dyn Spool>,
+    queues: Arc<QueueManager>,
+    dispatcher: Arc<Dispatcher>,
+    shutdown: CancellationToken,
+    log_thread: Option<std::thread::JoinHandle<()>>,
+    recovered: usize,
+}
+
+impl Daemon {
+    pub async fn start(options: DaemonOptions) -> Result<Self, DaemonError> {
+        let hostname = system_hostname();
+        let engine = Arc::new(PolicyEngine::load(&options.policy, &hostname)?);
+        let config = engine.current().config.clone();
+        let (logger, log_thread) = match &config.logs {
+            Some(logs) => {
+                let (logger, thread) = Logger::start(logs).map_err(|e| DaemonError::Logs {
+                    dir: logs.log_dir.clone(),
+                    source: e,
+                })?;
+                (logger, Some(thread))
+            }
+            None => {
+                tracing::warn!("no kumo.configure_local_logs in the policy: message events are not logged");
+                (Logger::disabled(), None)
+            }
+        };
+        let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open(&config.spool)?);
+        let shutdown = CancellationToken::new();
+        let (queues, due) = QueueManager::new(engine.clone(), spool.clone(), logger.clone(), shutdown.clone());
+        let dispatcher = Dispatcher::new(DispatcherHandles {
+            queues: queues.clone(),
+            spool: spool.clone(),
+            logger: logger.clone(),
+            policy: engine.clone(),
+            default_ehlo: hostname,
+            shutdown: shutdown.clone(),
+        });
+        tokio::spawn(dispatcher.clone().run(due));
+
+        // Everything spooled before a stop or crash is queued again.
+        let spooled = spool.enumerate()?;
+        let recovered = spooled.len();
+        for message in spooled {
+            queues.insert(message);
+        }
+        if recovered > 0 {
+            tracing::info!(count = recovered, "re-queued spooled messages");
+        }
+
+        let handles = Arc::new(ServerHandles {
+            spool: spool.clone(),
+            queues: queues.clone(),
+            logger,
+            policy: engine.clone(),
+        });
+        let mut listeners = Vec::new();
+        for listener in &config.listeners {
+            let started = Listener::start(listener.clone(), handles.clone(), &shutdown).await;
+            match started {
+                Ok(l) => listeners.push(l),
+                Err(e) => {
+                    shutdown.cancel();
+                    return Err(DaemonError::Listen {
+                        addr: listener.listen,
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            engine,
+            listeners,
+            spool,
+            queues,
+            dispatcher,
+            shutdown,
+            log_thread,
+            recovered,
+        })
+    }
+
+    /// Addresses the ESMTP listeners are bound to, in policy order.
+    pub fn smtp_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.local_addr()).collect()
+    }
+
+    /// Messages found in the spool at start.
+    pub fn recovered(&self) -> usize {
+        self.recovered
+    }
+
+    pub fn engine(&self) -> &Arc<PolicyEngine> {
+        &self.engine
+    }
+
+    pub fn spool(&self) -> &Arc<dyn Spool> {
+        &self.spool
+    }
+
+    /// Messages not yet finished (waiting, or in ready queues).
+    pub fn pending(&self) -> usize {
+        self.queues.waiting() + self.dispatcher.in_ready_queues()
+    }
+
+    /// Stop accepting, stop delivering, and flush logs. Messages not yet
+    /// delivered stay in the spool for the next start.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        let log_thread = self.log_thread.take();
+        drop(self);
+        if let Some(thread) = log_thread {
+            // The writer ends once the last task holding a logger has ended.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !thread.is_finished() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+}

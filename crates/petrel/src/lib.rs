@@ -1,0 +1,9 @@
+//! The Petrel daemon as a library: [`Daemon::start`] loads the policy, opens
+//! the spool, re-queues what it holds, and starts delivery and listeners;
+//! it returns the addresses really bound, so tests run it in-process on
+//! port 0. The `petrel` binary is a thin command line over this.
+
+pub mod cli;
+mod daemon;
+
+pub use daemon::{Daemon, DaemonError, DaemonOptions, system_hostname};

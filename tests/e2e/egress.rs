@@ -1,0 +1,116 @@
+//! Source choice as the sink sees it: which address each message came from,
+//! and which EHLO name it was greeted with.
+
+use petrel_e2e::{Sink, TestDaemon, Workspace, eventually, inject, smart_host_events};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn by_peer(sink: &Sink) -> HashMap<String, (usize, Vec<String>)> {
+    let mut map: HashMap<String, (usize, Vec<String>)> = HashMap::new();
+    for m in sink.received() {
+        let entry = map.entry(m.peer.ip().to_string()).or_default();
+        entry.0 += 1;
+        if !entry.1.contains(&m.ehlo) {
+            entry.1.push(m.ehlo.clone());
+        }
+    }
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_pool_splits_300_messages_100_to_200() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let policy = ws.policy(
+        r#"  kumo.define_egress_source { name = 'ip-2', source_address = '127.0.0.2', ehlo_domain = 'mta2.petrel.test' }
+  kumo.define_egress_source { name = 'ip-3', source_address = '127.0.0.3', ehlo_domain = 'mta3.petrel.test' }
+  kumo.define_egress_pool { name = 'shared', entries = { { name = 'ip-2', weight = 1 }, { name = 'ip-3', weight = 2 } } }"#,
+        &smart_host_events(sink.addr(), "egress_pool = 'shared',"),
+    );
+    let daemon = TestDaemon::start(&policy).unwrap();
+    let accepted = inject(daemon.smtp[0], 300, 6, |i| {
+        ("news@sender.example".into(), format!("user{i}@dest.example"))
+    })
+    .await;
+    assert_eq!(accepted, 300);
+    assert!(
+        eventually(Duration::from_secs(30), || sink.received_count() == 300).await,
+        "got {}",
+        sink.received_count()
+    );
+    let peers = by_peer(&sink);
+    assert_eq!(peers["127.0.0.2"], (100, vec!["mta2.petrel.test".to_string()]));
+    assert_eq!(peers["127.0.0.3"], (200, vec!["mta3.petrel.test".to_string()]));
+    assert_eq!(peers.len(), 2);
+    daemon.stop();
+    let delivered = ws
+        .records()
+        .iter()
+        .filter(|r| r.kind == petrel_telemetry::RecordType::Delivery)
+        .count();
+    assert_eq!(delivered, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_customer_leaves_from_its_own_pool() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    // Momentum's Match_Domain, written as policy: the envelope sender's
+    // domain picks the pool; anything else falls back to `default`.
+    let events = format!(
+        r#"local pools = {{ ['a.example'] = 'customer-a', ['b.example'] = 'customer-b' }}
+kumo.on('smtp_server_message_received', function(msg, conn_meta)
+  local pool = pools[msg:sender().domain]
+  if pool then
+    msg:set_meta('egress_pool', pool)
+  end
+end)
+{}"#,
+        smart_host_events(sink.addr(), "")
+    );
+    let policy = ws.policy(
+        r#"  kumo.define_egress_source { name = 'a-1', source_address = '127.0.0.2', ehlo_domain = 'a.mta.test' }
+  kumo.define_egress_source { name = 'b-1', source_address = '127.0.0.3', ehlo_domain = 'b.mta.test' }
+  kumo.define_egress_pool { name = 'customer-a', entries = { { name = 'a-1' } } }
+  kumo.define_egress_pool { name = 'customer-b', entries = { { name = 'b-1' } } }"#,
+        &events,
+    );
+    let daemon = TestDaemon::start(&policy).unwrap();
+    let senders = ["news@a.example", "news@b.example", "misc@other.example"];
+    let accepted = inject(daemon.smtp[0], 30, 3, move |i| {
+        (senders[i % 3].into(), format!("r{i}@dest.example"))
+    })
+    .await;
+    assert_eq!(accepted, 30);
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 30).await);
+    for m in sink.received() {
+        let expected = match m.sender.as_str() {
+            "news@a.example" => "127.0.0.2",
+            "news@b.example" => "127.0.0.3",
+            _ => "127.0.0.1",
+        };
+        assert_eq!(
+            m.peer.ip().to_string(),
+            expected,
+            "{} left from the wrong address",
+            m.sender
+        );
+    }
+    daemon.stop();
+    let records = ws.records();
+    let pool_of = |sender: &str| {
+        records
+            .iter()
+            .filter(|r| r.kind == petrel_telemetry::RecordType::Delivery && r.sender == sender)
+            .map(|r| r.egress_pool.clone().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        pool_of("news@a.example").into_iter().collect::<Vec<_>>(),
+        ["customer-a"]
+    );
+    assert_eq!(
+        pool_of("misc@other.example").into_iter().collect::<Vec<_>>(),
+        ["default"]
+    );
+}

@@ -1,0 +1,7 @@
+//! End-to-end: the daemon in-process, a real RocksDB spool in a temp dir,
+//! a real SMTP sink on loopback, mail injected over SMTP.
+
+mod egress;
+mod outcomes;
+mod recovery;
+mod relay;

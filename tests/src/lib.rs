@@ -1,0 +1,178 @@
+//! Harness for end-to-end tests: a daemon on its own runtime (so a test can
+//! crash it by dropping every task at once), policy files written from
+//! templates, and an SMTP injector.
+
+use petrel::{Daemon, DaemonOptions};
+use petrel_smtp_client::{ConnectOptions, SmtpClient, Timeouts};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+pub use petrel_testkit::{Sink, eventually};
+
+enum Stop {
+    Graceful,
+    Crash,
+}
+
+/// A daemon running on a dedicated runtime and thread.
+pub struct TestDaemon {
+    pub smtp: Vec<SocketAddr>,
+    pub recovered: usize,
+    stop: mpsc::Sender<Stop>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl TestDaemon {
+    pub fn start(policy: &Path) -> Result<Self, String> {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let options = DaemonOptions {
+            policy: policy.to_path_buf(),
+        };
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let daemon = match rt.block_on(Daemon::start(options)) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok((daemon.smtp_addrs(), daemon.recovered())));
+            match stop_rx.recv().unwrap_or(Stop::Crash) {
+                Stop::Graceful => rt.block_on(daemon.shutdown()),
+                Stop::Crash => {
+                    // Every task is dropped wherever it stands: no goodbyes,
+                    // no final writes. Only what was synced survives.
+                    drop(daemon);
+                    rt.shutdown_timeout(std::time::Duration::from_secs(10));
+                }
+            }
+        });
+        let (smtp, recovered) = tokio::task::block_in_place(|| ready_rx.recv()).map_err(|e| e.to_string())??;
+        Ok(Self {
+            smtp,
+            recovered,
+            stop: stop_tx,
+            thread,
+        })
+    }
+
+    pub fn stop(self) {
+        self.finish(Stop::Graceful);
+    }
+
+    pub fn crash(self) {
+        self.finish(Stop::Crash);
+    }
+
+    fn finish(self, how: Stop) {
+        let _ = self.stop.send(how);
+        tokio::task::block_in_place(|| self.thread.join()).expect("daemon thread");
+    }
+}
+
+/// A temp dir holding a policy, its spool and its logs.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+
+    /// Write `init.lua`: the standard spool, logs and one listener on a
+    /// kernel-chosen port, then `init_extra` inside init, then `events`.
+    pub fn policy(&self, init_extra: &str, events: &str) -> PathBuf {
+        let root = self.dir.path().display();
+        let text = format!(
+            r#"local kumo = require 'kumo'
+kumo.on('init', function()
+  kumo.define_spool {{ name = 'data', path = '{root}/spool' }}
+  kumo.configure_local_logs {{ log_dir = '{root}/logs' }}
+  kumo.start_esmtp_listener {{ listen = '127.0.0.1:0', hostname = 'petrel.test', relay_hosts = {{ '127.0.0.1' }} }}
+{init_extra}
+end)
+{events}
+"#
+        );
+        let path = self.dir.path().join("init.lua");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn records(&self) -> Vec<petrel_telemetry::LogRecord> {
+        petrel_telemetry::read_records(&self.logs()).unwrap_or_default()
+    }
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The usual queue config event: everything to `sink` as a smart host, with
+/// retries every `retry` and the given extra fields.
+pub fn smart_host_events(sink: SocketAddr, fields: &str) -> String {
+    format!(
+        r#"kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config {{
+    protocol = {{ smtp = {{ mx_list = {{ '{sink}' }} }} }},
+    {fields}
+  }}
+end)"#
+    )
+}
+
+/// Send `count` messages over SMTP to `server`, `conns` connections at a
+/// time; `make(i)` gives sender and recipient of message `i`. Returns how
+/// many got a 250.
+pub async fn inject(
+    server: SocketAddr,
+    count: usize,
+    conns: usize,
+    make: impl Fn(usize) -> (String, String) + Send + Sync + 'static,
+) -> usize {
+    let make = std::sync::Arc::new(make);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let opts = ConnectOptions {
+                source: Some("127.0.0.1".parse().unwrap()),
+                target: server,
+                ehlo_domain: "injector.test".into(),
+                timeouts: Timeouts::default(),
+            };
+            let mut client = SmtpClient::connect(&opts).await.expect("connect to petrel");
+            let mut ok = 0;
+            for i in (c..count).step_by(conns) {
+                let (from, to) = make(i);
+                let body = format!("From: <{from}>\r\nTo: <{to}>\r\nSubject: message {i}\r\n\r\nbody of {i}\r\n");
+                if client.send(&from, &to, body.as_bytes()).await.is_ok() {
+                    ok += 1;
+                }
+            }
+            client.quit().await;
+            ok
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total
+}
