@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use petrel_egress::{EgressPool, Wrr};
 use petrel_message::{Message, SpoolId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -13,7 +13,9 @@ pub struct ScheduledQueue {
     name: String,
     key: QueueKey,
     config: Mutex<Option<Arc<QueueConfig>>>,
-    wrr: Mutex<Option<Wrr>>,
+    /// One selector per pool: messages of one queue may name different
+    /// pools (meta `egress_pool`), and each pool keeps its own cycle.
+    wrr: Mutex<HashMap<String, Wrr>>,
     waiting: Mutex<BTreeMap<(DateTime<Utc>, SpoolId), Message>>,
     pub(crate) wake: Notify,
 }
@@ -24,7 +26,7 @@ impl ScheduledQueue {
             name,
             key,
             config: Mutex::new(None),
-            wrr: Mutex::new(None),
+            wrr: Mutex::new(HashMap::new()),
             waiting: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
         }
@@ -58,12 +60,14 @@ impl ScheduledQueue {
     /// state restarts, at a random point of the cycle, when the pool's
     /// definition differs from the one the state was built for.
     pub fn pick_source(&self, pool: &Arc<EgressPool>, available: impl Fn(&str) -> bool) -> Option<String> {
-        let mut guard = self.wrr.lock();
-        let stale = guard.as_ref().is_none_or(|w| **w.pool() != **pool);
-        if stale {
-            *guard = Some(Wrr::new(pool.clone(), rand::random()));
+        let mut states = self.wrr.lock();
+        let state = states
+            .entry(pool.name.clone())
+            .or_insert_with(|| Wrr::new(pool.clone(), rand::random()));
+        if **state.pool() != **pool {
+            *state = Wrr::new(pool.clone(), rand::random());
         }
-        guard.as_mut().and_then(|w| w.pick(available).map(str::to_string))
+        state.pick(available).map(str::to_string)
     }
 
     pub(crate) fn push(&self, due: DateTime<Utc>, message: Message) {
@@ -80,5 +84,53 @@ impl ScheduledQueue {
         let mut waiting = self.waiting.lock();
         let later = waiting.split_off(&(now, SpoolId::max()));
         std::mem::replace(&mut *waiting, later).into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petrel_egress::PoolEntry;
+
+    fn pool(name: &str, weights: &[(&str, u32)]) -> Arc<EgressPool> {
+        let entries = weights
+            .iter()
+            .map(|(s, w)| PoolEntry {
+                source: s.to_string(),
+                weight: *w,
+            })
+            .collect();
+        Arc::new(EgressPool {
+            name: name.into(),
+            entries,
+        })
+    }
+
+    #[test]
+    fn pools_sharing_a_queue_keep_their_own_proportions() {
+        let queue = ScheduledQueue::new(
+            "q".into(),
+            QueueKey {
+                domain: "d".into(),
+                tenant: None,
+                campaign: None,
+                routing_domain: None,
+            },
+        );
+        let shared = pool("shared", &[("s1", 1), ("s2", 3)]);
+        let own = pool("own", &[("a1", 1)]);
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for _ in 0..40 {
+            // Interleave another pool's picks between the shared pool's.
+            assert_eq!(queue.pick_source(&own, |_| true).as_deref(), Some("a1"));
+            *counts.entry(queue.pick_source(&shared, |_| true).unwrap()).or_default() += 1;
+        }
+        assert_eq!((counts["s1"], counts["s2"]), (10, 30));
+        // A redefined pool starts a new cycle with the new weights.
+        let reweighted = pool("shared", &[("s1", 1), ("s2", 1)]);
+        let picks: Vec<_> = (0..10)
+            .map(|_| queue.pick_source(&reweighted, |_| true).unwrap())
+            .collect();
+        assert_eq!(picks.iter().filter(|s| *s == "s1").count(), 5);
     }
 }

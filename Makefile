@@ -1,0 +1,56 @@
+# Petrel — build, run and test. `make run` and `make test` install what a
+# fresh Debian machine lacks first (see docs/development.md).
+
+# Keep compiled dependencies outside the clone so fresh clones on the same
+# machine reuse them.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/petrel/target
+export CARGO_TARGET_DIR
+# Above this size (KiB) the shared target dir is wiped before building.
+TARGET_DIR_LIMIT_KIB ?= 20000000
+
+APT_PACKAGES := librocksdb-dev libclang1-14 libclang-common-14-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+POLICY ?= policy/init.lua
+
+.PHONY: run test build deps lint fmt sink bounded-cache
+
+run: deps build
+	$(CARGO_TARGET_DIR)/debug/petrel serve --policy $(POLICY)
+
+test: deps bounded-cache
+	cargo build --workspace --all-targets
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		cargo test --workspace --no-fail-fast; \
+	fi
+
+build: deps
+	cargo build --workspace
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+# A local SMTP sink on 127.0.0.1:2526 that shows which source each message used.
+sink: deps
+	cargo run -q -p petrel-testkit --bin petrel-sink -- --listen 127.0.0.1:2526
+
+# Install the system libraries the build links against, only if missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+bounded-cache:
+	@if [ -d "$(CARGO_TARGET_DIR)" ] && [ "$$(du -sk "$(CARGO_TARGET_DIR)" | cut -f1)" -gt $(TARGET_DIR_LIMIT_KIB) ]; then \
+		echo "target dir over limit; cleaning"; rm -rf "$(CARGO_TARGET_DIR)"; \
+	fi

@@ -1,0 +1,103 @@
+//! `petrel validate` as an operator runs it: the real binary on policy files.
+
+use std::process::Command;
+
+fn validate(init_body: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("init.lua");
+    let policy = format!(
+        "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '{}/spool' }}\n{init_body}\nend)\n",
+        dir.path().display()
+    );
+    std::fs::write(&path, policy).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["validate", "--policy"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn a_valid_policy_prints_its_sources_and_pools() {
+    let (ok, stdout, _) = validate(
+        "  kumo.define_egress_source { name = 'ip-1', source_address = '127.0.0.2', ehlo_domain = 'mta1.test' }\n  kumo.define_egress_pool { name = 'pool-1', entries = { { name = 'ip-1', weight = 3 }, { name = 'default', weight = 1 } } }",
+    );
+    assert!(ok);
+    for needle in [
+        "ip-1",
+        "127.0.0.2",
+        "mta1.test",
+        "pool-1",
+        "75.0%",
+        "25.0%",
+        "(system default)",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn each_broken_registry_fails_with_file_and_line() {
+    let cases = [
+        (
+            "  kumo.define_egress_pool { name = 'p', entries = { { name = 'nope' } } }",
+            4,
+            "unknown source",
+        ),
+        (
+            "  kumo.define_egress_source { name = 'x' }\n  kumo.define_egress_source { name = 'x' }",
+            5,
+            "defined twice",
+        ),
+        (
+            "  kumo.define_egress_pool { name = 'p p', entries = { { name = 'default' } } }",
+            4,
+            "invalid pool name",
+        ),
+        ("  kumo.define_egress_source { name = 'x:1' }", 4, "invalid source name"),
+        (
+            "  kumo.define_egress_source { name = 'x', source_address = 'not-an-ip' }",
+            4,
+            "invalid source_address",
+        ),
+        (
+            "  kumo.define_egress_pool { name = 'p', entries = { { name = 'default', weight = -2 } } }",
+            4,
+            "negative weight",
+        ),
+        (
+            "  kumo.define_egress_pool { name = 'p', entries = { { name = 'default', weight = 0 } } }",
+            4,
+            "no usable entry",
+        ),
+    ];
+    for (body, line, needle) in cases {
+        let (ok, _, stderr) = validate(body);
+        assert!(!ok, "accepted:\n{body}");
+        assert!(
+            stderr.contains(&format!("init.lua:{line}:")),
+            "no file:line in {stderr}"
+        );
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("init.lua");
+    std::fs::write(&path, "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.define_egress_pool { name = 'p', entries = { { name = 'nope' } } }\nend)\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["serve", "--policy"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("init.lua:3:"), "{stderr}");
+}
