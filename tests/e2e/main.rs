@@ -3,5 +3,6 @@
 
 mod egress;
 mod outcomes;
+mod policy_errors;
 mod recovery;
 mod relay;
