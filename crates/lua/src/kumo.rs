@@ -159,20 +159,27 @@ fn configure_local_logs(lua: &Lua, value: Value) -> mlua::Result<()> {
     })
 }
 
+/// Build a result object from its spec table; errors name the caller's line.
+fn make<S: DeserializeOwned, T>(
+    lua: &Lua,
+    what: &str,
+    value: Value,
+    build: impl FnOnce(S) -> Result<T, String>,
+) -> mlua::Result<T> {
+    let parsed: S = spec(lua, what, value).map_err(mlua::Error::runtime)?;
+    build(parsed).map_err(|e| mlua::Error::runtime(format!("{}: {what}: {e}", caller_location(lua))))
+}
+
 fn make_queue_config(lua: &Lua, value: Value) -> mlua::Result<LuaQueueConfig> {
-    let location = caller_location(lua);
-    let spec: QueueConfigSpec = spec(lua, "make_queue_config", value).map_err(mlua::Error::runtime)?;
-    spec.into_config()
-        .map(LuaQueueConfig)
-        .map_err(|e| mlua::Error::runtime(format!("{location}: make_queue_config: {e}")))
+    make(lua, "make_queue_config", value, |s: QueueConfigSpec| {
+        s.into_config().map(LuaQueueConfig)
+    })
 }
 
 fn make_egress_path(lua: &Lua, value: Value) -> mlua::Result<LuaEgressPath> {
-    let location = caller_location(lua);
-    let spec: EgressPathSpec = spec(lua, "make_egress_path", value).map_err(mlua::Error::runtime)?;
-    spec.into_config()
-        .map(LuaEgressPath)
-        .map_err(|e| mlua::Error::runtime(format!("{location}: make_egress_path: {e}")))
+    make(lua, "make_egress_path", value, |s: EgressPathSpec| {
+        s.into_config().map(LuaEgressPath)
+    })
 }
 
 fn reject(lua: &Lua, (code, text): (u16, String)) -> mlua::Result<()> {
