@@ -3,8 +3,10 @@
 //! greeted with, answers as a test script says, and counts concurrent
 //! connections per peer, so tests can check which source sent what.
 
+mod dns;
 mod sink;
 
+pub use dns::{DnsServer, Zone};
 pub use sink::{Received, ReplyScript, Sink};
 
 /// Poll `check` until it holds or `timeout` passes; returns its last value.
