@@ -2,15 +2,10 @@
 //! nothing is spooled.
 
 use petrel_e2e::{Sink, TestDaemon, Workspace, eventually, smart_host_events};
-use petrel_smtp_client::{ClientError, ConnectOptions, Phase, SmtpClient, Timeouts};
+use petrel_smtp_client::{ClientError, ConnectOptions, Phase, SmtpClient};
 
 async fn send(server: std::net::SocketAddr, sender: &str) -> Result<(), ClientError> {
-    let opts = ConnectOptions {
-        source: Some("127.0.0.1".parse().unwrap()),
-        target: server,
-        ehlo_domain: "client.test".into(),
-        timeouts: Timeouts::default(),
-    };
+    let opts = ConnectOptions::new(Some("127.0.0.1".parse().unwrap()), server, "client.test");
     let mut client = SmtpClient::connect(&opts).await?;
     client
         .send(sender, "r@dest.example", b"Subject: x\r\n\r\nx\r\n")

@@ -1,7 +1,7 @@
 //! Not an open relay: a client outside relay_hosts cannot send anywhere.
 
 use petrel_e2e::{Sink, TestDaemon, Workspace, smart_host_events};
-use petrel_smtp_client::{ClientError, ConnectOptions, Phase, SmtpClient, Timeouts};
+use petrel_smtp_client::{ClientError, ConnectOptions, Phase, SmtpClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_relay_client_is_refused_and_nothing_is_spooled() {
@@ -9,12 +9,7 @@ async fn a_non_relay_client_is_refused_and_nothing_is_spooled() {
     let ws = Workspace::new();
     let policy = ws.policy("", &smart_host_events(sink.addr(), ""));
     let daemon = TestDaemon::start(&policy).unwrap();
-    let opts = ConnectOptions {
-        source: Some("127.0.0.9".parse().unwrap()),
-        target: daemon.smtp[0],
-        ehlo_domain: "outsider.test".into(),
-        timeouts: Timeouts::default(),
-    };
+    let opts = ConnectOptions::new(Some("127.0.0.9".parse().unwrap()), daemon.smtp[0], "outsider.test");
     let mut client = SmtpClient::connect(&opts).await.unwrap();
     let err = client
         .send(

@@ -3,7 +3,7 @@
 //! templates, and an SMTP injector.
 
 use petrel::{Daemon, DaemonOptions};
-use petrel_smtp_client::{ConnectOptions, SmtpClient, Timeouts};
+use petrel_smtp_client::{ConnectOptions, SmtpClient};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -151,12 +151,7 @@ pub async fn inject(
     for c in 0..conns {
         let make = make.clone();
         tasks.push(tokio::spawn(async move {
-            let opts = ConnectOptions {
-                source: Some("127.0.0.1".parse().unwrap()),
-                target: server,
-                ehlo_domain: "injector.test".into(),
-                timeouts: Timeouts::default(),
-            };
+            let opts = ConnectOptions::new(Some("127.0.0.1".parse().unwrap()), server, "injector.test");
             let mut client = SmtpClient::connect(&opts).await.expect("connect to petrel");
             let mut ok = 0;
             for i in (c..count).step_by(conns) {

@@ -1,82 +1,92 @@
 //! What happens after an attempt: log it, then remove, retry or bounce.
 
 use crate::dispatcher::Dispatcher;
-use crate::ready::{Dispatched, ReadyQueue};
+use crate::ready::Dispatched;
+use petrel_dns::DnsError;
+use petrel_egress::EgressSource;
 use petrel_smtp_client::{ClientError, Phase};
 use petrel_smtp_proto::Reply;
 use petrel_telemetry::{LogRecord, RecordType, ResponseInfo};
 use std::net::SocketAddr;
 
+/// How one attempt for one message ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Delivered(ResponseInfo),
+    Failed { permanent: bool, response: ResponseInfo },
+}
+
+impl Outcome {
+    pub fn from_reply(reply: &Reply) -> Self {
+        Outcome::Delivered(response(reply))
+    }
+
+    pub fn from_client(e: &ClientError) -> Self {
+        if let Some(reply) = e.reply() {
+            return Outcome::Failed { permanent: e.is_permanent(), response: response(reply) };
+        }
+        // Failures without a server reply get RFC 3463 network classes, so
+        // logs can be filtered by code alone.
+        let enhanced = match e {
+            ClientError::Bind { .. } => "4.4.0",
+            ClientError::Connect { .. } | ClientError::Timeout { phase: Phase::Connect | Phase::Banner, .. } => "4.4.1",
+            ClientError::Tls { .. } => "4.7.5",
+            _ => "4.4.2",
+        };
+        Self::local(false, enhanced, e.to_string())
+    }
+
+    pub fn from_dns(e: &DnsError) -> Self {
+        let enhanced = match e {
+            DnsError::NullMx(_) => "5.1.10",
+            DnsError::NxDomain(_) | DnsError::NoAddress(_) => "5.1.2",
+            DnsError::Transient { .. } => "4.4.3",
+        };
+        Self::local(e.is_permanent(), enhanced, e.to_string())
+    }
+
+    pub fn local(permanent: bool, enhanced: &str, content: String) -> Self {
+        let code = if permanent { 550 } else { 451 };
+        Outcome::Failed { permanent, response: ResponseInfo { code, enhanced_code: Some(enhanced.into()), content } }
+    }
+}
+
+fn response(reply: &Reply) -> ResponseInfo {
+    ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
+}
+
+/// Where the attempt was made, for the log record.
 pub(crate) struct Attempt<'a> {
-    pub ready: &'a ReadyQueue,
+    pub source: &'a EgressSource,
+    pub site: &'a str,
     pub peer: Option<SocketAddr>,
+    pub tls: Option<(String, String)>,
 }
 
-fn from_reply(reply: &Reply) -> ResponseInfo {
-    ResponseInfo {
-        code: reply.code,
-        enhanced_code: reply.enhanced.map(|e| e.to_string()),
-        content: reply.text.clone(),
-    }
-}
-
-/// A reply for failures that never got one from the server, in the RFC 3463
-/// network classes, so logs can be filtered by code alone.
-fn from_error(e: &ClientError) -> ResponseInfo {
-    if let Some(reply) = e.reply() {
-        return from_reply(reply);
-    }
-    let enhanced = match e {
-        ClientError::Bind { .. } => "4.4.0",
-        ClientError::Connect { .. }
-        | ClientError::Timeout {
-            phase: Phase::Connect | Phase::Banner,
-            ..
-        } => "4.4.1",
-        _ => "4.4.2",
-    };
-    ResponseInfo {
-        code: 451,
-        enhanced_code: Some(enhanced.into()),
-        content: e.to_string(),
-    }
-}
-
-pub(crate) async fn report(
-    dispatcher: &Dispatcher,
-    attempt: &Attempt<'_>,
-    item: Dispatched,
-    result: Result<&Reply, &ClientError>,
-) {
+pub(crate) async fn report(dispatcher: &Dispatcher, attempt: &Attempt<'_>, item: Dispatched, outcome: &Outcome) {
     let handles = &dispatcher.handles;
-    let Dispatched {
-        queue,
-        mut message,
-        pool,
-    } = item;
+    let Dispatched { queue, mut message, pool } = item;
     message.num_attempts += 1;
-    let (kind, response) = match result {
-        Ok(reply) => (RecordType::Delivery, from_reply(reply)),
-        Err(e) if e.is_permanent() => (RecordType::Bounce, from_error(e)),
-        Err(e) => (RecordType::TransientFailure, from_error(e)),
+    let (kind, response) = match outcome {
+        Outcome::Delivered(r) => (RecordType::Delivery, r),
+        Outcome::Failed { permanent: true, response } => (RecordType::Bounce, response),
+        Outcome::Failed { permanent: false, response } => (RecordType::TransientFailure, response),
     };
-    let source = &attempt.ready.source;
     let mut record = LogRecord::for_message(kind, &message, response.clone());
-    record.site = attempt.ready.site.clone();
+    record.site = attempt.site.to_string();
     record.peer_address = attempt.peer.map(|p| p.to_string());
     record.egress_pool = Some(pool);
-    record.egress_source = Some(source.name.clone());
-    record.source_address = source.source_address.map(|a| a.to_string());
+    record.egress_source = Some(attempt.source.name.clone());
+    record.source_address = attempt.source.source_address.map(|a| a.to_string());
+    if let Some((version, cipher)) = &attempt.tls {
+        record.tls_protocol_version = Some(version.clone());
+        record.tls_cipher = Some(cipher.clone());
+    }
     handles.logger.log(record);
-    match kind {
-        RecordType::TransientFailure => {
-            handles.queues.retry(&queue, message, &response).await;
-        }
-        _ => {
-            if let Err(e) = handles.spool.remove(message.id).await {
-                // Left in the spool, it would be delivered again after a restart.
-                tracing::error!(id = %message.id, error = %e, "cannot remove a finished message from the spool");
-            }
-        }
+    if kind == RecordType::TransientFailure {
+        handles.queues.retry(&queue, message, response).await;
+    } else if let Err(e) = handles.spool.remove(message.id).await {
+        // Left in the spool, it would be delivered again after a restart.
+        tracing::error!(id = %message.id, error = %e, "cannot remove a finished message from the spool");
     }
 }

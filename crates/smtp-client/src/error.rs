@@ -14,6 +14,7 @@ pub enum Phase {
     Data,
     DataDot,
     Rset,
+    StartTls,
 }
 
 impl std::fmt::Display for Phase {
@@ -27,6 +28,7 @@ impl std::fmt::Display for Phase {
             Phase::Data => "DATA",
             Phase::DataDot => "end of data",
             Phase::Rset => "RSET",
+            Phase::StartTls => "STARTTLS",
         })
     }
 }
@@ -44,6 +46,9 @@ pub enum ClientError {
     /// The server answered with a non-success reply.
     #[error("{phase} refused: {reply}")]
     Rejected { phase: Phase, reply: Reply },
+    /// STARTTLS was required but not offered, or the handshake failed.
+    #[error("TLS: {detail}")]
+    Tls { detail: String },
     #[error("protocol error during {phase}: {detail}")]
     Protocol { phase: Phase, detail: String },
     #[error("connection lost during {phase}: {source}")]

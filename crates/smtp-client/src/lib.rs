@@ -7,6 +7,9 @@
 mod connect;
 mod error;
 mod session;
+mod stream;
+mod tls;
 
 pub use error::{ClientError, Phase};
 pub use session::{Capabilities, ConnectOptions, SmtpClient, Timeouts};
+pub use tls::{TlsConfigs, TlsMode};

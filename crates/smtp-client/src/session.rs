@@ -2,11 +2,13 @@
 
 use crate::connect::connect_from;
 use crate::error::{ClientError, Phase};
+use crate::stream::Stream;
+use crate::tls::{TlsConfigs, TlsMode};
 use petrel_smtp_proto::{Reply, dot_stuff, parse_reply};
+use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Per-phase time limits (the names of `kumo.make_egress_path`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,7 @@ impl Timeouts {
         match phase {
             Phase::Connect => self.connect,
             Phase::Banner => self.banner,
-            Phase::Ehlo | Phase::Rset => self.ehlo,
+            Phase::Ehlo | Phase::Rset | Phase::StartTls => self.ehlo,
             Phase::MailFrom => self.mail_from,
             Phase::RcptTo => self.rcpt_to,
             Phase::Data => self.data,
@@ -49,14 +51,37 @@ impl Timeouts {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// The egress source's address; `None` lets the kernel choose.
     pub source: Option<IpAddr>,
     pub target: SocketAddr,
+    /// The host name the target was found under, for TLS verification.
+    pub server_name: String,
     /// Name said in EHLO: the egress source's `ehlo_domain`.
     pub ehlo_domain: String,
     pub timeouts: Timeouts,
+    pub tls: TlsMode,
+    /// Required unless `tls` is `Disabled`.
+    pub tls_configs: Option<TlsConfigs>,
+    /// Speak LMTP (LHLO) instead of SMTP.
+    pub lmtp: bool,
+}
+
+impl ConnectOptions {
+    /// Plain SMTP to `target` with default timeouts and TLS disabled.
+    pub fn new(source: Option<IpAddr>, target: SocketAddr, ehlo_domain: impl Into<String>) -> Self {
+        Self {
+            source,
+            target,
+            server_name: target.ip().to_string(),
+            ehlo_domain: ehlo_domain.into(),
+            timeouts: Timeouts::default(),
+            tls: TlsMode::Disabled,
+            tls_configs: None,
+            lmtp: false,
+        }
+    }
 }
 
 /// What the server said it supports in its EHLO reply.
@@ -92,7 +117,8 @@ impl Capabilities {
 
 /// A connected, greeted SMTP session ready for transactions.
 pub struct SmtpClient {
-    stream: TcpStream,
+    stream: Stream,
+    tls_info: Option<(String, String)>,
     buf: Vec<u8>,
     caps: Capabilities,
     timeouts: Timeouts,
@@ -101,20 +127,16 @@ pub struct SmtpClient {
 }
 
 impl SmtpClient {
-    /// Connect from the source, read the banner, and greet.
+    /// Connect from the source, read the banner, greet, and negotiate TLS
+    /// as `opts.tls` asks.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
         let stream = tokio::time::timeout(opts.timeouts.connect, connect_from(opts.source, opts.target))
             .await
-            .map_err(|_| ClientError::Timeout {
-                phase: Phase::Connect,
-                secs: opts.timeouts.connect.as_secs(),
-            })??;
-        let local = stream.local_addr().map_err(|e| ClientError::Io {
-            phase: Phase::Connect,
-            source: e,
-        })?;
+            .map_err(|_| ClientError::Timeout { phase: Phase::Connect, secs: opts.timeouts.connect.as_secs() })??;
+        let local = stream.local_addr().map_err(|e| ClientError::Io { phase: Phase::Connect, source: e })?;
         let mut client = SmtpClient {
-            stream,
+            stream: Stream::Plain(stream),
+            tls_info: None,
             buf: Vec::with_capacity(4096),
             caps: Capabilities::default(),
             timeouts: opts.timeouts,
@@ -122,30 +144,72 @@ impl SmtpClient {
             local,
         };
         client.expect(Phase::Banner, 220).await?;
-        client.greet(&opts.ehlo_domain).await?;
+        client.greet(&opts.ehlo_domain, opts.lmtp).await?;
+        if opts.tls == TlsMode::Disabled {
+            return Ok(client);
+        }
+        if !client.caps.starttls {
+            if opts.tls.is_required() {
+                return Err(ClientError::Tls { detail: format!("{} does not offer STARTTLS", opts.target) });
+            }
+            return Ok(client);
+        }
+        let mut client = client.starttls(opts).await?;
+        client.greet(&opts.ehlo_domain, opts.lmtp).await?;
         Ok(client)
     }
 
-    async fn greet(&mut self, ehlo_domain: &str) -> Result<(), ClientError> {
-        self.write(Phase::Ehlo, format!("EHLO {ehlo_domain}\r\n").as_bytes())
-            .await?;
+    async fn starttls(mut self, opts: &ConnectOptions) -> Result<Self, ClientError> {
+        self.write(Phase::StartTls, b"STARTTLS\r\n").await?;
+        self.expect(Phase::StartTls, 220).await?;
+        if !self.buf.is_empty() {
+            // Anything sent before the handshake could be injected plaintext.
+            return Err(ClientError::Protocol { phase: Phase::StartTls, detail: "data after the 220 to STARTTLS".into() });
+        }
+        let configs = opts.tls_configs.clone().unwrap_or_default();
+        let config = if opts.tls.verifies() { configs.verified } else { configs.unverified };
+        let name = ServerName::try_from(opts.server_name.clone())
+            .unwrap_or_else(|_| ServerName::IpAddress(opts.target.ip().into()));
+        let Stream::Plain(tcp) = self.stream else {
+            return Err(ClientError::Protocol { phase: Phase::StartTls, detail: "already using TLS".into() });
+        };
+        let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+        let tls = tokio::time::timeout(self.timeouts.ehlo, handshake)
+            .await
+            .map_err(|_| ClientError::Tls { detail: "handshake timed out".into() })?
+            .map_err(|e| ClientError::Tls { detail: format!("handshake with {} failed: {e}", opts.target) })?;
+        let (_, session) = tls.get_ref();
+        let version = session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+        let cipher = session.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())).unwrap_or_default();
+        Ok(SmtpClient {
+            stream: Stream::Tls(Box::new(tls)),
+            tls_info: Some((version, cipher)),
+            caps: Capabilities::default(),
+            ..self
+        })
+    }
+
+    async fn greet(&mut self, ehlo_domain: &str, lmtp: bool) -> Result<(), ClientError> {
+        let verb = if lmtp { "LHLO" } else { "EHLO" };
+        self.write(Phase::Ehlo, format!("{verb} {ehlo_domain}\r\n").as_bytes()).await?;
         let reply = self.read_reply(Phase::Ehlo).await?;
         if reply.code == 250 {
             self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
-        if !reply.is_permanent() {
-            return Err(ClientError::Rejected {
-                phase: Phase::Ehlo,
-                reply,
-            });
+        if lmtp || !reply.is_permanent() {
+            return Err(ClientError::Rejected { phase: Phase::Ehlo, reply });
         }
         // An old server that does not know EHLO: fall back to HELO.
-        self.write(Phase::Ehlo, format!("HELO {ehlo_domain}\r\n").as_bytes())
-            .await?;
+        self.write(Phase::Ehlo, format!("HELO {ehlo_domain}\r\n").as_bytes()).await?;
         self.expect(Phase::Ehlo, 250).await?;
         self.caps = Capabilities::default();
         Ok(())
+    }
+
+    /// TLS protocol version and cipher suite, when the session uses TLS.
+    pub fn tls_info(&self) -> Option<&(String, String)> {
+        self.tls_info.as_ref()
     }
 
     pub fn capabilities(&self) -> &Capabilities {

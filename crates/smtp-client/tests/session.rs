@@ -1,16 +1,11 @@
 //! The client against a real sink on loopback.
 
-use petrel_smtp_client::{ClientError, ConnectOptions, Phase, SmtpClient, Timeouts};
+use petrel_smtp_client::{ClientError, ConnectOptions, Phase, SmtpClient};
 use petrel_testkit::Sink;
 use std::sync::Arc;
 
 fn options(source: &str, sink: &Sink) -> ConnectOptions {
-    ConnectOptions {
-        source: Some(source.parse().unwrap()),
-        target: sink.addr(),
-        ehlo_domain: "mta2.test".into(),
-        timeouts: Timeouts::default(),
-    }
+    ConnectOptions::new(Some(source.parse().unwrap()), sink.addr(), "mta2.test")
 }
 
 #[tokio::test]

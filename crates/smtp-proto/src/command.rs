@@ -17,6 +17,8 @@ pub struct EsmtpParam {
 pub enum Command {
     Ehlo(String),
     Helo(String),
+    /// LMTP's greeting (RFC 2033).
+    Lhlo(String),
     MailFrom { path: ReversePath, params: Vec<EsmtpParam> },
     RcptTo { path: Mailbox, params: Vec<EsmtpParam> },
     Data,
@@ -63,6 +65,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
     match verb.to_ascii_uppercase().as_str() {
         "EHLO" => Ok(Command::Ehlo(hello_domain(rest)?)),
         "HELO" => Ok(Command::Helo(hello_domain(rest)?)),
+        "LHLO" => Ok(Command::Lhlo(hello_domain(rest)?)),
         "MAIL" => parse_mail(rest),
         "RCPT" => parse_rcpt(rest),
         "DATA" => no_args(rest, Command::Data),

@@ -42,6 +42,10 @@ pub struct LogRecord {
     pub egress_source: Option<String>,
     pub source_address: Option<String>,
     pub reception_protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_protocol_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cipher: Option<String>,
     pub meta: Meta,
 }
 
@@ -64,6 +68,8 @@ impl LogRecord {
             egress_source: None,
             source_address: None,
             reception_protocol: None,
+            tls_protocol_version: None,
+            tls_cipher: None,
             meta: msg.meta.clone(),
         }
     }

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 /// A message as the sink saw it.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct Received {
     pub sender: String,
     pub recipients: Vec<String>,
     pub data: Vec<u8>,
+    /// TLS protocol version when the message came over STARTTLS.
+    pub tls: Option<String>,
 }
 
 /// Decides the reply at the end of DATA: given the message and how many
@@ -56,13 +59,23 @@ impl Sink {
 
     /// Listen on a given address (to bring a stopped sink back on its port).
     pub async fn start_at(addr: SocketAddr, script: ReplyScript) -> Sink {
+        Self::launch(addr, script, None).await
+    }
+
+    /// A sink that offers STARTTLS with a freshly generated self-signed
+    /// certificate for `localhost`.
+    pub async fn start_tls(script: ReplyScript) -> Sink {
+        Self::launch("127.0.0.1:0".parse().unwrap(), script, Some(self_signed_acceptor())).await
+    }
+
+    async fn launch(addr: SocketAddr, script: ReplyScript, tls: Option<TlsAcceptor>) -> Sink {
         let listener = TcpListener::bind(addr).await.expect("sink bind");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let st = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, peer)) = listener.accept().await {
-                let (st, script) = (st.clone(), script.clone());
+                let (st, script, tls) = (st.clone(), script.clone(), tls.clone());
                 tokio::spawn(async move {
                     st.total_connections.fetch_add(1, Ordering::SeqCst);
                     {
@@ -71,7 +84,7 @@ impl Sink {
                         entry.0 += 1;
                         entry.1 = entry.1.max(entry.0);
                     }
-                    let _ = session(stream, peer, &st, &script).await;
+                    let _ = serve(stream, peer, &st, &script, tls).await;
                     st.connections.lock().get_mut(&peer.ip()).unwrap().0 -= 1;
                 });
             }
@@ -113,21 +126,65 @@ impl Sink {
     }
 }
 
-async fn session(mut stream: TcpStream, peer: SocketAddr, state: &State, script: &ReplyScript) -> std::io::Result<()> {
+/// Generate a certificate for `localhost` and a TLS 1.2+ acceptor for it.
+fn self_signed_acceptor() -> TlsAcceptor {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("certificate");
+    TlsAcceptor::from(Arc::new(config))
+}
+
+enum End {
+    Closed,
+    StartTls,
+}
+
+struct Conn<'a> {
+    peer: SocketAddr,
+    state: &'a State,
+    script: &'a ReplyScript,
+    offer_tls: bool,
+    tls: Option<String>,
+}
+
+async fn serve(mut stream: TcpStream, peer: SocketAddr, state: &State, script: &ReplyScript, tls: Option<TlsAcceptor>) -> std::io::Result<()> {
     stream.write_all(b"220 sink.test ESMTP\r\n").await?;
+    let mut conn = Conn { peer, state, script, offer_tls: tls.is_some(), tls: None };
     let mut buf = Vec::new();
+    if let (End::StartTls, Some(acceptor)) = (session(&mut stream, &mut buf, &conn).await?, tls) {
+        let mut secured = acceptor.accept(stream).await?;
+        conn.tls = secured.get_ref().1.protocol_version().map(|v| format!("{v:?}"));
+        conn.offer_tls = false;
+        let mut buf = Vec::new();
+        session(&mut secured, &mut buf, &conn).await?;
+    }
+    Ok(())
+}
+
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, buf: &mut Vec<u8>, conn: &Conn<'_>) -> std::io::Result<End> {
     let mut ehlo = String::new();
     let mut sender = String::new();
     let mut recipients = Vec::new();
     loop {
-        let line = match next_line(&mut stream, &mut buf).await? {
+        let line = match next_line(stream, buf).await? {
             Some(line) => line,
-            None => return Ok(()),
+            None => return Ok(End::Closed),
         };
         let reply: Vec<u8> = match parse_command(&line) {
-            Ok(Command::Ehlo(name)) => {
+            Ok(Command::Ehlo(name) | Command::Lhlo(name)) => {
                 ehlo = name;
-                b"250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n".to_vec()
+                let tls = if conn.offer_tls { "250-STARTTLS\r\n" } else { "" };
+                format!("250-sink.test\r\n{tls}250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n").into_bytes()
+            }
+            Ok(Command::StartTls) if conn.offer_tls => {
+                stream.write_all(b"220 2.0.0 go ahead\r\n").await?;
+                return Ok(End::StartTls);
             }
             Ok(Command::Helo(name)) => {
                 ehlo = name;
@@ -147,25 +204,24 @@ async fn session(mut stream: TcpStream, peer: SocketAddr, state: &State, script:
             }
             Ok(Command::Data) => {
                 stream.write_all(b"354 go ahead\r\n").await?;
-                let data = read_data(&mut stream, &mut buf).await?;
+                let data = read_data(stream, buf).await?;
                 let msg = Received {
-                    peer,
+                    peer: conn.peer,
                     ehlo: ehlo.clone(),
                     sender: sender.clone(),
                     recipients: recipients.clone(),
                     data,
+                    tls: conn.tls.clone(),
                 };
                 let attempt = {
-                    let mut attempts = state.attempts.lock();
-                    let n = attempts
-                        .entry(msg.recipients.first().cloned().unwrap_or_default())
-                        .or_default();
+                    let mut attempts = conn.state.attempts.lock();
+                    let n = attempts.entry(msg.recipients.first().cloned().unwrap_or_default()).or_default();
                     *n += 1;
                     *n
                 };
-                let (code, text) = script(&msg, attempt);
+                let (code, text) = (conn.script)(&msg, attempt);
                 if (200..300).contains(&code) {
-                    state.received.lock().push(msg);
+                    conn.state.received.lock().push(msg);
                 }
                 recipients.clear();
                 format!("{code} {text}\r\n").into_bytes()
@@ -176,7 +232,7 @@ async fn session(mut stream: TcpStream, peer: SocketAddr, state: &State, script:
             }
             Ok(Command::Quit) => {
                 stream.write_all(b"221 bye\r\n").await?;
-                return Ok(());
+                return Ok(End::Closed);
             }
             Ok(_) => b"250 ok\r\n".to_vec(),
             Err(_) => b"500 unrecognized\r\n".to_vec(),
@@ -185,7 +241,7 @@ async fn session(mut stream: TcpStream, peer: SocketAddr, state: &State, script:
     }
 }
 
-async fn next_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+async fn next_line<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
     loop {
         if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = buf[..pos].to_vec();
@@ -201,7 +257,7 @@ async fn next_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
     }
 }
 
-async fn read_data(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+async fn read_data<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
     let mut rx = DataReceiver::new(usize::MAX);
     loop {
         if let DataStatus::Done(used) = rx.feed(buf) {
