@@ -1,10 +1,14 @@
 //! Routing a due message to a ready queue: pool, source, site.
 
+use crate::outcome::{Attempt, Outcome, report};
 use crate::path::EgressPolicy;
 use crate::ready::{Dispatched, ReadyQueue};
 use parking_lot::Mutex;
-use petrel_egress::DEFAULT_NAME;
+use petrel_dns::{MxPlan, Resolver};
+use petrel_egress::{DEFAULT_NAME, EgressSource};
+use petrel_message::Message;
 use petrel_queue::{DeliveryProtocol, Due, QueueManager};
+use petrel_smtp_client::TlsConfigs;
 use petrel_spool::Spool;
 use petrel_telemetry::Logger;
 use std::collections::HashMap;
@@ -22,6 +26,8 @@ pub struct DispatcherHandles {
     pub spool: Arc<dyn Spool>,
     pub logger: Logger,
     pub policy: Arc<dyn EgressPolicy>,
+    pub resolver: Arc<dyn Resolver>,
+    pub tls: TlsConfigs,
     /// EHLO name for sources that set none (the machine's host name).
     pub default_ehlo: String,
     pub shutdown: CancellationToken,
@@ -30,6 +36,14 @@ pub struct DispatcherHandles {
 pub struct Dispatcher {
     pub(crate) handles: DispatcherHandles,
     ready: Mutex<HashMap<String, Arc<ReadyQueue>>>,
+}
+
+/// Where a message is going: its hosts, and whether the policy named them.
+pub(crate) struct Destination {
+    pub plan: MxPlan,
+    /// A smart host (`mx_list`) chosen by the operator; `prohibited_hosts`
+    /// guards only destinations found through DNS.
+    pub explicit: bool,
 }
 
 impl Dispatcher {
@@ -76,20 +90,40 @@ impl Dispatcher {
                     .clone()
             }
         };
-        let DeliveryProtocol::Smtp { mx_list } = &config.protocol;
-        let hosts = mx_list
-            .clone()
-            .unwrap_or_else(|| vec![message.routing_domain().to_string()]);
-        let site = hosts.join(",");
+        let destination = match self.destination(&config.protocol, &message).await {
+            Ok(d) => d,
+            Err(outcome) => {
+                // The domain itself failed (DNS): no source is involved yet.
+                let source = registry.source(DEFAULT_NAME).expect("always defined").clone();
+                let site = message.routing_domain().to_string();
+                let attempt = Attempt {
+                    source: &source,
+                    site: &site,
+                    peer: None,
+                    tls: None,
+                };
+                let item = Dispatched {
+                    queue,
+                    message,
+                    pool: pool.name.clone(),
+                };
+                return report(self, &attempt, item, &outcome).await;
+            }
+        };
+        let site = destination.plan.site();
         let picked = queue.pick_source(&pool, |source| !self.is_full(source, &site));
         let Some(source_name) = picked else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
             return self.hold(message);
         };
-        let Some(source) = registry.source(&source_name).cloned() else {
-            unreachable!("a validated registry's pools only name its sources");
-        };
-        let ready = match self.ready_queue(&source, &site, &hosts, message.routing_domain()).await {
+        let source = registry
+            .source(&source_name)
+            .cloned()
+            .expect("a validated pool only names its registry's sources");
+        let ready = match self
+            .ready_queue(&source, &site, destination, message.routing_domain())
+            .await
+        {
             Ok(ready) => ready,
             Err(e) => {
                 tracing::error!(id = %message.id, error = %e, "get_egress_path_config failed; holding the message");
@@ -106,9 +140,24 @@ impl Dispatcher {
         );
     }
 
+    async fn destination(&self, protocol: &DeliveryProtocol, message: &Message) -> Result<Destination, Outcome> {
+        let DeliveryProtocol::Smtp { mx_list } = protocol;
+        match mx_list {
+            Some(hosts) => Ok(Destination {
+                plan: MxPlan::in_order(hosts),
+                explicit: true,
+            }),
+            None => match self.handles.resolver.resolve_mx(message.routing_domain()).await {
+                Ok(plan) => Ok(Destination { plan, explicit: false }),
+                Err(e) => Err(Outcome::from_dns(&e)),
+            },
+        }
+    }
+
     /// Put a message back briefly without counting an attempt.
-    fn hold(&self, mut message: petrel_message::Message) {
+    fn hold(&self, mut message: Message) {
         message.due = Some(chrono::Utc::now() + NO_SOURCE_DELAY);
+        message.data = None;
         self.handles.queues.insert(message);
     }
 
@@ -121,9 +170,9 @@ impl Dispatcher {
 
     async fn ready_queue(
         &self,
-        source: &Arc<petrel_egress::EgressSource>,
+        source: &Arc<EgressSource>,
         site: &str,
-        hosts: &[String],
+        destination: Destination,
         routing_domain: &str,
     ) -> Result<Arc<ReadyQueue>, crate::EgressPolicyError> {
         let name = ready_name(&source.name, site);
@@ -138,16 +187,13 @@ impl Dispatcher {
             .policy
             .egress_path_config(routing_domain, &source.name, site)
             .await?;
-        let ehlo = path
-            .ehlo_domain
-            .clone()
-            .or_else(|| source.ehlo_domain.clone())
-            .unwrap_or_else(|| self.handles.default_ehlo.clone());
+        let ehlo = path.ehlo_domain.clone().or_else(|| source.ehlo_domain.clone());
+        let ehlo = ehlo.unwrap_or_else(|| self.handles.default_ehlo.clone());
         let created = Arc::new(ReadyQueue::new(
             name.clone(),
             source.clone(),
             site.into(),
-            hosts.to_vec(),
+            destination,
             path,
             ehlo,
         ));

@@ -10,7 +10,9 @@
 mod dispatcher;
 mod outcome;
 mod path;
+mod rate;
 mod ready;
 
 pub use dispatcher::{Dispatcher, DispatcherHandles};
-pub use path::{EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy};
+pub use path::{EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy, default_prohibited_hosts};
+pub use rate::{Rate, Throttle};

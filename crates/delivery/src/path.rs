@@ -1,8 +1,10 @@
 //! Egress path settings and the policy seam that supplies them.
 
+use crate::rate::Rate;
 use async_trait::async_trait;
+use ipnet::IpNet;
 use petrel_egress::Registry;
-use petrel_smtp_client::Timeouts;
+use petrel_smtp_client::{Timeouts, TlsMode};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +14,26 @@ pub struct EgressPathConfig {
     /// Most concurrent connections from the source to the site.
     pub connection_limit: usize,
     pub max_deliveries_per_connection: usize,
+    pub max_message_rate: Option<Rate>,
+    pub max_connection_rate: Option<Rate>,
+    pub enable_tls: TlsMode,
     pub smtp_port: u16,
     /// Overrides the source's `ehlo_domain` for this path.
     pub ehlo_domain: Option<String>,
     /// How long an unused connection stays open.
     pub idle_timeout: Duration,
     pub timeouts: Timeouts,
+    /// Addresses never contacted for MX-resolved destinations (mail loops).
+    pub prohibited_hosts: Vec<IpNet>,
+    pub use_lmtp: bool,
+}
+
+/// Loopback and unspecified addresses: delivering there is a mail loop.
+pub fn default_prohibited_hosts() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"]
+        .iter()
+        .map(|n| n.parse().expect("valid"))
+        .collect()
 }
 
 impl Default for EgressPathConfig {
@@ -25,10 +41,15 @@ impl Default for EgressPathConfig {
         Self {
             connection_limit: 32,
             max_deliveries_per_connection: 1024,
+            max_message_rate: None,
+            max_connection_rate: None,
+            enable_tls: TlsMode::Opportunistic,
             smtp_port: 25,
             ehlo_domain: None,
             idle_timeout: Duration::from_secs(60),
             timeouts: Timeouts::default(),
+            prohibited_hosts: default_prohibited_hosts(),
+            use_lmtp: false,
         }
     }
 }

@@ -1,14 +1,15 @@
 //! A ready queue: messages bound for one site from one source, drained by up
 //! to `connection_limit` connection workers that reuse their sessions.
 
-use crate::dispatcher::Dispatcher;
-use crate::outcome::{Attempt, report};
+use crate::dispatcher::{Destination, Dispatcher};
+use crate::outcome::{Attempt, Outcome, report};
 use crate::path::EgressPathConfig;
+use crate::rate::Throttle;
 use parking_lot::Mutex;
 use petrel_egress::EgressSource;
 use petrel_message::Message;
 use petrel_queue::ScheduledQueue;
-use petrel_smtp_client::{ClientError, ConnectOptions, SmtpClient};
+use petrel_smtp_client::{ClientError, ConnectOptions, SmtpClient, TlsMode};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,9 +34,11 @@ pub(crate) struct ReadyQueue {
     pub name: String,
     pub source: Arc<EgressSource>,
     pub site: String,
-    hosts: Vec<String>,
+    destination: Destination,
     path: EgressPathConfig,
     ehlo: String,
+    message_rate: Option<Throttle>,
+    connection_rate: Option<Throttle>,
     slots: Mutex<Slots>,
     wake: Notify,
 }
@@ -46,12 +49,19 @@ enum Next {
     Exit,
 }
 
+/// Why no connection could be made to any host of the site.
+enum ConnectFailure {
+    Client(ClientError),
+    /// Every address of the site is in `prohibited_hosts`.
+    Prohibited(String),
+}
+
 impl ReadyQueue {
     pub fn new(
         name: String,
         source: Arc<EgressSource>,
         site: String,
-        hosts: Vec<String>,
+        destination: Destination,
         path: EgressPathConfig,
         ehlo: String,
     ) -> Self {
@@ -64,7 +74,9 @@ impl ReadyQueue {
             name,
             source,
             site,
-            hosts,
+            destination,
+            message_rate: path.max_message_rate.map(Throttle::new),
+            connection_rate: path.max_connection_rate.map(Throttle::new),
             path,
             ehlo,
             slots: Mutex::new(slots),
@@ -146,34 +158,42 @@ impl ReadyQueue {
                 }
             };
             if conn.is_none() {
-                match self.connect().await {
+                match self.connect(&dispatcher).await {
                     Ok(c) => {
                         conn = Some(c);
                         sent = 0;
                     }
-                    Err(e) => {
+                    Err(failure) => {
                         // The site is unreachable from this source: everything
                         // queued here would fail the same way, so fail it now.
-                        tracing::warn!(ready_queue = %self.name, error = %e, "connection failed");
-                        let attempt = Attempt {
-                            ready: &self,
-                            peer: None,
+                        let outcome = match &failure {
+                            ConnectFailure::Client(e) => Outcome::from_client(e),
+                            ConnectFailure::Prohibited(detail) => Outcome::local(true, "5.4.4", detail.clone()),
                         };
+                        tracing::warn!(ready_queue = %self.name, outcome = ?outcome, "connection failed");
+                        let attempt = self.attempt(None, None);
                         for other in std::iter::once(item).chain(self.take_all()) {
-                            report(&dispatcher, &attempt, other, Err(&e)).await;
+                            report(&dispatcher, &attempt, other, &outcome).await;
                         }
                         continue;
                     }
                 }
             }
             let client = conn.as_mut().expect("connected above");
-            let peer = Some(client.peer_addr());
+            if let Some(throttle) = &self.message_rate {
+                throttle.wait().await;
+            }
+            let (peer, tls) = (Some(client.peer_addr()), client.tls_info().cloned());
             let (item, result) = self.send(&dispatcher, client, item).await;
             let reusable = match &result {
                 Ok(_) => true,
                 Err(e) => e.connection_usable() && client.rset().await.is_ok(),
             };
-            report(&dispatcher, &Attempt { ready: &self, peer }, item, result.as_ref()).await;
+            let outcome = match &result {
+                Ok(reply) => Outcome::from_reply(reply),
+                Err(e) => Outcome::from_client(e),
+            };
+            report(&dispatcher, &self.attempt(peer, tls), item, &outcome).await;
             sent += 1;
             if !reusable || sent >= self.path.max_deliveries_per_connection.max(1) {
                 let finished = conn.take();
@@ -181,6 +201,15 @@ impl ReadyQueue {
                     c.quit().await;
                 }
             }
+        }
+    }
+
+    fn attempt(&self, peer: Option<SocketAddr>, tls: Option<(String, String)>) -> Attempt<'_> {
+        Attempt {
+            source: &self.source,
+            site: &self.site,
+            peer,
+            tls,
         }
     }
 
@@ -212,27 +241,35 @@ impl ReadyQueue {
         (item, result)
     }
 
-    /// Connect to the site's hosts in order until one answers.
-    async fn connect(&self) -> Result<SmtpClient, ClientError> {
-        let mut last = None;
-        for host in &self.hosts {
-            let (name, port) = split_host_port(host, self.path.smtp_port);
+    /// Connect to the site's hosts in preference order until one answers.
+    async fn connect(&self, dispatcher: &Dispatcher) -> Result<SmtpClient, ConnectFailure> {
+        let resolver = &dispatcher.handles.resolver;
+        let mut last: Option<ClientError> = None;
+        let mut prohibited = Vec::new();
+        for host in self.destination.plan.attempt_order() {
+            let (name, port) = split_host_port(&host, self.path.smtp_port);
             let port = self.source.remote_port.unwrap_or(port);
-            let addrs = match resolve(&name, port).await {
-                Ok(addrs) => addrs,
+            let addresses = match resolver.resolve_ip(&name).await {
+                Ok(addresses) => addresses,
                 Err(e) => {
-                    last = Some(e);
+                    let io = std::io::Error::other(e.to_string());
+                    last = Some(ClientError::Connect {
+                        target: SocketAddr::from(([0, 0, 0, 0], port)),
+                        source: io,
+                    });
                     continue;
                 }
             };
-            for target in addrs {
-                let opts = ConnectOptions {
-                    source: self.source.source_address,
-                    target,
-                    ehlo_domain: self.ehlo.clone(),
-                    timeouts: self.path.timeouts,
-                };
-                match SmtpClient::connect(&opts).await {
+            for ip in addresses {
+                if !self.destination.explicit && self.path.prohibited_hosts.iter().any(|n| n.contains(&ip)) {
+                    prohibited.push(format!("{name} ({ip})"));
+                    continue;
+                }
+                if let Some(throttle) = &self.connection_rate {
+                    throttle.wait().await;
+                }
+                let target = SocketAddr::new(ip, port);
+                match self.connect_one(dispatcher, &name, target).await {
                     Ok(client) => return Ok(client),
                     Err(e) => {
                         tracing::debug!(%target, error = %e, "host failed; trying the next");
@@ -241,28 +278,46 @@ impl ReadyQueue {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| {
-            let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no destination hosts");
-            ClientError::Io {
-                phase: petrel_smtp_client::Phase::Connect,
-                source: e,
+        match last {
+            Some(e) => Err(ConnectFailure::Client(e)),
+            None if !prohibited.is_empty() => Err(ConnectFailure::Prohibited(format!(
+                "destination is a prohibited host: {}",
+                prohibited.join(", ")
+            ))),
+            None => {
+                let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no destination hosts");
+                Err(ConnectFailure::Client(ClientError::Io {
+                    phase: petrel_smtp_client::Phase::Connect,
+                    source: e,
+                }))
             }
-        }))
-    }
-}
-
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ClientError> {
-    let lookup_error = |e: std::io::Error| {
-        let target = SocketAddr::from(([0, 0, 0, 0], port));
-        ClientError::Connect {
-            target,
-            source: std::io::Error::new(e.kind(), format!("cannot resolve {host}: {e}")),
         }
-    };
-    Ok(tokio::net::lookup_host((host, port))
-        .await
-        .map_err(lookup_error)?
-        .collect())
+    }
+
+    /// One host; with `OpportunisticInsecure`, a failed handshake is retried
+    /// on a new connection in clear.
+    async fn connect_one(
+        &self,
+        dispatcher: &Dispatcher,
+        name: &str,
+        target: SocketAddr,
+    ) -> Result<SmtpClient, ClientError> {
+        let tls = self.path.enable_tls;
+        let mut opts = ConnectOptions::new(self.source.source_address, target, self.ehlo.clone());
+        opts.server_name = name.to_string();
+        opts.timeouts = self.path.timeouts;
+        opts.tls = tls;
+        opts.tls_configs = Some(dispatcher.handles.tls.clone());
+        opts.lmtp = self.path.use_lmtp;
+        match SmtpClient::connect(&opts).await {
+            Err(ClientError::Tls { detail }) if tls == TlsMode::OpportunisticInsecure => {
+                tracing::info!(%target, %detail, "TLS failed; retrying in clear as OpportunisticInsecure allows");
+                opts.tls = TlsMode::Disabled;
+                SmtpClient::connect(&opts).await
+            }
+            other => other,
+        }
+    }
 }
 
 /// `host`, `host:port`, `ip`, `ip:port` or `[ipv6]:port`.

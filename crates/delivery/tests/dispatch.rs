@@ -60,6 +60,8 @@ fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
         spool: spool.clone(),
         logger,
         policy: Arc::new(policy),
+        resolver: Arc::new(petrel_dns::HickoryResolver::system().unwrap()),
+        tls: petrel_smtp_client::TlsConfigs::new(),
         default_ehlo: "localhost".into(),
         shutdown: shutdown.clone(),
     });

@@ -17,6 +17,8 @@ pub struct InitConfig {
     pub listeners: Vec<ListenerConfig>,
     pub spool: SpoolPaths,
     pub logs: Option<LogConfig>,
+    /// `kumo.dns.configure_resolver`; `None` uses the system resolver.
+    pub name_servers: Option<Vec<std::net::SocketAddr>>,
 }
 
 /// Lives in the Lua state's app data only while `init` runs; the `define_*`
@@ -26,6 +28,7 @@ pub(crate) struct InitCollector {
     pub listeners: Vec<(ListenerConfig, String)>,
     pub spools: BTreeMap<String, (PathBuf, String)>,
     pub logs: Option<(LogConfig, String)>,
+    pub name_servers: Option<(Vec<std::net::SocketAddr>, String)>,
     pub errors: Vec<String>,
     pub default_hostname: String,
 }
@@ -37,6 +40,7 @@ impl InitCollector {
             listeners: Vec::new(),
             spools: BTreeMap::new(),
             logs: None,
+            name_servers: None,
             errors: Vec::new(),
             default_hostname,
         }
@@ -76,6 +80,7 @@ impl InitCollector {
                 listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
                 spool,
                 logs: self.logs.map(|(l, _)| l),
+                name_servers: self.name_servers.map(|(n, _)| n),
             }),
             _ => Err(PolicyLoadError { errors: self.errors }),
         }

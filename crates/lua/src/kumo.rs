@@ -5,7 +5,7 @@ use crate::error::caller_location;
 use crate::init::InitCollector;
 use crate::message::{LuaEgressPath, LuaQueueConfig};
 use crate::specs::{
-    EgressPathSpec, EsmtpListenerSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec, SourceSpec, SpoolSpec,
+    EgressPathSpec, EsmtpListenerSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec, ResolverSpec, SourceSpec, SpoolSpec,
 };
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 use petrel_telemetry::LogConfig;
@@ -49,6 +49,9 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
             lua.create_function(move |lua, args: mlua::Variadic<Value>| log(lua, level, args))?,
         )?;
     }
+    let dns = lua.create_table()?;
+    dns.set("configure_resolver", lua.create_function(configure_resolver)?)?;
+    kumo.set("dns", dns)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo.clone())?;
     lua.globals().set("kumo", kumo)?;
@@ -155,6 +158,16 @@ fn configure_local_logs(lua: &Lua, value: Value) -> mlua::Result<()> {
             return Err(format!("logs are configured twice (first at {first})"));
         }
         c.logs = Some((LogConfig { log_dir: s.log_dir }, loc.to_string()));
+        Ok(())
+    })
+}
+
+fn configure_resolver(lua: &Lua, value: Value) -> mlua::Result<()> {
+    record(lua, "dns.configure_resolver", value, |c, s: ResolverSpec, loc| {
+        if let Some((_, first)) = &c.name_servers {
+            return Err(format!("the resolver is configured twice (first at {first})"));
+        }
+        c.name_servers = Some((s.servers()?, loc.to_string()));
         Ok(())
     })
 }

@@ -3,8 +3,9 @@
 //! Every spec rejects unknown keys: a misspelt option is an error at load
 //! time with its line, not a setting silently ignored in production.
 
-use petrel_delivery::EgressPathConfig;
+use petrel_delivery::{EgressPathConfig, Rate};
 use petrel_queue::{DeliveryProtocol, QueueConfig};
+use petrel_smtp_client::TlsMode;
 use petrel_smtp_server::{ListenerConfig, parse_cidr};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -104,6 +105,28 @@ pub struct SpoolSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ResolverSpec {
+    pub name_servers: Vec<String>,
+}
+
+impl ResolverSpec {
+    pub fn servers(&self) -> Result<Vec<SocketAddr>, String> {
+        if self.name_servers.is_empty() {
+            return Err("name_servers: the list is empty".into());
+        }
+        self.name_servers
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| format!("name_servers: {s:?} is not an address or address:port"))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LocalLogsSpec {
     pub log_dir: PathBuf,
 }
@@ -170,6 +193,17 @@ pub struct EgressPathSpec {
     rcpt_to_timeout: Option<DurationSpec>,
     data_timeout: Option<DurationSpec>,
     data_dot_timeout: Option<DurationSpec>,
+    max_message_rate: Option<String>,
+    max_connection_rate: Option<String>,
+    enable_tls: Option<String>,
+    prohibited_hosts: Option<Vec<String>>,
+    use_lmtp: Option<bool>,
+}
+
+fn rate(text: &Option<String>, field: &str) -> Result<Option<Rate>, String> {
+    text.as_deref()
+        .map(|t| Rate::parse(t).map_err(|e| format!("{field}: {e}")))
+        .transpose()
 }
 
 impl EgressPathSpec {
@@ -180,7 +214,25 @@ impl EgressPathSpec {
         if limit == 0 {
             return Err("connection_limit: must be at least 1".into());
         }
+        let enable_tls = match self.enable_tls.as_deref() {
+            None => d.enable_tls,
+            Some(mode) => TlsMode::parse(mode).ok_or_else(|| {
+                format!("enable_tls: {mode:?} is not one of Disabled, Opportunistic, OpportunisticInsecure, Required, RequiredInsecure")
+            })?,
+        };
+        let prohibited_hosts = match &self.prohibited_hosts {
+            None => d.prohibited_hosts,
+            Some(list) => list
+                .iter()
+                .map(|h| parse_cidr(h).map_err(|e| format!("prohibited_hosts: {e}")))
+                .collect::<Result<_, _>>()?,
+        };
         Ok(EgressPathConfig {
+            max_message_rate: rate(&self.max_message_rate, "max_message_rate")?,
+            max_connection_rate: rate(&self.max_connection_rate, "max_connection_rate")?,
+            enable_tls,
+            prohibited_hosts,
+            use_lmtp: self.use_lmtp.unwrap_or(d.use_lmtp),
             connection_limit: limit,
             max_deliveries_per_connection: self
                 .max_deliveries_per_connection

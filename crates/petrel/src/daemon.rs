@@ -1,8 +1,10 @@
 //! Wiring the crates into a running MTA, and taking it down again.
 
 use petrel_delivery::{Dispatcher, DispatcherHandles};
+use petrel_dns::{DnsError, HickoryResolver, Resolver};
 use petrel_lua::{PolicyEngine, PolicyLoadError};
 use petrel_queue::QueueManager;
+use petrel_smtp_client::TlsConfigs;
 use petrel_smtp_server::{Listener, ServerHandles};
 use petrel_spool::{RocksSpool, Spool, SpoolError};
 use petrel_telemetry::Logger;
@@ -21,6 +23,8 @@ pub struct DaemonOptions {
 pub enum DaemonError {
     #[error("policy error:\n{0}")]
     Policy(#[from] PolicyLoadError),
+    #[error("cannot set up DNS resolution: {0}")]
+    Dns(#[from] DnsError),
     #[error("cannot open the spool: {0}")]
     Spool(#[from] SpoolError),
     #[error("cannot start the log writer in {dir}: {source}")]
@@ -71,11 +75,17 @@ impl Daemon {
         let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open(&config.spool)?);
         let shutdown = CancellationToken::new();
         let (queues, due) = QueueManager::new(engine.clone(), spool.clone(), logger.clone(), shutdown.clone());
+        let resolver: Arc<dyn Resolver> = Arc::new(match &config.name_servers {
+            Some(servers) => HickoryResolver::with_name_servers(servers)?,
+            None => HickoryResolver::system()?,
+        });
         let dispatcher = Dispatcher::new(DispatcherHandles {
             queues: queues.clone(),
             spool: spool.clone(),
             logger: logger.clone(),
             policy: engine.clone(),
+            resolver,
+            tls: TlsConfigs::new(),
             default_ehlo: hostname,
             shutdown: shutdown.clone(),
         });

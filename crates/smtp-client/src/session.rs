@@ -132,8 +132,14 @@ impl SmtpClient {
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
         let stream = tokio::time::timeout(opts.timeouts.connect, connect_from(opts.source, opts.target))
             .await
-            .map_err(|_| ClientError::Timeout { phase: Phase::Connect, secs: opts.timeouts.connect.as_secs() })??;
-        let local = stream.local_addr().map_err(|e| ClientError::Io { phase: Phase::Connect, source: e })?;
+            .map_err(|_| ClientError::Timeout {
+                phase: Phase::Connect,
+                secs: opts.timeouts.connect.as_secs(),
+            })??;
+        let local = stream.local_addr().map_err(|e| ClientError::Io {
+            phase: Phase::Connect,
+            source: e,
+        })?;
         let mut client = SmtpClient {
             stream: Stream::Plain(stream),
             tls_info: None,
@@ -150,7 +156,9 @@ impl SmtpClient {
         }
         if !client.caps.starttls {
             if opts.tls.is_required() {
-                return Err(ClientError::Tls { detail: format!("{} does not offer STARTTLS", opts.target) });
+                return Err(ClientError::Tls {
+                    detail: format!("{} does not offer STARTTLS", opts.target),
+                });
             }
             return Ok(client);
         }
@@ -164,23 +172,40 @@ impl SmtpClient {
         self.expect(Phase::StartTls, 220).await?;
         if !self.buf.is_empty() {
             // Anything sent before the handshake could be injected plaintext.
-            return Err(ClientError::Protocol { phase: Phase::StartTls, detail: "data after the 220 to STARTTLS".into() });
+            return Err(ClientError::Protocol {
+                phase: Phase::StartTls,
+                detail: "data after the 220 to STARTTLS".into(),
+            });
         }
         let configs = opts.tls_configs.clone().unwrap_or_default();
-        let config = if opts.tls.verifies() { configs.verified } else { configs.unverified };
+        let config = if opts.tls.verifies() {
+            configs.verified
+        } else {
+            configs.unverified
+        };
         let name = ServerName::try_from(opts.server_name.clone())
             .unwrap_or_else(|_| ServerName::IpAddress(opts.target.ip().into()));
         let Stream::Plain(tcp) = self.stream else {
-            return Err(ClientError::Protocol { phase: Phase::StartTls, detail: "already using TLS".into() });
+            return Err(ClientError::Protocol {
+                phase: Phase::StartTls,
+                detail: "already using TLS".into(),
+            });
         };
         let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
         let tls = tokio::time::timeout(self.timeouts.ehlo, handshake)
             .await
-            .map_err(|_| ClientError::Tls { detail: "handshake timed out".into() })?
-            .map_err(|e| ClientError::Tls { detail: format!("handshake with {} failed: {e}", opts.target) })?;
+            .map_err(|_| ClientError::Tls {
+                detail: "handshake timed out".into(),
+            })?
+            .map_err(|e| ClientError::Tls {
+                detail: format!("handshake with {} failed: {e}", opts.target),
+            })?;
         let (_, session) = tls.get_ref();
         let version = session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
-        let cipher = session.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())).unwrap_or_default();
+        let cipher = session
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default();
         Ok(SmtpClient {
             stream: Stream::Tls(Box::new(tls)),
             tls_info: Some((version, cipher)),
@@ -191,17 +216,22 @@ impl SmtpClient {
 
     async fn greet(&mut self, ehlo_domain: &str, lmtp: bool) -> Result<(), ClientError> {
         let verb = if lmtp { "LHLO" } else { "EHLO" };
-        self.write(Phase::Ehlo, format!("{verb} {ehlo_domain}\r\n").as_bytes()).await?;
+        self.write(Phase::Ehlo, format!("{verb} {ehlo_domain}\r\n").as_bytes())
+            .await?;
         let reply = self.read_reply(Phase::Ehlo).await?;
         if reply.code == 250 {
             self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
         if lmtp || !reply.is_permanent() {
-            return Err(ClientError::Rejected { phase: Phase::Ehlo, reply });
+            return Err(ClientError::Rejected {
+                phase: Phase::Ehlo,
+                reply,
+            });
         }
         // An old server that does not know EHLO: fall back to HELO.
-        self.write(Phase::Ehlo, format!("HELO {ehlo_domain}\r\n").as_bytes()).await?;
+        self.write(Phase::Ehlo, format!("HELO {ehlo_domain}\r\n").as_bytes())
+            .await?;
         self.expect(Phase::Ehlo, 250).await?;
         self.caps = Capabilities::default();
         Ok(())

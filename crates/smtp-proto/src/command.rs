@@ -19,8 +19,14 @@ pub enum Command {
     Helo(String),
     /// LMTP's greeting (RFC 2033).
     Lhlo(String),
-    MailFrom { path: ReversePath, params: Vec<EsmtpParam> },
-    RcptTo { path: Mailbox, params: Vec<EsmtpParam> },
+    MailFrom {
+        path: ReversePath,
+        params: Vec<EsmtpParam>,
+    },
+    RcptTo {
+        path: Mailbox,
+        params: Vec<EsmtpParam>,
+    },
     Data,
     Rset,
     Noop,
@@ -28,7 +34,10 @@ pub enum Command {
     StartTls,
     Vrfy(String),
     Help,
-    Auth { mechanism: String, initial: Option<String> },
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
 }
 
 /// Why a line is not a command; each maps to the reply RFC 5321 asks for.

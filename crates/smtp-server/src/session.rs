@@ -118,6 +118,7 @@ impl Session {
             Command::Help => reply(214, "2.0.0", "See RFC 5321"),
             Command::StartTls => reply(454, "4.7.0", "TLS not available"),
             Command::Auth { .. } => reply(502, "5.5.1", "AUTH not available"),
+            Command::Lhlo(_) => reply(500, "5.5.1", "This is an SMTP server, not LMTP"),
             Command::Data | Command::Quit => unreachable!("handled by the caller"),
         }
     }

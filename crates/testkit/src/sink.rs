@@ -153,9 +153,21 @@ struct Conn<'a> {
     tls: Option<String>,
 }
 
-async fn serve(mut stream: TcpStream, peer: SocketAddr, state: &State, script: &ReplyScript, tls: Option<TlsAcceptor>) -> std::io::Result<()> {
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: &State,
+    script: &ReplyScript,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<()> {
     stream.write_all(b"220 sink.test ESMTP\r\n").await?;
-    let mut conn = Conn { peer, state, script, offer_tls: tls.is_some(), tls: None };
+    let mut conn = Conn {
+        peer,
+        state,
+        script,
+        offer_tls: tls.is_some(),
+        tls: None,
+    };
     let mut buf = Vec::new();
     if let (End::StartTls, Some(acceptor)) = (session(&mut stream, &mut buf, &conn).await?, tls) {
         let mut secured = acceptor.accept(stream).await?;
@@ -167,7 +179,11 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, state: &State, script: &
     Ok(())
 }
 
-async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, buf: &mut Vec<u8>, conn: &Conn<'_>) -> std::io::Result<End> {
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    conn: &Conn<'_>,
+) -> std::io::Result<End> {
     let mut ehlo = String::new();
     let mut sender = String::new();
     let mut recipients = Vec::new();
@@ -215,7 +231,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, buf: &mut Ve
                 };
                 let attempt = {
                     let mut attempts = conn.state.attempts.lock();
-                    let n = attempts.entry(msg.recipients.first().cloned().unwrap_or_default()).or_default();
+                    let n = attempts
+                        .entry(msg.recipients.first().cloned().unwrap_or_default())
+                        .or_default();
                     *n += 1;
                     *n
                 };
