@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-pub use petrel_testkit::{Sink, eventually};
+pub use petrel_testkit::{DnsServer, Sink, Zone, eventually};
 
 enum Stop {
     Graceful,
