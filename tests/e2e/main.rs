@@ -3,6 +3,7 @@
 
 mod delivery_engine;
 mod egress;
+mod operator;
 mod outcomes;
 mod policy_errors;
 mod recovery;

@@ -2,7 +2,7 @@
 //! crash it by dropping every task at once), policy files written from
 //! templates, and an SMTP injector.
 
-use petrel::{Daemon, DaemonOptions};
+use petrel::{Controls, Daemon, DaemonOptions};
 use petrel_smtp_client::{ConnectOptions, SmtpClient};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ enum Stop {
 pub struct TestDaemon {
     pub smtp: Vec<SocketAddr>,
     pub recovered: usize,
+    pub controls: Controls,
     stop: mpsc::Sender<Stop>,
     thread: std::thread::JoinHandle<()>,
 }
@@ -43,7 +44,7 @@ impl TestDaemon {
                     return;
                 }
             };
-            let _ = ready_tx.send(Ok((daemon.smtp_addrs(), daemon.recovered())));
+            let _ = ready_tx.send(Ok((daemon.smtp_addrs(), daemon.recovered(), daemon.controls())));
             match stop_rx.recv().unwrap_or(Stop::Crash) {
                 Stop::Graceful => rt.block_on(daemon.shutdown()),
                 Stop::Crash => {
@@ -54,10 +55,12 @@ impl TestDaemon {
                 }
             }
         });
-        let (smtp, recovered) = tokio::task::block_in_place(|| ready_rx.recv()).map_err(|e| e.to_string())??;
+        let (smtp, recovered, controls) =
+            tokio::task::block_in_place(|| ready_rx.recv()).map_err(|e| e.to_string())??;
         Ok(Self {
             smtp,
             recovered,
+            controls,
             stop: stop_tx,
             thread,
         })
@@ -72,8 +75,13 @@ impl TestDaemon {
     }
 
     fn finish(self, how: Stop) {
-        let _ = self.stop.send(how);
-        tokio::task::block_in_place(|| self.thread.join()).expect("daemon thread");
+        // Our handle keeps daemon state (and its log writer) alive: let go first.
+        let TestDaemon {
+            controls, stop, thread, ..
+        } = self;
+        drop(controls);
+        let _ = stop.send(how);
+        tokio::task::block_in_place(|| thread.join()).expect("daemon thread");
     }
 }
 

@@ -11,7 +11,7 @@ use petrel_queue::{DeliveryProtocol, Due, QueueManager};
 use petrel_smtp_client::TlsConfigs;
 use petrel_spool::Spool;
 use petrel_telemetry::Logger;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -36,6 +36,7 @@ pub struct DispatcherHandles {
 pub struct Dispatcher {
     pub(crate) handles: DispatcherHandles,
     ready: Mutex<HashMap<String, Arc<ReadyQueue>>>,
+    suspended_sources: Mutex<HashSet<String>>,
 }
 
 /// Where a message is going: its hosts, and whether the policy named them.
@@ -51,6 +52,7 @@ impl Dispatcher {
         Arc::new(Self {
             handles,
             ready: Mutex::new(HashMap::new()),
+            suspended_sources: Mutex::new(HashSet::new()),
         })
     }
 
@@ -65,6 +67,41 @@ impl Dispatcher {
                 _ = self.handles.shutdown.cancelled() => return,
             }
         }
+    }
+
+    /// Stop sending from a source (Momentum's `suspend_delivery` on a
+    /// binding): the selector skips it, and messages waiting in its ready
+    /// queues go back to their scheduled queues to be given another source.
+    /// Attempts in progress finish.
+    pub fn suspend_source(&self, name: &str) {
+        self.suspended_sources.lock().insert(name.to_string());
+        let ready: Vec<Arc<ReadyQueue>> = self
+            .ready
+            .lock()
+            .values()
+            .filter(|r| r.source.name == name)
+            .cloned()
+            .collect();
+        for queue in ready {
+            for item in queue.take_all() {
+                self.requeue(item.message);
+            }
+        }
+    }
+
+    pub fn resume_source(&self, name: &str) {
+        self.suspended_sources.lock().remove(name);
+    }
+
+    pub fn is_source_suspended(&self, name: &str) -> bool {
+        self.suspended_sources.lock().contains(name)
+    }
+
+    /// Back to the scheduled queue, due now, without counting an attempt.
+    pub(crate) fn requeue(&self, mut message: Message) {
+        message.due = None;
+        message.data = None;
+        self.handles.queues.insert(message);
     }
 
     /// Messages in ready queues, waiting for or on a connection.
@@ -111,7 +148,9 @@ impl Dispatcher {
             }
         };
         let site = destination.plan.site();
-        let picked = queue.pick_source(&pool, |source| !self.is_full(source, &site));
+        let picked = queue.pick_source(&pool, |source| {
+            !self.is_source_suspended(source) && !self.is_full(source, &site)
+        });
         let Some(source_name) = picked else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
             return self.hold(message);

@@ -130,7 +130,7 @@ impl ReadyQueue {
         false
     }
 
-    fn take_all(&self) -> Vec<Dispatched> {
+    pub fn take_all(&self) -> Vec<Dispatched> {
         self.slots.lock().items.drain(..).collect()
     }
 
@@ -157,6 +157,11 @@ impl ReadyQueue {
                     continue;
                 }
             };
+            if dispatcher.is_source_suspended(&self.source.name) {
+                // Suspended while this message waited: let another source take it.
+                dispatcher.requeue(item.message);
+                continue;
+            }
             if conn.is_none() {
                 match self.connect(&dispatcher).await {
                     Ok(c) => {

@@ -3,7 +3,7 @@
 use petrel_delivery::{Dispatcher, DispatcherHandles};
 use petrel_dns::{DnsError, HickoryResolver, Resolver};
 use petrel_lua::{PolicyEngine, PolicyLoadError};
-use petrel_queue::QueueManager;
+use petrel_queue::{QueueFilter, QueueManager, RebindTarget};
 use petrel_smtp_client::TlsConfigs;
 use petrel_smtp_server::{Listener, ServerHandles};
 use petrel_spool::{RocksSpool, Spool, SpoolError};
@@ -151,6 +151,14 @@ impl Daemon {
         &self.spool
     }
 
+    /// Operator controls (suspend, resume, rebind, bounce).
+    pub fn controls(&self) -> Controls {
+        Controls {
+            queues: self.queues.clone(),
+            dispatcher: self.dispatcher.clone(),
+        }
+    }
+
     /// Messages not yet finished (waiting, or in ready queues).
     pub fn pending(&self) -> usize {
         self.queues.waiting() + self.dispatcher.in_ready_queues()
@@ -172,5 +180,42 @@ impl Daemon {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+/// What an operator can do to a running daemon. Cheap to clone; the HTTP
+/// admin API and tests hold one.
+#[derive(Clone)]
+pub struct Controls {
+    queues: Arc<QueueManager>,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Controls {
+    /// Hold a scheduled queue's messages until resumed.
+    pub fn suspend_queue(&self, name: &str) {
+        self.queues.suspend_queue(name);
+    }
+    pub fn resume_queue(&self, name: &str) {
+        self.queues.resume_queue(name);
+    }
+    /// Stop sending from an egress source; its pools' other sources take over.
+    pub fn suspend_source(&self, name: &str) {
+        self.dispatcher.suspend_source(name);
+    }
+    pub fn resume_source(&self, name: &str) {
+        self.dispatcher.resume_source(name);
+    }
+    /// Move waiting messages of matching queues to another queue or pool.
+    pub async fn rebind(&self, filter: &QueueFilter, target: &RebindTarget) -> usize {
+        self.queues.rebind(filter, target).await
+    }
+    /// Messages waiting in scheduled queues for their next attempt.
+    pub fn waiting(&self) -> usize {
+        self.queues.waiting()
+    }
+    /// Bounce waiting messages of matching queues.
+    pub async fn admin_bounce(&self, filter: &QueueFilter, reason: &str) -> usize {
+        self.queues.admin_bounce(filter, reason).await
     }
 }

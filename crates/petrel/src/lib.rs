@@ -6,4 +6,5 @@
 pub mod cli;
 mod daemon;
 
-pub use daemon::{Daemon, DaemonError, DaemonOptions, system_hostname};
+pub use daemon::{Controls, Daemon, DaemonError, DaemonOptions, system_hostname};
+pub use petrel_queue::{QueueFilter, RebindTarget};

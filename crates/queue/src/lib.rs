@@ -6,10 +6,12 @@
 //! choosing egress sources. Due messages are handed to the delivery layer
 //! through a channel; failures come back through [`QueueManager::retry`].
 
+mod admin;
 mod config;
 mod manager;
 mod scheduled;
 
+pub use admin::{QueueFilter, RebindTarget};
 pub use config::{DeliveryProtocol, QueueConfig, QueueKey, QueuePolicy, QueuePolicyError, retry_delay};
 pub use manager::{Due, QueueManager, RetryDecision};
 pub use scheduled::ScheduledQueue;

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use petrel_message::Message;
 use petrel_spool::Spool;
 use petrel_telemetry::{LogRecord, Logger, RecordType, ResponseInfo};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -34,12 +34,15 @@ pub enum RetryDecision {
 }
 
 pub struct QueueManager {
-    queues: Mutex<HashMap<String, Arc<ScheduledQueue>>>,
+    pub(crate) queues: Mutex<HashMap<String, Arc<ScheduledQueue>>>,
+    pub(crate) suspended: Mutex<HashSet<String>>,
     policy: Arc<dyn QueuePolicy>,
-    spool: Arc<dyn Spool>,
-    logger: Logger,
+    pub(crate) spool: Arc<dyn Spool>,
+    pub(crate) logger: Logger,
     due_tx: mpsc::UnboundedSender<Due>,
     shutdown: CancellationToken,
+    /// Queue tasks run here even when an operator call comes from elsewhere.
+    runtime: tokio::runtime::Handle,
 }
 
 impl QueueManager {
@@ -53,11 +56,13 @@ impl QueueManager {
         let (due_tx, due_rx) = mpsc::unbounded_channel();
         let manager = Arc::new(Self {
             queues: Mutex::new(HashMap::new()),
+            suspended: Mutex::new(HashSet::new()),
             policy,
             spool,
             logger,
             due_tx,
             shutdown,
+            runtime: tokio::runtime::Handle::current(),
         });
         (manager, due_rx)
     }
@@ -69,7 +74,7 @@ impl QueueManager {
         let mut queues = self.queues.lock();
         let queue = queues.entry(name.clone()).or_insert_with(|| {
             let queue = Arc::new(ScheduledQueue::new(name, QueueKey::of(&message)));
-            tokio::spawn(self.clone().run_queue(queue.clone()));
+            self.runtime.spawn(self.clone().run_queue(queue.clone()));
             queue
         });
         queue.push(due, message);
@@ -134,6 +139,12 @@ impl QueueManager {
                         }
                         continue;
                     }
+                }
+            }
+            if self.is_suspended(queue.name()) {
+                tokio::select! {
+                    _ = queue.wake.notified() => continue,
+                    _ = self.shutdown.cancelled() => return,
                 }
             }
             let now = Utc::now();

@@ -79,6 +79,10 @@ impl ScheduledQueue {
         self.waiting.lock().first_key_value().map(|((due, _), _)| *due)
     }
 
+    pub(crate) fn take_all(&self) -> Vec<Message> {
+        std::mem::take(&mut *self.waiting.lock()).into_values().collect()
+    }
+
     /// Remove and return every message due at or before `now`.
     pub(crate) fn take_due(&self, now: DateTime<Utc>) -> Vec<Message> {
         let mut waiting = self.waiting.lock();

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Session {
     stream: TcpStream,
     buf: Vec<u8>,
+    out: Vec<u8>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub config: Arc<ListenerConfig>,
@@ -41,7 +42,10 @@ impl Session {
         config: Arc<ListenerConfig>,
         handles: Arc<ServerHandles>,
     ) -> Self {
+        // Replies are batched by hand; Nagle would only add latency.
+        let _ = stream.set_nodelay(true);
         Self {
+            out: Vec::with_capacity(512),
             stream,
             buf: Vec::with_capacity(4096),
             peer,
@@ -55,6 +59,12 @@ impl Session {
     }
 
     pub async fn run(mut self, stop: CancellationToken) -> std::io::Result<()> {
+        let result = self.serve(stop).await;
+        let flushed = self.flush().await;
+        result.and(flushed)
+    }
+
+    async fn serve(&mut self, stop: CancellationToken) -> std::io::Result<()> {
         let banner = format!("{} Petrel ESMTP ready", self.config.hostname);
         self.send(&Reply::new(220, None, banner)).await?;
         loop {
@@ -250,7 +260,10 @@ impl Session {
         }
     }
 
+    /// Read more from the client. Replies queued for pipelined commands go
+    /// out first, together, so a pipelined batch costs one write.
     async fn fill(&mut self) -> std::io::Result<usize> {
+        self.flush().await?;
         let mut chunk = [0u8; 16 * 1024];
         let read = tokio::time::timeout(self.config.client_timeout, self.stream.read(&mut chunk)).await;
         let n = read.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client timed out"))??;
@@ -258,7 +271,17 @@ impl Session {
         Ok(n)
     }
 
+    /// Queue a reply; it is written before the next read or at the end.
     pub async fn send(&mut self, reply: &Reply) -> std::io::Result<()> {
-        self.stream.write_all(&reply.to_wire()).await
+        self.out.extend_from_slice(&reply.to_wire());
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
     }
 }

@@ -160,6 +160,7 @@ async fn serve(
     script: &ReplyScript,
     tls: Option<TlsAcceptor>,
 ) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     stream.write_all(b"220 sink.test ESMTP\r\n").await?;
     let mut conn = Conn {
         peer,
