@@ -65,7 +65,7 @@ impl UserData for LuaConnMeta {
 fn edit(m: &mut LuaMessage, f: impl FnOnce(&[u8]) -> Result<Vec<u8>, petrel_message::HeaderError>) -> mlua::Result<()> {
     let data = m.0.data.as_deref().unwrap_or_default();
     let edited = f(data).map_err(mlua::Error::external)?;
-    m.0.data = Some(Arc::from(edited));
+    m.0.set_data(Arc::from(edited));
     Ok(())
 }
 
@@ -94,7 +94,7 @@ impl UserData for LuaMessage {
             lua.create_string(m.0.data.as_deref().unwrap_or_default())
         });
         methods.add_method_mut("set_data", |_, m, data: mlua::LuaString| {
-            m.0.data = Some(Arc::from(&data.as_bytes()[..]));
+            m.0.set_data(Arc::from(&data.as_bytes()[..]));
             Ok(())
         });
         methods.add_method("get_first_named_header_value", |_, m, name: String| {

@@ -25,6 +25,9 @@ pub struct Message {
     /// When the next attempt is due; `None` means now.
     #[serde(default)]
     pub due: Option<DateTime<Utc>>,
+    /// Body length, kept in the meta record so logs know it without the body.
+    #[serde(default)]
+    pub size: usize,
     #[serde(skip)]
     pub data: Option<Arc<[u8]>>,
 }
@@ -39,8 +42,15 @@ impl Message {
             created: Utc::now(),
             num_attempts: 0,
             due: None,
+            size: data.len(),
             data: Some(data),
         }
+    }
+
+    /// Replace the body (policy edits), keeping `size` in step.
+    pub fn set_data(&mut self, data: Arc<[u8]>) {
+        self.size = data.len();
+        self.data = Some(data);
     }
 
     /// A string meta value; non-string JSON values are not coerced.
@@ -77,7 +87,7 @@ impl Message {
     }
 
     pub fn size(&self) -> usize {
-        self.data.as_ref().map_or(0, |d| d.len())
+        self.data.as_ref().map_or(self.size, |d| d.len())
     }
 }
 

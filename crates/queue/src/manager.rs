@@ -68,7 +68,10 @@ impl QueueManager {
     }
 
     /// Queue a message (new, or recovered from the spool) for its due time.
-    pub fn insert(self: &Arc<Self>, message: Message) {
+    /// The body is dropped: it is in the spool, and delivery reads it back
+    /// when the attempt starts, so a backlog costs meta, not bodies.
+    pub fn insert(self: &Arc<Self>, mut message: Message) {
+        message.data = None;
         let due = message.due.unwrap_or_else(Utc::now);
         let name = message.queue_name();
         let mut queues = self.queues.lock();
