@@ -38,8 +38,10 @@ pub trait Spool: Send + Sync + 'static {
     /// Store messages (meta and body) durably, all or none.
     async fn store(&self, messages: &[Message]) -> Result<(), SpoolError>;
     /// Rewrite a message's meta record (attempt count, next due time).
+    /// Survives a process crash; not fsynced (see [`RocksSpool`]).
     async fn update_meta(&self, message: &Message) -> Result<(), SpoolError>;
-    /// Forget a message after its final outcome.
+    /// Forget a message after its final outcome. Survives a process crash;
+    /// an OS crash may bring the message back (a duplicate, never a loss).
     async fn remove(&self, id: SpoolId) -> Result<(), SpoolError>;
     /// The body of a spooled message.
     async fn load_data(&self, id: SpoolId) -> Result<Arc<[u8]>, SpoolError>;

@@ -36,6 +36,8 @@ enum Op {
 
 struct Request {
     ops: Vec<Op>,
+    /// Whether the caller needs the write on disk before it is answered.
+    durable: bool,
     done: oneshot::Sender<Result<(), SpoolError>>,
 }
 
@@ -94,18 +96,19 @@ impl RocksSpool {
         })
     }
 
-    async fn submit(&self, ops: Vec<Op>) -> Result<(), SpoolError> {
+    async fn submit(&self, ops: Vec<Op>, durable: bool) -> Result<(), SpoolError> {
         let (done, wait) = oneshot::channel();
         let writer = self.writer.as_ref().ok_or(SpoolError::Closed)?;
-        writer.send(Request { ops, done }).map_err(|_| SpoolError::Closed)?;
+        writer.send(Request { ops, durable, done }).map_err(|_| SpoolError::Closed)?;
         wait.await.map_err(|_| SpoolError::Closed)?
     }
 }
 
 fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>) {
     let same = Arc::ptr_eq(&meta, &data);
-    let mut sync = WriteOptions::default();
-    sync.set_sync(true);
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    let unsynced = WriteOptions::default();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -114,7 +117,12 @@ fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>) {
                 Err(_) => break,
             }
         }
-        let result = apply(&group, &meta, &data, same, &sync);
+        // Receptions need their fsync; removals and schedule updates ride
+        // along, or go unsynced: a process crash keeps them (they reached
+        // the OS), and only an OS crash could undo them, which costs at most
+        // a duplicate delivery, never a lost message.
+        let options = if group.iter().any(|r| r.durable) { &synced } else { &unsynced };
+        let result = apply(&group, &meta, &data, same, options);
         for request in group {
             let _ = request.done.send(result.clone().map_err(SpoolError::Storage));
         }
@@ -175,15 +183,15 @@ impl Spool for RocksSpool {
             })?;
             ops.push(Op::Put(m.id, encode(m)?, Some(body)));
         }
-        self.submit(ops).await
+        self.submit(ops, true).await
     }
 
     async fn update_meta(&self, message: &Message) -> Result<(), SpoolError> {
-        self.submit(vec![Op::Put(message.id, encode(message)?, None)]).await
+        self.submit(vec![Op::Put(message.id, encode(message)?, None)], false).await
     }
 
     async fn remove(&self, id: SpoolId) -> Result<(), SpoolError> {
-        self.submit(vec![Op::Delete(id)]).await
+        self.submit(vec![Op::Delete(id)], false).await
     }
 
     async fn load_data(&self, id: SpoolId) -> Result<Arc<[u8]>, SpoolError> {
