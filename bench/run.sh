@@ -83,6 +83,11 @@ end)
 kumo.on('get_queue_config', function()
   return kumo.make_queue_config { egress_pool = 'bench', protocol = { smtp = { mx_list = { '127.0.0.1:$2' } } } }
 end)
+-- smtp-source sends byte-identical messages, which Petrel would otherwise
+-- merge into multi-recipient transactions; Postfix cannot, so keep it fair.
+kumo.on('get_egress_path_config', function()
+  return kumo.make_egress_path { max_recipients_per_batch = 1 }
+end)
 LUA
 }
 

@@ -237,3 +237,40 @@ async fn messages_expire_after_max_age() {
     assert_eq!(again.recovered, 0, "the expired message left the spool");
     again.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_of_one_message_share_a_transaction_per_domain() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let policy = ws.policy("", &smart_host_events(sink.addr(), ""));
+    let daemon = TestDaemon::start(&policy).unwrap();
+    // Suspend the queues so all copies wait together, then release them.
+    daemon.controls.suspend_queue("a.example");
+    daemon.controls.suspend_queue("b.example");
+    let opts =
+        petrel_smtp_client::ConnectOptions::new(Some("127.0.0.1".parse().unwrap()), daemon.smtp[0], "client.test");
+    let mut client = petrel_smtp_client::SmtpClient::connect(&opts).await.unwrap();
+    let rcpts = [
+        "1@a.example",
+        "2@a.example",
+        "3@a.example",
+        "4@b.example",
+        "5@b.example",
+    ];
+    let results = client
+        .send_batch("news@s.example", &rcpts, b"Subject: one body\r\n\r\nhello\r\n")
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.is_ok()));
+    daemon.controls.resume_queue("a.example");
+    daemon.controls.resume_queue("b.example");
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 5).await);
+    assert_eq!(sink.transactions(), 2, "one transaction per recipient domain");
+    daemon.stop();
+    let delivered = ws
+        .records()
+        .into_iter()
+        .filter(|r| r.kind == RecordType::Delivery)
+        .count();
+    assert_eq!(delivered, 5, "each recipient still has its own log record");
+}

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use petrel_dns::{MxPlan, Resolver};
 use petrel_egress::{DEFAULT_NAME, EgressSource};
 use petrel_message::Message;
-use petrel_queue::{DeliveryProtocol, Due, QueueManager};
+use petrel_queue::{DeliveryProtocol, Due, QueueManager, ScheduledQueue};
 use petrel_smtp_client::TlsConfigs;
 use petrel_spool::Spool;
 use petrel_telemetry::Logger;
@@ -61,7 +61,7 @@ impl Dispatcher {
         loop {
             tokio::select! {
                 next = due.recv() => match next {
-                    Some(d) => self.route(d).await,
+                    Some(d) => self.route_all(d).await,
                     None => return,
                 },
                 _ = self.handles.shutdown.cancelled() => return,
@@ -109,8 +109,31 @@ impl Dispatcher {
         self.ready.lock().values().map(|r| r.len()).sum()
     }
 
-    async fn route(self: &Arc<Self>, due: Due) {
-        let Due { queue, message } = due;
+    /// Route a release of due messages, then hand each ready queue its
+    /// share at once, so workers see companions they can batch with.
+    async fn route_all(self: &Arc<Self>, due: Due) {
+        let mut groups: HashMap<String, (Arc<ReadyQueue>, Vec<Dispatched>)> = HashMap::new();
+        for message in due.messages {
+            if let Some((ready, item)) = self.route(due.queue.clone(), message).await {
+                groups
+                    .entry(ready.name.clone())
+                    .or_insert_with(|| (ready, Vec::new()))
+                    .1
+                    .push(item);
+            }
+        }
+        for (ready, items) in groups.into_values() {
+            ready.push_many(items, self);
+        }
+    }
+
+    /// Pool, destination and source for one message; `None` when it was
+    /// settled (DNS failure) or put back to wait.
+    async fn route(
+        self: &Arc<Self>,
+        queue: Arc<ScheduledQueue>,
+        message: Message,
+    ) -> Option<(Arc<ReadyQueue>, Dispatched)> {
         let registry = self.handles.policy.registry();
         let config = queue.config().unwrap_or_default();
         let wanted = message
@@ -144,7 +167,8 @@ impl Dispatcher {
                     message,
                     pool: pool.name.clone(),
                 };
-                return report(self, &attempt, item, &outcome).await;
+                report(self, &attempt, item, &outcome).await;
+                return None;
             }
         };
         let site = destination.plan.site();
@@ -153,7 +177,8 @@ impl Dispatcher {
         });
         let Some(source_name) = picked else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
-            return self.hold(message);
+            self.hold(message);
+            return None;
         };
         let source = registry
             .source(&source_name)
@@ -166,17 +191,16 @@ impl Dispatcher {
             Ok(ready) => ready,
             Err(e) => {
                 tracing::error!(id = %message.id, error = %e, "get_egress_path_config failed; holding the message");
-                return self.hold(message);
+                self.hold(message);
+                return None;
             }
         };
-        ready.push(
-            Dispatched {
-                queue,
-                message,
-                pool: pool.name.clone(),
-            },
-            self,
-        );
+        let item = Dispatched {
+            queue,
+            message,
+            pool: pool.name.clone(),
+        };
+        Some((ready, item))
     }
 
     async fn destination(&self, protocol: &DeliveryProtocol, message: &Message) -> Result<Destination, Outcome> {

@@ -14,6 +14,8 @@ pub struct EgressPathConfig {
     /// Most concurrent connections from the source to the site.
     pub connection_limit: usize,
     pub max_deliveries_per_connection: usize,
+    /// Most recipients (messages sharing a body) in one transaction.
+    pub max_recipients_per_batch: usize,
     pub max_message_rate: Option<Rate>,
     pub max_connection_rate: Option<Rate>,
     pub enable_tls: TlsMode,
@@ -41,6 +43,7 @@ impl Default for EgressPathConfig {
         Self {
             connection_limit: 32,
             max_deliveries_per_connection: 1024,
+            max_recipients_per_batch: 100,
             max_message_rate: None,
             max_connection_rate: None,
             enable_tls: TlsMode::Opportunistic,

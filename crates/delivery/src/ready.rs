@@ -1,6 +1,7 @@
 //! A ready queue: messages bound for one site from one source, drained by up
 //! to `connection_limit` connection workers that reuse their sessions.
 
+use crate::batch::{compatible, transmit};
 use crate::dispatcher::{Destination, Dispatcher};
 use crate::outcome::{Attempt, Outcome, report};
 use crate::path::EgressPathConfig;
@@ -92,14 +93,18 @@ impl ReadyQueue {
         self.len() >= READY_CAPACITY
     }
 
-    /// Queue a message; wake an idle connection or open another one while
-    /// under `connection_limit`.
-    pub fn push(self: &Arc<Self>, item: Dispatched, dispatcher: &Arc<Dispatcher>) {
+    /// Queue messages; wake idle connections and open more, up to
+    /// `connection_limit`, for what the idle ones cannot take.
+    pub fn push_many(self: &Arc<Self>, items: Vec<Dispatched>, dispatcher: &Arc<Dispatcher>) {
         let mut slots = self.slots.lock();
-        slots.items.push_back(item);
+        let count = items.len();
+        slots.items.extend(items);
         if slots.idle > 0 {
-            self.wake.notify_one();
-        } else if slots.workers < self.path.connection_limit.max(1) {
+            self.wake.notify_waiters();
+        }
+        let wanted = count.saturating_sub(slots.idle);
+        let room = self.path.connection_limit.max(1).saturating_sub(slots.workers);
+        for _ in 0..wanted.min(room) {
             slots.workers += 1;
             tokio::spawn(self.clone().worker(dispatcher.clone()));
         }
@@ -130,6 +135,29 @@ impl ReadyQueue {
         false
     }
 
+    /// Up to `max` waiting messages that may share `first`'s transaction.
+    fn take_companions(&self, first: &Dispatched, max: usize) -> Vec<Dispatched> {
+        if max == 0 {
+            return Vec::new();
+        }
+        let mut slots = self.slots.lock();
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while i < slots.items.len() && taken.len() < max {
+            if compatible(first, &slots.items[i]) {
+                taken.extend(slots.items.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        taken
+    }
+
+    /// Return a message to the front, for the next transaction.
+    pub fn put_back(&self, item: Dispatched) {
+        self.slots.lock().items.push_front(item);
+    }
+
     pub fn take_all(&self) -> Vec<Dispatched> {
         self.slots.lock().items.drain(..).collect()
     }
@@ -157,9 +185,13 @@ impl ReadyQueue {
                     continue;
                 }
             };
+            let mut batch = vec![item];
+            batch.extend(self.take_companions(&batch[0], self.path.max_recipients_per_batch.max(1) - 1));
             if dispatcher.is_source_suspended(&self.source.name) {
-                // Suspended while this message waited: let another source take it.
-                dispatcher.requeue(item.message);
+                // Suspended while these waited: let another source take them.
+                for item in batch {
+                    dispatcher.requeue(item.message);
+                }
                 continue;
             }
             if conn.is_none() {
@@ -177,7 +209,7 @@ impl ReadyQueue {
                         };
                         tracing::warn!(ready_queue = %self.name, outcome = ?outcome, "connection failed");
                         let attempt = self.attempt(None, None);
-                        for other in std::iter::once(item).chain(self.take_all()) {
+                        for other in batch.into_iter().chain(self.take_all()) {
                             report(&dispatcher, &attempt, other, &outcome).await;
                         }
                         continue;
@@ -186,19 +218,16 @@ impl ReadyQueue {
             }
             let client = conn.as_mut().expect("connected above");
             if let Some(throttle) = &self.message_rate {
-                throttle.wait().await;
+                for _ in &batch {
+                    throttle.wait().await;
+                }
             }
             let (peer, tls) = (Some(client.peer_addr()), client.tls_info().cloned());
-            let (item, result) = self.send(&dispatcher, client, item).await;
-            let reusable = match &result {
-                Ok(_) => true,
-                Err(e) => e.connection_usable() && client.rset().await.is_ok(),
-            };
-            let outcome = match &result {
-                Ok(reply) => Outcome::from_reply(reply),
-                Err(e) => Outcome::from_client(e),
-            };
-            report(&dispatcher, &self.attempt(peer, tls), item, &outcome).await;
+            let (results, reusable) = transmit(&self, &dispatcher, client, batch).await;
+            let attempt = self.attempt(peer, tls);
+            for (item, outcome) in results {
+                report(&dispatcher, &attempt, item, &outcome).await;
+            }
             sent += 1;
             if !reusable || sent >= self.path.max_deliveries_per_connection.max(1) {
                 let finished = conn.take();
@@ -216,34 +245,6 @@ impl ReadyQueue {
             peer,
             tls,
         }
-    }
-
-    async fn send(
-        &self,
-        dispatcher: &Dispatcher,
-        client: &mut SmtpClient,
-        mut item: Dispatched,
-    ) -> (Dispatched, Result<petrel_smtp_proto::Reply, ClientError>) {
-        let data = match item.message.data.clone() {
-            Some(data) => data,
-            None => match dispatcher.handles.spool.load_data(item.message.id).await {
-                Ok(data) => data,
-                Err(e) => {
-                    let io = std::io::Error::other(format!("cannot read the message body: {e}"));
-                    return (
-                        item,
-                        Err(ClientError::Io {
-                            phase: petrel_smtp_client::Phase::Data,
-                            source: io,
-                        }),
-                    );
-                }
-            },
-        };
-        item.message.data = Some(data.clone());
-        let m = &item.message;
-        let result = client.send(m.sender.email(), m.recipient.email(), &data).await;
-        (item, result)
     }
 
     /// Connect to the site's hosts in preference order until one answers.

@@ -183,6 +183,7 @@ impl QueueConfigSpec {
 pub struct EgressPathSpec {
     connection_limit: Option<usize>,
     max_deliveries_per_connection: Option<usize>,
+    max_recipients_per_batch: Option<usize>,
     smtp_port: Option<u16>,
     ehlo_domain: Option<String>,
     idle_timeout: Option<DurationSpec>,
@@ -233,6 +234,10 @@ impl EgressPathSpec {
             enable_tls,
             prohibited_hosts,
             use_lmtp: self.use_lmtp.unwrap_or(d.use_lmtp),
+            max_recipients_per_batch: self
+                .max_recipients_per_batch
+                .unwrap_or(d.max_recipients_per_batch)
+                .max(1),
             connection_limit: limit,
             max_deliveries_per_connection: self
                 .max_deliveries_per_connection

@@ -19,10 +19,11 @@ const IDLE_QUEUE: Duration = Duration::from_secs(300);
 /// How long to hold a queue's messages when the policy cannot configure it.
 const CONFIG_RETRY: Duration = Duration::from_secs(60);
 
-/// A message whose time has come, with the queue it belongs to.
+/// Messages of one queue whose time has come, released together so that
+/// delivery can group them (one connection, one transaction per body).
 pub struct Due {
     pub queue: Arc<ScheduledQueue>,
-    pub message: Message,
+    pub messages: Vec<Message>,
 }
 
 /// What [`QueueManager::retry`] did with a failed message.
@@ -182,6 +183,7 @@ impl QueueManager {
 
     async fn release(&self, queue: &Arc<ScheduledQueue>, now: chrono::DateTime<Utc>) {
         let max_age = queue.config().unwrap_or_default().max_age;
+        let mut due = Vec::new();
         for message in queue.take_due(now) {
             if now >= message.created + max_age {
                 let last = ResponseInfo {
@@ -192,9 +194,12 @@ impl QueueManager {
                 self.expire(message, &last).await;
                 continue;
             }
+            due.push(message);
+        }
+        if !due.is_empty() {
             let _ = self.due_tx.send(Due {
                 queue: queue.clone(),
-                message,
+                messages: due,
             });
         }
     }

@@ -48,7 +48,8 @@ async fn due_messages_are_released_retried_and_expired() {
         .unwrap()
         .unwrap();
     assert_eq!(first.queue.name(), "acme@b.example");
-    assert_eq!(first.message.id, m.id);
+    assert_eq!(first.messages.len(), 1);
+    assert_eq!(first.messages[0].id, m.id);
 
     // A retry waits about retry_interval before coming back.
     let last = ResponseInfo {
@@ -56,7 +57,7 @@ async fn due_messages_are_released_retried_and_expired() {
         enhanced_code: None,
         content: "later".into(),
     };
-    let mut failed = first.message;
+    let mut failed = first.messages[0].clone();
     failed.num_attempts = 1;
     let started = std::time::Instant::now();
     assert!(matches!(
@@ -69,10 +70,10 @@ async fn due_messages_are_released_retried_and_expired() {
         .unwrap()
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(250), "retried too early");
-    assert!(again.message.data.is_none(), "waiting messages keep no body");
+    assert!(again.messages[0].data.is_none(), "waiting messages keep no body");
 
     // Attempts double the delay until the next one no longer fits max_age.
-    let mut msg = again.message;
+    let mut msg = again.messages[0].clone();
     let mut decision = RetryDecision::Expired;
     for attempt in 2..10 {
         msg.num_attempts = attempt;
@@ -84,7 +85,8 @@ async fn due_messages_are_released_retried_and_expired() {
             .await
             .unwrap()
             .unwrap()
-            .message;
+            .messages
+            .remove(0);
     }
     assert_eq!(decision, RetryDecision::Expired);
     assert!(spool.enumerate().unwrap().is_empty(), "expired message left the spool");

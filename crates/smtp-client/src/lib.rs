@@ -9,7 +9,9 @@ mod error;
 mod session;
 mod stream;
 mod tls;
+mod transaction;
 
 pub use error::{ClientError, Phase};
 pub use session::{Capabilities, ConnectOptions, SmtpClient, Timeouts};
 pub use tls::{TlsConfigs, TlsMode};
+pub use transaction::RecipientResult;

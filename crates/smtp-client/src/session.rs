@@ -4,7 +4,7 @@ use crate::connect::connect_from;
 use crate::error::{ClientError, Phase};
 use crate::stream::Stream;
 use crate::tls::{TlsConfigs, TlsMode};
-use petrel_smtp_proto::{Reply, dot_stuff, parse_reply};
+use petrel_smtp_proto::{Reply, parse_reply};
 use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -117,10 +117,11 @@ impl Capabilities {
 
 /// A connected, greeted SMTP session ready for transactions.
 pub struct SmtpClient {
+    pub(crate) lmtp: bool,
     stream: Stream,
     tls_info: Option<(String, String)>,
     buf: Vec<u8>,
-    caps: Capabilities,
+    pub(crate) caps: Capabilities,
     timeouts: Timeouts,
     peer: SocketAddr,
     local: SocketAddr,
@@ -141,6 +142,7 @@ impl SmtpClient {
             source: e,
         })?;
         let mut client = SmtpClient {
+            lmtp: opts.lmtp,
             stream: Stream::Plain(stream),
             tls_info: None,
             buf: Vec::with_capacity(4096),
@@ -252,42 +254,7 @@ impl SmtpClient {
         self.local
     }
 
-    /// Send one message to one recipient; returns the final 2xx reply.
-    /// `data` is the message as spooled (CRLF line endings, not stuffed).
-    pub async fn send(&mut self, sender: &str, recipient: &str, data: &[u8]) -> Result<Reply, ClientError> {
-        let mail = format!("MAIL FROM:<{sender}>{}\r\n", self.mail_params(data.len()));
-        let rcpt = format!("RCPT TO:<{recipient}>\r\n");
-        if self.caps.pipelining {
-            let mut batch = Vec::with_capacity(mail.len() + rcpt.len() + 6);
-            batch.extend_from_slice(mail.as_bytes());
-            batch.extend_from_slice(rcpt.as_bytes());
-            batch.extend_from_slice(b"DATA\r\n");
-            self.write(Phase::MailFrom, &batch).await?;
-            let mail_reply = self.read_reply(Phase::MailFrom).await?;
-            let rcpt_reply = self.read_reply(Phase::RcptTo).await?;
-            let data_reply = self.read_reply(Phase::Data).await?;
-            if data_reply.code == 354 && !(mail_reply.is_positive() && rcpt_reply.is_positive()) {
-                // RFC 2920 §3.1: the server took DATA with no valid recipient;
-                // end it with an empty message and report the real refusal.
-                self.write(Phase::DataDot, b".\r\n").await?;
-                self.read_reply(Phase::DataDot).await?;
-            }
-            check(Phase::MailFrom, mail_reply, 250)?;
-            check(Phase::RcptTo, rcpt_reply, 250)?;
-            check(Phase::Data, data_reply, 354)?;
-        } else {
-            self.write(Phase::MailFrom, mail.as_bytes()).await?;
-            self.expect(Phase::MailFrom, 250).await?;
-            self.write(Phase::RcptTo, rcpt.as_bytes()).await?;
-            self.expect(Phase::RcptTo, 250).await?;
-            self.write(Phase::Data, b"DATA\r\n").await?;
-            self.expect(Phase::Data, 354).await?;
-        }
-        self.write(Phase::DataDot, &dot_stuff(data)).await?;
-        self.expect(Phase::DataDot, 250).await
-    }
-
-    fn mail_params(&self, size: usize) -> String {
+    pub(crate) fn mail_params(&self, size: usize) -> String {
         let mut params = String::new();
         if self.caps.size.is_some() {
             params.push_str(&format!(" SIZE={size}"));
@@ -311,7 +278,7 @@ impl SmtpClient {
         }
     }
 
-    async fn write(&mut self, phase: Phase, bytes: &[u8]) -> Result<(), ClientError> {
+    pub(crate) async fn write(&mut self, phase: Phase, bytes: &[u8]) -> Result<(), ClientError> {
         let limit = self.timeouts.for_phase(phase);
         match tokio::time::timeout(limit, self.stream.write_all(bytes)).await {
             Ok(result) => result.map_err(|e| ClientError::Io { phase, source: e }),
@@ -322,12 +289,12 @@ impl SmtpClient {
         }
     }
 
-    async fn expect(&mut self, phase: Phase, code: u16) -> Result<Reply, ClientError> {
+    pub(crate) async fn expect(&mut self, phase: Phase, code: u16) -> Result<Reply, ClientError> {
         let reply = self.read_reply(phase).await?;
         check(phase, reply, code)
     }
 
-    async fn read_reply(&mut self, phase: Phase) -> Result<Reply, ClientError> {
+    pub(crate) async fn read_reply(&mut self, phase: Phase) -> Result<Reply, ClientError> {
         let limit = self.timeouts.for_phase(phase);
         tokio::time::timeout(limit, self.read_reply_inner(phase))
             .await
@@ -367,7 +334,7 @@ impl SmtpClient {
     }
 }
 
-fn check(phase: Phase, reply: Reply, code: u16) -> Result<Reply, ClientError> {
+pub(crate) fn check(phase: Phase, reply: Reply, code: u16) -> Result<Reply, ClientError> {
     if reply.code == code || (code == 250 && (200..300).contains(&reply.code)) {
         Ok(reply)
     } else {

@@ -68,3 +68,37 @@ async fn unusable_source_address_is_a_transient_bind_error() {
     assert!(!err.is_permanent());
     assert!(err.to_string().contains("192.0.2.1"));
 }
+
+#[tokio::test]
+async fn several_recipients_share_one_transaction() {
+    let sink = Sink::start().await;
+    let mut client = SmtpClient::connect(&options("127.0.0.2", &sink)).await.unwrap();
+    let results = client
+        .send_batch(
+            "a@x.test",
+            &["r1@y.test", "r2@y.test", "r3@y.test"],
+            b"Subject: t\r\n\r\nx\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.is_ok()));
+    assert_eq!(sink.transactions(), 1);
+    assert_eq!(sink.received_count(), 3);
+}
+
+#[tokio::test]
+async fn lmtp_answers_each_recipient() {
+    let sink = Sink::start().await;
+    let mut opts = options("127.0.0.2", &sink);
+    opts.lmtp = true;
+    let mut client = SmtpClient::connect(&opts).await.unwrap();
+    let results = client
+        .send_batch("a@x.test", &["r1@y.test", "r2@y.test"], b"x\r\n")
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r.is_ok()));
+    // The connection is still in step: another transaction works.
+    client.send("a@x.test", "r3@y.test", b"x\r\n").await.unwrap();
+    assert_eq!(sink.received_count(), 3);
+}

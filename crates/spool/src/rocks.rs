@@ -99,7 +99,9 @@ impl RocksSpool {
     async fn submit(&self, ops: Vec<Op>, durable: bool) -> Result<(), SpoolError> {
         let (done, wait) = oneshot::channel();
         let writer = self.writer.as_ref().ok_or(SpoolError::Closed)?;
-        writer.send(Request { ops, durable, done }).map_err(|_| SpoolError::Closed)?;
+        writer
+            .send(Request { ops, durable, done })
+            .map_err(|_| SpoolError::Closed)?;
         wait.await.map_err(|_| SpoolError::Closed)?
     }
 }
@@ -121,7 +123,11 @@ fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>) {
         // along, or go unsynced: a process crash keeps them (they reached
         // the OS), and only an OS crash could undo them, which costs at most
         // a duplicate delivery, never a lost message.
-        let options = if group.iter().any(|r| r.durable) { &synced } else { &unsynced };
+        let options = if group.iter().any(|r| r.durable) {
+            &synced
+        } else {
+            &unsynced
+        };
         let result = apply(&group, &meta, &data, same, options);
         for request in group {
             let _ = request.done.send(result.clone().map_err(SpoolError::Storage));
@@ -187,7 +193,8 @@ impl Spool for RocksSpool {
     }
 
     async fn update_meta(&self, message: &Message) -> Result<(), SpoolError> {
-        self.submit(vec![Op::Put(message.id, encode(message)?, None)], false).await
+        self.submit(vec![Op::Put(message.id, encode(message)?, None)], false)
+            .await
     }
 
     async fn remove(&self, id: SpoolId) -> Result<(), SpoolError> {

@@ -20,6 +20,9 @@ pub struct Received {
     pub data: Vec<u8>,
     /// TLS protocol version when the message came over STARTTLS.
     pub tls: Option<String>,
+    /// Which DATA transaction carried it (recipients of one transaction
+    /// are recorded one entry each, with the same number).
+    pub transaction: usize,
 }
 
 /// Decides the reply at the end of DATA: given the message and how many
@@ -33,6 +36,7 @@ struct State {
     attempts: Mutex<HashMap<String, usize>>,
     connections: Mutex<HashMap<IpAddr, (usize, usize)>>, // peer ip → (now, max)
     total_connections: AtomicUsize,
+    transactions: AtomicUsize,
 }
 
 pub struct Sink {
@@ -96,7 +100,12 @@ impl Sink {
         self.addr
     }
 
-    /// Messages answered with 2xx, in arrival order.
+    /// DATA transactions seen (accepted or not).
+    pub fn transactions(&self) -> usize {
+        self.state.transactions.load(Ordering::SeqCst)
+    }
+
+    /// Messages answered with 2xx, one entry per recipient, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().clone()
     }
@@ -186,6 +195,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &Conn<'_>,
 ) -> std::io::Result<End> {
     let mut ehlo = String::new();
+    let mut lmtp = false;
     let mut sender = String::new();
     let mut recipients = Vec::new();
     loop {
@@ -195,6 +205,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let reply: Vec<u8> = match parse_command(&line) {
             Ok(Command::Ehlo(name) | Command::Lhlo(name)) => {
+                lmtp = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"LHLO");
                 ehlo = name;
                 let tls = if conn.offer_tls { "250-STARTTLS\r\n" } else { "" };
                 format!("250-sink.test\r\n{tls}250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n").into_bytes()
@@ -229,21 +240,34 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     recipients: recipients.clone(),
                     data,
                     tls: conn.tls.clone(),
+                    transaction: conn.state.transactions.fetch_add(1, Ordering::SeqCst),
                 };
                 let attempt = {
                     let mut attempts = conn.state.attempts.lock();
-                    let n = attempts
-                        .entry(msg.recipients.first().cloned().unwrap_or_default())
-                        .or_default();
-                    *n += 1;
-                    *n
+                    let mut first = 0;
+                    for (i, r) in msg.recipients.iter().enumerate() {
+                        let n = attempts.entry(r.clone()).or_default();
+                        *n += 1;
+                        if i == 0 {
+                            first = *n;
+                        }
+                    }
+                    first
                 };
                 let (code, text) = (conn.script)(&msg, attempt);
                 if (200..300).contains(&code) {
-                    conn.state.received.lock().push(msg);
+                    let mut received = conn.state.received.lock();
+                    for r in &msg.recipients {
+                        received.push(Received {
+                            recipients: vec![r.clone()],
+                            ..msg.clone()
+                        });
+                    }
                 }
+                // LMTP answers the end of data once per recipient.
+                let answers = if lmtp { recipients.len() } else { 1 };
                 recipients.clear();
-                format!("{code} {text}\r\n").into_bytes()
+                format!("{code} {text}\r\n").repeat(answers).into_bytes()
             }
             Ok(Command::Rset) => {
                 recipients.clear();

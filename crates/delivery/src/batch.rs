@@ -1,0 +1,85 @@
+//! One transaction for one or more messages: messages of a ready queue with
+//! the same sender, recipient domain and body (the recipients of one
+//! reception) go out as one MAIL with several RCPTs, up to
+//! `max_recipients_per_batch`.
+
+use crate::dispatcher::Dispatcher;
+use crate::outcome::Outcome;
+use crate::ready::{Dispatched, ReadyQueue};
+use petrel_smtp_client::SmtpClient;
+use std::sync::Arc;
+
+/// Whether `other` may share a transaction with `first` (before comparing
+/// bodies, which needs them loaded).
+pub(crate) fn compatible(first: &Dispatched, other: &Dispatched) -> bool {
+    let (a, b) = (&first.message, &other.message);
+    a.sender == b.sender && a.size == b.size && a.recipient.domain().eq_ignore_ascii_case(b.recipient.domain())
+}
+
+async fn body(dispatcher: &Dispatcher, item: &mut Dispatched) -> Result<Arc<[u8]>, Outcome> {
+    if let Some(data) = &item.message.data {
+        return Ok(data.clone());
+    }
+    match dispatcher.handles.spool.load_data(item.message.id).await {
+        Ok(data) => {
+            item.message.data = Some(data.clone());
+            Ok(data)
+        }
+        Err(e) => Err(Outcome::local(
+            false,
+            "4.3.0",
+            format!("cannot read the message body: {e}"),
+        )),
+    }
+}
+
+/// Send `batch` over `client`. Returns each message's outcome and whether
+/// the connection can carry another transaction. Messages whose body turns
+/// out to differ go back to the front of the ready queue.
+pub(crate) async fn transmit(
+    ready: &ReadyQueue,
+    dispatcher: &Dispatcher,
+    client: &mut SmtpClient,
+    batch: Vec<Dispatched>,
+) -> (Vec<(Dispatched, Outcome)>, bool) {
+    let mut done = Vec::with_capacity(batch.len());
+    let mut items: Vec<Dispatched> = Vec::with_capacity(batch.len());
+    let mut shared: Option<Arc<[u8]>> = None;
+    for mut item in batch {
+        match body(dispatcher, &mut item).await {
+            Err(outcome) => done.push((item, outcome)),
+            Ok(data) => match &shared {
+                None => {
+                    shared = Some(data);
+                    items.push(item);
+                }
+                Some(first) if **first == *data => items.push(item),
+                Some(_) => ready.put_back(item),
+            },
+        }
+    }
+    let Some(data) = shared else { return (done, true) };
+    let sender = items[0].message.sender.email().to_string();
+    let recipients: Vec<String> = items.iter().map(|i| i.message.recipient.email().to_string()).collect();
+    let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    match client.send_batch(&sender, &refs, &data).await {
+        Ok(results) => {
+            // With every recipient refused, DATA was never sent: reset.
+            let reusable = results.iter().any(|r| r.is_ok()) || client.rset().await.is_ok();
+            for (item, result) in items.into_iter().zip(results) {
+                let outcome = match &result {
+                    Ok(reply) => Outcome::from_reply(reply),
+                    Err(e) => Outcome::from_client(e),
+                };
+                done.push((item, outcome));
+            }
+            (done, reusable)
+        }
+        Err(e) => {
+            let reusable = e.connection_usable() && client.rset().await.is_ok();
+            let outcome = Outcome::from_client(&e);
+            done.extend(items.into_iter().map(|item| (item, outcome.clone())));
+            (done, reusable)
+        }
+    }
+}
