@@ -114,3 +114,54 @@ end)
         ["default"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_remote_port_overrides_the_destination_port() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let init = format!(
+        "  kumo.define_egress_source {{ name = 'nat', source_address = '127.0.0.2', remote_port = {} }}\n  kumo.define_egress_pool {{ name = 'default', entries = {{ {{ name = 'nat' }} }} }}",
+        sink.addr().port()
+    );
+    // The smart host names no port (25 would be used); the source's wins.
+    let events = "kumo.on('get_queue_config', function() return kumo.make_queue_config { protocol = { smtp = { mx_list = { '127.0.0.1' } } } } end)";
+    let daemon = TestDaemon::start(&ws.policy(&init, events)).unwrap();
+    assert_eq!(
+        inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await,
+        1
+    );
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
+    assert_eq!(sink.received()[0].peer.ip().to_string(), "127.0.0.2");
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_address_not_on_this_host_defers_with_a_clear_reason() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let init = "  kumo.define_egress_source { name = 'gone', source_address = '192.0.2.1' }\n  kumo.define_egress_pool { name = 'default', entries = { { name = 'gone' } } }";
+    let daemon = TestDaemon::start(&ws.policy(init, &smart_host_events(sink.addr(), "retry_interval = 60,"))).unwrap();
+    assert_eq!(
+        inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await,
+        1
+    );
+    let deferred = || {
+        ws.records()
+            .iter()
+            .any(|r| r.kind == petrel_telemetry::RecordType::TransientFailure)
+    };
+    assert!(eventually(Duration::from_secs(10), deferred).await);
+    daemon.stop();
+    let record = ws
+        .records()
+        .into_iter()
+        .find(|r| r.kind == petrel_telemetry::RecordType::TransientFailure)
+        .unwrap();
+    assert!(
+        record.response.content.contains("cannot bind source address 192.0.2.1"),
+        "{}",
+        record.response.content
+    );
+    assert_eq!(record.response.enhanced_code.as_deref(), Some("4.4.0"));
+    assert_eq!(sink.total_connections(), 0);
+}
