@@ -6,7 +6,7 @@ use petrel_dns::DnsError;
 use petrel_egress::EgressSource;
 use petrel_smtp_client::{ClientError, Phase};
 use petrel_smtp_proto::Reply;
-use petrel_telemetry::{LogRecord, RecordType, ResponseInfo};
+use petrel_telemetry::{RecordType, ResponseInfo};
 use std::net::SocketAddr;
 
 /// How one attempt for one message ended.
@@ -100,7 +100,7 @@ pub(crate) async fn report(dispatcher: &Dispatcher, attempt: &Attempt<'_>, item:
             response,
         } => (RecordType::TransientFailure, response),
     };
-    let mut record = LogRecord::for_message(kind, &message, response.clone());
+    let mut record = handles.logger.record(kind, &message, response.clone());
     record.site = attempt.site.to_string();
     record.peer_address = attempt.peer.map(|p| p.to_string());
     record.egress_pool = Some(pool);

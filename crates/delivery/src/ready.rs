@@ -50,6 +50,12 @@ enum Next {
     Exit,
 }
 
+/// An open connection, counted in the connections gauge while it lives.
+struct Open {
+    client: SmtpClient,
+    _gauge: petrel_telemetry::ConnectionGuard,
+}
+
 /// Why no connection could be made to any host of the site.
 enum ConnectFailure {
     Client(ClientError),
@@ -164,7 +170,7 @@ impl ReadyQueue {
 
     async fn worker(self: Arc<Self>, dispatcher: Arc<Dispatcher>) {
         let shutdown = dispatcher.handles.shutdown.clone();
-        let mut conn: Option<SmtpClient> = None;
+        let mut conn: Option<Open> = None;
         let mut sent = 0usize;
         loop {
             let item = match self.next(conn.is_some()) {
@@ -178,7 +184,7 @@ impl ReadyQueue {
                     };
                     if self.done_waiting(give_up) {
                         if let Some(c) = conn.take() {
-                            c.quit().await;
+                            c.client.quit().await;
                         }
                         return;
                     }
@@ -196,8 +202,9 @@ impl ReadyQueue {
             }
             if conn.is_none() {
                 match self.connect(&dispatcher).await {
-                    Ok(c) => {
-                        conn = Some(c);
+                    Ok(client) => {
+                        let gauge = dispatcher.handles.logger.metrics().connection_opened(&self.source.name);
+                        conn = Some(Open { client, _gauge: gauge });
                         sent = 0;
                     }
                     Err(failure) => {
@@ -216,7 +223,7 @@ impl ReadyQueue {
                     }
                 }
             }
-            let client = conn.as_mut().expect("connected above");
+            let client = &mut conn.as_mut().expect("connected above").client;
             if let Some(throttle) = &self.message_rate {
                 for _ in &batch {
                     throttle.wait().await;
@@ -231,8 +238,8 @@ impl ReadyQueue {
             sent += 1;
             if !reusable || sent >= self.path.max_deliveries_per_connection.max(1) {
                 let finished = conn.take();
-                if let Some(c) = finished.filter(|_| reusable) {
-                    c.quit().await;
+                if let Some(open) = finished.filter(|_| reusable) {
+                    open.client.quit().await;
                 }
             }
         }

@@ -29,10 +29,7 @@ fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
         })
         .unwrap(),
     );
-    let (logger, log_thread) = Logger::start(&LogConfig {
-        log_dir: dir.path().join("logs"),
-    })
-    .unwrap();
+    let (logger, log_thread) = Logger::start(&LogConfig::new(dir.path().join("logs")), Default::default()).unwrap();
     let mut registry = RegistryBuilder::new();
     for (name, ip, _) in pool {
         registry

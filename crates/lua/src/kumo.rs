@@ -8,7 +8,6 @@ use crate::specs::{
     EgressPathSpec, EsmtpListenerSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec, ResolverSpec, SourceSpec, SpoolSpec,
 };
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
-use petrel_telemetry::LogConfig;
 use serde::de::DeserializeOwned;
 
 pub(crate) const EVENTS: &str = "petrel_events";
@@ -157,7 +156,7 @@ fn configure_local_logs(lua: &Lua, value: Value) -> mlua::Result<()> {
         if let Some((_, first)) = &c.logs {
             return Err(format!("logs are configured twice (first at {first})"));
         }
-        c.logs = Some((LogConfig { log_dir: s.log_dir }, loc.to_string()));
+        c.logs = Some((s.into_config()?, loc.to_string()));
         Ok(())
     })
 }

@@ -129,6 +129,39 @@ impl ResolverSpec {
 #[serde(deny_unknown_fields)]
 pub struct LocalLogsSpec {
     pub log_dir: PathBuf,
+    pub max_file_size: Option<u64>,
+    pub max_segment_duration: Option<DurationSpec>,
+    pub compression_level: Option<i32>,
+    pub meta: Option<Vec<String>>,
+    pub headers: Option<Vec<String>>,
+}
+
+impl LocalLogsSpec {
+    pub fn into_config(self) -> Result<petrel_telemetry::LogConfig, String> {
+        let mut config = petrel_telemetry::LogConfig::new(self.log_dir);
+        if let Some(size) = self.max_file_size {
+            if size == 0 {
+                return Err("max_file_size: must be greater than zero".into());
+            }
+            config.max_file_size = size;
+        }
+        config.max_segment_duration = self
+            .max_segment_duration
+            .as_ref()
+            .map(|d| d.to_duration("max_segment_duration"))
+            .transpose()?;
+        if let Some(level) = self.compression_level {
+            if !(0..=22).contains(&level) {
+                return Err(format!(
+                    "compression_level: {level} is outside 0..=22 (0 = uncompressed)"
+                ));
+            }
+            config.compression_level = level;
+        }
+        config.meta = self.meta;
+        config.headers = self.headers.unwrap_or_default();
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Deserialize)]

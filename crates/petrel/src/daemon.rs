@@ -7,7 +7,7 @@ use petrel_queue::{QueueFilter, QueueManager, RebindTarget};
 use petrel_smtp_client::TlsConfigs;
 use petrel_smtp_server::{Listener, ServerHandles};
 use petrel_spool::{RocksSpool, Spool, SpoolError};
-use petrel_telemetry::Logger;
+use petrel_telemetry::{Logger, Metrics};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,9 +59,10 @@ impl Daemon {
         let hostname = system_hostname();
         let engine = Arc::new(PolicyEngine::load(&options.policy, &hostname)?);
         let config = engine.current().config.clone();
+        let metrics = Arc::new(Metrics::new());
         let (logger, log_thread) = match &config.logs {
             Some(logs) => {
-                let (logger, thread) = Logger::start(logs).map_err(|e| DaemonError::Logs {
+                let (logger, thread) = Logger::start(logs, metrics.clone()).map_err(|e| DaemonError::Logs {
                     dir: logs.log_dir.clone(),
                     source: e,
                 })?;
@@ -69,7 +70,7 @@ impl Daemon {
             }
             None => {
                 tracing::warn!("no kumo.configure_local_logs in the policy: message events are not logged");
-                (Logger::disabled(), None)
+                (Logger::counting(metrics.clone()), None)
             }
         };
         let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open(&config.spool)?);

@@ -4,7 +4,7 @@
 
 use crate::config::QueueKey;
 use crate::manager::QueueManager;
-use petrel_telemetry::{LogRecord, RecordType, ResponseInfo};
+use petrel_telemetry::{RecordType, ResponseInfo};
 use std::sync::Arc;
 
 /// Which queues an operation applies to; unset fields match anything.
@@ -87,7 +87,7 @@ impl QueueManager {
                     content: reason.to_string(),
                 };
                 self.logger
-                    .log(LogRecord::for_message(RecordType::AdminBounce, &message, response));
+                    .log(self.logger.record(RecordType::AdminBounce, &message, response));
                 if let Err(e) = self.spool.remove(message.id).await {
                     tracing::error!(id = %message.id, error = %e, "cannot remove an admin-bounced message");
                 }

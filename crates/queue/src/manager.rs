@@ -7,7 +7,7 @@ use chrono::Utc;
 use parking_lot::Mutex;
 use petrel_message::Message;
 use petrel_spool::Spool;
-use petrel_telemetry::{LogRecord, Logger, RecordType, ResponseInfo};
+use petrel_telemetry::{Logger, RecordType, ResponseInfo};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,7 +123,7 @@ impl QueueManager {
     }
 
     async fn expire(&self, message: Message, last: &ResponseInfo) {
-        let mut record = LogRecord::for_message(RecordType::Expiration, &message, last.clone());
+        let mut record = self.logger.record(RecordType::Expiration, &message, last.clone());
         record.response.content = format!("message expired (max_age); last: {}", last.content);
         self.logger.log(record);
         if let Err(e) = self.spool.remove(message.id).await {

@@ -28,10 +28,7 @@ async fn due_messages_are_released_retried_and_expired() {
         })
         .unwrap(),
     );
-    let (logger, log_thread) = Logger::start(&LogConfig {
-        log_dir: dir.path().join("logs"),
-    })
-    .unwrap();
+    let (logger, log_thread) = Logger::start(&LogConfig::new(dir.path().join("logs")), Default::default()).unwrap();
     let config = QueueConfig {
         retry_interval: Duration::from_millis(300),
         max_age: Duration::from_secs(2),

@@ -5,7 +5,7 @@ use crate::config::{ConnMeta, PolicyError};
 use crate::session::Session;
 use petrel_message::Message;
 use petrel_smtp_proto::{EnhancedCode, Reply};
-use petrel_telemetry::{LogRecord, RecordType, ResponseInfo};
+use petrel_telemetry::{RecordType, ResponseInfo};
 use std::sync::Arc;
 
 /// A policy's `kumo.reject(code, "5.7.1 text")` → reply; the enhanced code
@@ -63,7 +63,9 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
             Ok(()) => {}
             Err(PolicyError::Reject { code, text }) => {
                 let reply = rejection(code, &text);
-                let mut record = LogRecord::for_message(RecordType::Rejection, message, response_info(&reply));
+                let mut record = handles
+                    .logger
+                    .record(RecordType::Rejection, message, response_info(&reply));
                 record.peer_address = Some(conn.received_from.clone());
                 record.reception_protocol = Some("ESMTP".into());
                 handles.logger.log(record);
@@ -82,7 +84,9 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
     let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
     let reply = Reply::new(250, Some("2.0.0"), format!("OK ids={}", ids.join(",")));
     for message in messages {
-        let mut record = LogRecord::for_message(RecordType::Reception, &message, response_info(&reply));
+        let mut record = handles
+            .logger
+            .record(RecordType::Reception, &message, response_info(&reply));
         record.peer_address = Some(conn.received_from.clone());
         record.reception_protocol = Some("ESMTP".into());
         handles.logger.log(record);

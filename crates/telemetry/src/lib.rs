@@ -1,12 +1,15 @@
 //! What Petrel tells its operator: one JSON log record per message event
-//! (SPEC §5), the writer that appends them to files under the policy's log
-//! directory, and the `tracing` subscriber for diagnostics.
+//! (SPEC §5) written to zstd-compressed segments under the policy's log
+//! directory, Prometheus metrics counted from those same events, and the
+//! `tracing` subscriber for diagnostics.
 
+mod metrics;
 mod record;
 mod writer;
 
+pub use metrics::{ConnectionGuard, Metrics};
 pub use record::{LogRecord, RecordType, ResponseInfo};
-pub use writer::{LogConfig, Logger, read_records};
+pub use writer::{LogConfig, Logger, read_records, segment_lines, segments};
 
 /// Install the process-wide `tracing` subscriber (honours `RUST_LOG`).
 /// Safe to call more than once; later calls are ignored.

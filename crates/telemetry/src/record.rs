@@ -47,6 +47,9 @@ pub struct LogRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cipher: Option<String>,
     pub meta: Meta,
+    /// Headers named in `configure_local_logs{ headers = ... }`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 impl LogRecord {
@@ -71,6 +74,7 @@ impl LogRecord {
             tls_protocol_version: None,
             tls_cipher: None,
             meta: msg.meta.clone(),
+            headers: Default::default(),
         }
     }
 }

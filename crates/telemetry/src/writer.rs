@@ -1,47 +1,114 @@
-//! Appends log records to a JSON-lines file on a dedicated thread, so that
-//! message paths only pay for a channel send, never for file I/O.
+//! Appends log records to segment files on a dedicated thread, so message
+//! paths only pay for a channel send, never for file I/O. Segments rotate by
+//! size and age and are zstd-compressed unless the level is 0.
 
-use crate::record::LogRecord;
-use std::io::{BufRead, BufWriter, Write};
+use crate::metrics::Metrics;
+use crate::record::{LogRecord, RecordType, ResponseInfo};
+use petrel_message::{Message, first_header};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// Where and how to log (from `kumo.configure_local_logs`).
+/// `kumo.configure_local_logs{...}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub log_dir: PathBuf,
+    /// Start a new segment past this many uncompressed bytes.
+    pub max_file_size: u64,
+    /// Start a new segment after this long.
+    pub max_segment_duration: Option<Duration>,
+    /// zstd level; 0 writes plain JSON lines.
+    pub compression_level: i32,
+    /// Meta keys to keep in records; `None` keeps all.
+    pub meta: Option<Vec<String>>,
+    /// Headers to copy into records when the body is at hand.
+    pub headers: Vec<String>,
 }
 
-/// Handle for emitting records. Cloning is cheap; the writer thread stops
-/// (after writing everything sent) once every handle is dropped.
+impl LogConfig {
+    pub fn new(log_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            log_dir: log_dir.into(),
+            max_file_size: 1_000_000_000,
+            max_segment_duration: None,
+            compression_level: 3,
+            meta: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Handle for emitting records and counting them. Cloning is cheap; the
+/// writer thread stops (after writing everything sent) once every handle
+/// is dropped.
 #[derive(Clone)]
 pub struct Logger {
     tx: Option<mpsc::Sender<LogRecord>>,
+    config: Option<Arc<LogConfig>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Logger {
-    /// A logger that drops records (no log directory configured).
+    /// A logger that writes nothing and counts into a private registry.
     pub fn disabled() -> Self {
-        Self { tx: None }
+        Self::counting(Arc::new(Metrics::new()))
     }
 
-    /// Start a writer for a new file `<log_dir>/<start time>.jsonl`.
-    pub fn start(config: &LogConfig) -> std::io::Result<(Self, JoinHandle<()>)> {
+    /// A logger that only counts (no log directory configured).
+    pub fn counting(metrics: Arc<Metrics>) -> Self {
+        Self {
+            tx: None,
+            config: None,
+            metrics,
+        }
+    }
+
+    /// Start a writer under `config.log_dir`.
+    pub fn start(config: &LogConfig, metrics: Arc<Metrics>) -> std::io::Result<(Self, JoinHandle<()>)> {
         std::fs::create_dir_all(&config.log_dir)?;
-        let name = format!("{}.jsonl", chrono::Utc::now().format("%Y%m%d-%H%M%S%.6f"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(config.log_dir.join(name))?;
         let (tx, rx) = mpsc::channel::<LogRecord>();
+        let cfg = Arc::new(config.clone());
+        let writer_cfg = cfg.clone();
         let handle = std::thread::Builder::new()
             .name("petrel-logs".into())
-            .spawn(move || write_loop(rx, BufWriter::new(file)))?;
-        Ok((Self { tx: Some(tx) }, handle))
+            .spawn(move || write_loop(rx, &writer_cfg))?;
+        Ok((
+            Self {
+                tx: Some(tx),
+                config: Some(cfg),
+                metrics,
+            },
+            handle,
+        ))
     }
 
-    pub fn log(&self, record: LogRecord) {
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A record pre-filled from the message, with the configured headers
+    /// when its body is loaded.
+    pub fn record(&self, kind: RecordType, msg: &Message, response: ResponseInfo) -> LogRecord {
+        let mut record = LogRecord::for_message(kind, msg, response);
+        if let (Some(config), Some(data)) = (&self.config, &msg.data) {
+            for name in &config.headers {
+                if let Some(value) = first_header(data, name) {
+                    record.headers.insert(name.clone(), value);
+                }
+            }
+        }
+        record
+    }
+
+    pub fn log(&self, mut record: LogRecord) {
+        let event = format!("{:?}", record.kind);
+        self.metrics
+            .count(&event, record.egress_pool.as_deref(), record.egress_source.as_deref());
+        if let Some(keep) = self.config.as_ref().and_then(|c| c.meta.as_ref()) {
+            record.meta.retain(|k, _| keep.contains(k));
+        }
         if let Some(tx) = &self.tx {
             // The writer only exits once all senders are gone, so this holds.
             let _ = tx.send(record);
@@ -49,34 +116,111 @@ impl Logger {
     }
 }
 
-fn write_loop(rx: mpsc::Receiver<LogRecord>, mut out: BufWriter<std::fs::File>) {
+/// The open segment.
+struct Segment {
+    out: Box<dyn Write + Send>,
+    written: u64,
+    opened: Instant,
+}
+
+fn open_segment(config: &LogConfig) -> std::io::Result<Segment> {
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S%.6f");
+    let compressed = config.compression_level > 0;
+    let name = if compressed {
+        format!("{stamp}.jsonl.zst")
+    } else {
+        format!("{stamp}.jsonl")
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.log_dir.join(name))?;
+    let out: Box<dyn Write + Send> = if compressed {
+        Box::new(zstd::Encoder::new(file, config.compression_level)?.auto_finish())
+    } else {
+        Box::new(std::io::BufWriter::new(file))
+    };
+    Ok(Segment {
+        out,
+        written: 0,
+        opened: Instant::now(),
+    })
+}
+
+fn write_loop(rx: mpsc::Receiver<LogRecord>, config: &LogConfig) {
+    let mut segment: Option<Segment> = None;
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(record) = next {
-            let mut line = serde_json::to_vec(&record).expect("log records always serialize");
-            line.push(b'\n');
-            if let Err(e) = out.write_all(&line) {
-                tracing::error!(error = %e, "cannot write log record");
+            let expired = segment.as_ref().is_some_and(|s| {
+                s.written >= config.max_file_size
+                    || config.max_segment_duration.is_some_and(|d| s.opened.elapsed() >= d)
+            });
+            if expired {
+                segment = None; // dropping finishes the zstd frame
+            }
+            if segment.is_none() {
+                match open_segment(config) {
+                    Ok(s) => segment = Some(s),
+                    Err(e) => tracing::error!(error = %e, "cannot open a log segment"),
+                }
+            }
+            if let Some(s) = segment.as_mut() {
+                let mut line = serde_json::to_vec(&record).expect("log records always serialize");
+                line.push(b'\n');
+                match s.out.write_all(&line) {
+                    Ok(()) => s.written += line.len() as u64,
+                    Err(e) => tracing::error!(error = %e, "cannot write a log record"),
+                }
             }
             next = rx.try_recv().ok();
         }
-        if let Err(e) = out.flush() {
-            tracing::error!(error = %e, "cannot flush log file");
+        // Flush per burst, so readers (and a crash) see records promptly.
+        if let Some(s) = segment.as_mut() {
+            if let Err(e) = s.out.flush() {
+                tracing::error!(error = %e, "cannot flush the log segment");
+            }
         }
     }
 }
 
-/// Every record in every log file under `dir`, oldest file first.
-pub fn read_records(dir: &Path) -> std::io::Result<Vec<LogRecord>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)?
+/// Log segment files under `dir`, oldest first.
+pub fn segments(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".jsonl") || name.ends_with(".jsonl.zst")
+        })
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// The JSON lines of one segment. A segment still being written (or cut
+/// short by a crash) yields every complete line it holds.
+pub fn segment_lines(path: &Path) -> std::io::Result<Vec<String>> {
+    let file = std::fs::File::open(path)?;
+    let mut text = Vec::new();
+    if path.extension().is_some_and(|e| e == "zst") {
+        let mut decoder = zstd::Decoder::new(file)?;
+        // An unfinished frame ends in an error after the data it holds.
+        let _ = decoder.read_to_end(&mut text);
+    } else {
+        BufReader::new(file).read_to_end(&mut text)?;
+    }
+    let mut lines: Vec<String> = text.lines().map_while(Result::ok).collect();
+    if !text.ends_with(b"\n") {
+        lines.pop(); // a partial last line
+    }
+    Ok(lines)
+}
+
+/// Every record in every segment under `dir`, oldest first.
+pub fn read_records(dir: &Path) -> std::io::Result<Vec<LogRecord>> {
     let mut records = Vec::new();
-    for file in files {
-        for line in std::io::BufReader::new(std::fs::File::open(&file)?).lines() {
-            let line = line?;
+    for file in segments(dir)? {
+        for line in segment_lines(&file)? {
             if line.trim().is_empty() {
                 continue;
             }
@@ -92,36 +236,62 @@ pub fn read_records(dir: &Path) -> std::io::Result<Vec<LogRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{RecordType, ResponseInfo};
     use petrel_message::{EnvelopeAddress, Message};
-    use std::sync::Arc;
 
-    #[test]
-    fn records_round_trip_through_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let (logger, handle) = Logger::start(&LogConfig {
-            log_dir: dir.path().into(),
-        })
-        .unwrap();
-        let msg = Message::new(
+    fn message() -> Message {
+        let mut m = Message::new(
             EnvelopeAddress::parse("a@b.example").unwrap(),
             EnvelopeAddress::parse("c@d.example").unwrap(),
-            Arc::from(&b"x\r\n"[..]),
+            Arc::from(&b"Subject: hello\r\n\r\nx\r\n"[..]),
         );
+        m.set_meta("tenant", serde_json::json!("acme"));
+        m.set_meta("secret", serde_json::json!("s"));
+        m
+    }
+
+    #[test]
+    fn compressed_segments_rotate_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LogConfig::new(dir.path());
+        config.max_file_size = 2000;
+        config.meta = Some(vec!["tenant".into()]);
+        config.headers = vec!["Subject".into()];
+        let metrics = Arc::new(Metrics::new());
+        let (logger, handle) = Logger::start(&config, metrics.clone()).unwrap();
         let response = ResponseInfo {
             code: 250,
             enhanced_code: Some("2.0.0".into()),
             content: "ok".into(),
         };
-        logger.log(LogRecord::for_message(RecordType::Reception, &msg, response));
+        for _ in 0..20 {
+            logger.log(logger.record(RecordType::Reception, &message(), response.clone()));
+        }
         drop(logger);
         handle.join().unwrap();
+        let files = segments(dir.path()).unwrap();
+        assert!(files.len() > 1, "rotated by size: {files:?}");
+        assert!(files.iter().all(|f| f.to_string_lossy().ends_with(".jsonl.zst")));
         let records = read_records(dir.path()).unwrap();
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].kind, RecordType::Reception);
-        assert_eq!(records[0].queue, "d.example");
-        let raw =
-            std::fs::read_to_string(std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path()).unwrap();
-        assert!(raw.contains("\"type\":\"Reception\""));
+        assert_eq!(records.len(), 20);
+        assert_eq!(records[0].headers.get("Subject").map(String::as_str), Some("hello"));
+        assert!(records[0].meta.contains_key("tenant") && !records[0].meta.contains_key("secret"));
+        assert!(
+            metrics
+                .render()
+                .contains("petrel_messages_total{egress_pool=\"\",egress_source=\"\",event=\"Reception\"} 20")
+        );
+    }
+
+    #[test]
+    fn plain_segments_when_compression_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LogConfig::new(dir.path());
+        config.compression_level = 0;
+        let (logger, handle) = Logger::start(&config, Arc::new(Metrics::new())).unwrap();
+        logger.log(logger.record(RecordType::Delivery, &message(), ResponseInfo::default()));
+        drop(logger);
+        handle.join().unwrap();
+        let raw = std::fs::read_to_string(&segments(dir.path()).unwrap()[0]).unwrap();
+        assert!(raw.contains("\"type\":\"Delivery\""));
     }
 }

@@ -1,0 +1,114 @@
+//! Prometheus metrics. Message counters are fed by the log path, so every
+//! logged event is counted exactly once and the two can never disagree.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// `event` is the log record type; pool and source are empty for
+    /// events that have none (reception).
+    messages: IntCounterVec,
+    /// Messages waiting in scheduled queues, and in ready queues.
+    pub scheduled_messages: IntGauge,
+    pub ready_messages: IntGauge,
+    /// Open outbound connections per egress source.
+    pub connections: IntGaugeVec,
+    /// Time spent in Lua event handlers, by event.
+    pub lua_event_seconds: HistogramVec,
+    /// Policy reloads that failed (used by hot reload).
+    pub reload_failures: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let messages = IntCounterVec::new(
+            Opts::new(
+                "petrel_messages_total",
+                "Message events by type, egress pool and egress source",
+            ),
+            &["event", "egress_pool", "egress_source"],
+        )
+        .expect("valid metric");
+        let scheduled_messages =
+            IntGauge::new("petrel_scheduled_messages", "Messages waiting in scheduled queues").expect("valid metric");
+        let ready_messages = IntGauge::new("petrel_ready_messages", "Messages in ready queues").expect("valid metric");
+        let connections = IntGaugeVec::new(
+            Opts::new("petrel_connections", "Open outbound SMTP connections by egress source"),
+            &["egress_source"],
+        )
+        .expect("valid metric");
+        let lua_event_seconds = HistogramVec::new(
+            HistogramOpts::new("petrel_lua_event_seconds", "Time spent in Lua event handlers")
+                .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
+            &["event"],
+        )
+        .expect("valid metric");
+        let reload_failures =
+            IntGauge::new("petrel_policy_reload_failures", "Policy reloads refused since start").expect("valid metric");
+        for c in [
+            Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(scheduled_messages.clone()),
+            Box::new(ready_messages.clone()),
+            Box::new(connections.clone()),
+            Box::new(lua_event_seconds.clone()),
+            Box::new(reload_failures.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Self {
+            registry,
+            messages,
+            scheduled_messages,
+            ready_messages,
+            connections,
+            lua_event_seconds,
+            reload_failures,
+        }
+    }
+
+    pub fn count(&self, event: &str, pool: Option<&str>, source: Option<&str>) {
+        self.messages
+            .with_label_values(&[event, pool.unwrap_or(""), source.unwrap_or("")])
+            .inc();
+    }
+
+    /// Count an open connection from `source` until the guard is dropped.
+    pub fn connection_opened(&self, source: &str) -> ConnectionGuard {
+        let gauge = self.connections.with_label_values(&[source]);
+        gauge.inc();
+        ConnectionGuard(gauge)
+    }
+
+    /// A timer for one Lua event; records when dropped.
+    pub fn lua_timer(&self, event: &str) -> prometheus::HistogramTimer {
+        let histogram: Histogram = self.lua_event_seconds.with_label_values(&[event]);
+        histogram.start_timer()
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("text format is UTF-8")
+    }
+}
+
+/// Held for as long as an outbound connection is open.
+pub struct ConnectionGuard(IntGauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
