@@ -176,10 +176,8 @@ fn write_loop(rx: mpsc::Receiver<LogRecord>, config: &LogConfig) {
             next = rx.try_recv().ok();
         }
         // Flush per burst, so readers (and a crash) see records promptly.
-        if let Some(s) = segment.as_mut() {
-            if let Err(e) = s.out.flush() {
-                tracing::error!(error = %e, "cannot flush the log segment");
-            }
+        if let Some(Err(e)) = segment.as_mut().map(|s| s.out.flush()) {
+            tracing::error!(error = %e, "cannot flush the log segment");
         }
     }
 }
