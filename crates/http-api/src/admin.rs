@@ -1,0 +1,193 @@
+//! Admin endpoints: suspend and resume, bounce, rebind, reload, queue
+//! summary, inspect, route; plus metrics and liveness.
+
+use crate::error::{ApiError, parse_json};
+use crate::state::{
+    ApiState, MessageInfo, QueueSelector, QueueSummary, RebindRequest, ReloadOutcome, RouteExplanation, RouteRequest,
+};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+type Shared = State<Arc<ApiState>>;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Done {
+    /// How many messages or queues the action touched, where it counts.
+    pub affected: Option<usize>,
+}
+
+fn done(affected: Option<usize>) -> Json<Done> {
+    Json(Done { affected })
+}
+
+#[utoipa::path(post, path = "/api/admin/suspend/v1", request_body = QueueSelector,
+    responses((status = 200, body = Done), (status = 400, description = "Bad selector")))]
+pub async fn suspend(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
+    let selector: QueueSelector = selector(&body)?;
+    s.admin.suspend(&selector);
+    Ok(done(None))
+}
+
+#[utoipa::path(delete, path = "/api/admin/suspend/v1", request_body = QueueSelector,
+    responses((status = 200, body = Done), (status = 400, description = "Bad selector")))]
+pub async fn resume(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
+    let selector: QueueSelector = selector(&body)?;
+    s.admin.resume(&selector);
+    Ok(done(None))
+}
+
+fn selector(body: &[u8]) -> Result<QueueSelector, ApiError> {
+    let selector: QueueSelector = parse_json(body)?;
+    let empty = selector.queue.is_none()
+        && selector.domain.is_none()
+        && selector.tenant.is_none()
+        && selector.campaign.is_none();
+    if empty {
+        return Err(ApiError::bad_request(
+            "queue",
+            "give a queue name or at least one of domain, tenant, campaign",
+        ));
+    }
+    Ok(selector)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRequest {
+    /// The egress source name.
+    pub name: String,
+}
+
+#[utoipa::path(post, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,
+    responses((status = 200, body = Done), (status = 404, description = "No such egress source")))]
+pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
+    let request: SourceRequest = parse_json(&body)?;
+    if !s.admin.suspend_source(&request.name) {
+        return Err(ApiError::status(
+            StatusCode::NOT_FOUND,
+            format!("no egress source named {:?}", request.name),
+        ));
+    }
+    Ok(done(None))
+}
+
+#[utoipa::path(delete, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,
+    responses((status = 200, body = Done), (status = 404, description = "No such egress source")))]
+pub async fn resume_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
+    let request: SourceRequest = parse_json(&body)?;
+    if !s.admin.resume_source(&request.name) {
+        return Err(ApiError::status(
+            StatusCode::NOT_FOUND,
+            format!("no egress source named {:?}", request.name),
+        ));
+    }
+    Ok(done(None))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BounceRequest {
+    #[serde(flatten)]
+    pub selector: QueueSelector,
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/admin/bounce/v1", request_body = BounceRequest,
+    responses((status = 200, body = Done), (status = 400, description = "Bad request")))]
+pub async fn bounce(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
+    let request: BounceRequest = parse_json(&body)?;
+    let _ = selector(&serde_json::to_vec(&request.selector).expect("serializable"))?;
+    Ok(done(Some(s.admin.bounce(&request.selector, &request.reason).await)))
+}
+
+#[utoipa::path(post, path = "/api/admin/rebind/v1", request_body = RebindRequest,
+    responses((status = 200, body = Done), (status = 400, description = "Bad request")))]
+pub async fn rebind(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
+    let request: RebindRequest = parse_json(&body)?;
+    if request.to_queue.is_some() == request.to_pool.is_some() {
+        return Err(ApiError::bad_request(
+            "to_pool",
+            "give exactly one of to_queue or to_pool",
+        ));
+    }
+    Ok(done(Some(s.admin.rebind(&request).await)))
+}
+
+#[utoipa::path(post, path = "/api/admin/reload/v1",
+    responses((status = 200, body = ReloadOutcome), (status = 422, body = ReloadOutcome, description = "The new policy was refused; the old one runs on"),
+              (status = 501, description = "Hot reload is not available")))]
+pub async fn reload(State(s): Shared) -> Response {
+    match s.admin.reload().await {
+        None => ApiError::status(
+            StatusCode::NOT_IMPLEMENTED,
+            "hot reload is not available yet; restart to apply a new policy",
+        )
+        .into_response(),
+        Some(outcome) if outcome.success => Json(outcome).into_response(),
+        Some(outcome) => (StatusCode::UNPROCESSABLE_ENTITY, Json(outcome)).into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/admin/queue-summary/v1", responses((status = 200, body = QueueSummary)))]
+pub async fn queue_summary(State(s): Shared) -> Json<QueueSummary> {
+    Json(s.admin.queue_summary())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct InspectQuery {
+    /// The spool id.
+    pub id: String,
+    /// Include the message text.
+    #[serde(default)]
+    pub want_body: bool,
+}
+
+#[utoipa::path(get, path = "/api/admin/inspect-message/v1", params(InspectQuery),
+    responses((status = 200, body = MessageInfo), (status = 404, description = "Not in the spool")))]
+pub async fn inspect(State(s): Shared, Query(q): Query<InspectQuery>) -> Result<Json<MessageInfo>, ApiError> {
+    match s.admin.inspect(&q.id, q.want_body).await {
+        Some(info) => Ok(Json(info)),
+        None => Err(ApiError::status(
+            StatusCode::NOT_FOUND,
+            format!("no message {} in the spool", q.id),
+        )),
+    }
+}
+
+#[utoipa::path(post, path = "/api/admin/route/v1", request_body = RouteRequest,
+    responses((status = 200, body = RouteExplanation), (status = 400, description = "Bad request or no route")))]
+pub async fn route(State(s): Shared, body: Bytes) -> Result<Json<RouteExplanation>, ApiError> {
+    let request: RouteRequest = parse_json(&body)?;
+    s.admin
+        .route(&request)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::bad_request("", e))
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(s): Shared) -> Response {
+    let summary = s.admin.queue_summary();
+    let m = s.logger.metrics();
+    m.scheduled_messages
+        .set(summary.scheduled.iter().map(|q| q.messages as i64).sum());
+    m.ready_messages
+        .set(summary.ready.iter().map(|q| q.messages as i64).sum());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()).into_response()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    pub status: String,
+}
+
+#[utoipa::path(get, path = "/api/check-liveness/v1", responses((status = 200, body = Liveness)))]
+pub async fn liveness() -> Json<Liveness> {
+    Json(Liveness { status: "ok".into() })
+}

@@ -1,0 +1,21 @@
+//! The HTTP API (axum): message injection (`/api/inject/v1`), the admin
+//! endpoints, Prometheus metrics, liveness, and the OpenAPI document that
+//! describes them. Policy decisions reach it through [`InjectPolicy`];
+//! operator actions through [`AdminOps`], which the daemon implements.
+
+mod admin;
+mod auth;
+mod error;
+mod inject;
+mod listener;
+mod openapi;
+mod state;
+
+pub use error::ApiError;
+pub use inject::{InjectRequest, InjectResponse};
+pub use listener::{HttpListener, HttpListenerConfig};
+pub use openapi::openapi_json;
+pub use state::{
+    AdminOps, ApiState, AuthInfo, InjectPolicy, InjectPolicyError, MessageInfo, QueueSelector, QueueSummary,
+    ReadyQueueSummary, RebindRequest, ReloadOutcome, RouteExplanation, RouteRequest, ScheduledQueueSummary,
+};

@@ -1,0 +1,168 @@
+//! What the HTTP handlers work with, and the seams they need filled.
+
+use async_trait::async_trait;
+use petrel_message::Message;
+use petrel_queue::QueueManager;
+use petrel_spool::Spool;
+use petrel_telemetry::Logger;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// Who made an HTTP request, as the policy sees it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuthInfo {
+    pub peer_address: String,
+    /// The authenticated user (Basic) or `"bearer"`; empty for trusted hosts.
+    pub identity: String,
+    pub trusted_host: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InjectPolicyError {
+    /// `kumo.reject` in `http_message_generated`: this recipient fails.
+    #[error("rejected: {code} {text}")]
+    Reject { code: u16, text: String },
+    /// The policy itself failed; the recipient fails, nothing is spooled.
+    #[error("policy error: {0}")]
+    Failed(String),
+}
+
+/// Decisions the HTTP listener asks of policy (`http_server_validate_auth_basic`,
+/// `http_server_validate_auth_bearer`, `http_message_generated`).
+#[async_trait]
+pub trait InjectPolicy: Send + Sync + 'static {
+    async fn validate_basic(&self, user: &str, password: &str) -> Result<bool, String>;
+    async fn validate_bearer(&self, token: &str) -> Result<bool, String>;
+    async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), InjectPolicyError>;
+}
+
+/// Which scheduled queues an admin action applies to: a queue by name, or
+/// every queue matching the given parts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSelector {
+    pub queue: Option<String>,
+    pub domain: Option<String>,
+    pub tenant: Option<String>,
+    pub campaign: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RebindRequest {
+    #[serde(flatten)]
+    pub selector: QueueSelector,
+    /// Move the messages to this scheduled queue …
+    pub to_queue: Option<String>,
+    /// … or have them leave from this egress pool.
+    pub to_pool: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScheduledQueueSummary {
+    pub name: String,
+    pub messages: usize,
+    /// Age of the oldest waiting message, in seconds.
+    pub oldest_age_secs: Option<u64>,
+    pub last_error: Option<String>,
+    pub suspended: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReadyQueueSummary {
+    pub name: String,
+    pub source: String,
+    pub site: String,
+    pub messages: usize,
+    pub connections: usize,
+    pub source_suspended: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct QueueSummary {
+    pub scheduled: Vec<ScheduledQueueSummary>,
+    pub ready: Vec<ReadyQueueSummary>,
+}
+
+/// A spooled message, for `inspect`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageInfo {
+    pub id: String,
+    pub sender: String,
+    pub recipient: String,
+    pub queue: String,
+    pub created: String,
+    pub num_attempts: u32,
+    pub due: Option<String>,
+    pub size: usize,
+    #[schema(value_type = Object)]
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    /// The message text, when asked for with `want_body=true`.
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRequest {
+    pub sender: String,
+    pub recipient: String,
+    /// Meta the reception events would see (`tenant`, `campaign`, ...).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub meta: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The path a message would take, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteExplanation {
+    pub queue: String,
+    pub egress_pool: String,
+    pub pool_reason: String,
+    pub egress_source: String,
+    pub source_address: Option<String>,
+    pub ehlo_domain: String,
+    pub site: String,
+    pub hosts: Vec<String>,
+    pub hosts_reason: String,
+    #[schema(value_type = Object)]
+    pub egress_path: serde_json::Value,
+}
+
+/// The result of a reload request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReloadOutcome {
+    pub success: bool,
+    pub generation: Option<u64>,
+    #[schema(value_type = Object)]
+    pub changes: serde_json::Value,
+    pub errors: Vec<String>,
+}
+
+/// Operator actions, implemented by the daemon.
+#[async_trait]
+pub trait AdminOps: Send + Sync + 'static {
+    fn suspend(&self, selector: &QueueSelector);
+    fn resume(&self, selector: &QueueSelector);
+    fn suspend_source(&self, name: &str) -> bool;
+    fn resume_source(&self, name: &str) -> bool;
+    async fn rebind(&self, request: &RebindRequest) -> usize;
+    async fn bounce(&self, selector: &QueueSelector, reason: &str) -> usize;
+    fn queue_summary(&self) -> QueueSummary;
+    async fn inspect(&self, id: &str, want_body: bool) -> Option<MessageInfo>;
+    async fn route(&self, request: &RouteRequest) -> Result<RouteExplanation, String>;
+    /// `None` when hot reload is not available.
+    async fn reload(&self) -> Option<ReloadOutcome>;
+}
+
+/// Everything a handler may touch; one per listener.
+pub struct ApiState {
+    pub spool: Arc<dyn Spool>,
+    pub queues: Arc<QueueManager>,
+    pub logger: Logger,
+    pub policy: Arc<dyn InjectPolicy>,
+    pub admin: Arc<dyn AdminOps>,
+    pub trusted_hosts: Vec<ipnet::IpNet>,
+    /// Largest request body accepted, after gzip decompression.
+    pub max_request_size: usize,
+}
