@@ -16,20 +16,13 @@ fn path_events(fields: &str) -> String {
 async fn connection_limit_holds_under_load() {
     let sink = Sink::start().await;
     let ws = Workspace::new();
-    let events = format!(
-        "{}\n{}",
-        smart_host_events(sink.addr(), ""),
-        path_events("connection_limit = 2")
-    );
+    let events = format!("{}\n{}", smart_host_events(sink.addr(), ""), path_events("connection_limit = 2"));
     let policy = ws.policy(
         "  kumo.define_egress_source { name = 's', source_address = '127.0.0.2' }\n  kumo.define_egress_pool { name = 'default', entries = { { name = 's' } } }",
         &events,
     );
     let daemon = TestDaemon::start(&policy).unwrap();
-    let accepted = inject(daemon.smtp[0], 500, 10, |i| {
-        ("s@a.example".into(), format!("r{i}@one-site.example"))
-    })
-    .await;
+    let accepted = inject(daemon.smtp[0], 500, 10, |i| ("s@a.example".into(), format!("r{i}@one-site.example"))).await;
     assert_eq!(accepted, 500);
     assert!(
         eventually(Duration::from_secs(60), || sink.received_count() == 500).await,
@@ -37,10 +30,7 @@ async fn connection_limit_holds_under_load() {
         sink.received_count()
     );
     let peak = sink.max_concurrent_from("127.0.0.2".parse().unwrap());
-    assert!(
-        (1..=2).contains(&peak),
-        "peak concurrent connections from the source: {peak}"
-    );
+    assert!((1..=2).contains(&peak), "peak concurrent connections from the source: {peak}");
     daemon.stop();
 }
 
@@ -59,61 +49,33 @@ async fn mx_resolution_falls_over_and_honours_null_mx() {
     let port = sink.addr().port();
     let events = format!(
         "kumo.on('get_queue_config', function() return kumo.make_queue_config {{ retry_interval = 1 }} end)\n{}",
-        path_events(&format!(
-            "smtp_port = {port}, prohibited_hosts = {{}}, connect_timeout = 2"
-        ))
+        path_events(&format!("smtp_port = {port}, prohibited_hosts = {{}}, connect_timeout = 2"))
     );
-    let policy = ws.policy(
-        &format!(
-            "  kumo.dns.configure_resolver {{ name_servers = {{ '{}' }} }}",
-            dns.addr()
-        ),
-        &events,
-    );
+    let policy =
+        ws.policy(&format!("  kumo.dns.configure_resolver {{ name_servers = {{ '{}' }} }}", dns.addr()), &events);
     let daemon = TestDaemon::start(&policy).unwrap();
     let rcpts = ["user@two.test", "user@bare.test", "user@nullmx.test"];
-    assert_eq!(
-        inject(daemon.smtp[0], 3, 1, move |i| ("s@a.example".into(), rcpts[i].into())).await,
-        3
-    );
-    assert!(
-        eventually(Duration::from_secs(20), || sink.received_count() == 2).await,
-        "got {}",
-        sink.received_count()
-    );
+    assert_eq!(inject(daemon.smtp[0], 3, 1, move |i| ("s@a.example".into(), rcpts[i].into())).await, 3);
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 2).await, "got {}", sink.received_count());
     let mut got: Vec<String> = sink.received().iter().map(|m| m.recipients[0].clone()).collect();
     got.sort();
     assert_eq!(got, ["user@bare.test", "user@two.test"]);
-    assert!(
-        eventually(Duration::from_secs(5), || ws
-            .records()
-            .iter()
-            .any(|r| r.kind == RecordType::Bounce))
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || ws.records().iter().any(|r| r.kind == RecordType::Bounce)).await);
     daemon.stop();
     let records = ws.records();
     let bounce = records.iter().find(|r| r.kind == RecordType::Bounce).unwrap();
     assert_eq!(bounce.recipient, "user@nullmx.test");
     assert_eq!(bounce.response.enhanced_code.as_deref(), Some("5.1.10"));
-    let via = records
-        .iter()
-        .find(|r| r.kind == RecordType::Delivery && r.recipient == "user@two.test")
-        .unwrap();
+    let via = records.iter().find(|r| r.kind == RecordType::Delivery && r.recipient == "user@two.test").unwrap();
     assert_eq!(via.site, "dead.two.test,live.two.test");
-    assert!(
-        via.peer_address.as_deref().unwrap().starts_with("127.0.0.1:"),
-        "delivered via the second MX"
-    );
+    assert!(via.peer_address.as_deref().unwrap().starts_with("127.0.0.1:"), "delivered via the second MX");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mx_pointing_at_loopback_is_prohibited_by_default() {
     let sink = Sink::start().await;
     let dns = DnsServer::start(
-        Zone::new()
-            .mx("loop.test", 10, "mx.loop.test")
-            .addr("mx.loop.test", "127.0.0.1".parse().unwrap()),
+        Zone::new().mx("loop.test", 10, "mx.loop.test").addr("mx.loop.test", "127.0.0.1".parse().unwrap()),
     )
     .await;
     let ws = Workspace::new();
@@ -121,25 +83,11 @@ async fn mx_pointing_at_loopback_is_prohibited_by_default() {
         "kumo.on('get_queue_config', function() return kumo.make_queue_config {{}} end)\n{}",
         path_events(&format!("smtp_port = {}", sink.addr().port()))
     );
-    let policy = ws.policy(
-        &format!(
-            "  kumo.dns.configure_resolver {{ name_servers = {{ '{}' }} }}",
-            dns.addr()
-        ),
-        &events,
-    );
+    let policy =
+        ws.policy(&format!("  kumo.dns.configure_resolver {{ name_servers = {{ '{}' }} }}", dns.addr()), &events);
     let daemon = TestDaemon::start(&policy).unwrap();
-    assert_eq!(
-        inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "u@loop.test".into())).await,
-        1
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || ws
-            .records()
-            .iter()
-            .any(|r| r.kind == RecordType::Bounce))
-        .await
-    );
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "u@loop.test".into())).await, 1);
+    assert!(eventually(Duration::from_secs(10), || ws.records().iter().any(|r| r.kind == RecordType::Bounce)).await);
     daemon.stop();
     assert_eq!(sink.total_connections(), 0, "the prohibited host was never contacted");
     let bounce = ws.records().into_iter().find(|r| r.kind == RecordType::Bounce).unwrap();
@@ -152,18 +100,11 @@ async fn opportunistic_tls_is_used_and_logged() {
     let ws = Workspace::new();
     let policy = ws.policy("", &smart_host_events(sink.addr(), ""));
     let daemon = TestDaemon::start(&policy).unwrap();
-    assert_eq!(
-        inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await,
-        1
-    );
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await, 1);
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
     assert!(sink.received()[0].tls.is_some(), "the sink received over TLS");
     daemon.stop();
-    let delivery = ws
-        .records()
-        .into_iter()
-        .find(|r| r.kind == RecordType::Delivery)
-        .unwrap();
+    let delivery = ws.records().into_iter().find(|r| r.kind == RecordType::Delivery).unwrap();
     assert!(
         delivery.tls_protocol_version.as_deref().unwrap().starts_with("TLSv1_"),
         "{:?}",
@@ -183,29 +124,15 @@ async fn required_tls_without_starttls_stays_queued() {
     );
     let policy = ws.policy("", &events);
     let daemon = TestDaemon::start(&policy).unwrap();
-    assert_eq!(
-        inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await,
-        1
-    );
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await, 1);
     assert!(
-        eventually(Duration::from_secs(10), || ws
-            .records()
-            .iter()
-            .any(|r| r.kind == RecordType::TransientFailure))
-        .await
+        eventually(Duration::from_secs(10), || ws.records().iter().any(|r| r.kind == RecordType::TransientFailure))
+            .await
     );
     daemon.stop();
     assert_eq!(sink.received_count(), 0, "never sent in clear");
-    let failure = ws
-        .records()
-        .into_iter()
-        .find(|r| r.kind == RecordType::TransientFailure)
-        .unwrap();
-    assert!(
-        failure.response.content.contains("STARTTLS"),
-        "{}",
-        failure.response.content
-    );
+    let failure = ws.records().into_iter().find(|r| r.kind == RecordType::TransientFailure).unwrap();
+    assert!(failure.response.content.contains("STARTTLS"), "{}", failure.response.content);
     let again = TestDaemon::start(&policy).unwrap();
     assert_eq!(again.recovered, 1, "the message is still queued");
     again.stop();
@@ -217,16 +144,9 @@ async fn messages_expire_after_max_age() {
     let ws = Workspace::new();
     let policy = ws.policy("", &smart_host_events(sink.addr(), "retry_interval = 1, max_age = 3,"));
     let daemon = TestDaemon::start(&policy).unwrap();
-    assert_eq!(
-        inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await,
-        1
-    );
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await, 1);
     assert!(
-        eventually(Duration::from_secs(15), || ws
-            .records()
-            .iter()
-            .any(|r| r.kind == RecordType::Expiration))
-        .await
+        eventually(Duration::from_secs(15), || ws.records().iter().any(|r| r.kind == RecordType::Expiration)).await
     );
     daemon.stop();
     let kinds: Vec<_> = ws.records().iter().map(|r| r.kind).collect();
@@ -250,27 +170,14 @@ async fn recipients_of_one_message_share_a_transaction_per_domain() {
     let opts =
         petrel_smtp_client::ConnectOptions::new(Some("127.0.0.1".parse().unwrap()), daemon.smtp[0], "client.test");
     let mut client = petrel_smtp_client::SmtpClient::connect(&opts).await.unwrap();
-    let rcpts = [
-        "1@a.example",
-        "2@a.example",
-        "3@a.example",
-        "4@b.example",
-        "5@b.example",
-    ];
-    let results = client
-        .send_batch("news@s.example", &rcpts, b"Subject: one body\r\n\r\nhello\r\n")
-        .await
-        .unwrap();
+    let rcpts = ["1@a.example", "2@a.example", "3@a.example", "4@b.example", "5@b.example"];
+    let results = client.send_batch("news@s.example", &rcpts, b"Subject: one body\r\n\r\nhello\r\n").await.unwrap();
     assert!(results.iter().all(|r| r.is_ok()));
     daemon.controls.resume_queue("a.example");
     daemon.controls.resume_queue("b.example");
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 5).await);
     assert_eq!(sink.transactions(), 2, "one transaction per recipient domain");
     daemon.stop();
-    let delivered = ws
-        .records()
-        .into_iter()
-        .filter(|r| r.kind == RecordType::Delivery)
-        .count();
+    let delivered = ws.records().into_iter().filter(|r| r.kind == RecordType::Delivery).count();
     assert_eq!(delivered, 5, "each recipient still has its own log record");
 }

@@ -28,10 +28,8 @@ async fn weighted_pool_splits_300_messages_100_to_200() {
         &smart_host_events(sink.addr(), "egress_pool = 'shared',"),
     );
     let daemon = TestDaemon::start(&policy).unwrap();
-    let accepted = inject(daemon.smtp[0], 300, 6, |i| {
-        ("news@sender.example".into(), format!("user{i}@dest.example"))
-    })
-    .await;
+    let accepted =
+        inject(daemon.smtp[0], 300, 6, |i| ("news@sender.example".into(), format!("user{i}@dest.example"))).await;
     assert_eq!(accepted, 300);
     assert!(
         eventually(Duration::from_secs(30), || sink.received_count() == 300).await,
@@ -43,11 +41,7 @@ async fn weighted_pool_splits_300_messages_100_to_200() {
     assert_eq!(peers["127.0.0.3"], (200, vec!["mta3.petrel.test".to_string()]));
     assert_eq!(peers.len(), 2);
     daemon.stop();
-    let delivered = ws
-        .records()
-        .iter()
-        .filter(|r| r.kind == petrel_telemetry::RecordType::Delivery)
-        .count();
+    let delivered = ws.records().iter().filter(|r| r.kind == petrel_telemetry::RecordType::Delivery).count();
     assert_eq!(delivered, 300);
 }
 
@@ -77,10 +71,7 @@ end)
     );
     let daemon = TestDaemon::start(&policy).unwrap();
     let senders = ["news@a.example", "news@b.example", "misc@other.example"];
-    let accepted = inject(daemon.smtp[0], 30, 3, move |i| {
-        (senders[i % 3].into(), format!("r{i}@dest.example"))
-    })
-    .await;
+    let accepted = inject(daemon.smtp[0], 30, 3, move |i| (senders[i % 3].into(), format!("r{i}@dest.example"))).await;
     assert_eq!(accepted, 30);
     assert!(eventually(Duration::from_secs(20), || sink.received_count() == 30).await);
     for m in sink.received() {
@@ -89,12 +80,7 @@ end)
             "news@b.example" => "127.0.0.3",
             _ => "127.0.0.1",
         };
-        assert_eq!(
-            m.peer.ip().to_string(),
-            expected,
-            "{} left from the wrong address",
-            m.sender
-        );
+        assert_eq!(m.peer.ip().to_string(), expected, "{} left from the wrong address", m.sender);
     }
     daemon.stop();
     let records = ws.records();
@@ -105,14 +91,8 @@ end)
             .map(|r| r.egress_pool.clone().unwrap())
             .collect::<std::collections::BTreeSet<_>>()
     };
-    assert_eq!(
-        pool_of("news@a.example").into_iter().collect::<Vec<_>>(),
-        ["customer-a"]
-    );
-    assert_eq!(
-        pool_of("misc@other.example").into_iter().collect::<Vec<_>>(),
-        ["default"]
-    );
+    assert_eq!(pool_of("news@a.example").into_iter().collect::<Vec<_>>(), ["customer-a"]);
+    assert_eq!(pool_of("misc@other.example").into_iter().collect::<Vec<_>>(), ["default"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,10 +106,7 @@ async fn a_sources_remote_port_overrides_the_destination_port() {
     // The smart host names no port (25 would be used); the source's wins.
     let events = "kumo.on('get_queue_config', function() return kumo.make_queue_config { protocol = { smtp = { mx_list = { '127.0.0.1' } } } } end)";
     let daemon = TestDaemon::start(&ws.policy(&init, events)).unwrap();
-    assert_eq!(
-        inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await,
-        1
-    );
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await, 1);
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
     assert_eq!(sink.received()[0].peer.ip().to_string(), "127.0.0.2");
     daemon.stop();
@@ -141,27 +118,12 @@ async fn a_source_address_not_on_this_host_defers_with_a_clear_reason() {
     let ws = Workspace::new();
     let init = "  kumo.define_egress_source { name = 'gone', source_address = '192.0.2.1' }\n  kumo.define_egress_pool { name = 'default', entries = { { name = 'gone' } } }";
     let daemon = TestDaemon::start(&ws.policy(init, &smart_host_events(sink.addr(), "retry_interval = 60,"))).unwrap();
-    assert_eq!(
-        inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await,
-        1
-    );
-    let deferred = || {
-        ws.records()
-            .iter()
-            .any(|r| r.kind == petrel_telemetry::RecordType::TransientFailure)
-    };
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@b.example".into())).await, 1);
+    let deferred = || ws.records().iter().any(|r| r.kind == petrel_telemetry::RecordType::TransientFailure);
     assert!(eventually(Duration::from_secs(10), deferred).await);
     daemon.stop();
-    let record = ws
-        .records()
-        .into_iter()
-        .find(|r| r.kind == petrel_telemetry::RecordType::TransientFailure)
-        .unwrap();
-    assert!(
-        record.response.content.contains("cannot bind source address 192.0.2.1"),
-        "{}",
-        record.response.content
-    );
+    let record = ws.records().into_iter().find(|r| r.kind == petrel_telemetry::RecordType::TransientFailure).unwrap();
+    assert!(record.response.content.contains("cannot bind source address 192.0.2.1"), "{}", record.response.content);
     assert_eq!(record.response.enhanced_code.as_deref(), Some("4.4.0"));
     assert_eq!(sink.total_connections(), 0);
 }

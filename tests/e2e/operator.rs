@@ -24,32 +24,14 @@ async fn a_suspended_source_is_skipped_until_resumed() {
     let policy = ws.policy(TWO_SOURCES, &smart_host_events(sink.addr(), "egress_pool = 'both',"));
     let daemon = TestDaemon::start(&policy).unwrap();
     daemon.controls.suspend_source("b");
-    assert_eq!(
-        inject(daemon.smtp[0], 20, 2, |i| (
-            "s@a.example".into(),
-            format!("r{i}@d.example")
-        ))
-        .await,
-        20
-    );
+    assert_eq!(inject(daemon.smtp[0], 20, 2, |i| ("s@a.example".into(), format!("r{i}@d.example"))).await, 20);
     assert!(eventually(Duration::from_secs(15), || sink.received_count() == 20).await);
     assert_eq!(count_from(&sink, "127.0.0.2"), 20, "all traffic took the other source");
 
     daemon.controls.resume_source("b");
-    assert_eq!(
-        inject(daemon.smtp[0], 20, 2, |i| (
-            "s@a.example".into(),
-            format!("x{i}@d.example")
-        ))
-        .await,
-        20
-    );
+    assert_eq!(inject(daemon.smtp[0], 20, 2, |i| ("s@a.example".into(), format!("x{i}@d.example"))).await, 20);
     assert!(eventually(Duration::from_secs(15), || sink.received_count() == 40).await);
-    assert_eq!(
-        (count_from(&sink, "127.0.0.2"), count_from(&sink, "127.0.0.3")),
-        (30, 10),
-        "1:1 again after resume"
-    );
+    assert_eq!((count_from(&sink, "127.0.0.2"), count_from(&sink, "127.0.0.3")), (30, 10), "1:1 again after resume");
     daemon.stop();
 }
 
@@ -60,26 +42,9 @@ async fn a_suspended_queue_holds_its_mail_until_resumed() {
     let policy = ws.policy("", &smart_host_events(sink.addr(), ""));
     let daemon = TestDaemon::start(&policy).unwrap();
     daemon.controls.suspend_queue("held.example");
-    assert_eq!(
-        inject(daemon.smtp[0], 5, 1, |i| (
-            "s@a.example".into(),
-            format!("r{i}@held.example")
-        ))
-        .await,
-        5
-    );
-    assert_eq!(
-        inject(daemon.smtp[0], 1, 1, |_| (
-            "s@a.example".into(),
-            "r@free.example".into()
-        ))
-        .await,
-        1
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || sink.received_count() == 1).await,
-        "other queues flow"
-    );
+    assert_eq!(inject(daemon.smtp[0], 5, 1, |i| ("s@a.example".into(), format!("r{i}@held.example"))).await, 5);
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@free.example".into())).await, 1);
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await, "other queues flow");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.received_count(), 1, "the suspended queue held its mail");
     daemon.controls.resume_queue("held.example");
@@ -100,11 +65,7 @@ end)
 
 fn defers_a() -> petrel_testkit::ReplyScript {
     Arc::new(|m, _| {
-        if m.peer.ip().to_string() == "127.0.0.2" {
-            (451, "4.7.0 IP reputation".into())
-        } else {
-            (250, "ok".into())
-        }
+        if m.peer.ip().to_string() == "127.0.0.2" { (451, "4.7.0 IP reputation".into()) } else { (250, "ok".into()) }
     })
 }
 
@@ -114,43 +75,19 @@ async fn rebind_moves_a_tenants_queued_mail_to_another_pool() {
     let ws = Workspace::new();
     let policy = ws.policy(TWO_SOURCES, &deferring_setup(&sink));
     let daemon = TestDaemon::start(&policy).unwrap();
-    assert_eq!(
-        inject(daemon.smtp[0], 10, 2, |i| (
-            "s@a.example".into(),
-            format!("r{i}@d.example")
-        ))
-        .await,
-        10
-    );
+    assert_eq!(inject(daemon.smtp[0], 10, 2, |i| ("s@a.example".into(), format!("r{i}@d.example"))).await, 10);
     let controls = daemon.controls.clone();
-    assert!(
-        eventually(Duration::from_secs(10), || controls.waiting() == 10).await,
-        "all ten deferred once"
-    );
+    assert!(eventually(Duration::from_secs(10), || controls.waiting() == 10).await, "all ten deferred once");
 
-    let filter = QueueFilter {
-        tenant: Some("acme".into()),
-        ..Default::default()
-    };
-    let moved = daemon
-        .controls
-        .rebind(&filter, &RebindTarget::Pool("only-b".into()))
-        .await;
+    let filter = QueueFilter { tenant: Some("acme".into()), ..Default::default() };
+    let moved = daemon.controls.rebind(&filter, &RebindTarget::Pool("only-b".into())).await;
     assert_eq!(moved, 10);
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 10).await);
-    assert_eq!(
-        count_from(&sink, "127.0.0.3"),
-        10,
-        "delivered from the new pool's source"
-    );
+    assert_eq!(count_from(&sink, "127.0.0.3"), 10, "delivered from the new pool's source");
     drop(controls);
     daemon.stop();
-    let pools: Vec<_> = ws
-        .records()
-        .into_iter()
-        .filter(|r| r.kind == RecordType::Delivery)
-        .map(|r| r.egress_pool.unwrap())
-        .collect();
+    let pools: Vec<_> =
+        ws.records().into_iter().filter(|r| r.kind == RecordType::Delivery).map(|r| r.egress_pool.unwrap()).collect();
     assert!(pools.iter().all(|p| p == "only-b"));
 }
 
@@ -160,36 +97,16 @@ async fn admin_bounce_removes_a_tenants_queued_mail() {
     let ws = Workspace::new();
     let policy = ws.policy(TWO_SOURCES, &deferring_setup(&sink));
     let daemon = TestDaemon::start(&policy).unwrap();
-    assert_eq!(
-        inject(daemon.smtp[0], 4, 1, |i| (
-            "s@a.example".into(),
-            format!("r{i}@d.example")
-        ))
-        .await,
-        4
-    );
+    assert_eq!(inject(daemon.smtp[0], 4, 1, |i| ("s@a.example".into(), format!("r{i}@d.example"))).await, 4);
     let controls = daemon.controls.clone();
-    assert!(
-        eventually(Duration::from_secs(10), || controls.waiting() == 4).await,
-        "all four deferred once"
-    );
-    let other = QueueFilter {
-        tenant: Some("someone-else".into()),
-        ..Default::default()
-    };
+    assert!(eventually(Duration::from_secs(10), || controls.waiting() == 4).await, "all four deferred once");
+    let other = QueueFilter { tenant: Some("someone-else".into()), ..Default::default() };
     assert_eq!(daemon.controls.admin_bounce(&other, "spam complaint").await, 0);
-    let acme = QueueFilter {
-        tenant: Some("acme".into()),
-        ..Default::default()
-    };
+    let acme = QueueFilter { tenant: Some("acme".into()), ..Default::default() };
     assert_eq!(daemon.controls.admin_bounce(&acme, "spam complaint").await, 4);
     drop(controls);
     daemon.stop();
-    let bounced = ws
-        .records()
-        .into_iter()
-        .filter(|r| r.kind == RecordType::AdminBounce)
-        .count();
+    let bounced = ws.records().into_iter().filter(|r| r.kind == RecordType::AdminBounce).count();
     assert_eq!(bounced, 4);
     let again = TestDaemon::start(&policy).unwrap();
     assert_eq!(again.recovered, 0, "bounced mail left the spool");

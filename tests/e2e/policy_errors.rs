@@ -7,10 +7,7 @@ use petrel_smtp_client::{ClientError, ConnectOptions, Phase, SmtpClient};
 async fn send(server: std::net::SocketAddr, sender: &str) -> Result<(), ClientError> {
     let opts = ConnectOptions::new(Some("127.0.0.1".parse().unwrap()), server, "client.test");
     let mut client = SmtpClient::connect(&opts).await?;
-    client
-        .send(sender, "r@dest.example", b"Subject: x\r\n\r\nx\r\n")
-        .await
-        .map(|_| ())
+    client.send(sender, "r@dest.example", b"Subject: x\r\n\r\nx\r\n").await.map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,22 +30,13 @@ end)
     let daemon = TestDaemon::start(&policy).unwrap();
 
     match send(daemon.smtp[0], "a@broken.example").await {
-        Err(ClientError::Rejected {
-            phase: Phase::DataDot,
-            reply,
-        }) => {
-            assert_eq!(
-                (reply.code, reply.enhanced.unwrap().to_string().as_str()),
-                (451, "4.3.0")
-            );
+        Err(ClientError::Rejected { phase: Phase::DataDot, reply }) => {
+            assert_eq!((reply.code, reply.enhanced.unwrap().to_string().as_str()), (451, "4.3.0"));
         }
         other => panic!("expected 451 4.3.0 after DATA, got {other:?}"),
     }
     match send(daemon.smtp[0], "a@blocked.example").await {
-        Err(ClientError::Rejected {
-            phase: Phase::DataDot,
-            reply,
-        }) => {
+        Err(ClientError::Rejected { phase: Phase::DataDot, reply }) => {
             assert_eq!(reply.code, 550);
             assert_eq!(reply.text, "sender blocked by policy");
         }
@@ -62,14 +50,8 @@ end)
     let kinds: Vec<_> = records.iter().map(|r| (r.kind, r.sender.as_str())).collect();
     use petrel_telemetry::RecordType::*;
     assert!(kinds.contains(&(Rejection, "a@blocked.example")));
-    assert!(
-        !kinds.iter().any(|(k, s)| *k == Reception && *s != "a@fine.example"),
-        "{kinds:?}"
-    );
+    assert!(!kinds.iter().any(|(k, s)| *k == Reception && *s != "a@fine.example"), "{kinds:?}");
     let again = TestDaemon::start(&policy).unwrap();
-    assert_eq!(
-        again.recovered, 0,
-        "the good message was delivered, the others never spooled"
-    );
+    assert_eq!(again.recovered, 0, "the good message was delivered, the others never spooled");
     again.stop();
 }

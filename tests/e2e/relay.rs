@@ -11,19 +11,10 @@ async fn a_non_relay_client_is_refused_and_nothing_is_spooled() {
     let daemon = TestDaemon::start(&policy).unwrap();
     let opts = ConnectOptions::new(Some("127.0.0.9".parse().unwrap()), daemon.smtp[0], "outsider.test");
     let mut client = SmtpClient::connect(&opts).await.unwrap();
-    let err = client
-        .send(
-            "spammer@bad.example",
-            "victim@elsewhere.example",
-            b"Subject: x\r\n\r\nx\r\n",
-        )
-        .await
-        .unwrap_err();
+    let err =
+        client.send("spammer@bad.example", "victim@elsewhere.example", b"Subject: x\r\n\r\nx\r\n").await.unwrap_err();
     match err {
-        ClientError::Rejected {
-            phase: Phase::RcptTo,
-            reply,
-        } => {
+        ClientError::Rejected { phase: Phase::RcptTo, reply } => {
             assert_eq!(reply.code, 550);
             assert_eq!(reply.enhanced.unwrap().to_string(), "5.7.1");
         }

@@ -28,15 +28,9 @@ impl TestDaemon {
     pub fn start(policy: &Path) -> Result<Self, String> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
-        let options = DaemonOptions {
-            policy: policy.to_path_buf(),
-        };
+        let options = DaemonOptions { policy: policy.to_path_buf() };
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             let daemon = match rt.block_on(Daemon::start(options)) {
                 Ok(d) => d,
                 Err(e) => {
@@ -57,13 +51,7 @@ impl TestDaemon {
         });
         let (smtp, recovered, controls) =
             tokio::task::block_in_place(|| ready_rx.recv()).map_err(|e| e.to_string())??;
-        Ok(Self {
-            smtp,
-            recovered,
-            controls,
-            stop: stop_tx,
-            thread,
-        })
+        Ok(Self { smtp, recovered, controls, stop: stop_tx, thread })
     }
 
     pub fn stop(self) {
@@ -76,9 +64,7 @@ impl TestDaemon {
 
     fn finish(self, how: Stop) {
         // Our handle keeps daemon state (and its log writer) alive: let go first.
-        let TestDaemon {
-            controls, stop, thread, ..
-        } = self;
+        let TestDaemon { controls, stop, thread, .. } = self;
         drop(controls);
         let _ = stop.send(how);
         tokio::task::block_in_place(|| thread.join()).expect("daemon thread");
@@ -92,9 +78,7 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Self { dir: tempfile::tempdir().unwrap() }
     }
 
     pub fn logs(&self) -> PathBuf {

@@ -25,11 +25,7 @@ async fn body(dispatcher: &Dispatcher, item: &mut Dispatched) -> Result<Arc<[u8]
             item.message.data = Some(data.clone());
             Ok(data)
         }
-        Err(e) => Err(Outcome::local(
-            false,
-            "4.3.0",
-            format!("cannot read the message body: {e}"),
-        )),
+        Err(e) => Err(Outcome::local(false, "4.3.0", format!("cannot read the message body: {e}"))),
     }
 }
 

@@ -20,6 +20,18 @@ use tokio_util::sync::CancellationToken;
 /// How long a message waits when every source of its pool is unavailable.
 const NO_SOURCE_DELAY: Duration = Duration::from_secs(5);
 
+/// What an operator sees of one ready queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadySummary {
+    pub name: String,
+    pub source: String,
+    pub site: String,
+    pub messages: usize,
+    /// Connection workers (connected, connecting or idle).
+    pub connections: usize,
+    pub source_suspended: bool,
+}
+
 /// What the dispatcher works with; shared by its ready queues.
 pub struct DispatcherHandles {
     pub queues: Arc<QueueManager>,
@@ -49,11 +61,7 @@ pub(crate) struct Destination {
 
 impl Dispatcher {
     pub fn new(handles: DispatcherHandles) -> Arc<Self> {
-        Arc::new(Self {
-            handles,
-            ready: Mutex::new(HashMap::new()),
-            suspended_sources: Mutex::new(HashSet::new()),
-        })
+        Arc::new(Self { handles, ready: Mutex::new(HashMap::new()), suspended_sources: Mutex::new(HashSet::new()) })
     }
 
     /// Route due messages until shutdown.
@@ -75,13 +83,8 @@ impl Dispatcher {
     /// Attempts in progress finish.
     pub fn suspend_source(&self, name: &str) {
         self.suspended_sources.lock().insert(name.to_string());
-        let ready: Vec<Arc<ReadyQueue>> = self
-            .ready
-            .lock()
-            .values()
-            .filter(|r| r.source.name == name)
-            .cloned()
-            .collect();
+        let ready: Vec<Arc<ReadyQueue>> =
+            self.ready.lock().values().filter(|r| r.source.name == name).cloned().collect();
         for queue in ready {
             for item in queue.take_all() {
                 self.requeue(item.message);
@@ -104,6 +107,24 @@ impl Dispatcher {
         self.handles.queues.insert(message);
     }
 
+    /// Every ready queue, by name.
+    pub fn summary(&self) -> Vec<ReadySummary> {
+        let ready: Vec<Arc<ReadyQueue>> = self.ready.lock().values().cloned().collect();
+        let mut out: Vec<ReadySummary> = ready
+            .iter()
+            .map(|r| ReadySummary {
+                name: r.name.clone(),
+                source: r.source.name.clone(),
+                site: r.site.clone(),
+                messages: r.len(),
+                connections: r.workers(),
+                source_suspended: self.is_source_suspended(&r.source.name),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
     /// Messages in ready queues, waiting for or on a connection.
     pub fn in_ready_queues(&self) -> usize {
         self.ready.lock().values().map(|r| r.len()).sum()
@@ -115,11 +136,7 @@ impl Dispatcher {
         let mut groups: HashMap<String, (Arc<ReadyQueue>, Vec<Dispatched>)> = HashMap::new();
         for message in due.messages {
             if let Some((ready, item)) = self.route(due.queue.clone(), message).await {
-                groups
-                    .entry(ready.name.clone())
-                    .or_insert_with(|| (ready, Vec::new()))
-                    .1
-                    .push(item);
+                groups.entry(ready.name.clone()).or_insert_with(|| (ready, Vec::new())).1.push(item);
             }
         }
         for (ready, items) in groups.into_values() {
@@ -136,18 +153,12 @@ impl Dispatcher {
     ) -> Option<(Arc<ReadyQueue>, Dispatched)> {
         let registry = self.handles.policy.registry();
         let config = queue.config().unwrap_or_default();
-        let wanted = message
-            .meta_str("egress_pool")
-            .or(config.egress_pool.as_deref())
-            .unwrap_or(DEFAULT_NAME);
+        let wanted = message.meta_str("egress_pool").or(config.egress_pool.as_deref()).unwrap_or(DEFAULT_NAME);
         let pool = match registry.pool(wanted) {
             Some(pool) => pool.clone(),
             None => {
                 tracing::warn!(id = %message.id, pool = wanted, "egress pool is not defined; using the default pool");
-                registry
-                    .pool(DEFAULT_NAME)
-                    .expect("the registry always has a default pool")
-                    .clone()
+                registry.pool(DEFAULT_NAME).expect("the registry always has a default pool").clone()
             }
         };
         let destination = match self.destination(&config.protocol, &message).await {
@@ -156,38 +167,23 @@ impl Dispatcher {
                 // The domain itself failed (DNS): no source is involved yet.
                 let source = registry.source(DEFAULT_NAME).expect("always defined").clone();
                 let site = message.routing_domain().to_string();
-                let attempt = Attempt {
-                    source: &source,
-                    site: &site,
-                    peer: None,
-                    tls: None,
-                };
-                let item = Dispatched {
-                    queue,
-                    message,
-                    pool: pool.name.clone(),
-                };
+                let attempt = Attempt { source: &source, site: &site, peer: None, tls: None };
+                let item = Dispatched { queue, message, pool: pool.name.clone() };
                 report(self, &attempt, item, &outcome).await;
                 return None;
             }
         };
         let site = destination.plan.site();
-        let picked = queue.pick_source(&pool, |source| {
-            !self.is_source_suspended(source) && !self.is_full(source, &site)
-        });
+        let picked =
+            queue.pick_source(&pool, |source| !self.is_source_suspended(source) && !self.is_full(source, &site));
         let Some(source_name) = picked else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
             self.hold(message);
             return None;
         };
-        let source = registry
-            .source(&source_name)
-            .cloned()
-            .expect("a validated pool only names its registry's sources");
-        let ready = match self
-            .ready_queue(&source, &site, destination, message.routing_domain())
-            .await
-        {
+        let source =
+            registry.source(&source_name).cloned().expect("a validated pool only names its registry's sources");
+        let ready = match self.ready_queue(&source, &site, destination, message.routing_domain()).await {
             Ok(ready) => ready,
             Err(e) => {
                 tracing::error!(id = %message.id, error = %e, "get_egress_path_config failed; holding the message");
@@ -195,21 +191,14 @@ impl Dispatcher {
                 return None;
             }
         };
-        let item = Dispatched {
-            queue,
-            message,
-            pool: pool.name.clone(),
-        };
+        let item = Dispatched { queue, message, pool: pool.name.clone() };
         Some((ready, item))
     }
 
     async fn destination(&self, protocol: &DeliveryProtocol, message: &Message) -> Result<Destination, Outcome> {
         let DeliveryProtocol::Smtp { mx_list } = protocol;
         match mx_list {
-            Some(hosts) => Ok(Destination {
-                plan: MxPlan::in_order(hosts),
-                explicit: true,
-            }),
+            Some(hosts) => Ok(Destination { plan: MxPlan::in_order(hosts), explicit: true }),
             None => match self.handles.resolver.resolve_mx(message.routing_domain()).await {
                 Ok(plan) => Ok(Destination { plan, explicit: false }),
                 Err(e) => Err(Outcome::from_dns(&e)),
@@ -225,10 +214,7 @@ impl Dispatcher {
     }
 
     fn is_full(&self, source: &str, site: &str) -> bool {
-        self.ready
-            .lock()
-            .get(&ready_name(source, site))
-            .is_some_and(|r| r.is_full())
+        self.ready.lock().get(&ready_name(source, site)).is_some_and(|r| r.is_full())
     }
 
     async fn ready_queue(
@@ -245,21 +231,10 @@ impl Dispatcher {
                 return Ok(existing.clone());
             }
         }
-        let path = self
-            .handles
-            .policy
-            .egress_path_config(routing_domain, &source.name, site)
-            .await?;
+        let path = self.handles.policy.egress_path_config(routing_domain, &source.name, site).await?;
         let ehlo = path.ehlo_domain.clone().or_else(|| source.ehlo_domain.clone());
         let ehlo = ehlo.unwrap_or_else(|| self.handles.default_ehlo.clone());
-        let created = Arc::new(ReadyQueue::new(
-            name.clone(),
-            source.clone(),
-            site.into(),
-            destination,
-            path,
-            ehlo,
-        ));
+        let created = Arc::new(ReadyQueue::new(name.clone(), source.clone(), site.into(), destination, path, ehlo));
         let mut ready = self.ready.lock();
         let entry = ready.entry(name).or_insert_with(|| created.clone());
         if entry.source != *source {

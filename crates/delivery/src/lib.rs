@@ -14,6 +14,6 @@ mod path;
 mod rate;
 mod ready;
 
-pub use dispatcher::{Dispatcher, DispatcherHandles};
+pub use dispatcher::{Dispatcher, DispatcherHandles, ReadySummary};
 pub use path::{EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy, default_prohibited_hosts};
 pub use rate::{Rate, Throttle};

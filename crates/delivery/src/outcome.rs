@@ -23,20 +23,13 @@ impl Outcome {
 
     pub fn from_client(e: &ClientError) -> Self {
         if let Some(reply) = e.reply() {
-            return Outcome::Failed {
-                permanent: e.is_permanent(),
-                response: response(reply),
-            };
+            return Outcome::Failed { permanent: e.is_permanent(), response: response(reply) };
         }
         // Failures without a server reply get RFC 3463 network classes, so
         // logs can be filtered by code alone.
         let enhanced = match e {
             ClientError::Bind { .. } => "4.4.0",
-            ClientError::Connect { .. }
-            | ClientError::Timeout {
-                phase: Phase::Connect | Phase::Banner,
-                ..
-            } => "4.4.1",
+            ClientError::Connect { .. } | ClientError::Timeout { phase: Phase::Connect | Phase::Banner, .. } => "4.4.1",
             ClientError::Tls { .. } => "4.7.5",
             _ => "4.4.2",
         };
@@ -54,23 +47,12 @@ impl Outcome {
 
     pub fn local(permanent: bool, enhanced: &str, content: String) -> Self {
         let code = if permanent { 550 } else { 451 };
-        Outcome::Failed {
-            permanent,
-            response: ResponseInfo {
-                code,
-                enhanced_code: Some(enhanced.into()),
-                content,
-            },
-        }
+        Outcome::Failed { permanent, response: ResponseInfo { code, enhanced_code: Some(enhanced.into()), content } }
     }
 }
 
 fn response(reply: &Reply) -> ResponseInfo {
-    ResponseInfo {
-        code: reply.code,
-        enhanced_code: reply.enhanced.map(|e| e.to_string()),
-        content: reply.text.clone(),
-    }
+    ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
 }
 
 /// Where the attempt was made, for the log record.
@@ -83,22 +65,12 @@ pub(crate) struct Attempt<'a> {
 
 pub(crate) async fn report(dispatcher: &Dispatcher, attempt: &Attempt<'_>, item: Dispatched, outcome: &Outcome) {
     let handles = &dispatcher.handles;
-    let Dispatched {
-        queue,
-        mut message,
-        pool,
-    } = item;
+    let Dispatched { queue, mut message, pool } = item;
     message.num_attempts += 1;
     let (kind, response) = match outcome {
         Outcome::Delivered(r) => (RecordType::Delivery, r),
-        Outcome::Failed {
-            permanent: true,
-            response,
-        } => (RecordType::Bounce, response),
-        Outcome::Failed {
-            permanent: false,
-            response,
-        } => (RecordType::TransientFailure, response),
+        Outcome::Failed { permanent: true, response } => (RecordType::Bounce, response),
+        Outcome::Failed { permanent: false, response } => (RecordType::TransientFailure, response),
     };
     let mut record = handles.logger.record(kind, &message, response.clone());
     record.site = attempt.site.to_string();

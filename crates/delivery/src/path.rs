@@ -32,10 +32,7 @@ pub struct EgressPathConfig {
 
 /// Loopback and unspecified addresses: delivering there is a mail loop.
 pub fn default_prohibited_hosts() -> Vec<IpNet> {
-    ["127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"]
-        .iter()
-        .map(|n| n.parse().expect("valid"))
-        .collect()
+    ["127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"].iter().map(|n| n.parse().expect("valid")).collect()
 }
 
 impl Default for EgressPathConfig {

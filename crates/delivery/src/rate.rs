@@ -14,13 +14,8 @@ pub struct Rate {
 impl Rate {
     /// `N/s`, `N/m`, `N/h`, `N/d` (also `sec`, `min`, `hour`, `day`, plurals).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (n, unit) = text
-            .split_once('/')
-            .ok_or_else(|| format!("rate {text:?}: expected N/unit such as 100/s"))?;
-        let limit: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("rate {text:?}: {n:?} is not a whole number"))?;
+        let (n, unit) = text.split_once('/').ok_or_else(|| format!("rate {text:?}: expected N/unit such as 100/s"))?;
+        let limit: u32 = n.trim().parse().map_err(|_| format!("rate {text:?}: {n:?} is not a whole number"))?;
         if limit == 0 {
             return Err(format!("rate {text:?}: must be at least 1"));
         }
@@ -31,10 +26,7 @@ impl Rate {
             "d" | "day" => 86400,
             other => return Err(format!("rate {text:?}: unknown unit {other:?} (use s, m, h or d)")),
         };
-        Ok(Self {
-            limit,
-            per: Duration::from_secs(secs),
-        })
+        Ok(Self { limit, per: Duration::from_secs(secs) })
     }
 
     fn interval(&self) -> Duration {
@@ -52,10 +44,7 @@ pub struct Throttle {
 
 impl Throttle {
     pub fn new(rate: Rate) -> Self {
-        Self {
-            interval: rate.interval(),
-            next: Mutex::new(Instant::now()),
-        }
+        Self { interval: rate.interval(), next: Mutex::new(Instant::now()) }
     }
 
     /// Reserve the next slot and wait for it.
@@ -77,13 +66,7 @@ mod tests {
 
     #[test]
     fn parses_rates() {
-        assert_eq!(
-            Rate::parse("100/s").unwrap(),
-            Rate {
-                limit: 100,
-                per: Duration::from_secs(1)
-            }
-        );
+        assert_eq!(Rate::parse("100/s").unwrap(), Rate { limit: 100, per: Duration::from_secs(1) });
         assert_eq!(Rate::parse("1000/h").unwrap().per, Duration::from_secs(3600));
         assert_eq!(Rate::parse("5/minute").unwrap().per, Duration::from_secs(60));
         assert!(Rate::parse("0/s").is_err());

@@ -72,11 +72,7 @@ impl ReadyQueue {
         path: EgressPathConfig,
         ehlo: String,
     ) -> Self {
-        let slots = Slots {
-            items: VecDeque::new(),
-            workers: 0,
-            idle: 0,
-        };
+        let slots = Slots { items: VecDeque::new(), workers: 0, idle: 0 };
         Self {
             name,
             source,
@@ -93,6 +89,10 @@ impl ReadyQueue {
 
     pub fn len(&self) -> usize {
         self.slots.lock().items.len()
+    }
+
+    pub fn workers(&self) -> usize {
+        self.slots.lock().workers
     }
 
     pub fn is_full(&self) -> bool {
@@ -246,12 +246,7 @@ impl ReadyQueue {
     }
 
     fn attempt(&self, peer: Option<SocketAddr>, tls: Option<(String, String)>) -> Attempt<'_> {
-        Attempt {
-            source: &self.source,
-            site: &self.site,
-            peer,
-            tls,
-        }
+        Attempt { source: &self.source, site: &self.site, peer, tls }
     }
 
     /// Connect to the site's hosts in preference order until one answers.
@@ -266,10 +261,7 @@ impl ReadyQueue {
                 Ok(addresses) => addresses,
                 Err(e) => {
                     let io = std::io::Error::other(e.to_string());
-                    last = Some(ClientError::Connect {
-                        target: SocketAddr::from(([0, 0, 0, 0], port)),
-                        source: io,
-                    });
+                    last = Some(ClientError::Connect { target: SocketAddr::from(([0, 0, 0, 0], port)), source: io });
                     continue;
                 }
             };
@@ -293,16 +285,12 @@ impl ReadyQueue {
         }
         match last {
             Some(e) => Err(ConnectFailure::Client(e)),
-            None if !prohibited.is_empty() => Err(ConnectFailure::Prohibited(format!(
-                "destination is a prohibited host: {}",
-                prohibited.join(", ")
-            ))),
+            None if !prohibited.is_empty() => {
+                Err(ConnectFailure::Prohibited(format!("destination is a prohibited host: {}", prohibited.join(", "))))
+            }
             None => {
                 let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no destination hosts");
-                Err(ConnectFailure::Client(ClientError::Io {
-                    phase: petrel_smtp_client::Phase::Connect,
-                    source: e,
-                }))
+                Err(ConnectFailure::Client(ClientError::Io { phase: petrel_smtp_client::Phase::Connect, source: e }))
             }
         }
     }

@@ -23,35 +23,24 @@ struct Harness {
 fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let spool: Arc<dyn Spool> = Arc::new(
-        RocksSpool::open(&SpoolPaths {
-            meta: dir.path().join("spool"),
-            data: dir.path().join("spool"),
-        })
-        .unwrap(),
+        RocksSpool::open(&SpoolPaths { meta: dir.path().join("spool"), data: dir.path().join("spool") }).unwrap(),
     );
     let (logger, log_thread) = Logger::start(&LogConfig::new(dir.path().join("logs")), Default::default()).unwrap();
     let mut registry = RegistryBuilder::new();
     for (name, ip, _) in pool {
-        registry
-            .define_source(name, Some(ip), Some(format!("{name}.test")), None, "test")
-            .unwrap();
+        registry.define_source(name, Some(ip), Some(format!("{name}.test")), None, "test").unwrap();
     }
     let entries = pool.iter().map(|(n, _, w)| (n.to_string(), *w)).collect();
     registry.define_pool("shared", entries, "test").unwrap();
     let config = QueueConfig {
         egress_pool: Some("shared".into()),
         retry_interval: Duration::from_millis(200),
-        protocol: DeliveryProtocol::Smtp {
-            mx_list: Some(vec![sink.addr().to_string()]),
-        },
+        protocol: DeliveryProtocol::Smtp { mx_list: Some(vec![sink.addr().to_string()]) },
         ..Default::default()
     };
     let shutdown = CancellationToken::new();
     let (queues, due) = QueueManager::new(Arc::new(config), spool.clone(), logger.clone(), shutdown.clone());
-    let policy = FixedEgressPolicy {
-        registry: Arc::new(registry.build().unwrap()),
-        path: EgressPathConfig::default(),
-    };
+    let policy = FixedEgressPolicy { registry: Arc::new(registry.build().unwrap()), path: EgressPathConfig::default() };
     let dispatcher = Dispatcher::new(DispatcherHandles {
         queues: queues.clone(),
         spool: spool.clone(),
@@ -63,13 +52,7 @@ fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
         shutdown: shutdown.clone(),
     });
     tokio::spawn(dispatcher.run(due));
-    Harness {
-        queues,
-        spool,
-        dir,
-        shutdown,
-        log_thread,
-    }
+    Harness { queues, spool, dir, shutdown, log_thread }
 }
 
 impl Harness {
@@ -104,27 +87,14 @@ async fn weights_decide_the_share_of_each_source() {
     let got = sink.received();
     let from = |ip: &str| got.iter().filter(|m| m.peer.ip().to_string() == ip).count();
     assert_eq!((from("127.0.0.2"), from("127.0.0.3")), (100, 200));
-    assert!(got.iter().all(|m| m.ehlo
-        == if m.peer.ip().to_string() == "127.0.0.2" {
-            "a.test"
-        } else {
-            "b.test"
-        }));
+    assert!(got.iter().all(|m| m.ehlo == if m.peer.ip().to_string() == "127.0.0.2" { "a.test" } else { "b.test" }));
     // Connections are reused: far fewer connections than messages.
-    assert!(
-        sink.total_connections() <= 64,
-        "{} connections",
-        sink.total_connections()
-    );
+    assert!(sink.total_connections() <= 64, "{} connections", sink.total_connections());
     assert!(eventually(Duration::from_secs(5), || h.spool.enumerate().unwrap().is_empty()).await);
     let records = h.finish().await;
     let delivered: Vec<_> = records.iter().filter(|r| r.kind == RecordType::Delivery).collect();
     assert_eq!(delivered.len(), 300);
-    assert!(
-        delivered
-            .iter()
-            .all(|r| r.egress_pool.as_deref() == Some("shared") && r.response.code == 250)
-    );
+    assert!(delivered.iter().all(|r| r.egress_pool.as_deref() == Some("shared") && r.response.code == 250));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,17 +111,8 @@ async fn transient_then_success_and_permanent_bounce() {
     assert!(eventually(Duration::from_secs(5), || h.spool.enumerate().unwrap().is_empty()).await);
     assert_eq!(sink.attempts("user0@dest.example"), 2);
     let records = h.finish().await;
-    let kinds = |rcpt: &str| {
-        records
-            .iter()
-            .filter(|r| r.recipient == rcpt)
-            .map(|r| r.kind)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        kinds("user0@dest.example"),
-        [RecordType::TransientFailure, RecordType::Delivery]
-    );
+    let kinds = |rcpt: &str| records.iter().filter(|r| r.recipient == rcpt).map(|r| r.kind).collect::<Vec<_>>();
+    assert_eq!(kinds("user0@dest.example"), [RecordType::TransientFailure, RecordType::Delivery]);
     assert_eq!(kinds("user1@dest.example"), [RecordType::Bounce]);
     let bounce = records.iter().find(|r| r.kind == RecordType::Bounce).unwrap();
     assert_eq!(bounce.response.enhanced_code.as_deref(), Some("5.1.1"));

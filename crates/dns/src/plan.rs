@@ -42,14 +42,7 @@ impl MxPlan {
 
     /// A plan from an explicit host list (a smart host): tried in order.
     pub fn in_order(hosts: &[String]) -> Self {
-        let hosts = hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| MxHost {
-                preference: i as u16,
-                name: h.clone(),
-            })
-            .collect();
+        let hosts = hosts.iter().enumerate().map(|(i, h)| MxHost { preference: i as u16, name: h.clone() }).collect();
         Self { hosts, implicit: false }
     }
 }
@@ -59,13 +52,8 @@ mod tests {
     use super::*;
 
     fn plan(hosts: &[(u16, &str)]) -> MxPlan {
-        let mut hosts: Vec<MxHost> = hosts
-            .iter()
-            .map(|(p, n)| MxHost {
-                preference: *p,
-                name: n.to_string(),
-            })
-            .collect();
+        let mut hosts: Vec<MxHost> =
+            hosts.iter().map(|(p, n)| MxHost { preference: *p, name: n.to_string() }).collect();
         hosts.sort_by_key(|h| h.preference);
         MxPlan { hosts, implicit: false }
     }
@@ -73,10 +61,7 @@ mod tests {
     #[test]
     fn site_is_the_sorted_host_set() {
         assert_eq!(plan(&[(20, "b.mx"), (10, "a.mx")]).site(), "a.mx,b.mx");
-        assert_eq!(
-            plan(&[(10, "a.mx"), (20, "b.mx")]).site(),
-            plan(&[(5, "b.mx"), (5, "a.mx")]).site()
-        );
+        assert_eq!(plan(&[(10, "a.mx"), (20, "b.mx")]).site(), plan(&[(5, "b.mx"), (5, "a.mx")]).site());
     }
 
     #[test]

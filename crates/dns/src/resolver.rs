@@ -44,14 +44,10 @@ pub struct HickoryResolver {
 impl HickoryResolver {
     /// The system's resolver configuration (`/etc/resolv.conf`).
     pub fn system() -> Result<Self, DnsError> {
-        let builder = Hickory::builder_tokio().map_err(|e| DnsError::Transient {
-            name: "/etc/resolv.conf".into(),
-            detail: e.to_string(),
-        })?;
-        let inner = builder.build().map_err(|e| DnsError::Transient {
-            name: "resolver".into(),
-            detail: e.to_string(),
-        })?;
+        let builder = Hickory::builder_tokio()
+            .map_err(|e| DnsError::Transient { name: "/etc/resolv.conf".into(), detail: e.to_string() })?;
+        let inner =
+            builder.build().map_err(|e| DnsError::Transient { name: "resolver".into(), detail: e.to_string() })?;
         Ok(Self { inner })
     }
 
@@ -70,35 +66,24 @@ impl HickoryResolver {
         let mut options = ResolverOpts::default();
         options.timeout = std::time::Duration::from_secs(5);
         options.attempts = 2;
-        let mut builder = Hickory::builder_with_config(
-            ResolverConfig::from_name_servers(configs),
-            TokioRuntimeProvider::default(),
-        );
+        let mut builder =
+            Hickory::builder_with_config(ResolverConfig::from_name_servers(configs), TokioRuntimeProvider::default());
         *builder.options_mut() = options;
-        let inner = builder.build().map_err(|e| DnsError::Transient {
-            name: "resolver".into(),
-            detail: e.to_string(),
-        })?;
+        let inner =
+            builder.build().map_err(|e| DnsError::Transient { name: "resolver".into(), detail: e.to_string() })?;
         Ok(Self { inner })
     }
 }
 
 fn fqdn(name: &str) -> String {
-    if name.ends_with('.') {
-        name.to_string()
-    } else {
-        format!("{name}.")
-    }
+    if name.ends_with('.') { name.to_string() } else { format!("{name}.") }
 }
 
 fn classify(name: &str, e: &NetError) -> DnsError {
     if e.is_nx_domain() {
         DnsError::NxDomain(name.to_string())
     } else {
-        DnsError::Transient {
-            name: name.to_string(),
-            detail: e.to_string(),
-        }
+        DnsError::Transient { name: name.to_string(), detail: e.to_string() }
     }
 }
 
@@ -155,12 +140,6 @@ impl HickoryResolver {
         if addresses.is_empty() {
             return Err(DnsError::NoAddress(domain.to_string()));
         }
-        Ok(MxPlan {
-            hosts: vec![MxHost {
-                preference: 0,
-                name: domain.to_string(),
-            }],
-            implicit: true,
-        })
+        Ok(MxPlan { hosts: vec![MxHost { preference: 0, name: domain.to_string() }], implicit: true })
     }
 }

@@ -40,14 +40,8 @@ async fn mx_plans_follow_the_rfcs() {
     let fail = r.resolve_mx("broken.test").await.unwrap_err();
     assert!(!fail.is_permanent(), "{fail}");
 
-    assert_eq!(
-        r.resolve_ip("backup.two.test").await.unwrap(),
-        vec!["::1".parse::<std::net::IpAddr>().unwrap()]
-    );
-    assert_eq!(
-        r.resolve_ip("10.1.2.3").await.unwrap(),
-        vec!["10.1.2.3".parse::<std::net::IpAddr>().unwrap()]
-    );
+    assert_eq!(r.resolve_ip("backup.two.test").await.unwrap(), vec!["::1".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(r.resolve_ip("10.1.2.3").await.unwrap(), vec!["10.1.2.3".parse::<std::net::IpAddr>().unwrap()]);
 }
 
 #[tokio::test]
@@ -56,11 +50,7 @@ async fn answers_are_cached_for_their_ttl() {
     r.resolve_mx("two.test").await.unwrap();
     let after_first = dns.queries();
     r.resolve_mx("two.test").await.unwrap();
-    assert_eq!(
-        dns.queries(),
-        after_first,
-        "a second lookup within the TTL is served from cache"
-    );
+    assert_eq!(dns.queries(), after_first, "a second lookup within the TTL is served from cache");
 
     r.resolve_mx("short.test").await.unwrap();
     let before = dns.queries();

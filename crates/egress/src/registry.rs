@@ -22,12 +22,7 @@ pub struct EgressSource {
 
 impl EgressSource {
     pub fn named(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            source_address: None,
-            ehlo_domain: None,
-            remote_port: None,
-        }
+        Self { name: name.into(), source_address: None, ehlo_domain: None, remote_port: None }
     }
 }
 
@@ -55,19 +50,11 @@ pub enum RegistryErrorKind {
     #[error("invalid {what} name {name:?}: names must be non-empty, without spaces or colons")]
     InvalidName { what: &'static str, name: String },
     #[error("{what} {name:?} is defined twice (first at {first})")]
-    Duplicate {
-        what: &'static str,
-        name: String,
-        first: String,
-    },
+    Duplicate { what: &'static str, name: String, first: String },
     #[error("pool {pool:?} names unknown source {source_name:?}")]
     UnknownSource { pool: String, source_name: String },
     #[error("pool {pool:?} has a negative weight {weight} for source {source_name:?}")]
-    NegativeWeight {
-        pool: String,
-        source_name: String,
-        weight: i64,
-    },
+    NegativeWeight { pool: String, source_name: String, weight: i64 },
     #[error("pool {pool:?} has no usable entry (no sources, or every weight is 0)")]
     NoUsableEntry { pool: String },
     #[error("source {source_name:?} has an invalid source_address {address:?}")]
@@ -114,39 +101,21 @@ impl RegistryBuilder {
         remote_port: Option<u16>,
         origin: &str,
     ) -> Result<(), RegistryError> {
-        let err = |kind| RegistryError {
-            origin: origin.to_string(),
-            kind,
-        };
+        let err = |kind| RegistryError { origin: origin.to_string(), kind };
         if !valid_name(name) {
-            return Err(err(RegistryErrorKind::InvalidName {
-                what: "source",
-                name: name.into(),
-            }));
+            return Err(err(RegistryErrorKind::InvalidName { what: "source", name: name.into() }));
         }
         if let Some((_, first)) = self.sources.get(name) {
-            return Err(err(RegistryErrorKind::Duplicate {
-                what: "source",
-                name: name.into(),
-                first: first.clone(),
-            }));
+            return Err(err(RegistryErrorKind::Duplicate { what: "source", name: name.into(), first: first.clone() }));
         }
         let source_address = address
             .map(|a| {
-                a.trim().parse::<IpAddr>().map_err(|_| {
-                    err(RegistryErrorKind::InvalidAddress {
-                        source_name: name.into(),
-                        address: a.into(),
-                    })
-                })
+                a.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| err(RegistryErrorKind::InvalidAddress { source_name: name.into(), address: a.into() }))
             })
             .transpose()?;
-        let source = EgressSource {
-            name: name.into(),
-            source_address,
-            ehlo_domain,
-            remote_port,
-        };
+        let source = EgressSource { name: name.into(), source_address, ehlo_domain, remote_port };
         self.sources.insert(name.into(), (source, origin.into()));
         Ok(())
     }
@@ -154,22 +123,12 @@ impl RegistryBuilder {
     /// Entries are `(source name, weight)`; weights are checked here, source
     /// names at [`build`](Self::build) since a pool may precede its sources.
     pub fn define_pool(&mut self, name: &str, entries: Vec<(String, i64)>, origin: &str) -> Result<(), RegistryError> {
-        let err = |kind| RegistryError {
-            origin: origin.to_string(),
-            kind,
-        };
+        let err = |kind| RegistryError { origin: origin.to_string(), kind };
         if !valid_name(name) {
-            return Err(err(RegistryErrorKind::InvalidName {
-                what: "pool",
-                name: name.into(),
-            }));
+            return Err(err(RegistryErrorKind::InvalidName { what: "pool", name: name.into() }));
         }
         if let Some((_, first)) = self.pools.get(name) {
-            return Err(err(RegistryErrorKind::Duplicate {
-                what: "pool",
-                name: name.into(),
-                first: first.clone(),
-            }));
+            return Err(err(RegistryErrorKind::Duplicate { what: "pool", name: name.into(), first: first.clone() }));
         }
         if let Some((source, weight)) = entries.iter().find(|(_, w)| *w < 0) {
             return Err(err(RegistryErrorKind::NegativeWeight {
@@ -191,9 +150,7 @@ impl RegistryBuilder {
         self.sources
             .entry(DEFAULT_NAME.into())
             .or_insert_with(|| (EgressSource::named(DEFAULT_NAME), "built-in".into()));
-        self.pools
-            .entry(DEFAULT_NAME.into())
-            .or_insert_with(|| (vec![(DEFAULT_NAME.into(), 1)], "built-in".into()));
+        self.pools.entry(DEFAULT_NAME.into()).or_insert_with(|| (vec![(DEFAULT_NAME.into(), 1)], "built-in".into()));
         let mut errors = Vec::new();
         let mut pools = BTreeMap::new();
         for (name, (entries, origin)) in self.pools {
@@ -202,23 +159,14 @@ impl RegistryBuilder {
                 if !self.sources.contains_key(&source) {
                     errors.push(RegistryError {
                         origin: origin.clone(),
-                        kind: RegistryErrorKind::UnknownSource {
-                            pool: name.clone(),
-                            source_name: source,
-                        },
+                        kind: RegistryErrorKind::UnknownSource { pool: name.clone(), source_name: source },
                     });
                     continue;
                 }
                 let weight = u32::try_from(weight).unwrap_or(u32::MAX);
                 resolved.push(PoolEntry { source, weight });
             }
-            pools.insert(
-                name.clone(),
-                Arc::new(EgressPool {
-                    name,
-                    entries: resolved,
-                }),
-            );
+            pools.insert(name.clone(), Arc::new(EgressPool { name, entries: resolved }));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -271,21 +219,10 @@ mod tests {
     #[test]
     fn builds_with_defaults() {
         let mut b = RegistryBuilder::new();
-        b.define_source(
-            "ip-1",
-            Some("10.0.0.1"),
-            Some("mta1.example".into()),
-            None,
-            "init.lua:3",
-        )
-        .unwrap();
-        b.define_pool("pool", entries(&[("ip-1", 2), (DEFAULT_NAME, 0)]), "init.lua:4")
-            .unwrap();
+        b.define_source("ip-1", Some("10.0.0.1"), Some("mta1.example".into()), None, "init.lua:3").unwrap();
+        b.define_pool("pool", entries(&[("ip-1", 2), (DEFAULT_NAME, 0)]), "init.lua:4").unwrap();
         let reg = b.build().unwrap();
-        assert_eq!(
-            reg.source("ip-1").unwrap().source_address,
-            Some("10.0.0.1".parse().unwrap())
-        );
+        assert_eq!(reg.source("ip-1").unwrap().source_address, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(reg.pool(DEFAULT_NAME).unwrap().entries[0].source, DEFAULT_NAME);
         assert_eq!(reg.pool("pool").unwrap().total_weight(), 2);
         assert_eq!(Registry::default().sources().count(), 1);
@@ -302,17 +239,13 @@ mod tests {
     #[test]
     fn every_error_names_its_origin() {
         let mut b = RegistryBuilder::new();
-        let bad_name = b
-            .define_source("has space", None, None, None, "init.lua:1")
-            .unwrap_err();
+        let bad_name = b.define_source("has space", None, None, None, "init.lua:1").unwrap_err();
         assert!(bad_name.to_string().starts_with("init.lua:1: invalid source name"));
         assert!(b.define_source("a:b", None, None, None, "init.lua:1").is_err());
         b.define_source("a", None, None, None, "init.lua:2").unwrap();
         let dup = b.define_source("a", None, None, None, "init.lua:3").unwrap_err();
         assert!(dup.to_string().contains("first at init.lua:2"), "{dup}");
-        let ip = b
-            .define_source("b", Some("10.0.0.300"), None, None, "init.lua:4")
-            .unwrap_err();
+        let ip = b.define_source("b", Some("10.0.0.300"), None, None, "init.lua:4").unwrap_err();
         assert!(matches!(ip.kind, RegistryErrorKind::InvalidAddress { .. }));
         let neg = b.define_pool("p", entries(&[("a", -1)]), "init.lua:5").unwrap_err();
         assert!(matches!(neg.kind, RegistryErrorKind::NegativeWeight { .. }));

@@ -21,10 +21,7 @@ impl Wrr {
     /// random `start`, so that many small queues do not all begin with the
     /// heaviest source.
     pub fn new(pool: Arc<EgressPool>, start: u64) -> Self {
-        let mut wrr = Self {
-            scores: vec![0; pool.entries.len()],
-            pool,
-        };
+        let mut wrr = Self { scores: vec![0; pool.entries.len()], pool };
         let total = wrr.pool.total_weight().max(1);
         for _ in 0..start % total {
             wrr.pick(|_| true);
@@ -69,13 +66,7 @@ mod tests {
     fn pool(weights: &[(&str, u32)]) -> Arc<EgressPool> {
         Arc::new(EgressPool {
             name: "p".into(),
-            entries: weights
-                .iter()
-                .map(|(s, w)| PoolEntry {
-                    source: s.to_string(),
-                    weight: *w,
-                })
-                .collect(),
+            entries: weights.iter().map(|(s, w)| PoolEntry { source: s.to_string(), weight: *w }).collect(),
         })
     }
 
@@ -112,14 +103,8 @@ mod tests {
 
     #[test]
     fn different_starts_begin_differently() {
-        let firsts: std::collections::HashSet<String> = (0..3)
-            .map(|s| {
-                Wrr::new(pool(&[("A", 1), ("B", 2)]), s)
-                    .pick(|_| true)
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let firsts: std::collections::HashSet<String> =
+            (0..3).map(|s| Wrr::new(pool(&[("A", 1), ("B", 2)]), s).pick(|_| true).unwrap().to_string()).collect();
         assert_eq!(firsts.len(), 2);
     }
 

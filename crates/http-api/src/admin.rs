@@ -49,10 +49,7 @@ fn selector(body: &[u8]) -> Result<QueueSelector, ApiError> {
         && selector.tenant.is_none()
         && selector.campaign.is_none();
     if empty {
-        return Err(ApiError::bad_request(
-            "queue",
-            "give a queue name or at least one of domain, tenant, campaign",
-        ));
+        return Err(ApiError::bad_request("queue", "give a queue name or at least one of domain, tenant, campaign"));
     }
     Ok(selector)
 }
@@ -69,10 +66,7 @@ pub struct SourceRequest {
 pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
     if !s.admin.suspend_source(&request.name) {
-        return Err(ApiError::status(
-            StatusCode::NOT_FOUND,
-            format!("no egress source named {:?}", request.name),
-        ));
+        return Err(ApiError::status(StatusCode::NOT_FOUND, format!("no egress source named {:?}", request.name)));
     }
     Ok(done(None))
 }
@@ -82,10 +76,7 @@ pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>,
 pub async fn resume_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
     if !s.admin.resume_source(&request.name) {
-        return Err(ApiError::status(
-            StatusCode::NOT_FOUND,
-            format!("no egress source named {:?}", request.name),
-        ));
+        return Err(ApiError::status(StatusCode::NOT_FOUND, format!("no egress source named {:?}", request.name)));
     }
     Ok(done(None))
 }
@@ -111,10 +102,7 @@ pub async fn bounce(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiErro
 pub async fn rebind(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: RebindRequest = parse_json(&body)?;
     if request.to_queue.is_some() == request.to_pool.is_some() {
-        return Err(ApiError::bad_request(
-            "to_pool",
-            "give exactly one of to_queue or to_pool",
-        ));
+        return Err(ApiError::bad_request("to_pool", "give exactly one of to_queue or to_pool"));
     }
     Ok(done(Some(s.admin.rebind(&request).await)))
 }
@@ -153,10 +141,7 @@ pub struct InspectQuery {
 pub async fn inspect(State(s): Shared, Query(q): Query<InspectQuery>) -> Result<Json<MessageInfo>, ApiError> {
     match s.admin.inspect(&q.id, q.want_body).await {
         Some(info) => Ok(Json(info)),
-        None => Err(ApiError::status(
-            StatusCode::NOT_FOUND,
-            format!("no message {} in the spool", q.id),
-        )),
+        None => Err(ApiError::status(StatusCode::NOT_FOUND, format!("no message {} in the spool", q.id))),
     }
 }
 
@@ -164,21 +149,15 @@ pub async fn inspect(State(s): Shared, Query(q): Query<InspectQuery>) -> Result<
     responses((status = 200, body = RouteExplanation), (status = 400, description = "Bad request or no route")))]
 pub async fn route(State(s): Shared, body: Bytes) -> Result<Json<RouteExplanation>, ApiError> {
     let request: RouteRequest = parse_json(&body)?;
-    s.admin
-        .route(&request)
-        .await
-        .map(Json)
-        .map_err(|e| ApiError::bad_request("", e))
+    s.admin.route(&request).await.map(Json).map_err(|e| ApiError::bad_request("", e))
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(s): Shared) -> Response {
     let summary = s.admin.queue_summary();
     let m = s.logger.metrics();
-    m.scheduled_messages
-        .set(summary.scheduled.iter().map(|q| q.messages as i64).sum());
-    m.ready_messages
-        .set(summary.ready.iter().map(|q| q.messages as i64).sum());
+    m.scheduled_messages.set(summary.scheduled.iter().map(|q| q.messages as i64).sum());
+    m.ready_messages.set(summary.ready.iter().map(|q| q.messages as i64).sum());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()).into_response()
 }
 

@@ -32,10 +32,7 @@ impl Connected<IncomingStream<'_, crate::listener::TlsListener>> for PeerAddr {
 
 fn unauthorized() -> Response {
     let mut response = ApiError::status(StatusCode::UNAUTHORIZED, "authentication required").into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"petrel\""),
-    );
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"petrel\""));
     response
 }
 
@@ -70,11 +67,7 @@ pub async fn require_access(
         v4 => v4,
     };
     let trusted = state.trusted_hosts.iter().any(|net| net.contains(&ip));
-    let mut info = AuthInfo {
-        peer_address: peer.to_string(),
-        identity: String::new(),
-        trusted_host: trusted,
-    };
+    let mut info = AuthInfo { peer_address: peer.to_string(), identity: String::new(), trusted_host: trusted };
     match request.headers().get(header::AUTHORIZATION) {
         Some(value) => {
             let verdict = match credential(value) {

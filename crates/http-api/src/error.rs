@@ -24,33 +24,18 @@ impl ApiError {
     pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         let message = message.into();
-        let message = if field.is_empty() {
-            message
-        } else {
-            format!("{field}: {message}")
-        };
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message,
-            field: Some(field).filter(|f| !f.is_empty()),
-        }
+        let message = if field.is_empty() { message } else { format!("{field}: {message}") };
+        Self { status: StatusCode::BAD_REQUEST, message, field: Some(field).filter(|f| !f.is_empty()) }
     }
 
     pub fn status(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            field: None,
-        }
+        Self { status, message: message.into(), field: None }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: &self.message,
-            field: self.field.as_deref(),
-        };
+        let body = Body { error: &self.message, field: self.field.as_deref() };
         (self.status, Json(body)).into_response()
     }
 }

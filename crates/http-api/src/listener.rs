@@ -36,10 +36,7 @@ impl HttpListenerConfig {
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
-            trusted_hosts: ["127.0.0.0/8", "::1/128"]
-                .iter()
-                .map(|n| n.parse().expect("valid"))
-                .collect(),
+            trusted_hosts: ["127.0.0.0/8", "::1/128"].iter().map(|n| n.parse().expect("valid")).collect(),
             max_request_size: 2 * 1024 * 1024,
             use_tls: false,
             tls_certificate: None,
@@ -52,10 +49,7 @@ fn router(state: Arc<ApiState>) -> Router {
     let protected = Router::new()
         .route("/api/inject/v1", post(inject::inject))
         .route("/api/admin/suspend/v1", post(admin::suspend).delete(admin::resume))
-        .route(
-            "/api/admin/suspend-ready-q/v1",
-            post(admin::suspend_source).delete(admin::resume_source),
-        )
+        .route("/api/admin/suspend-ready-q/v1", post(admin::suspend_source).delete(admin::resume_source))
         .route("/api/admin/bounce/v1", post(admin::bounce))
         .route("/api/admin/rebind/v1", post(admin::rebind))
         .route("/api/admin/reload/v1", post(admin::reload))
@@ -65,16 +59,11 @@ fn router(state: Arc<ApiState>) -> Router {
         .route("/api/admin/route/v1", post(admin::route))
         .route("/metrics", get(admin::metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_access));
-    let public = Router::new()
-        .route("/api/check-liveness/v1", get(admin::liveness))
-        .route(
-            "/api-docs/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::openapi_json()).into_response() }),
-        );
-    protected
-        .merge(public)
-        .layer(DefaultBodyLimit::max(state.max_request_size))
-        .with_state(state)
+    let public = Router::new().route("/api/check-liveness/v1", get(admin::liveness)).route(
+        "/api-docs/openapi.json",
+        get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::openapi_json()).into_response() }),
+    );
+    protected.merge(public).layer(DefaultBodyLimit::max(state.max_request_size)).with_state(state)
 }
 
 /// A running HTTP listener.
@@ -98,16 +87,12 @@ impl HttpListener {
             let listener = TlsListener::start(tcp, tls_config(config)?, token.clone());
             let service = app.into_make_service_with_connect_info::<PeerAddr>();
             tokio::spawn(async move {
-                let _ = axum::serve(listener, service)
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await;
+                let _ = axum::serve(listener, service).with_graceful_shutdown(token.cancelled_owned()).await;
             });
         } else {
             let service = app.into_make_service_with_connect_info::<PeerAddr>();
             tokio::spawn(async move {
-                let _ = axum::serve(tcp, service)
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await;
+                let _ = axum::serve(tcp, service).with_graceful_shutdown(token.cancelled_owned()).await;
             });
         }
         tracing::info!(listen = %local_addr, tls = config.use_tls, "HTTP listener started");

@@ -41,7 +41,5 @@ impl utoipa::Modify for Security {
 
 /// The document as served at `/api-docs/openapi.json`.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes")
+    ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes")
 }

@@ -1,24 +1,20 @@
 //! The running policy: generations of loaded configuration, each with its
-//! own bounded pool of Lua states, and the policy traits the core calls.
+//! own bounded pool of Lua states.
 
 use crate::error::{PolicyLoadError, describe};
 use crate::init::{InitCollector, InitConfig};
-use crate::kumo::{Rejection, handler};
-use crate::message::{LuaConnMeta, LuaEgressPath, LuaMessage, LuaQueueConfig};
-use crate::specs::{EgressPathSpec, QueueConfigSpec};
+use crate::kumo::handler;
 use crate::state::new_state;
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use mlua::{Lua, LuaSerdeExt, Value};
+use mlua::Lua;
 use parking_lot::Mutex;
-use petrel_delivery::{EgressPathConfig, EgressPolicy, EgressPolicyError};
-use petrel_egress::Registry;
-use petrel_message::Message;
-use petrel_queue::{QueueConfig, QueueKey, QueuePolicy, QueuePolicyError};
-use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
+use petrel_telemetry::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+
+/// Events that authenticate HTTP clients; a listener off loopback needs one.
+pub(crate) const HTTP_AUTH_EVENTS: [&str; 2] = ["http_server_validate_auth_basic", "http_server_validate_auth_bearer"];
 
 /// One loaded policy: its init result and the Lua states that run its
 /// per-message events. States are created on demand up to a bound, so a
@@ -42,13 +38,12 @@ impl Generation {
         lua.set_app_data(InitCollector::new(default_hostname.to_string()));
         let init_result = match handler(&lua, "init") {
             Ok(Some(init)) => init.call::<()>(()).map_err(|e| describe(&e)),
-            Ok(None) => Err(format!(
-                "{}: the policy registers no init event (kumo.on('init', ...))",
-                path.display()
-            )),
+            Ok(None) => Err(format!("{}: the policy registers no init event (kumo.on('init', ...))", path.display())),
             Err(e) => Err(describe(&e)),
         };
-        let collector = lua.remove_app_data::<InitCollector>().expect("set above");
+        let mut collector = lua.remove_app_data::<InitCollector>().expect("set above");
+        let has_http_auth = HTTP_AUTH_EVENTS.iter().any(|e| matches!(handler(&lua, e), Ok(Some(_))));
+        collector.check_http_auth(has_http_auth);
         let mut config = collector.finish();
         if let Err(runtime) = init_result {
             config = match config {
@@ -85,123 +80,36 @@ impl Generation {
 /// every call reads the current one once and uses only it.
 pub struct PolicyEngine {
     current: ArcSwap<Generation>,
+    metrics: Arc<Metrics>,
 }
 
 impl PolicyEngine {
     pub fn load(path: &Path, default_hostname: &str) -> Result<Self, PolicyLoadError> {
+        Self::load_with_metrics(path, default_hostname, Arc::new(Metrics::new()))
+    }
+
+    /// Load, timing Lua events into `metrics`.
+    pub fn load_with_metrics(
+        path: &Path,
+        default_hostname: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PolicyLoadError> {
         let generation = Generation::load(path, 1, default_hostname)?;
-        Ok(Self {
-            current: ArcSwap::from_pointee(generation),
-        })
+        Ok(Self { current: ArcSwap::from_pointee(generation), metrics })
     }
 
     pub fn current(&self) -> Arc<Generation> {
         self.current.load_full()
     }
-}
 
-#[async_trait]
-impl SessionPolicy for PolicyEngine {
-    async fn message_received(&self, message: &mut Message, conn: &ConnMeta) -> Result<(), PolicyError> {
-        let generation = self.current();
-        let result = generation
-            .call(|lua| {
-                let Some(func) = handler(lua, "smtp_server_message_received")? else {
-                    return Ok(None);
-                };
-                let conn = match serde_json::to_value(conn).expect("serializable") {
-                    serde_json::Value::Object(map) => map,
-                    _ => unreachable!("ConnMeta is a struct"),
-                };
-                let msg = lua.create_userdata(LuaMessage(message.clone()))?;
-                func.call::<()>((msg.clone(), LuaConnMeta(conn)))?;
-                Ok(Some(msg.take::<LuaMessage>()?.0))
-            })
-            .await;
-        match result {
-            Ok(Some(edited)) => {
-                *message = edited;
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(e) => match e.downcast_ref::<Rejection>() {
-                Some(r) => Err(PolicyError::Reject {
-                    code: r.code,
-                    text: r.text.clone(),
-                }),
-                None => Err(PolicyError::Failed(describe(&e))),
-            },
-        }
-    }
-}
-
-/// An event result that is either our userdata or a plain table.
-fn from_result<T: 'static + Clone, S: serde::de::DeserializeOwned>(
-    lua: &Lua,
-    value: Value,
-    parse: impl FnOnce(S) -> Result<T, String>,
-) -> mlua::Result<Option<T>> {
-    match value {
-        Value::Nil => Ok(None),
-        Value::UserData(ud) => Ok(Some(ud.borrow::<T>()?.clone())),
-        table @ Value::Table(_) => {
-            let spec: S = lua.from_value(table)?;
-            parse(spec).map(Some).map_err(mlua::Error::runtime)
-        }
-        other => Err(mlua::Error::runtime(format!(
-            "expected a config object, got {}",
-            other.type_name()
-        ))),
-    }
-}
-
-#[async_trait]
-impl QueuePolicy for PolicyEngine {
-    async fn queue_config(&self, key: &QueueKey) -> Result<QueueConfig, QueuePolicyError> {
-        let generation = self.current();
-        generation
-            .call(|lua| {
-                let Some(func) = handler(lua, "get_queue_config")? else {
-                    return Ok(None);
-                };
-                let args = (
-                    key.domain.clone(),
-                    key.tenant.clone(),
-                    key.campaign.clone(),
-                    key.routing_domain.clone(),
-                );
-                let value: Value = func.call(args)?;
-                from_result(lua, value, |s: QueueConfigSpec| s.into_config().map(LuaQueueConfig))
-            })
-            .await
-            .map(|c| c.map(|c| c.0).unwrap_or_default())
-            .map_err(|e| QueuePolicyError(format!("get_queue_config: {}", describe(&e))))
-    }
-}
-
-#[async_trait]
-impl EgressPolicy for PolicyEngine {
-    fn registry(&self) -> Arc<Registry> {
-        self.current.load().config.registry.clone()
-    }
-
-    async fn egress_path_config(
+    /// Run `f` for `event` in a state of the current generation, timed.
+    pub(crate) async fn call_event<R>(
         &self,
-        routing_domain: &str,
-        source: &str,
-        site: &str,
-    ) -> Result<EgressPathConfig, EgressPolicyError> {
+        event: &str,
+        f: impl FnOnce(&Lua) -> mlua::Result<R>,
+    ) -> Result<R, mlua::Error> {
         let generation = self.current();
-        generation
-            .call(|lua| {
-                let Some(func) = handler(lua, "get_egress_path_config")? else {
-                    return Ok(None);
-                };
-                let value: Value = func.call((routing_domain, source, site))?;
-                from_result(lua, value, |s: EgressPathSpec| s.into_config().map(LuaEgressPath))
-            })
-            .await
-            .map(|p| p.map(|p| p.0).unwrap_or_default())
-            .map_err(|e| EgressPolicyError(format!("get_egress_path_config: {}", describe(&e))))
+        let _timer = self.metrics.lua_timer(event);
+        generation.call(f).await
     }
 }

@@ -11,9 +11,7 @@ pub struct PolicyLoadError {
 
 impl PolicyLoadError {
     pub fn one(message: impl Into<String>) -> Self {
-        Self {
-            errors: vec![message.into()],
-        }
+        Self { errors: vec![message.into()] }
     }
 }
 
@@ -54,16 +52,11 @@ pub fn describe(err: &mlua::Error) -> String {
 
 /// `file.lua:12` from a Lua traceback's first frame that is not a C function.
 fn first_lua_frame(traceback: &str) -> Option<String> {
-    traceback
-        .lines()
-        .skip(1)
-        .map(str::trim)
-        .find(|l| !l.starts_with("[C]"))
-        .and_then(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (file, line) = (parts.next()?, parts.next()?);
-            line.parse::<u32>().ok().map(|n| format!("{file}:{n}"))
-        })
+    traceback.lines().skip(1).map(str::trim).find(|l| !l.starts_with("[C]")).and_then(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (file, line) = (parts.next()?, parts.next()?);
+        line.parse::<u32>().ok().map(|n| format!("{file}:{n}"))
+    })
 }
 
 /// Whether a message already starts with `something:NUMBER:`.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub struct InitConfig {
     pub registry: Arc<Registry>,
     pub listeners: Vec<ListenerConfig>,
+    pub http_listeners: Vec<petrel_http_api::HttpListenerConfig>,
     pub spool: SpoolPaths,
     pub logs: Option<LogConfig>,
     /// `kumo.dns.configure_resolver`; `None` uses the system resolver.
@@ -26,6 +27,7 @@ pub struct InitConfig {
 pub(crate) struct InitCollector {
     pub registry: RegistryBuilder,
     pub listeners: Vec<(ListenerConfig, String)>,
+    pub http_listeners: Vec<(petrel_http_api::HttpListenerConfig, String)>,
     pub spools: BTreeMap<String, (PathBuf, String)>,
     pub logs: Option<(LogConfig, String)>,
     pub name_servers: Option<(Vec<std::net::SocketAddr>, String)>,
@@ -38,6 +40,7 @@ impl InitCollector {
         Self {
             registry: RegistryBuilder::new(),
             listeners: Vec::new(),
+            http_listeners: Vec::new(),
             spools: BTreeMap::new(),
             logs: None,
             name_servers: None,
@@ -46,24 +49,41 @@ impl InitCollector {
         }
     }
 
-    pub fn finish(mut self) -> Result<InitConfig, PolicyLoadError> {
-        let mut seen: BTreeMap<std::net::SocketAddr, &str> = BTreeMap::new();
-        for (listener, origin) in &self.listeners {
-            if let Some(first) = seen.insert(listener.listen, origin) {
+    /// An HTTP listener reachable from off this host must be able to
+    /// authenticate clients.
+    pub fn check_http_auth(&mut self, has_auth_event: bool) {
+        for (listener, origin) in &self.http_listeners {
+            if !listener.listen.ip().is_loopback() && !has_auth_event {
                 self.errors.push(format!(
-                    "{origin}: listener {} is defined twice (first at {first})",
+                    "{origin}: start_http_listener on {} is reachable from other hosts but the policy defines no \
+                     http_server_validate_auth_basic or http_server_validate_auth_bearer event",
                     listener.listen
                 ));
             }
         }
+    }
+
+    pub fn finish(mut self) -> Result<InitConfig, PolicyLoadError> {
+        let mut seen: BTreeMap<std::net::SocketAddr, &str> = BTreeMap::new();
+        let all = self
+            .listeners
+            .iter()
+            .map(|(l, o)| (l.listen, o))
+            .chain(self.http_listeners.iter().map(|(l, o)| (l.listen, o)));
+        for (listen, origin) in all {
+            if listen.port() == 0 {
+                continue; // a kernel-chosen port never collides
+            }
+            if let Some(first) = seen.insert(listen, origin) {
+                self.errors.push(format!("{origin}: listener {listen} is defined twice (first at {first})"));
+            }
+        }
         let spool = match (self.spools.get("data"), self.spools.get("meta")) {
-            (Some((data, _)), meta) => Some(SpoolPaths {
-                data: data.clone(),
-                meta: meta.map_or(data, |m| &m.0).clone(),
-            }),
+            (Some((data, _)), meta) => {
+                Some(SpoolPaths { data: data.clone(), meta: meta.map_or(data, |m| &m.0).clone() })
+            }
             (None, _) => {
-                self.errors
-                    .push("policy: kumo.define_spool{ name = 'data', path = ... } is required in init".into());
+                self.errors.push("policy: kumo.define_spool{ name = 'data', path = ... } is required in init".into());
                 None
             }
         };
@@ -78,6 +98,7 @@ impl InitCollector {
             (Some(registry), Some(spool)) if self.errors.is_empty() => Ok(InitConfig {
                 registry: Arc::new(registry),
                 listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
+                http_listeners: self.http_listeners.into_iter().map(|(l, _)| l).collect(),
                 spool,
                 logs: self.logs.map(|(l, _)| l),
                 name_servers: self.name_servers.map(|(n, _)| n),

@@ -5,7 +5,8 @@ use crate::error::caller_location;
 use crate::init::InitCollector;
 use crate::message::{LuaEgressPath, LuaQueueConfig};
 use crate::specs::{
-    EgressPathSpec, EsmtpListenerSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec, ResolverSpec, SourceSpec, SpoolSpec,
+    EgressPathSpec, EsmtpListenerSpec, HttpListenerSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec, ResolverSpec,
+    SourceSpec, SpoolSpec,
 };
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 use serde::de::DeserializeOwned;
@@ -27,6 +28,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("define_egress_source", lua.create_function(define_egress_source)?)?;
     kumo.set("define_egress_pool", lua.create_function(define_egress_pool)?)?;
     kumo.set("start_esmtp_listener", lua.create_function(start_esmtp_listener)?)?;
+    kumo.set("start_http_listener", lua.create_function(start_http_listener)?)?;
     kumo.set("define_spool", lua.create_function(define_spool)?)?;
     kumo.set("configure_local_logs", lua.create_function(configure_local_logs)?)?;
     kumo.set("make_queue_config", lua.create_function(make_queue_config)?)?;
@@ -34,19 +36,11 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("reject", lua.create_function(reject)?)?;
     kumo.set("json_encode", lua.create_function(|lua, v: Value| json_encode(lua, v))?)?;
     kumo.set("json_parse", lua.create_function(|lua, s: String| json_parse(lua, &s))?)?;
-    kumo.set(
-        "json_load",
-        lua.create_function(|lua, path: String| json_load(lua, &path))?,
-    )?;
-    for (name, level) in [
-        ("log_info", tracing::Level::INFO),
-        ("log_warn", tracing::Level::WARN),
-        ("log_error", tracing::Level::ERROR),
-    ] {
-        kumo.set(
-            name,
-            lua.create_function(move |lua, args: mlua::Variadic<Value>| log(lua, level, args))?,
-        )?;
+    kumo.set("json_load", lua.create_function(|lua, path: String| json_load(lua, &path))?)?;
+    for (name, level) in
+        [("log_info", tracing::Level::INFO), ("log_warn", tracing::Level::WARN), ("log_error", tracing::Level::ERROR)]
+    {
+        kumo.set(name, lua.create_function(move |lua, args: mlua::Variadic<Value>| log(lua, level, args))?)?;
     }
     let dns = lua.create_table()?;
     dns.set("configure_resolver", lua.create_function(configure_resolver)?)?;
@@ -66,17 +60,14 @@ fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
     let events: Table = lua.named_registry_value(EVENTS)?;
     if events.contains_key(event.as_str())? {
         let where_ = caller_location(lua);
-        return Err(mlua::Error::runtime(format!(
-            "{where_}: event {event:?} already has a handler"
-        )));
+        return Err(mlua::Error::runtime(format!("{where_}: event {event:?} already has a handler")));
     }
     events.set(event, func)
 }
 
 /// Parse a spec table, naming the function and line on failure.
 fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, String> {
-    lua.from_value(value)
-        .map_err(|e| format!("{}: {what}: {e}", caller_location(lua)))
+    lua.from_value(value).map_err(|e| format!("{}: {what}: {e}", caller_location(lua)))
 }
 
 /// Run `f` with the init collector, or fail when called outside `init`.
@@ -84,9 +75,7 @@ fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, S
 fn in_init(lua: &Lua, what: &str, f: impl FnOnce(&mut InitCollector, &str)) -> mlua::Result<()> {
     let location = caller_location(lua);
     let Some(mut collector) = lua.app_data_mut::<InitCollector>() else {
-        return Err(mlua::Error::runtime(format!(
-            "{location}: kumo.{what} may only be called from the init event"
-        )));
+        return Err(mlua::Error::runtime(format!("{location}: kumo.{what} may only be called from the init event")));
     };
     f(&mut collector, &location);
     Ok(())
@@ -122,9 +111,7 @@ fn define_egress_source(lua: &Lua, value: Value) -> mlua::Result<()> {
 fn define_egress_pool(lua: &Lua, value: Value) -> mlua::Result<()> {
     record(lua, "define_egress_pool", value, |c, p: PoolSpec, loc| {
         let entries = p.entries.into_iter().map(|e| (e.name, e.weight.unwrap_or(1))).collect();
-        c.registry
-            .define_pool(&p.name, entries, loc)
-            .map_err(|e| e.kind.to_string())
+        c.registry.define_pool(&p.name, entries, loc).map_err(|e| e.kind.to_string())
     })
 }
 
@@ -132,6 +119,13 @@ fn start_esmtp_listener(lua: &Lua, value: Value) -> mlua::Result<()> {
     record(lua, "start_esmtp_listener", value, |c, s: EsmtpListenerSpec, loc| {
         let config = s.into_config(&c.default_hostname)?;
         c.listeners.push((config, loc.to_string()));
+        Ok(())
+    })
+}
+
+fn start_http_listener(lua: &Lua, value: Value) -> mlua::Result<()> {
+    record(lua, "start_http_listener", value, |c, s: HttpListenerSpec, loc| {
+        c.http_listeners.push((s.into_config()?, loc.to_string()));
         Ok(())
     })
 }
@@ -183,23 +177,17 @@ fn make<S: DeserializeOwned, T>(
 }
 
 fn make_queue_config(lua: &Lua, value: Value) -> mlua::Result<LuaQueueConfig> {
-    make(lua, "make_queue_config", value, |s: QueueConfigSpec| {
-        s.into_config().map(LuaQueueConfig)
-    })
+    make(lua, "make_queue_config", value, |s: QueueConfigSpec| s.into_config().map(LuaQueueConfig))
 }
 
 fn make_egress_path(lua: &Lua, value: Value) -> mlua::Result<LuaEgressPath> {
-    make(lua, "make_egress_path", value, |s: EgressPathSpec| {
-        s.into_config().map(LuaEgressPath)
-    })
+    make(lua, "make_egress_path", value, |s: EgressPathSpec| s.into_config().map(LuaEgressPath))
 }
 
 fn reject(lua: &Lua, (code, text): (u16, String)) -> mlua::Result<()> {
     if !(400..600).contains(&code) {
         let location = caller_location(lua);
-        return Err(mlua::Error::runtime(format!(
-            "{location}: kumo.reject needs a 4xx or 5xx code, not {code}"
-        )));
+        return Err(mlua::Error::runtime(format!("{location}: kumo.reject needs a 4xx or 5xx code, not {code}")));
     }
     Err(mlua::Error::external(Rejection { code, text }))
 }
@@ -222,10 +210,7 @@ fn json_load(lua: &Lua, path: &str) -> mlua::Result<Value> {
 
 fn log(lua: &Lua, level: tracing::Level, args: mlua::Variadic<Value>) -> mlua::Result<()> {
     let location = caller_location(lua);
-    let text: Vec<String> = args
-        .iter()
-        .map(|v| v.to_string().unwrap_or_else(|_| format!("{v:?}")))
-        .collect();
+    let text: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_else(|_| format!("{v:?}"))).collect();
     let text = text.join(" ");
     match level {
         tracing::Level::ERROR => tracing::error!(policy = %location, "{text}"),

@@ -12,6 +12,7 @@
 
 mod engine;
 mod error;
+mod events;
 mod init;
 mod kumo;
 mod message;

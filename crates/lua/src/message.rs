@@ -34,10 +34,7 @@ fn address_arg(value: Value) -> mlua::Result<EnvelopeAddress> {
     match value {
         Value::String(s) => parse_address(&s.to_str()?),
         Value::UserData(ud) => Ok(ud.borrow::<LuaAddress>()?.0.clone()),
-        other => Err(mlua::Error::runtime(format!(
-            "expected an address, got {}",
-            other.type_name()
-        ))),
+        other => Err(mlua::Error::runtime(format!("expected an address, got {}", other.type_name()))),
     }
 }
 
@@ -90,9 +87,7 @@ impl UserData for LuaMessage {
             Ok(())
         });
         methods.add_method("queue_name", |_, m, ()| Ok(m.0.queue_name()));
-        methods.add_method("get_data", |lua, m, ()| {
-            lua.create_string(m.0.data.as_deref().unwrap_or_default())
-        });
+        methods.add_method("get_data", |lua, m, ()| lua.create_string(m.0.data.as_deref().unwrap_or_default()));
         methods.add_method_mut("set_data", |_, m, data: mlua::LuaString| {
             m.0.set_data(Arc::from(&data.as_bytes()[..]));
             Ok(())
@@ -106,8 +101,7 @@ impl UserData for LuaMessage {
         methods.add_method_mut("append_header", |_, m, (name, value): (String, String)| {
             edit(m, |d| append_header(d, &name, &value))
         });
-        methods.add_method_mut("remove_all_named_headers", |_, m, name: String| {
-            edit(m, |d| Ok(remove_headers(d, &name)))
-        });
+        methods
+            .add_method_mut("remove_all_named_headers", |_, m, name: String| edit(m, |d| Ok(remove_headers(d, &name))));
     }
 }

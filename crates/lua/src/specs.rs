@@ -74,9 +74,7 @@ pub struct EsmtpListenerSpec {
 impl EsmtpListenerSpec {
     pub fn into_config(self, default_hostname: &str) -> Result<ListenerConfig, String> {
         let listen = self.listen.as_deref().unwrap_or("127.0.0.1:2025");
-        let listen: SocketAddr = listen
-            .parse()
-            .map_err(|_| format!("listen: {listen:?} is not an address:port"))?;
+        let listen: SocketAddr = listen.parse().map_err(|_| format!("listen: {listen:?} is not an address:port"))?;
         let mut config = ListenerConfig::new(listen, self.hostname.unwrap_or_else(|| default_hostname.to_string()));
         if let Some(hosts) = self.relay_hosts {
             config.relay_hosts = hosts
@@ -145,16 +143,11 @@ impl LocalLogsSpec {
             }
             config.max_file_size = size;
         }
-        config.max_segment_duration = self
-            .max_segment_duration
-            .as_ref()
-            .map(|d| d.to_duration("max_segment_duration"))
-            .transpose()?;
+        config.max_segment_duration =
+            self.max_segment_duration.as_ref().map(|d| d.to_duration("max_segment_duration")).transpose()?;
         if let Some(level) = self.compression_level {
             if !(0..=22).contains(&level) {
-                return Err(format!(
-                    "compression_level: {level} is outside 0..=22 (0 = uncompressed)"
-                ));
+                return Err(format!("compression_level: {level} is outside 0..=22 (0 = uncompressed)"));
             }
             config.compression_level = level;
         }
@@ -235,9 +228,7 @@ pub struct EgressPathSpec {
 }
 
 fn rate(text: &Option<String>, field: &str) -> Result<Option<Rate>, String> {
-    text.as_deref()
-        .map(|t| Rate::parse(t).map_err(|e| format!("{field}: {e}")))
-        .transpose()
+    text.as_deref().map(|t| Rate::parse(t).map_err(|e| format!("{field}: {e}"))).transpose()
 }
 
 impl EgressPathSpec {
@@ -267,10 +258,7 @@ impl EgressPathSpec {
             enable_tls,
             prohibited_hosts,
             use_lmtp: self.use_lmtp.unwrap_or(d.use_lmtp),
-            max_recipients_per_batch: self
-                .max_recipients_per_batch
-                .unwrap_or(d.max_recipients_per_batch)
-                .max(1),
+            max_recipients_per_batch: self.max_recipients_per_batch.unwrap_or(d.max_recipients_per_batch).max(1),
             connection_limit: limit,
             max_deliveries_per_connection: self
                 .max_deliveries_per_connection
@@ -304,11 +292,43 @@ mod tests {
         assert_eq!(d("7 days"), 604800);
         assert_eq!(DurationSpec::Seconds(90.0).to_duration("x").unwrap().as_secs(), 90);
         assert!(
-            DurationSpec::Text("soon".into())
-                .to_duration("retry_interval")
-                .unwrap_err()
-                .starts_with("retry_interval")
+            DurationSpec::Text("soon".into()).to_duration("retry_interval").unwrap_err().starts_with("retry_interval")
         );
         assert!(DurationSpec::Seconds(-1.0).to_duration("x").is_err());
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListenerSpec {
+    pub listen: Option<String>,
+    pub trusted_hosts: Option<Vec<String>>,
+    pub max_request_size: Option<usize>,
+    pub use_tls: Option<bool>,
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
+}
+
+impl HttpListenerSpec {
+    pub fn into_config(self) -> Result<petrel_http_api::HttpListenerConfig, String> {
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:8000");
+        let listen: SocketAddr = listen.parse().map_err(|_| format!("listen: {listen:?} is not an address:port"))?;
+        let mut config = petrel_http_api::HttpListenerConfig::new(listen);
+        if let Some(hosts) = self.trusted_hosts {
+            config.trusted_hosts = hosts
+                .iter()
+                .map(|h| parse_cidr(h).map_err(|e| format!("trusted_hosts: {e}")))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(size) = self.max_request_size {
+            config.max_request_size = size;
+        }
+        config.use_tls = self.use_tls.unwrap_or(false);
+        if config.use_tls && (self.tls_certificate.is_none() || self.tls_private_key.is_none()) {
+            return Err("use_tls needs tls_certificate and tls_private_key".into());
+        }
+        config.tls_certificate = self.tls_certificate;
+        config.tls_private_key = self.tls_private_key;
+        Ok(config)
     }
 }

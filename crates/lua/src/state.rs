@@ -13,19 +13,13 @@ pub(crate) fn new_state(path: &Path) -> Result<Lua, PolicyLoadError> {
     let lua = Lua::new();
     kumo::install(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     add_to_package_path(&lua, path).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
-    lua.load(code)
-        .set_name(format!("@{}", path.display()))
-        .exec()
-        .map_err(|e| PolicyLoadError::one(describe(&e)))?;
+    lua.load(code).set_name(format!("@{}", path.display())).exec().map_err(|e| PolicyLoadError::one(describe(&e)))?;
     Ok(lua)
 }
 
 /// `require` finds modules next to the policy file.
 fn add_to_package_path(lua: &Lua, path: &Path) -> mlua::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let package: Table = lua.globals().get("package")?;
     let current: String = package.get("path")?;
     let dir = dir.display();

@@ -75,10 +75,7 @@ fn syntax_and_runtime_errors_name_file_and_line() {
 #[test]
 fn definitions_outside_init_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_policy(
-        &dir,
-        "local kumo = require 'kumo'\nkumo.define_egress_source { name = 'a' }\n",
-    );
+    let path = write_policy(&dir, "local kumo = require 'kumo'\nkumo.define_egress_source { name = 'a' }\n");
     let e = PolicyEngine::load(&path, "h").err().unwrap().to_string();
     assert_points_at(&e, 2, "may only be called from the init event");
 }
@@ -154,12 +151,7 @@ async fn a_good_policy_builds_its_registry_and_answers_events() {
     engine.message_received(&mut m, &conn()).await.unwrap();
     assert_eq!(m.meta_str("egress_pool"), Some("customer-a"));
     assert_eq!(m.meta_str("tenant"), Some("acme"));
-    assert!(
-        m.data
-            .as_ref()
-            .unwrap()
-            .starts_with(b"X-Seen-By: mx.test\r\nX-Tenant: acme")
-    );
+    assert!(m.data.as_ref().unwrap().starts_with(b"X-Seen-By: mx.test\r\nX-Tenant: acme"));
 
     let mut rejected = message("x@reject.example");
     match engine.message_received(&mut rejected, &conn()).await {
@@ -182,18 +174,10 @@ async fn a_good_policy_builds_its_registry_and_answers_events() {
     assert_eq!(qc.egress_pool.as_deref(), Some("customer-a"));
     assert_eq!(qc.retry_interval.as_secs(), 300);
     assert_eq!(qc.max_age.as_secs(), 3600);
-    assert_eq!(
-        qc.protocol,
-        DeliveryProtocol::Smtp {
-            mx_list: Some(vec!["127.0.0.1:2526".into()])
-        }
-    );
+    assert_eq!(qc.protocol, DeliveryProtocol::Smtp { mx_list: Some(vec!["127.0.0.1:2526".into()]) });
 
     let path = engine.egress_path_config("dest.example", "a1", "site").await.unwrap();
-    assert_eq!(
-        (path.connection_limit, path.ehlo_domain.as_deref()),
-        (2, Some("a1.path.test"))
-    );
+    assert_eq!((path.connection_limit, path.ehlo_domain.as_deref()), (2, Some("a1.path.test")));
 }
 
 #[tokio::test]

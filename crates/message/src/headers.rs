@@ -19,10 +19,7 @@ fn header_block_end(data: &[u8]) -> usize {
     if data.starts_with(b"\r\n") {
         return 2;
     }
-    data.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .unwrap_or(data.len())
+    data.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(data.len())
 }
 
 /// Iterate `(name, raw value with folding, start, end)` over the header block.
@@ -64,9 +61,7 @@ fn unfold(raw: &[u8]) -> String {
 
 /// The first header named `name` (case-insensitive), unfolded and trimmed.
 pub fn first_header(data: &[u8], name: &str) -> Option<String> {
-    headers(data)
-        .find(|(n, ..)| n.eq_ignore_ascii_case(name.as_bytes()))
-        .map(|(_, v, ..)| unfold(v))
+    headers(data).find(|(n, ..)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v, ..)| unfold(v))
 }
 
 fn header_line(name: &str, value: &str) -> Result<Vec<u8>, HeaderError> {

@@ -23,14 +23,10 @@ impl SpoolId {
         self.0.as_bytes()
     }
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SpoolIdError> {
-        uuid::Uuid::from_slice(bytes)
-            .map(Self)
-            .map_err(|_| SpoolIdError(format!("{bytes:02x?}")))
+        uuid::Uuid::from_slice(bytes).map(Self).map_err(|_| SpoolIdError(format!("{bytes:02x?}")))
     }
     pub fn parse(s: &str) -> Result<Self, SpoolIdError> {
-        uuid::Uuid::try_parse(s)
-            .map(Self)
-            .map_err(|_| SpoolIdError(s.to_string()))
+        uuid::Uuid::try_parse(s).map(Self).map_err(|_| SpoolIdError(s.to_string()))
     }
 }
 

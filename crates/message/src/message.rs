@@ -64,8 +64,7 @@ impl Message {
 
     /// The routing domain: meta `routing_domain`, else the recipient's domain.
     pub fn routing_domain(&self) -> &str {
-        self.meta_str("routing_domain")
-            .unwrap_or_else(|| self.recipient.domain())
+        self.meta_str("routing_domain").unwrap_or_else(|| self.recipient.domain())
     }
 
     pub fn queue_parts(&self) -> QueueNameParts<'_> {

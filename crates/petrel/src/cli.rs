@@ -9,11 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "petrel",
-    version,
-    about = "A mail transfer agent for high-volume senders, scripted in Lua"
-)]
+#[command(name = "petrel", version, about = "A mail transfer agent for high-volume senders, scripted in Lua")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -114,8 +110,7 @@ pub fn describe(config: &InitConfig) -> String {
     for s in config.registry.sources() {
         sources.add_row(vec![
             s.name.clone(),
-            s.source_address
-                .map_or_else(|| "(system default)".into(), |a| a.to_string()),
+            s.source_address.map_or_else(|| "(system default)".into(), |a| a.to_string()),
             or_dash(s.ehlo_domain.clone()),
             or_dash(s.remote_port.map(|p| p.to_string())),
         ]);
@@ -139,10 +134,7 @@ pub fn describe(config: &InitConfig) -> String {
             l.max_recipients_per_message.to_string(),
         ]);
     }
-    let logs = config
-        .logs
-        .as_ref()
-        .map_or_else(|| "not configured".into(), |l| l.log_dir.display().to_string());
+    let logs = config.logs.as_ref().map_or_else(|| "not configured".into(), |l| l.log_dir.display().to_string());
     format!(
         "{sources}\n\n{pools}\n\n{listeners}\n\nSpool: data {} · meta {}\nLogs:  {logs}\n",
         config.spool.data.display(),

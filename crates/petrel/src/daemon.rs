@@ -2,7 +2,9 @@
 
 use petrel_delivery::{Dispatcher, DispatcherHandles};
 use petrel_dns::{DnsError, HickoryResolver, Resolver};
-use petrel_lua::{PolicyEngine, PolicyLoadError};
+use crate::admin::DaemonAdmin;
+use petrel_http_api::{ApiState, HttpListener};
+use petrel_lua::{InitConfig, PolicyEngine, PolicyLoadError};
 use petrel_queue::{QueueFilter, QueueManager, RebindTarget};
 use petrel_smtp_client::TlsConfigs;
 use petrel_smtp_server::{Listener, ServerHandles};
@@ -42,10 +44,27 @@ pub fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+type LogThread = Option<std::thread::JoinHandle<()>>;
+
+fn start_logging(config: &InitConfig, metrics: Arc<Metrics>) -> Result<(Logger, LogThread), DaemonError> {
+    match &config.logs {
+        Some(logs) => {
+            let (logger, thread) = Logger::start(logs, metrics)
+                .map_err(|e| DaemonError::Logs { dir: logs.log_dir.clone(), source: e })?;
+            Ok((logger, Some(thread)))
+        }
+        None => {
+            tracing::warn!("no kumo.configure_local_logs in the policy: message events are not logged");
+            Ok((Logger::counting(metrics), None))
+        }
+    }
+}
+
 /// A running daemon. [`Daemon::shutdown`] stops it gracefully.
 pub struct Daemon {
     engine: Arc<PolicyEngine>,
     listeners: Vec<Listener>,
+    http_listeners: Vec<HttpListener>,
     spool: Arc<dyn Spool>,
     queues: Arc<QueueManager>,
     dispatcher: Arc<Dispatcher>,
@@ -57,22 +76,10 @@ pub struct Daemon {
 impl Daemon {
     pub async fn start(options: DaemonOptions) -> Result<Self, DaemonError> {
         let hostname = system_hostname();
-        let engine = Arc::new(PolicyEngine::load(&options.policy, &hostname)?);
-        let config = engine.current().config.clone();
         let metrics = Arc::new(Metrics::new());
-        let (logger, log_thread) = match &config.logs {
-            Some(logs) => {
-                let (logger, thread) = Logger::start(logs, metrics.clone()).map_err(|e| DaemonError::Logs {
-                    dir: logs.log_dir.clone(),
-                    source: e,
-                })?;
-                (logger, Some(thread))
-            }
-            None => {
-                tracing::warn!("no kumo.configure_local_logs in the policy: message events are not logged");
-                (Logger::counting(metrics.clone()), None)
-            }
-        };
+        let engine = Arc::new(PolicyEngine::load_with_metrics(&options.policy, &hostname, metrics.clone())?);
+        let config = engine.current().config.clone();
+        let (logger, log_thread) = start_logging(&config, metrics)?;
         let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open(&config.spool)?);
         let shutdown = CancellationToken::new();
         let (queues, due) = QueueManager::new(engine.clone(), spool.clone(), logger.clone(), shutdown.clone());
@@ -85,7 +92,7 @@ impl Daemon {
             spool: spool.clone(),
             logger: logger.clone(),
             policy: engine.clone(),
-            resolver,
+            resolver: resolver.clone(),
             tls: TlsConfigs::new(),
             default_ehlo: hostname,
             shutdown: shutdown.clone(),
@@ -102,36 +109,66 @@ impl Daemon {
             tracing::info!(count = recovered, "re-queued spooled messages");
         }
 
-        let handles = Arc::new(ServerHandles {
-            spool: spool.clone(),
-            queues: queues.clone(),
-            logger,
-            policy: engine.clone(),
-        });
-        let mut listeners = Vec::new();
-        for listener in &config.listeners {
-            let started = Listener::start(listener.clone(), handles.clone(), &shutdown).await;
-            match started {
-                Ok(l) => listeners.push(l),
-                Err(e) => {
-                    shutdown.cancel();
-                    return Err(DaemonError::Listen {
-                        addr: listener.listen,
-                        source: e,
-                    });
-                }
-            }
-        }
-        Ok(Self {
+        let mut daemon = Self {
             engine,
-            listeners,
+            listeners: Vec::new(),
+            http_listeners: Vec::new(),
             spool,
             queues,
             dispatcher,
             shutdown,
             log_thread,
             recovered,
-        })
+        };
+        if let Err(e) = daemon.start_listeners(&config, logger, resolver).await {
+            daemon.shutdown.cancel();
+            return Err(e);
+        }
+        Ok(daemon)
+    }
+
+    async fn start_listeners(
+        &mut self,
+        config: &InitConfig,
+        logger: Logger,
+        resolver: Arc<dyn Resolver>,
+    ) -> Result<(), DaemonError> {
+        let handles = Arc::new(ServerHandles {
+            spool: self.spool.clone(),
+            queues: self.queues.clone(),
+            logger: logger.clone(),
+            policy: self.engine.clone(),
+        });
+        for listener in &config.listeners {
+            let started = Listener::start(listener.clone(), handles.clone(), &self.shutdown).await;
+            self.listeners.push(started.map_err(|e| DaemonError::Listen { addr: listener.listen, source: e })?);
+        }
+        let admin = Arc::new(DaemonAdmin {
+            engine: self.engine.clone(),
+            queues: self.queues.clone(),
+            dispatcher: self.dispatcher.clone(),
+            spool: self.spool.clone(),
+            resolver,
+        });
+        for listener in &config.http_listeners {
+            let state = Arc::new(ApiState {
+                spool: self.spool.clone(),
+                queues: self.queues.clone(),
+                logger: logger.clone(),
+                policy: self.engine.clone(),
+                admin: admin.clone(),
+                trusted_hosts: listener.trusted_hosts.clone(),
+                max_request_size: listener.max_request_size,
+            });
+            let started = HttpListener::start(listener, state, &self.shutdown).await;
+            self.http_listeners.push(started.map_err(|e| DaemonError::Listen { addr: listener.listen, source: e })?);
+        }
+        Ok(())
+    }
+
+    /// Addresses the HTTP listeners are bound to, in policy order.
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.http_listeners.iter().map(|l| l.local_addr()).collect()
     }
 
     /// Addresses the ESMTP listeners are bound to, in policy order.
@@ -154,10 +191,7 @@ impl Daemon {
 
     /// Operator controls (suspend, resume, rebind, bounce).
     pub fn controls(&self) -> Controls {
-        Controls {
-            queues: self.queues.clone(),
-            dispatcher: self.dispatcher.clone(),
-        }
+        Controls { queues: self.queues.clone(), dispatcher: self.dispatcher.clone() }
     }
 
     /// Messages not yet finished (waiting, or in ready queues).

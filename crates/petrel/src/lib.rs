@@ -3,6 +3,7 @@
 //! it returns the addresses really bound, so tests run it in-process on
 //! port 0. The `petrel` binary is a thin command line over this.
 
+mod admin;
 pub mod cli;
 mod daemon;
 

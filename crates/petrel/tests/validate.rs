@@ -10,16 +10,8 @@ fn validate(init_body: &str) -> (bool, String, String) {
         dir.path().display()
     );
     std::fs::write(&path, policy).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["validate", "--policy"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    let out = Command::new(env!("CARGO_BIN_EXE_petrel")).args(["validate", "--policy"]).arg(&path).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 #[test]
@@ -28,15 +20,7 @@ fn a_valid_policy_prints_its_sources_and_pools() {
         "  kumo.define_egress_source { name = 'ip-1', source_address = '127.0.0.2', ehlo_domain = 'mta1.test' }\n  kumo.define_egress_pool { name = 'pool-1', entries = { { name = 'ip-1', weight = 3 }, { name = 'default', weight = 1 } } }",
     );
     assert!(ok);
-    for needle in [
-        "ip-1",
-        "127.0.0.2",
-        "mta1.test",
-        "pool-1",
-        "75.0%",
-        "25.0%",
-        "(system default)",
-    ] {
+    for needle in ["ip-1", "127.0.0.2", "mta1.test", "pool-1", "75.0%", "25.0%", "(system default)"] {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
 }
@@ -44,27 +28,11 @@ fn a_valid_policy_prints_its_sources_and_pools() {
 #[test]
 fn each_broken_registry_fails_with_file_and_line() {
     let cases = [
-        (
-            "  kumo.define_egress_pool { name = 'p', entries = { { name = 'nope' } } }",
-            4,
-            "unknown source",
-        ),
-        (
-            "  kumo.define_egress_source { name = 'x' }\n  kumo.define_egress_source { name = 'x' }",
-            5,
-            "defined twice",
-        ),
-        (
-            "  kumo.define_egress_pool { name = 'p p', entries = { { name = 'default' } } }",
-            4,
-            "invalid pool name",
-        ),
+        ("  kumo.define_egress_pool { name = 'p', entries = { { name = 'nope' } } }", 4, "unknown source"),
+        ("  kumo.define_egress_source { name = 'x' }\n  kumo.define_egress_source { name = 'x' }", 5, "defined twice"),
+        ("  kumo.define_egress_pool { name = 'p p', entries = { { name = 'default' } } }", 4, "invalid pool name"),
         ("  kumo.define_egress_source { name = 'x:1' }", 4, "invalid source name"),
-        (
-            "  kumo.define_egress_source { name = 'x', source_address = 'not-an-ip' }",
-            4,
-            "invalid source_address",
-        ),
+        ("  kumo.define_egress_source { name = 'x', source_address = 'not-an-ip' }", 4, "invalid source_address"),
         (
             "  kumo.define_egress_pool { name = 'p', entries = { { name = 'default', weight = -2 } } }",
             4,
@@ -79,10 +47,7 @@ fn each_broken_registry_fails_with_file_and_line() {
     for (body, line, needle) in cases {
         let (ok, _, stderr) = validate(body);
         assert!(!ok, "accepted:\n{body}");
-        assert!(
-            stderr.contains(&format!("init.lua:{line}:")),
-            "no file:line in {stderr}"
-        );
+        assert!(stderr.contains(&format!("init.lua:{line}:")), "no file:line in {stderr}");
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
     }
 }
@@ -92,11 +57,7 @@ fn serve_refuses_to_start_on_a_broken_policy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("init.lua");
     std::fs::write(&path, "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.define_egress_pool { name = 'p', entries = { { name = 'nope' } } }\nend)\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["serve", "--policy"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_petrel")).args(["serve", "--policy"]).arg(&path).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("init.lua:3:"), "{stderr}");

@@ -7,20 +7,26 @@ use crate::manager::QueueManager;
 use petrel_telemetry::{RecordType, ResponseInfo};
 use std::sync::Arc;
 
-/// Which queues an operation applies to; unset fields match anything.
+/// Which queues an operation applies to: a queue by name and/or by the
+/// parts of its name; unset fields match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueFilter {
+    pub queue: Option<String>,
     pub domain: Option<String>,
     pub tenant: Option<String>,
     pub campaign: Option<String>,
 }
 
 impl QueueFilter {
-    pub fn matches(&self, key: &QueueKey) -> bool {
+    /// Just the queue with this name.
+    pub fn named(name: &str) -> Self {
+        Self { queue: Some(name.to_string()), ..Default::default() }
+    }
+
+    pub fn matches(&self, name: &str, key: &QueueKey) -> bool {
         let eq = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
-        self.domain
-            .as_deref()
-            .is_none_or(|d| d.eq_ignore_ascii_case(&key.domain))
+        self.queue.as_deref().is_none_or(|q| q == name)
+            && self.domain.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(&key.domain))
             && eq(&self.tenant, key.tenant.as_deref())
             && eq(&self.campaign, key.campaign.as_deref())
     }
@@ -35,22 +41,71 @@ pub enum RebindTarget {
     Pool(String),
 }
 
+/// What an operator sees of one scheduled queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledSummary {
+    pub name: String,
+    pub messages: usize,
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_error: Option<String>,
+    pub suspended: bool,
+}
+
 impl QueueManager {
     /// Stop releasing messages of the named queue until resumed. Suspending
     /// a queue that does not exist yet holds it from its first message.
     pub fn suspend_queue(&self, name: &str) {
-        self.suspended.lock().insert(name.to_string());
+        self.suspend_matching(&QueueFilter::named(name));
     }
 
     pub fn resume_queue(&self, name: &str) {
-        self.suspended.lock().remove(name);
-        if let Some(queue) = self.queue(name) {
+        self.resume_matching(&QueueFilter::named(name));
+    }
+
+    /// Suspend every queue, present or future, that `filter` matches.
+    pub fn suspend_matching(&self, filter: &QueueFilter) {
+        let mut suspended = self.suspended.lock();
+        if !suspended.contains(filter) {
+            suspended.push(filter.clone());
+        }
+    }
+
+    /// Lift a suspension made with the same filter.
+    pub fn resume_matching(&self, filter: &QueueFilter) {
+        self.suspended.lock().retain(|f| f != filter);
+        for queue in self.matching(filter) {
             queue.wake.notify_one();
         }
     }
 
-    pub fn is_suspended(&self, name: &str) -> bool {
-        self.suspended.lock().contains(name)
+    pub fn is_suspended(&self, queue: &crate::ScheduledQueue) -> bool {
+        self.suspended.lock().iter().any(|f| f.matches(queue.name(), queue.key()))
+    }
+
+    /// Every scheduled queue, by name.
+    pub fn summary(&self) -> Vec<ScheduledSummary> {
+        let queues: Vec<_> = self.queues.lock().values().cloned().collect();
+        let mut out: Vec<ScheduledSummary> = queues
+            .iter()
+            .map(|q| ScheduledSummary {
+                name: q.name().to_string(),
+                messages: q.len(),
+                oldest: q.oldest(),
+                last_error: q.last_error(),
+                suspended: self.is_suspended(q),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The source `pool` would give this queue's next message, without
+    /// moving its round-robin state (for `route`).
+    pub fn peek_source(&self, queue: &str, pool: &std::sync::Arc<petrel_egress::EgressPool>) -> Option<String> {
+        match self.queue(queue) {
+            Some(q) => q.peek_source(pool),
+            None => petrel_egress::Wrr::new(pool.clone(), 0).pick(|_| true).map(str::to_string),
+        }
     }
 
     /// Move every waiting message of matching queues to another queue or
@@ -81,13 +136,9 @@ impl QueueManager {
         let mut bounced = 0;
         for queue in self.matching(filter) {
             for message in queue.take_all() {
-                let response = ResponseInfo {
-                    code: 551,
-                    enhanced_code: Some("5.7.1".into()),
-                    content: reason.to_string(),
-                };
-                self.logger
-                    .log(self.logger.record(RecordType::AdminBounce, &message, response));
+                let response =
+                    ResponseInfo { code: 551, enhanced_code: Some("5.7.1".into()), content: reason.to_string() };
+                self.logger.log(self.logger.record(RecordType::AdminBounce, &message, response));
                 if let Err(e) = self.spool.remove(message.id).await {
                     tracing::error!(id = %message.id, error = %e, "cannot remove an admin-bounced message");
                 }
@@ -98,12 +149,7 @@ impl QueueManager {
     }
 
     fn matching(&self, filter: &QueueFilter) -> Vec<Arc<crate::ScheduledQueue>> {
-        self.queues
-            .lock()
-            .values()
-            .filter(|q| filter.matches(q.key()))
-            .cloned()
-            .collect()
+        self.queues.lock().values().filter(|q| filter.matches(q.name(), q.key())).cloned().collect()
     }
 }
 
@@ -113,40 +159,16 @@ mod tests {
 
     #[test]
     fn filters_match_unset_fields_as_wildcards() {
-        let key = QueueKey {
-            domain: "d.example".into(),
-            tenant: Some("t".into()),
-            campaign: None,
-            routing_domain: None,
-        };
-        assert!(QueueFilter::default().matches(&key));
-        assert!(
-            QueueFilter {
-                domain: Some("D.example".into()),
-                ..Default::default()
-            }
-            .matches(&key)
-        );
-        assert!(
-            QueueFilter {
-                tenant: Some("t".into()),
-                ..Default::default()
-            }
-            .matches(&key)
-        );
-        assert!(
-            !QueueFilter {
-                tenant: Some("u".into()),
-                ..Default::default()
-            }
-            .matches(&key)
-        );
-        assert!(
-            !QueueFilter {
-                campaign: Some("c".into()),
-                ..Default::default()
-            }
-            .matches(&key)
-        );
+        let key =
+            QueueKey { domain: "d.example".into(), tenant: Some("t".into()), campaign: None, routing_domain: None };
+        let name = "t@d.example";
+        let by = |f: QueueFilter| f.matches(name, &key);
+        assert!(by(QueueFilter::default()));
+        assert!(by(QueueFilter::named(name)));
+        assert!(!by(QueueFilter::named("other")));
+        assert!(by(QueueFilter { domain: Some("D.example".into()), ..Default::default() }));
+        assert!(by(QueueFilter { tenant: Some("t".into()), ..Default::default() }));
+        assert!(!by(QueueFilter { tenant: Some("u".into()), ..Default::default() }));
+        assert!(!by(QueueFilter { campaign: Some("c".into()), ..Default::default() }));
     }
 }

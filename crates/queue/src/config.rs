@@ -103,10 +103,7 @@ mod tests {
         assert_eq!(secs, [60, 120, 240, 480, 600, 600]);
         assert_eq!(retry_delay(&config, 1, 1.0), Duration::from_secs(66));
         assert_eq!(retry_delay(&config, 1, -1.0), Duration::from_secs(54));
-        let uncapped = QueueConfig {
-            retry_interval: Duration::from_secs(1),
-            ..Default::default()
-        };
+        let uncapped = QueueConfig { retry_interval: Duration::from_secs(1), ..Default::default() };
         assert_eq!(retry_delay(&uncapped, 100, 0.0), Duration::from_secs(1 << 30));
     }
 }

@@ -11,7 +11,7 @@ mod config;
 mod manager;
 mod scheduled;
 
-pub use admin::{QueueFilter, RebindTarget};
+pub use admin::{QueueFilter, RebindTarget, ScheduledSummary};
 pub use config::{DeliveryProtocol, QueueConfig, QueueKey, QueuePolicy, QueuePolicyError, retry_delay};
 pub use manager::{Due, QueueManager, RetryDecision};
 pub use scheduled::ScheduledQueue;

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use petrel_message::Message;
 use petrel_spool::Spool;
 use petrel_telemetry::{Logger, RecordType, ResponseInfo};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -36,7 +36,7 @@ pub enum RetryDecision {
 
 pub struct QueueManager {
     pub(crate) queues: Mutex<HashMap<String, Arc<ScheduledQueue>>>,
-    pub(crate) suspended: Mutex<HashSet<String>>,
+    pub(crate) suspended: Mutex<Vec<crate::QueueFilter>>,
     policy: Arc<dyn QueuePolicy>,
     pub(crate) spool: Arc<dyn Spool>,
     pub(crate) logger: Logger,
@@ -57,7 +57,7 @@ impl QueueManager {
         let (due_tx, due_rx) = mpsc::unbounded_channel();
         let manager = Arc::new(Self {
             queues: Mutex::new(HashMap::new()),
-            suspended: Mutex::new(HashSet::new()),
+            suspended: Mutex::new(Vec::new()),
             policy,
             spool,
             logger,
@@ -103,6 +103,7 @@ impl QueueManager {
         mut message: Message,
         last: &ResponseInfo,
     ) -> RetryDecision {
+        queue.set_last_error(last);
         let config = queue.config().unwrap_or_default();
         let jitter = rand::random_range(-1.0..=1.0);
         let next = Utc::now() + retry_delay(&config, message.num_attempts.max(1), jitter);
@@ -145,7 +146,7 @@ impl QueueManager {
                     }
                 }
             }
-            if self.is_suspended(queue.name()) {
+            if self.is_suspended(&queue) {
                 tokio::select! {
                     _ = queue.wake.notified() => continue,
                     _ = self.shutdown.cancelled() => return,
@@ -186,21 +187,14 @@ impl QueueManager {
         let mut due = Vec::new();
         for message in queue.take_due(now) {
             if now >= message.created + max_age {
-                let last = ResponseInfo {
-                    code: 0,
-                    enhanced_code: None,
-                    content: "expired while queued".into(),
-                };
+                let last = ResponseInfo { code: 0, enhanced_code: None, content: "expired while queued".into() };
                 self.expire(message, &last).await;
                 continue;
             }
             due.push(message);
         }
         if !due.is_empty() {
-            let _ = self.due_tx.send(Due {
-                queue: queue.clone(),
-                messages: due,
-            });
+            let _ = self.due_tx.send(Due { queue: queue.clone(), messages: due });
         }
     }
 

@@ -17,6 +17,7 @@ pub struct ScheduledQueue {
     /// pools (meta `egress_pool`), and each pool keeps its own cycle.
     wrr: Mutex<HashMap<String, Wrr>>,
     waiting: Mutex<BTreeMap<(DateTime<Utc>, SpoolId), Message>>,
+    last_error: Mutex<Option<String>>,
     pub(crate) wake: Notify,
 }
 
@@ -28,6 +29,7 @@ impl ScheduledQueue {
             config: Mutex::new(None),
             wrr: Mutex::new(HashMap::new()),
             waiting: Mutex::new(BTreeMap::new()),
+            last_error: Mutex::new(None),
             wake: Notify::new(),
         }
     }
@@ -48,6 +50,21 @@ impl ScheduledQueue {
         *self.config.lock() = Some(Arc::new(config));
     }
 
+    /// The reply of the last failed attempt, for operators.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    pub(crate) fn set_last_error(&self, response: &petrel_telemetry::ResponseInfo) {
+        let code = response.enhanced_code.as_deref().map(|e| format!(" {e}")).unwrap_or_default();
+        *self.last_error.lock() = Some(format!("{}{code} {}", response.code, response.content));
+    }
+
+    /// When the oldest waiting message was received.
+    pub fn oldest(&self) -> Option<DateTime<Utc>> {
+        self.waiting.lock().values().map(|m| m.created).min()
+    }
+
     /// Messages waiting for a later attempt.
     pub fn len(&self) -> usize {
         self.waiting.lock().len()
@@ -61,13 +78,21 @@ impl ScheduledQueue {
     /// definition differs from the one the state was built for.
     pub fn pick_source(&self, pool: &Arc<EgressPool>, available: impl Fn(&str) -> bool) -> Option<String> {
         let mut states = self.wrr.lock();
-        let state = states
-            .entry(pool.name.clone())
-            .or_insert_with(|| Wrr::new(pool.clone(), rand::random()));
+        let state = states.entry(pool.name.clone()).or_insert_with(|| Wrr::new(pool.clone(), rand::random()));
         if **state.pool() != **pool {
             *state = Wrr::new(pool.clone(), rand::random());
         }
         state.pick(available).map(str::to_string)
+    }
+
+    /// What `pick_source` would return, leaving the state untouched.
+    pub fn peek_source(&self, pool: &Arc<EgressPool>) -> Option<String> {
+        let states = self.wrr.lock();
+        let mut state = match states.get(&pool.name) {
+            Some(s) if **s.pool() == **pool => s.clone(),
+            _ => Wrr::new(pool.clone(), 0),
+        };
+        state.pick(|_| true).map(str::to_string)
     }
 
     pub(crate) fn push(&self, due: DateTime<Utc>, message: Message) {
@@ -97,29 +122,15 @@ mod tests {
     use petrel_egress::PoolEntry;
 
     fn pool(name: &str, weights: &[(&str, u32)]) -> Arc<EgressPool> {
-        let entries = weights
-            .iter()
-            .map(|(s, w)| PoolEntry {
-                source: s.to_string(),
-                weight: *w,
-            })
-            .collect();
-        Arc::new(EgressPool {
-            name: name.into(),
-            entries,
-        })
+        let entries = weights.iter().map(|(s, w)| PoolEntry { source: s.to_string(), weight: *w }).collect();
+        Arc::new(EgressPool { name: name.into(), entries })
     }
 
     #[test]
     fn pools_sharing_a_queue_keep_their_own_proportions() {
         let queue = ScheduledQueue::new(
             "q".into(),
-            QueueKey {
-                domain: "d".into(),
-                tenant: None,
-                campaign: None,
-                routing_domain: None,
-            },
+            QueueKey { domain: "d".into(), tenant: None, campaign: None, routing_domain: None },
         );
         let shared = pool("shared", &[("s1", 1), ("s2", 3)]);
         let own = pool("own", &[("a1", 1)]);
@@ -132,9 +143,7 @@ mod tests {
         assert_eq!((counts["s1"], counts["s2"]), (10, 30));
         // A redefined pool starts a new cycle with the new weights.
         let reweighted = pool("shared", &[("s1", 1), ("s2", 1)]);
-        let picks: Vec<_> = (0..10)
-            .map(|_| queue.pick_source(&reweighted, |_| true).unwrap())
-            .collect();
+        let picks: Vec<_> = (0..10).map(|_| queue.pick_source(&reweighted, |_| true).unwrap()).collect();
         assert_eq!(picks.iter().filter(|s| *s == "s1").count(), 5);
     }
 }

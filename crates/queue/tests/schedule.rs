@@ -21,13 +21,8 @@ fn message(tenant: &str) -> Message {
 #[tokio::test]
 async fn due_messages_are_released_retried_and_expired() {
     let dir = tempfile::tempdir().unwrap();
-    let spool: Arc<dyn Spool> = Arc::new(
-        RocksSpool::open(&SpoolPaths {
-            meta: dir.path().join("s"),
-            data: dir.path().join("s"),
-        })
-        .unwrap(),
-    );
+    let spool: Arc<dyn Spool> =
+        Arc::new(RocksSpool::open(&SpoolPaths { meta: dir.path().join("s"), data: dir.path().join("s") }).unwrap());
     let (logger, log_thread) = Logger::start(&LogConfig::new(dir.path().join("logs")), Default::default()).unwrap();
     let config = QueueConfig {
         retry_interval: Duration::from_millis(300),
@@ -40,32 +35,19 @@ async fn due_messages_are_released_retried_and_expired() {
     let m = message("acme");
     spool.store(std::slice::from_ref(&m)).await.unwrap();
     manager.insert(m.clone());
-    let first = tokio::time::timeout(Duration::from_secs(2), due.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(2), due.recv()).await.unwrap().unwrap();
     assert_eq!(first.queue.name(), "acme@b.example");
     assert_eq!(first.messages.len(), 1);
     assert_eq!(first.messages[0].id, m.id);
 
     // A retry waits about retry_interval before coming back.
-    let last = ResponseInfo {
-        code: 451,
-        enhanced_code: None,
-        content: "later".into(),
-    };
+    let last = ResponseInfo { code: 451, enhanced_code: None, content: "later".into() };
     let mut failed = first.messages[0].clone();
     failed.num_attempts = 1;
     let started = std::time::Instant::now();
-    assert!(matches!(
-        manager.retry(&first.queue, failed, &last).await,
-        RetryDecision::Scheduled(_)
-    ));
+    assert!(matches!(manager.retry(&first.queue, failed, &last).await, RetryDecision::Scheduled(_)));
     assert_eq!(manager.waiting(), 1);
-    let again = tokio::time::timeout(Duration::from_secs(2), due.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(2), due.recv()).await.unwrap().unwrap();
     assert!(started.elapsed() >= Duration::from_millis(250), "retried too early");
     assert!(again.messages[0].data.is_none(), "waiting messages keep no body");
 
@@ -78,12 +60,7 @@ async fn due_messages_are_released_retried_and_expired() {
         if decision == RetryDecision::Expired {
             break;
         }
-        msg = tokio::time::timeout(Duration::from_secs(3), due.recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .messages
-            .remove(0);
+        msg = tokio::time::timeout(Duration::from_secs(3), due.recv()).await.unwrap().unwrap().messages.remove(0);
     }
     assert_eq!(decision, RetryDecision::Expired);
     assert!(spool.enumerate().unwrap().is_empty(), "expired message left the spool");

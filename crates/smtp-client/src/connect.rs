@@ -14,24 +14,16 @@ use tokio::net::{TcpSocket, TcpStream};
 pub async fn connect_from(source: Option<IpAddr>, target: SocketAddr) -> Result<TcpStream, ClientError> {
     let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| ClientError::Connect { target, source: e })?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| ClientError::Connect { target, source: e })?;
-    socket
-        .set_tcp_nodelay(true)
-        .map_err(|e| ClientError::Connect { target, source: e })?;
+    socket.set_nonblocking(true).map_err(|e| ClientError::Connect { target, source: e })?;
+    socket.set_tcp_nodelay(true).map_err(|e| ClientError::Connect { target, source: e })?;
     if let Some(address) = source {
         if address.is_ipv4() != target.is_ipv4() {
-            let e = std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("address family differs from {target}"),
-            );
+            let e =
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("address family differs from {target}"));
             return Err(ClientError::Bind { address, source: e });
         }
         set_bind_no_port(&socket);
-        socket
-            .bind(&SocketAddr::new(address, 0).into())
-            .map_err(|e| ClientError::Bind { address, source: e })?;
+        socket.bind(&SocketAddr::new(address, 0).into()).map_err(|e| ClientError::Bind { address, source: e })?;
     }
     let socket = TcpSocket::from_std_stream(socket.into());
     socket.connect(target).await.map_err(|e| match source {

@@ -96,10 +96,7 @@ pub struct Capabilities {
 
 impl Capabilities {
     fn from_ehlo(reply: &Reply) -> Self {
-        let mut caps = Capabilities {
-            esmtp: true,
-            ..Default::default()
-        };
+        let mut caps = Capabilities { esmtp: true, ..Default::default() };
         for line in reply.text.lines().skip(1) {
             let mut words = line.split_ascii_whitespace();
             let keyword = words.next().unwrap_or("").to_ascii_uppercase();
@@ -133,14 +130,8 @@ impl SmtpClient {
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
         let stream = tokio::time::timeout(opts.timeouts.connect, connect_from(opts.source, opts.target))
             .await
-            .map_err(|_| ClientError::Timeout {
-                phase: Phase::Connect,
-                secs: opts.timeouts.connect.as_secs(),
-            })??;
-        let local = stream.local_addr().map_err(|e| ClientError::Io {
-            phase: Phase::Connect,
-            source: e,
-        })?;
+            .map_err(|_| ClientError::Timeout { phase: Phase::Connect, secs: opts.timeouts.connect.as_secs() })??;
+        let local = stream.local_addr().map_err(|e| ClientError::Io { phase: Phase::Connect, source: e })?;
         let mut client = SmtpClient {
             lmtp: opts.lmtp,
             stream: Stream::Plain(stream),
@@ -158,9 +149,7 @@ impl SmtpClient {
         }
         if !client.caps.starttls {
             if opts.tls.is_required() {
-                return Err(ClientError::Tls {
-                    detail: format!("{} does not offer STARTTLS", opts.target),
-                });
+                return Err(ClientError::Tls { detail: format!("{} does not offer STARTTLS", opts.target) });
             }
             return Ok(client);
         }
@@ -180,34 +169,20 @@ impl SmtpClient {
             });
         }
         let configs = opts.tls_configs.clone().unwrap_or_default();
-        let config = if opts.tls.verifies() {
-            configs.verified
-        } else {
-            configs.unverified
-        };
+        let config = if opts.tls.verifies() { configs.verified } else { configs.unverified };
         let name = ServerName::try_from(opts.server_name.clone())
             .unwrap_or_else(|_| ServerName::IpAddress(opts.target.ip().into()));
         let Stream::Plain(tcp) = self.stream else {
-            return Err(ClientError::Protocol {
-                phase: Phase::StartTls,
-                detail: "already using TLS".into(),
-            });
+            return Err(ClientError::Protocol { phase: Phase::StartTls, detail: "already using TLS".into() });
         };
         let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
         let tls = tokio::time::timeout(self.timeouts.ehlo, handshake)
             .await
-            .map_err(|_| ClientError::Tls {
-                detail: "handshake timed out".into(),
-            })?
-            .map_err(|e| ClientError::Tls {
-                detail: format!("handshake with {} failed: {e}", opts.target),
-            })?;
+            .map_err(|_| ClientError::Tls { detail: "handshake timed out".into() })?
+            .map_err(|e| ClientError::Tls { detail: format!("handshake with {} failed: {e}", opts.target) })?;
         let (_, session) = tls.get_ref();
         let version = session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
-        let cipher = session
-            .negotiated_cipher_suite()
-            .map(|c| format!("{:?}", c.suite()))
-            .unwrap_or_default();
+        let cipher = session.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())).unwrap_or_default();
         Ok(SmtpClient {
             stream: Stream::Tls(Box::new(tls)),
             tls_info: Some((version, cipher)),
@@ -218,22 +193,17 @@ impl SmtpClient {
 
     async fn greet(&mut self, ehlo_domain: &str, lmtp: bool) -> Result<(), ClientError> {
         let verb = if lmtp { "LHLO" } else { "EHLO" };
-        self.write(Phase::Ehlo, format!("{verb} {ehlo_domain}\r\n").as_bytes())
-            .await?;
+        self.write(Phase::Ehlo, format!("{verb} {ehlo_domain}\r\n").as_bytes()).await?;
         let reply = self.read_reply(Phase::Ehlo).await?;
         if reply.code == 250 {
             self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
         if lmtp || !reply.is_permanent() {
-            return Err(ClientError::Rejected {
-                phase: Phase::Ehlo,
-                reply,
-            });
+            return Err(ClientError::Rejected { phase: Phase::Ehlo, reply });
         }
         // An old server that does not know EHLO: fall back to HELO.
-        self.write(Phase::Ehlo, format!("HELO {ehlo_domain}\r\n").as_bytes())
-            .await?;
+        self.write(Phase::Ehlo, format!("HELO {ehlo_domain}\r\n").as_bytes()).await?;
         self.expect(Phase::Ehlo, 250).await?;
         self.caps = Capabilities::default();
         Ok(())
@@ -282,10 +252,7 @@ impl SmtpClient {
         let limit = self.timeouts.for_phase(phase);
         match tokio::time::timeout(limit, self.stream.write_all(bytes)).await {
             Ok(result) => result.map_err(|e| ClientError::Io { phase, source: e }),
-            Err(_) => Err(ClientError::Timeout {
-                phase,
-                secs: limit.as_secs(),
-            }),
+            Err(_) => Err(ClientError::Timeout { phase, secs: limit.as_secs() }),
         }
     }
 
@@ -298,10 +265,7 @@ impl SmtpClient {
         let limit = self.timeouts.for_phase(phase);
         tokio::time::timeout(limit, self.read_reply_inner(phase))
             .await
-            .map_err(|_| ClientError::Timeout {
-                phase,
-                secs: limit.as_secs(),
-            })?
+            .map_err(|_| ClientError::Timeout { phase, secs: limit.as_secs() })?
     }
 
     async fn read_reply_inner(&mut self, phase: Phase) -> Result<Reply, ClientError> {
@@ -313,18 +277,11 @@ impl SmtpClient {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    return Err(ClientError::Protocol {
-                        phase,
-                        detail: e.to_string(),
-                    });
+                    return Err(ClientError::Protocol { phase, detail: e.to_string() });
                 }
             }
             let mut chunk = [0u8; 4096];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| ClientError::Io { phase, source: e })?;
+            let n = self.stream.read(&mut chunk).await.map_err(|e| ClientError::Io { phase, source: e })?;
             if n == 0 {
                 let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed the connection");
                 return Err(ClientError::Io { phase, source: eof });

@@ -56,9 +56,7 @@ impl TlsConfigs {
     /// Web PKI roots for verified sessions; TLS 1.2 and 1.3 only.
     pub fn new() -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         let verified = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default versions")
@@ -70,10 +68,7 @@ impl TlsConfigs {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
             .with_no_client_auth();
-        Self {
-            verified: Arc::new(verified),
-            unverified: Arc::new(unverified),
-        }
+        Self { verified: Arc::new(verified), unverified: Arc::new(unverified) }
     }
 }
 

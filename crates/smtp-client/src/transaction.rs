@@ -33,10 +33,8 @@ impl SmtpClient {
         } else {
             self.stepwise_envelope(&mail, recipients).await?
         };
-        let mut results: Vec<RecipientResult> = rcpt_replies
-            .into_iter()
-            .map(|reply| check(Phase::RcptTo, reply, 250))
-            .collect();
+        let mut results: Vec<RecipientResult> =
+            rcpt_replies.into_iter().map(|reply| check(Phase::RcptTo, reply, 250)).collect();
         let accepted: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
         let Some(data_reply) = data_reply else {
             return Ok(results);
@@ -94,8 +92,7 @@ impl SmtpClient {
         self.expect(Phase::MailFrom, 250).await?;
         let mut rcpt_replies = Vec::with_capacity(recipients.len());
         for r in recipients {
-            self.write(Phase::RcptTo, format!("RCPT TO:<{r}>\r\n").as_bytes())
-                .await?;
+            self.write(Phase::RcptTo, format!("RCPT TO:<{r}>\r\n").as_bytes()).await?;
             rcpt_replies.push(self.read_reply(Phase::RcptTo).await?);
         }
         if !rcpt_replies.iter().any(|r| r.is_positive()) {

@@ -14,19 +14,13 @@ async fn binds_the_source_and_reuses_the_connection() {
     let mut client = SmtpClient::connect(&options("127.0.0.2", &sink)).await.unwrap();
     assert!(client.capabilities().pipelining);
     for n in 0..3 {
-        let reply = client
-            .send("a@x.test", &format!("r{n}@y.test"), b"Subject: t\r\n\r\n.dot\r\n")
-            .await
-            .unwrap();
+        let reply = client.send("a@x.test", &format!("r{n}@y.test"), b"Subject: t\r\n\r\n.dot\r\n").await.unwrap();
         assert_eq!(reply.code, 250);
     }
     client.quit().await;
     let got = sink.received();
     assert_eq!(got.len(), 3);
-    assert!(
-        got.iter()
-            .all(|m| m.peer.ip().to_string() == "127.0.0.2" && m.ehlo == "mta2.test")
-    );
+    assert!(got.iter().all(|m| m.peer.ip().to_string() == "127.0.0.2" && m.ehlo == "mta2.test"));
     assert_eq!(got[0].data, b"Subject: t\r\n\r\n.dot\r\n");
     assert_eq!(sink.total_connections(), 1);
 }
@@ -46,13 +40,7 @@ async fn replies_are_classified() {
     assert!(!temp.is_permanent() && temp.connection_usable());
     let perm = client.send("a@x.test", "perm@y.test", b"x\r\n").await.unwrap_err();
     assert!(perm.is_permanent());
-    assert!(matches!(
-        perm,
-        ClientError::Rejected {
-            phase: Phase::DataDot,
-            ..
-        }
-    ));
+    assert!(matches!(perm, ClientError::Rejected { phase: Phase::DataDot, .. }));
     assert_eq!(perm.reply().unwrap().enhanced.unwrap().to_string(), "5.1.1");
 }
 
@@ -74,11 +62,7 @@ async fn several_recipients_share_one_transaction() {
     let sink = Sink::start().await;
     let mut client = SmtpClient::connect(&options("127.0.0.2", &sink)).await.unwrap();
     let results = client
-        .send_batch(
-            "a@x.test",
-            &["r1@y.test", "r2@y.test", "r3@y.test"],
-            b"Subject: t\r\n\r\nx\r\n",
-        )
+        .send_batch("a@x.test", &["r1@y.test", "r2@y.test", "r3@y.test"], b"Subject: t\r\n\r\nx\r\n")
         .await
         .unwrap();
     assert!(results.iter().all(|r| r.is_ok()));
@@ -92,10 +76,7 @@ async fn lmtp_answers_each_recipient() {
     let mut opts = options("127.0.0.2", &sink);
     opts.lmtp = true;
     let mut client = SmtpClient::connect(&opts).await.unwrap();
-    let results = client
-        .send_batch("a@x.test", &["r1@y.test", "r2@y.test"], b"x\r\n")
-        .await
-        .unwrap();
+    let results = client.send_batch("a@x.test", &["r1@y.test", "r2@y.test"], b"x\r\n").await.unwrap();
     assert_eq!(results.len(), 2);
     assert!(results.iter().all(|r| r.is_ok()));
     // The connection is still in step: another transaction works.

@@ -20,25 +20,18 @@ fn accept_all() -> petrel_testkit::ReplyScript {
 #[tokio::test]
 async fn opportunistic_encrypts_when_offered() {
     let sink = Sink::start_tls(accept_all()).await;
-    let mut client = SmtpClient::connect(&options(&sink, TlsMode::Opportunistic))
-        .await
-        .unwrap();
+    let mut client = SmtpClient::connect(&options(&sink, TlsMode::Opportunistic)).await.unwrap();
     let (version, cipher) = client.tls_info().cloned().expect("TLS negotiated");
     assert!(version.starts_with("TLSv1_"), "{version}");
     assert!(!cipher.is_empty());
-    client
-        .send("a@x.test", "b@y.test", b"Subject: t\r\n\r\nsecret\r\n")
-        .await
-        .unwrap();
+    client.send("a@x.test", "b@y.test", b"Subject: t\r\n\r\nsecret\r\n").await.unwrap();
     assert!(sink.received()[0].tls.is_some(), "the sink saw the message over TLS");
 }
 
 #[tokio::test]
 async fn opportunistic_stays_clear_when_not_offered() {
     let sink = Sink::start().await;
-    let mut client = SmtpClient::connect(&options(&sink, TlsMode::Opportunistic))
-        .await
-        .unwrap();
+    let mut client = SmtpClient::connect(&options(&sink, TlsMode::Opportunistic)).await.unwrap();
     assert!(client.tls_info().is_none());
     client.send("a@x.test", "b@y.test", b"x\r\n").await.unwrap();
 }
@@ -46,29 +39,18 @@ async fn opportunistic_stays_clear_when_not_offered() {
 #[tokio::test]
 async fn required_never_falls_back_to_clear() {
     let plain = Sink::start().await;
-    let err = SmtpClient::connect(&options(&plain, TlsMode::Required))
-        .await
-        .err()
-        .expect("refused");
+    let err = SmtpClient::connect(&options(&plain, TlsMode::Required)).await.err().expect("refused");
     assert!(matches!(err, ClientError::Tls { .. }) && !err.is_permanent(), "{err}");
-    let err = SmtpClient::connect(&options(&plain, TlsMode::RequiredInsecure))
-        .await
-        .err()
-        .expect("refused");
+    let err = SmtpClient::connect(&options(&plain, TlsMode::RequiredInsecure)).await.err().expect("refused");
     assert!(matches!(err, ClientError::Tls { .. }), "{err}");
 }
 
 #[tokio::test]
 async fn required_verifies_the_certificate_and_insecure_does_not() {
     let sink = Sink::start_tls(accept_all()).await;
-    let err = SmtpClient::connect(&options(&sink, TlsMode::Required))
-        .await
-        .err()
-        .expect("self-signed refused");
+    let err = SmtpClient::connect(&options(&sink, TlsMode::Required)).await.err().expect("self-signed refused");
     assert!(err.to_string().contains("handshake"), "{err}");
-    let client = SmtpClient::connect(&options(&sink, TlsMode::RequiredInsecure))
-        .await
-        .unwrap();
+    let client = SmtpClient::connect(&options(&sink, TlsMode::RequiredInsecure)).await.unwrap();
     assert!(client.tls_info().is_some());
 }
 

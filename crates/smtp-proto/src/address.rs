@@ -67,10 +67,7 @@ fn parse_mailbox(path: &str) -> Result<Mailbox, &'static str> {
     let mailbox = strip_source_route(path)?;
     let (local, domain) = split_local(mailbox)?;
     check_domain(domain)?;
-    Ok(Mailbox {
-        local: local.to_string(),
-        domain: domain.to_string(),
-    })
+    Ok(Mailbox { local: local.to_string(), domain: domain.to_string() })
 }
 
 /// `@a,@b:user@c` → `user@c`; the route's hosts must still be domains.
@@ -137,9 +134,7 @@ fn check_domain(domain: &str) -> Result<(), &'static str> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && !c.is_control()));
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && !c.is_control()));
         if !valid {
             return Err("invalid domain");
         }

@@ -90,11 +90,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
 }
 
 fn no_args(rest: &str, cmd: Command) -> Result<Command, CommandError> {
-    if rest.trim().is_empty() {
-        Ok(cmd)
-    } else {
-        Err(CommandError::Syntax("this command takes no arguments"))
-    }
+    if rest.trim().is_empty() { Ok(cmd) } else { Err(CommandError::Syntax("this command takes no arguments")) }
 }
 
 fn hello_domain(rest: &str) -> Result<String, CommandError> {
@@ -113,19 +109,13 @@ fn strip_keyword<'a>(rest: &'a str, keyword: &str) -> Option<&'a str> {
 fn parse_mail(rest: &str) -> Result<Command, CommandError> {
     let after = strip_keyword(rest, "FROM:").ok_or(CommandError::Syntax("expected MAIL FROM:<address>"))?;
     let (path, rest) = parse_reverse_path(after).map_err(CommandError::Syntax)?;
-    Ok(Command::MailFrom {
-        path,
-        params: parse_params(rest)?,
-    })
+    Ok(Command::MailFrom { path, params: parse_params(rest)? })
 }
 
 fn parse_rcpt(rest: &str) -> Result<Command, CommandError> {
     let after = strip_keyword(rest, "TO:").ok_or(CommandError::Syntax("expected RCPT TO:<address>"))?;
     let (path, rest) = parse_forward_path(after).map_err(CommandError::Syntax)?;
-    Ok(Command::RcptTo {
-        path,
-        params: parse_params(rest)?,
-    })
+    Ok(Command::RcptTo { path, params: parse_params(rest)? })
 }
 
 fn parse_params(rest: &str) -> Result<Vec<EsmtpParam>, CommandError> {
@@ -142,10 +132,7 @@ fn parse_params(rest: &str) -> Result<Vec<EsmtpParam>, CommandError> {
             if !valid {
                 return Err(CommandError::Syntax("malformed ESMTP parameter"));
             }
-            Ok(EsmtpParam {
-                keyword: keyword.to_ascii_uppercase(),
-                value,
-            })
+            Ok(EsmtpParam { keyword: keyword.to_ascii_uppercase(), value })
         })
         .collect()
 }
@@ -157,10 +144,7 @@ fn parse_auth(rest: &str) -> Result<Command, CommandError> {
     if words.next().is_some() {
         return Err(CommandError::Syntax("too many AUTH arguments"));
     }
-    Ok(Command::Auth {
-        mechanism: mechanism.to_ascii_uppercase(),
-        initial,
-    })
+    Ok(Command::Auth { mechanism: mechanism.to_ascii_uppercase(), initial })
 }
 
 #[cfg(test)]
@@ -169,10 +153,7 @@ mod tests {
 
     #[test]
     fn verbs_are_case_insensitive() {
-        assert_eq!(
-            parse_command(b"ehlo client.example").unwrap(),
-            Command::Ehlo("client.example".into())
-        );
+        assert_eq!(parse_command(b"ehlo client.example").unwrap(), Command::Ehlo("client.example".into()));
         assert_eq!(parse_command(b"QuIt").unwrap(), Command::Quit);
         assert_eq!(parse_command(b"NOOP anything").unwrap(), Command::Noop);
     }
@@ -180,9 +161,7 @@ mod tests {
     #[test]
     fn mail_with_params() {
         let cmd = parse_command(b"MAIL FROM:<a@b.example> size=100 BODY=8BITMIME SMTPUTF8").unwrap();
-        let Command::MailFrom { path, params } = cmd else {
-            panic!("not MAIL")
-        };
+        let Command::MailFrom { path, params } = cmd else { panic!("not MAIL") };
         assert!(matches!(path, ReversePath::Mailbox(_)));
         let keys: Vec<_> = params.iter().map(|p| p.keyword.as_str()).collect();
         assert_eq!(keys, ["SIZE", "BODY", "SMTPUTF8"]);

@@ -62,13 +62,7 @@ pub struct DataReceiver {
 
 impl DataReceiver {
     pub fn new(max_size: usize) -> Self {
-        Self {
-            state: State::LineStart,
-            line_len: 0,
-            max_size,
-            message: Vec::new(),
-            error: None,
-        }
+        Self { state: State::LineStart, line_len: 0, max_size, message: Vec::new(), error: None }
     }
 
     /// Feed the next bytes from the client.

@@ -45,11 +45,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(code: u16, enhanced: Option<&str>, text: impl Into<String>) -> Self {
-        Self {
-            code,
-            enhanced: enhanced.and_then(EnhancedCode::parse),
-            text: text.into(),
-        }
+        Self { code, enhanced: enhanced.and_then(EnhancedCode::parse), text: text.into() }
     }
 
     pub fn is_positive(&self) -> bool {
@@ -65,11 +61,7 @@ impl Reply {
     /// Wire form, one `code-` line per line of text and `code ` on the last.
     pub fn to_wire(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.text.len() + 16);
-        let lines: Vec<&str> = if self.text.is_empty() {
-            vec![""]
-        } else {
-            self.text.split('\n').collect()
-        };
+        let lines: Vec<&str> = if self.text.is_empty() { vec![""] } else { self.text.split('\n').collect() };
         for (i, line) in lines.iter().enumerate() {
             let sep = if i + 1 == lines.len() { ' ' } else { '-' };
             out.extend_from_slice(format!("{}{}", self.code, sep).as_bytes());
@@ -113,11 +105,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
     let mut lines: Vec<String> = Vec::new();
     loop {
         let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') else {
-            return if buf.len() > MAX_REPLY {
-                Err(ReplyError::TooLong(MAX_REPLY))
-            } else {
-                Ok(None)
-            };
+            return if buf.len() > MAX_REPLY { Err(ReplyError::TooLong(MAX_REPLY)) } else { Ok(None) };
         };
         let raw = &buf[pos..pos + nl];
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -146,11 +134,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
         }
         lines.push(text);
         if last {
-            let reply = Reply {
-                code: this_code,
-                enhanced,
-                text: lines.join("\n"),
-            };
+            let reply = Reply { code: this_code, enhanced, text: lines.join("\n") };
             return Ok(Some((reply, pos)));
         }
         if pos > MAX_REPLY {

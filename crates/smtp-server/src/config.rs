@@ -26,10 +26,7 @@ impl ListenerConfig {
         Self {
             listen,
             hostname: hostname.into(),
-            relay_hosts: ["127.0.0.1", "::1"]
-                .iter()
-                .map(|h| parse_cidr(h).expect("valid"))
-                .collect(),
+            relay_hosts: ["127.0.0.1", "::1"].iter().map(|h| parse_cidr(h).expect("valid")).collect(),
             max_message_size: 20 * 1024 * 1024,
             max_recipients_per_message: 1024,
             client_timeout: Duration::from_secs(300),

@@ -61,11 +61,7 @@ impl Listener {
             }
         });
         tracing::info!(listen = %local_addr, "ESMTP listener started");
-        Ok(Self {
-            local_addr,
-            config,
-            stop,
-        })
+        Ok(Self { local_addr, config, stop })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -13,25 +13,13 @@ use std::sync::Arc;
 fn rejection(code: u16, text: &str) -> Reply {
     let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
     match EnhancedCode::parse(first) {
-        Some(enhanced) => Reply {
-            code,
-            enhanced: Some(enhanced),
-            text: rest.to_string(),
-        },
-        None => Reply {
-            code,
-            enhanced: None,
-            text: text.to_string(),
-        },
+        Some(enhanced) => Reply { code, enhanced: Some(enhanced), text: rest.to_string() },
+        None => Reply { code, enhanced: None, text: text.to_string() },
     }
 }
 
 fn response_info(reply: &Reply) -> ResponseInfo {
-    ResponseInfo {
-        code: reply.code,
-        enhanced_code: reply.enhanced.map(|e| e.to_string()),
-        content: reply.text.clone(),
-    }
+    ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
 }
 
 pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
@@ -53,19 +41,14 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
         hostname: session.config.hostname.clone(),
         ehlo_domain: session.ehlo.clone(),
     };
-    let mut messages: Vec<Message> = session
-        .recipients
-        .iter()
-        .map(|r| Message::new(sender.clone(), r.clone(), body.clone()))
-        .collect();
+    let mut messages: Vec<Message> =
+        session.recipients.iter().map(|r| Message::new(sender.clone(), r.clone(), body.clone())).collect();
     for message in &mut messages {
         match handles.policy.message_received(message, &conn).await {
             Ok(()) => {}
             Err(PolicyError::Reject { code, text }) => {
                 let reply = rejection(code, &text);
-                let mut record = handles
-                    .logger
-                    .record(RecordType::Rejection, message, response_info(&reply));
+                let mut record = handles.logger.record(RecordType::Rejection, message, response_info(&reply));
                 record.peer_address = Some(conn.received_from.clone());
                 record.reception_protocol = Some("ESMTP".into());
                 handles.logger.log(record);
@@ -84,9 +67,7 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
     let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
     let reply = Reply::new(250, Some("2.0.0"), format!("OK ids={}", ids.join(",")));
     for message in messages {
-        let mut record = handles
-            .logger
-            .record(RecordType::Reception, &message, response_info(&reply));
+        let mut record = handles.logger.record(RecordType::Reception, &message, response_info(&reply));
         record.peer_address = Some(conn.received_from.clone());
         record.reception_protocol = Some("ESMTP".into());
         handles.logger.log(record);

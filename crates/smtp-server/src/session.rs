@@ -195,8 +195,7 @@ impl Session {
         if self.recipients.is_empty() {
             return Ok(reply(554, "5.5.1", "No valid recipients"));
         }
-        self.send(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"))
-            .await?;
+        self.send(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>")).await?;
         let mut rx = DataReceiver::new(self.config.max_message_size);
         loop {
             if let DataStatus::Done(used) = rx.feed(&self.buf) {

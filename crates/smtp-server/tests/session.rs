@@ -20,20 +20,11 @@ struct Server {
 
 async fn server(configure: impl FnOnce(&mut ListenerConfig)) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let spool: Arc<dyn Spool> = Arc::new(
-        RocksSpool::open(&SpoolPaths {
-            meta: dir.path().into(),
-            data: dir.path().into(),
-        })
-        .unwrap(),
-    );
+    let spool: Arc<dyn Spool> =
+        Arc::new(RocksSpool::open(&SpoolPaths { meta: dir.path().into(), data: dir.path().into() }).unwrap());
     let shutdown = CancellationToken::new();
-    let (queues, due) = QueueManager::new(
-        Arc::new(QueueConfig::default()),
-        spool.clone(),
-        Logger::disabled(),
-        shutdown.clone(),
-    );
+    let (queues, due) =
+        QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
     std::mem::forget(due); // nothing is delivered in these tests
     let handles = Arc::new(ServerHandles {
         spool: spool.clone(),
@@ -44,12 +35,7 @@ async fn server(configure: impl FnOnce(&mut ListenerConfig)) -> Server {
     let mut config = ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test");
     configure(&mut config);
     let listener = Listener::start(config, handles, &shutdown).await.unwrap();
-    Server {
-        addr: listener.local_addr(),
-        spool,
-        _dir: dir,
-        _shutdown: shutdown.drop_guard(),
-    }
+    Server { addr: listener.local_addr(), spool, _dir: dir, _shutdown: shutdown.drop_guard() }
 }
 
 struct Client {
@@ -60,9 +46,7 @@ impl Client {
     async fn connect(server: &Server, from: &str) -> Client {
         let socket = TcpSocket::new_v4().unwrap();
         socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-        let mut client = Client {
-            stream: socket.connect(server.addr).await.unwrap(),
-        };
+        let mut client = Client { stream: socket.connect(server.addr).await.unwrap() };
         assert!(client.read().await.starts_with("220 "));
         client
     }
@@ -102,18 +86,12 @@ async fn one_message_per_recipient_is_spooled_before_250() {
         assert!(ehlo.contains(ext), "{ehlo}");
     }
     // Pipelined envelope: four replies in order.
-    c.stream
-        .write_all(b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@z.test>\r\nDATA\r\n")
-        .await
-        .unwrap();
+    c.stream.write_all(b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@z.test>\r\nDATA\r\n").await.unwrap();
     let mut replies = String::new();
     while replies.matches("\r\n").count() < 4 {
         replies.push_str(&c.read().await);
     }
-    assert!(
-        replies.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"),
-        "{replies}"
-    );
+    assert!(replies.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"), "{replies}");
     let done = c.send(b"Subject: hi\r\n\r\nhello\r\n.\r\n").await;
     assert!(done.starts_with("250 2.0.0 OK ids="), "{done}");
     let spooled = s.spool.enumerate().unwrap();
@@ -154,17 +132,9 @@ async fn bare_line_endings_and_limits_get_rfc_replies() {
     let mut c = Client::connect(&s, "127.0.0.1").await;
     c.cmd("EHLO client.test").await;
     start(&mut c).await;
-    assert!(
-        c.send(b"Subject: x\r\n\r\nbare\nLF\r\n.\r\n")
-            .await
-            .starts_with("550 5.6.0")
-    );
+    assert!(c.send(b"Subject: x\r\n\r\nbare\nLF\r\n.\r\n").await.starts_with("550 5.6.0"));
     start(&mut c).await;
-    assert!(
-        c.send(b"Subject: x\r\n\r\nsmuggle\n.\nMAIL FROM:<e@x>\r\n.\r\n")
-            .await
-            .starts_with("550 5.6.0")
-    );
+    assert!(c.send(b"Subject: x\r\n\r\nsmuggle\n.\nMAIL FROM:<e@x>\r\n.\r\n").await.starts_with("550 5.6.0"));
     start(&mut c).await;
     let long = format!("{}\r\n.\r\n", "a".repeat(999));
     assert!(c.send(long.as_bytes()).await.starts_with("500 5.5.2"));
@@ -176,11 +146,7 @@ async fn bare_line_endings_and_limits_get_rfc_replies() {
     assert!(c.cmd("RCPT TO:<1@y.test>").await.starts_with("250"));
     assert!(c.cmd("RCPT TO:<2@y.test>").await.starts_with("250"));
     assert!(c.cmd("RCPT TO:<3@y.test>").await.starts_with("452 4.5.3"));
-    assert!(
-        c.cmd(&format!("NOOP {}", "x".repeat(600)))
-            .await
-            .starts_with("500 5.5.2")
-    );
+    assert!(c.cmd(&format!("NOOP {}", "x".repeat(600))).await.starts_with("500 5.5.2"));
     assert!(c.cmd("RSET").await.starts_with("250"));
     assert!(s.spool.enumerate().unwrap().is_empty(), "nothing refused was spooled");
 }

@@ -43,6 +43,8 @@ pub trait Spool: Send + Sync + 'static {
     /// Forget a message after its final outcome. Survives a process crash;
     /// an OS crash may bring the message back (a duplicate, never a loss).
     async fn remove(&self, id: SpoolId) -> Result<(), SpoolError>;
+    /// The meta record of a spooled message (body not loaded).
+    async fn load_meta(&self, id: SpoolId) -> Result<Message, SpoolError>;
     /// The body of a spooled message.
     async fn load_data(&self, id: SpoolId) -> Result<Arc<[u8]>, SpoolError>;
     /// Every spooled message's meta (bodies not loaded), for re-queueing at

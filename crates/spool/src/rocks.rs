@@ -77,31 +77,20 @@ fn open(path: &Path) -> Result<Arc<DB>, SpoolError> {
 impl RocksSpool {
     pub fn open(paths: &SpoolPaths) -> Result<Self, SpoolError> {
         let meta = open(&paths.meta)?;
-        let data = if paths.data == paths.meta {
-            meta.clone()
-        } else {
-            open(&paths.data)?
-        };
+        let data = if paths.data == paths.meta { meta.clone() } else { open(&paths.data)? };
         let (tx, rx) = mpsc::channel();
         let (m, d) = (meta.clone(), data.clone());
         let thread = std::thread::Builder::new()
             .name("petrel-spool".into())
             .spawn(move || write_loop(rx, m, d))
             .map_err(|e| SpoolError::Storage(format!("cannot start the spool writer: {e}")))?;
-        Ok(Self {
-            meta,
-            data,
-            writer: Some(tx),
-            writer_thread: Some(thread),
-        })
+        Ok(Self { meta, data, writer: Some(tx), writer_thread: Some(thread) })
     }
 
     async fn submit(&self, ops: Vec<Op>, durable: bool) -> Result<(), SpoolError> {
         let (done, wait) = oneshot::channel();
         let writer = self.writer.as_ref().ok_or(SpoolError::Closed)?;
-        writer
-            .send(Request { ops, durable, done })
-            .map_err(|_| SpoolError::Closed)?;
+        writer.send(Request { ops, durable, done }).map_err(|_| SpoolError::Closed)?;
         wait.await.map_err(|_| SpoolError::Closed)?
     }
 }
@@ -123,11 +112,7 @@ fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>) {
         // along, or go unsynced: a process crash keeps them (they reached
         // the OS), and only an OS crash could undo them, which costs at most
         // a duplicate delivery, never a lost message.
-        let options = if group.iter().any(|r| r.durable) {
-            &synced
-        } else {
-            &unsynced
-        };
+        let options = if group.iter().any(|r| r.durable) { &synced } else { &unsynced };
         let result = apply(&group, &meta, &data, same, options);
         for request in group {
             let _ = request.done.send(result.clone().map_err(SpoolError::Storage));
@@ -136,10 +121,7 @@ fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>) {
 }
 
 fn apply(group: &[Request], meta: &DB, data: &DB, same: bool, sync: &WriteOptions) -> Result<(), String> {
-    let (meta_cf, data_cf) = (
-        meta.cf_handle(META_CF).expect("meta cf"),
-        data.cf_handle(DATA_CF).expect("data cf"),
-    );
+    let (meta_cf, data_cf) = (meta.cf_handle(META_CF).expect("meta cf"), data.cf_handle(DATA_CF).expect("data cf"));
     let mut meta_batch = WriteBatch::default();
     let mut data_batch = WriteBatch::default();
     for op in group.iter().flat_map(|r| &r.ops) {
@@ -172,10 +154,7 @@ fn apply(group: &[Request], meta: &DB, data: &DB, same: bool, sync: &WriteOption
 }
 
 fn encode(message: &Message) -> Result<Vec<u8>, SpoolError> {
-    serde_json::to_vec(message).map_err(|e| SpoolError::Corrupt {
-        key: message.id.to_string(),
-        reason: e.to_string(),
-    })
+    serde_json::to_vec(message).map_err(|e| SpoolError::Corrupt { key: message.id.to_string(), reason: e.to_string() })
 }
 
 #[async_trait]
@@ -193,12 +172,25 @@ impl Spool for RocksSpool {
     }
 
     async fn update_meta(&self, message: &Message) -> Result<(), SpoolError> {
-        self.submit(vec![Op::Put(message.id, encode(message)?, None)], false)
-            .await
+        self.submit(vec![Op::Put(message.id, encode(message)?, None)], false).await
     }
 
     async fn remove(&self, id: SpoolId) -> Result<(), SpoolError> {
         self.submit(vec![Op::Delete(id)], false).await
+    }
+
+    async fn load_meta(&self, id: SpoolId) -> Result<Message, SpoolError> {
+        let db = self.meta.clone();
+        tokio::task::spawn_blocking(move || {
+            let cf = db.cf_handle(META_CF).expect("meta cf");
+            match db.get_pinned_cf(cf, id.as_bytes()).map_err(storage)? {
+                Some(record) => serde_json::from_slice(&record)
+                    .map_err(|e| SpoolError::Corrupt { key: id.to_string(), reason: e.to_string() }),
+                None => Err(SpoolError::NotFound(id)),
+            }
+        })
+        .await
+        .map_err(|e| SpoolError::Storage(format!("spool read task failed: {e}")))?
     }
 
     async fn load_data(&self, id: SpoolId) -> Result<Arc<[u8]>, SpoolError> {
@@ -221,10 +213,8 @@ impl Spool for RocksSpool {
         let mut messages = Vec::new();
         for item in self.meta.iterator_cf(meta_cf, IteratorMode::Start) {
             let (key, value) = item.map_err(storage)?;
-            let mut message: Message = serde_json::from_slice(&value).map_err(|e| SpoolError::Corrupt {
-                key: format!("{key:02x?}"),
-                reason: e.to_string(),
-            })?;
+            let mut message: Message = serde_json::from_slice(&value)
+                .map_err(|e| SpoolError::Corrupt { key: format!("{key:02x?}"), reason: e.to_string() })?;
             if self.data.get_pinned_cf(data_cf, &key).map_err(storage)?.is_none() {
                 // Only a removal interrupted between the two databases does this.
                 tracing::warn!(id = %message.id, "spooled meta has no body; dropping it");

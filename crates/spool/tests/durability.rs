@@ -46,10 +46,7 @@ async fn round_trip(paths: SpoolPaths) {
     let spool = RocksSpool::open(&paths).unwrap();
     let back = spool.enumerate().unwrap();
     assert_eq!(back.len(), 151);
-    assert!(
-        back.iter()
-            .all(|m| m.data.is_none() && m.meta_str("tenant") == Some("t"))
-    );
+    assert!(back.iter().all(|m| m.data.is_none() && m.meta_str("tenant") == Some("t")));
     let last = back.iter().find(|m| m.id == *ids.last().unwrap()).unwrap();
     assert_eq!(last.num_attempts, 3);
     let body = spool.load_data(ids[100]).await.unwrap();
@@ -60,19 +57,11 @@ async fn round_trip(paths: SpoolPaths) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_database() {
     let dir = tempfile::tempdir().unwrap();
-    round_trip(SpoolPaths {
-        meta: dir.path().into(),
-        data: dir.path().into(),
-    })
-    .await;
+    round_trip(SpoolPaths { meta: dir.path().into(), data: dir.path().into() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_meta_and_data_databases() {
     let dir = tempfile::tempdir().unwrap();
-    round_trip(SpoolPaths {
-        meta: dir.path().join("meta"),
-        data: dir.path().join("data"),
-    })
-    .await;
+    round_trip(SpoolPaths { meta: dir.path().join("meta"), data: dir.path().join("data") }).await;
 }

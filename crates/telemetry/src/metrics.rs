@@ -31,10 +31,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let messages = IntCounterVec::new(
-            Opts::new(
-                "petrel_messages_total",
-                "Message events by type, egress pool and egress source",
-            ),
+            Opts::new("petrel_messages_total", "Message events by type, egress pool and egress source"),
             &["event", "egress_pool", "egress_source"],
         )
         .expect("valid metric");
@@ -64,21 +61,11 @@ impl Metrics {
         ] {
             registry.register(c).expect("unique metric names");
         }
-        Self {
-            registry,
-            messages,
-            scheduled_messages,
-            ready_messages,
-            connections,
-            lua_event_seconds,
-            reload_failures,
-        }
+        Self { registry, messages, scheduled_messages, ready_messages, connections, lua_event_seconds, reload_failures }
     }
 
     pub fn count(&self, event: &str, pool: Option<&str>, source: Option<&str>) {
-        self.messages
-            .with_label_values(&[event, pool.unwrap_or(""), source.unwrap_or("")])
-            .inc();
+        self.messages.with_label_values(&[event, pool.unwrap_or(""), source.unwrap_or("")]).inc();
     }
 
     /// Count an open connection from `source` until the guard is dropped.
@@ -97,9 +84,7 @@ impl Metrics {
     /// The Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding");
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding");
         String::from_utf8(out).expect("text format is UTF-8")
     }
 }

@@ -58,11 +58,7 @@ impl Logger {
 
     /// A logger that only counts (no log directory configured).
     pub fn counting(metrics: Arc<Metrics>) -> Self {
-        Self {
-            tx: None,
-            config: None,
-            metrics,
-        }
+        Self { tx: None, config: None, metrics }
     }
 
     /// Start a writer under `config.log_dir`.
@@ -71,17 +67,9 @@ impl Logger {
         let (tx, rx) = mpsc::channel::<LogRecord>();
         let cfg = Arc::new(config.clone());
         let writer_cfg = cfg.clone();
-        let handle = std::thread::Builder::new()
-            .name("petrel-logs".into())
-            .spawn(move || write_loop(rx, &writer_cfg))?;
-        Ok((
-            Self {
-                tx: Some(tx),
-                config: Some(cfg),
-                metrics,
-            },
-            handle,
-        ))
+        let handle =
+            std::thread::Builder::new().name("petrel-logs".into()).spawn(move || write_loop(rx, &writer_cfg))?;
+        Ok((Self { tx: Some(tx), config: Some(cfg), metrics }, handle))
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -104,8 +92,7 @@ impl Logger {
 
     pub fn log(&self, mut record: LogRecord) {
         let event = format!("{:?}", record.kind);
-        self.metrics
-            .count(&event, record.egress_pool.as_deref(), record.egress_source.as_deref());
+        self.metrics.count(&event, record.egress_pool.as_deref(), record.egress_source.as_deref());
         if let Some(keep) = self.config.as_ref().and_then(|c| c.meta.as_ref()) {
             record.meta.retain(|k, _| keep.contains(k));
         }
@@ -126,25 +113,14 @@ struct Segment {
 fn open_segment(config: &LogConfig) -> std::io::Result<Segment> {
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S%.6f");
     let compressed = config.compression_level > 0;
-    let name = if compressed {
-        format!("{stamp}.jsonl.zst")
-    } else {
-        format!("{stamp}.jsonl")
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.log_dir.join(name))?;
+    let name = if compressed { format!("{stamp}.jsonl.zst") } else { format!("{stamp}.jsonl") };
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(config.log_dir.join(name))?;
     let out: Box<dyn Write + Send> = if compressed {
         Box::new(zstd::Encoder::new(file, config.compression_level)?.auto_finish())
     } else {
         Box::new(std::io::BufWriter::new(file))
     };
-    Ok(Segment {
-        out,
-        written: 0,
-        opened: Instant::now(),
-    })
+    Ok(Segment { out, written: 0, opened: Instant::now() })
 }
 
 fn write_loop(rx: mpsc::Receiver<LogRecord>, config: &LogConfig) {
@@ -256,11 +232,7 @@ mod tests {
         config.headers = vec!["Subject".into()];
         let metrics = Arc::new(Metrics::new());
         let (logger, handle) = Logger::start(&config, metrics.clone()).unwrap();
-        let response = ResponseInfo {
-            code: 250,
-            enhanced_code: Some("2.0.0".into()),
-            content: "ok".into(),
-        };
+        let response = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "ok".into() };
         for _ in 0..20 {
             logger.log(logger.record(RecordType::Reception, &message(), response.clone()));
         }

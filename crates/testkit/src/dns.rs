@@ -28,10 +28,7 @@ fn name(n: &str) -> Name {
 
 impl Zone {
     pub fn new() -> Self {
-        Self {
-            ttl: 300,
-            ..Default::default()
-        }
+        Self { ttl: 300, ..Default::default() }
     }
 
     /// TTL for the records added after this call.
@@ -87,10 +84,7 @@ impl Zone {
             Some(records) => {
                 let wanted = q.query_type;
                 response.add_answers(
-                    records
-                        .iter()
-                        .filter(|r| r.record_type() == wanted || wanted == RecordType::ANY)
-                        .cloned(),
+                    records.iter().filter(|r| r.record_type() == wanted || wanted == RecordType::ANY).cloned(),
                 );
             }
         }
@@ -152,11 +146,7 @@ impl DnsServer {
                 });
             }
         });
-        DnsServer {
-            addr,
-            queries,
-            tasks: vec![udp_task, tcp_task],
-        }
+        DnsServer { addr, queries, tasks: vec![udp_task, tcp_task] }
     }
 
     pub fn addr(&self) -> SocketAddr {

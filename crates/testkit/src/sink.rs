@@ -171,13 +171,7 @@ async fn serve(
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     stream.write_all(b"220 sink.test ESMTP\r\n").await?;
-    let mut conn = Conn {
-        peer,
-        state,
-        script,
-        offer_tls: tls.is_some(),
-        tls: None,
-    };
+    let mut conn = Conn { peer, state, script, offer_tls: tls.is_some(), tls: None };
     let mut buf = Vec::new();
     if let (End::StartTls, Some(acceptor)) = (session(&mut stream, &mut buf, &conn).await?, tls) {
         let mut secured = acceptor.accept(stream).await?;
@@ -258,10 +252,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 if (200..300).contains(&code) {
                     let mut received = conn.state.received.lock();
                     for r in &msg.recipients {
-                        received.push(Received {
-                            recipients: vec![r.clone()],
-                            ..msg.clone()
-                        });
+                        received.push(Received { recipients: vec![r.clone()], ..msg.clone() });
                     }
                 }
                 // LMTP answers the end of data once per recipient.
@@ -305,9 +296,7 @@ async fn read_data<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> s
     loop {
         if let DataStatus::Done(used) = rx.feed(buf) {
             buf.drain(..used);
-            return rx
-                .finish()
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+            return rx.finish().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
         }
         buf.clear();
         let mut chunk = [0u8; 8192];

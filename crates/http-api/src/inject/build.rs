@@ -34,11 +34,9 @@ impl Templates {
         match content {
             Content::Raw(text) => add("content".into(), text)?,
             Content::Builder(b) => {
-                for (field, value) in [
-                    ("subject", &b.subject),
-                    ("text_body", &b.text_body),
-                    ("html_body", &b.html_body),
-                ] {
+                for (field, value) in
+                    [("subject", &b.subject), ("text_body", &b.text_body), ("html_body", &b.html_body)]
+                {
                     if let Some(v) = value {
                         add(format!("content.{field}"), v)?;
                     }
@@ -65,11 +63,7 @@ impl Templates {
         ctx: &minijinja::Value,
         recipient: usize,
     ) -> Result<Option<String>, ApiError> {
-        if present {
-            self.render(name, ctx, recipient).map(Some)
-        } else {
-            Ok(None)
-        }
+        if present { self.render(name, ctx, recipient).map(Some) } else { Ok(None) }
     }
 }
 
@@ -103,10 +97,7 @@ pub fn build_messages(request: &InjectRequest) -> Result<Vec<Message>, ApiError>
         address("envelope_sender", &request.envelope_sender)?
     };
     if request.recipients.is_empty() {
-        return Err(ApiError::bad_request(
-            "recipients",
-            "at least one recipient is required",
-        ));
+        return Err(ApiError::bad_request("recipients", "at least one recipient is required"));
     }
     let recipients: Vec<EnvelopeAddress> = request
         .recipients
@@ -144,11 +135,7 @@ fn build_mime(
     envelope_sender: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let mut builder = MessageBuilder::new();
-    let from_email = b
-        .from
-        .as_ref()
-        .map_or(envelope_sender, |f| f.email.as_str())
-        .to_string();
+    let from_email = b.from.as_ref().map_or(envelope_sender, |f| f.email.as_str()).to_string();
     address("content.from.email", &from_email)?;
     builder = builder.from(named(b.from.as_ref().and_then(|f| f.name.clone()), from_email));
     let has = |name: &str| b.headers.keys().any(|k| k.eq_ignore_ascii_case(name));
@@ -165,10 +152,7 @@ fn build_mime(
     for name in b.headers.keys() {
         let value = templates.render(&format!("content.headers.{name}"), ctx, i)?;
         if value.contains(['\r', '\n']) || name.is_empty() || name.contains([':', ' ']) {
-            return Err(ApiError::bad_request(
-                format!("content.headers.{name}"),
-                "invalid header name or value",
-            ));
+            return Err(ApiError::bad_request(format!("content.headers.{name}"), "invalid header name or value"));
         }
         builder = builder.header(name.clone(), Raw::new(value));
     }
@@ -179,27 +163,20 @@ fn build_mime(
         builder = builder.html_body(html);
     }
     if b.text_body.is_none() && b.html_body.is_none() && b.attachments.is_empty() {
-        return Err(ApiError::bad_request(
-            "content",
-            "needs text_body, html_body or attachments",
-        ));
+        return Err(ApiError::bad_request("content", "needs text_body, html_body or attachments"));
     }
     for (n, a) in b.attachments.iter().enumerate() {
         let data = if a.base64 {
-            base64::engine::general_purpose::STANDARD
-                .decode(a.data.trim())
-                .map_err(|e| {
-                    ApiError::bad_request(format!("content.attachments[{n}].data"), format!("invalid base64: {e}"))
-                })?
+            base64::engine::general_purpose::STANDARD.decode(a.data.trim()).map_err(|e| {
+                ApiError::bad_request(format!("content.attachments[{n}].data"), format!("invalid base64: {e}"))
+            })?
         } else {
             a.data.clone().into_bytes()
         };
         let name = a.file_name.clone().unwrap_or_else(|| format!("attachment-{}", n + 1));
         builder = builder.attachment(a.content_type.clone(), name, data);
     }
-    builder
-        .write_to_vec()
-        .map_err(|e| ApiError::bad_request("content", format!("cannot build the message: {e}")))
+    builder.write_to_vec().map_err(|e| ApiError::bad_request("content", format!("cannot build the message: {e}")))
 }
 
 #[cfg(test)]
@@ -253,10 +230,7 @@ mod tests {
             field(r#"{"envelope_sender": "a@b.example", "recipients": [{"email": 5}], "content": "x"}"#),
             "recipients[0].email"
         );
-        assert_eq!(
-            field(r#"{"envelope_sender": "a@b.example", "recipients": "x", "content": "x"}"#),
-            "recipients"
-        );
+        assert_eq!(field(r#"{"envelope_sender": "a@b.example", "recipients": "x", "content": "x"}"#), "recipients");
         let missing = request(r#"{"recipients": [{"email": "c@d.example"}], "content": "x"}"#).unwrap_err();
         assert!(missing.message.contains("envelope_sender"), "{}", missing.message);
     }

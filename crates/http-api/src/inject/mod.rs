@@ -157,17 +157,10 @@ pub async fn inject(
     }
     if let Err(e) = state.spool.store(&accepted).await {
         tracing::error!(error = %e, "cannot spool injected messages");
-        return Err(ApiError::status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the spool cannot accept messages now",
-        ));
+        return Err(ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the spool cannot accept messages now"));
     }
     for message in accepted {
-        let ok = ResponseInfo {
-            code: 250,
-            enhanced_code: Some("2.0.0".into()),
-            content: "injected".into(),
-        };
+        let ok = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "injected".into() };
         let mut record = state.logger.record(RecordType::Reception, &message, ok);
         record.peer_address = Some(auth.peer_address.clone());
         record.reception_protocol = Some("HTTP".into());

@@ -22,15 +22,8 @@ struct Args {
 async fn main() {
     let args = Args::parse();
     let code = args.reply;
-    let sink = Sink::start_at(
-        args.listen,
-        Arc::new(move |_, _| (code, format!("sink replies {code}"))),
-    )
-    .await;
-    println!(
-        "petrel-sink listening on {} (replying {code}); Ctrl-C to stop",
-        sink.addr()
-    );
+    let sink = Sink::start_at(args.listen, Arc::new(move |_, _| (code, format!("sink replies {code}")))).await;
+    println!("petrel-sink listening on {} (replying {code}); Ctrl-C to stop", sink.addr());
     let mut shown = 0;
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {

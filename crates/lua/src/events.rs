@@ -1,0 +1,146 @@
+//! The core's policy traits, answered by the policy's event handlers.
+
+use crate::engine::PolicyEngine;
+use crate::error::describe;
+use crate::kumo::{Rejection, handler};
+use crate::message::{LuaConnMeta, LuaEgressPath, LuaMessage, LuaQueueConfig};
+use crate::specs::{EgressPathSpec, QueueConfigSpec};
+use async_trait::async_trait;
+use mlua::{Lua, LuaSerdeExt, Value};
+use petrel_delivery::{EgressPathConfig, EgressPolicy, EgressPolicyError};
+use petrel_egress::Registry;
+use petrel_http_api::{AuthInfo, InjectPolicy, InjectPolicyError};
+use petrel_message::Message;
+use petrel_queue::{QueueConfig, QueueKey, QueuePolicy, QueuePolicyError};
+use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
+use std::sync::Arc;
+
+fn object<T: serde::Serialize>(value: &T) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(value).expect("serializable") {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// Run a per-message event on a copy of `message` and keep its edits.
+/// `Ok(false)` when the policy has no handler for it.
+async fn message_event(
+    engine: &PolicyEngine,
+    event: &str,
+    message: &mut Message,
+    context: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), mlua::Error> {
+    let edited = engine
+        .call_event(event, |lua| {
+            let Some(func) = handler(lua, event)? else { return Ok(None) };
+            let msg = lua.create_userdata(LuaMessage(message.clone()))?;
+            func.call::<()>((msg.clone(), LuaConnMeta(context)))?;
+            Ok(Some(msg.take::<LuaMessage>()?.0))
+        })
+        .await?;
+    if let Some(edited) = edited {
+        *message = edited;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl SessionPolicy for PolicyEngine {
+    async fn message_received(&self, message: &mut Message, conn: &ConnMeta) -> Result<(), PolicyError> {
+        message_event(self, "smtp_server_message_received", message, object(conn)).await.map_err(|e| {
+            match e.downcast_ref::<Rejection>() {
+                Some(r) => PolicyError::Reject { code: r.code, text: r.text.clone() },
+                None => PolicyError::Failed(describe(&e)),
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl InjectPolicy for PolicyEngine {
+    async fn validate_basic(&self, user: &str, password: &str) -> Result<bool, String> {
+        self.call_event("http_server_validate_auth_basic", |lua| {
+            match handler(lua, "http_server_validate_auth_basic")? {
+                Some(f) => f.call::<bool>((user, password)),
+                None => Ok(false),
+            }
+        })
+        .await
+        .map_err(|e| describe(&e))
+    }
+
+    async fn validate_bearer(&self, token: &str) -> Result<bool, String> {
+        self.call_event("http_server_validate_auth_bearer", |lua| {
+            match handler(lua, "http_server_validate_auth_bearer")? {
+                Some(f) => f.call::<bool>(token),
+                None => Ok(false),
+            }
+        })
+        .await
+        .map_err(|e| describe(&e))
+    }
+
+    async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), InjectPolicyError> {
+        message_event(self, "http_message_generated", message, object(auth)).await.map_err(|e| {
+            match e.downcast_ref::<Rejection>() {
+                Some(r) => InjectPolicyError::Reject { code: r.code, text: r.text.clone() },
+                None => InjectPolicyError::Failed(describe(&e)),
+            }
+        })
+    }
+}
+
+/// An event result that is either our userdata or a plain table.
+fn from_result<T: 'static + Clone, S: serde::de::DeserializeOwned>(
+    lua: &Lua,
+    value: Value,
+    parse: impl FnOnce(S) -> Result<T, String>,
+) -> mlua::Result<Option<T>> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::UserData(ud) => Ok(Some(ud.borrow::<T>()?.clone())),
+        table @ Value::Table(_) => {
+            let spec: S = lua.from_value(table)?;
+            parse(spec).map(Some).map_err(mlua::Error::runtime)
+        }
+        other => Err(mlua::Error::runtime(format!("expected a config object, got {}", other.type_name()))),
+    }
+}
+
+#[async_trait]
+impl QueuePolicy for PolicyEngine {
+    async fn queue_config(&self, key: &QueueKey) -> Result<QueueConfig, QueuePolicyError> {
+        self.call_event("get_queue_config", |lua| {
+            let Some(func) = handler(lua, "get_queue_config")? else { return Ok(None) };
+            let args = (key.domain.clone(), key.tenant.clone(), key.campaign.clone(), key.routing_domain.clone());
+            let value: Value = func.call(args)?;
+            from_result(lua, value, |s: QueueConfigSpec| s.into_config().map(LuaQueueConfig))
+        })
+        .await
+        .map(|c| c.map(|c| c.0).unwrap_or_default())
+        .map_err(|e| QueuePolicyError(format!("get_queue_config: {}", describe(&e))))
+    }
+}
+
+#[async_trait]
+impl EgressPolicy for PolicyEngine {
+    fn registry(&self) -> Arc<Registry> {
+        self.current().config.registry.clone()
+    }
+
+    async fn egress_path_config(
+        &self,
+        routing_domain: &str,
+        source: &str,
+        site: &str,
+    ) -> Result<EgressPathConfig, EgressPolicyError> {
+        self.call_event("get_egress_path_config", |lua| {
+            let Some(func) = handler(lua, "get_egress_path_config")? else { return Ok(None) };
+            let value: Value = func.call((routing_domain, source, site))?;
+            from_result(lua, value, |s: EgressPathSpec| s.into_config().map(LuaEgressPath))
+        })
+        .await
+        .map(|p| p.map(|p| p.0).unwrap_or_default())
+        .map_err(|e| EgressPolicyError(format!("get_egress_path_config: {}", describe(&e))))
+    }
+}

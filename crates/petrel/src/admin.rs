@@ -1,0 +1,205 @@
+//! The admin API's operations, carried out on the running daemon.
+
+use async_trait::async_trait;
+use petrel_delivery::{Dispatcher, EgressPolicy};
+use petrel_dns::Resolver;
+use petrel_egress::DEFAULT_NAME;
+use petrel_http_api::{
+    AdminOps, MessageInfo, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadOutcome,
+    RouteExplanation, RouteRequest, ScheduledQueueSummary,
+};
+use petrel_lua::PolicyEngine;
+use petrel_message::{EnvelopeAddress, Message, SpoolId};
+use petrel_queue::{DeliveryProtocol, QueueFilter, QueueKey, QueueManager, QueuePolicy, RebindTarget};
+use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
+use petrel_spool::Spool;
+use std::sync::Arc;
+
+pub(crate) struct DaemonAdmin {
+    pub engine: Arc<PolicyEngine>,
+    pub queues: Arc<QueueManager>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub spool: Arc<dyn Spool>,
+    pub resolver: Arc<dyn Resolver>,
+}
+
+fn filter(selector: &QueueSelector) -> QueueFilter {
+    QueueFilter {
+        queue: selector.queue.clone(),
+        domain: selector.domain.clone(),
+        tenant: selector.tenant.clone(),
+        campaign: selector.campaign.clone(),
+    }
+}
+
+#[async_trait]
+impl AdminOps for DaemonAdmin {
+    fn suspend(&self, selector: &QueueSelector) {
+        self.queues.suspend_matching(&filter(selector));
+    }
+
+    fn resume(&self, selector: &QueueSelector) {
+        self.queues.resume_matching(&filter(selector));
+    }
+
+    fn suspend_source(&self, name: &str) -> bool {
+        let known = self.engine.registry().source(name).is_some();
+        if known {
+            self.dispatcher.suspend_source(name);
+        }
+        known
+    }
+
+    fn resume_source(&self, name: &str) -> bool {
+        let known = self.engine.registry().source(name).is_some();
+        if known {
+            self.dispatcher.resume_source(name);
+        }
+        known
+    }
+
+    async fn rebind(&self, request: &RebindRequest) -> usize {
+        let target = match (&request.to_queue, &request.to_pool) {
+            (Some(queue), _) => RebindTarget::Queue(queue.clone()),
+            (None, Some(pool)) => RebindTarget::Pool(pool.clone()),
+            (None, None) => return 0,
+        };
+        self.queues.rebind(&filter(&request.selector), &target).await
+    }
+
+    async fn bounce(&self, selector: &QueueSelector, reason: &str) -> usize {
+        self.queues.admin_bounce(&filter(selector), reason).await
+    }
+
+    fn queue_summary(&self) -> QueueSummary {
+        let now = chrono::Utc::now();
+        let scheduled = self
+            .queues
+            .summary()
+            .into_iter()
+            .map(|q| ScheduledQueueSummary {
+                name: q.name,
+                messages: q.messages,
+                oldest_age_secs: q.oldest.map(|t| (now - t).num_seconds().max(0) as u64),
+                last_error: q.last_error,
+                suspended: q.suspended,
+            })
+            .collect();
+        let ready = self
+            .dispatcher
+            .summary()
+            .into_iter()
+            .map(|r| ReadyQueueSummary {
+                name: r.name,
+                source: r.source,
+                site: r.site,
+                messages: r.messages,
+                connections: r.connections,
+                source_suspended: r.source_suspended,
+            })
+            .collect();
+        QueueSummary { scheduled, ready }
+    }
+
+    async fn inspect(&self, id: &str, want_body: bool) -> Option<MessageInfo> {
+        let id = SpoolId::parse(id).ok()?;
+        let message = self.spool.load_meta(id).await.ok()?;
+        let body = match want_body {
+            true => self.spool.load_data(id).await.ok().map(|d| String::from_utf8_lossy(&d).into_owned()),
+            false => None,
+        };
+        Some(MessageInfo {
+            id: message.id.to_string(),
+            sender: message.sender.to_string(),
+            recipient: message.recipient.to_string(),
+            queue: message.queue_name(),
+            created: message.created.to_rfc3339(),
+            num_attempts: message.num_attempts,
+            due: message.due.map(|d| d.to_rfc3339()),
+            size: message.size,
+            meta: message.meta,
+            body,
+        })
+    }
+
+    async fn route(&self, request: &RouteRequest) -> Result<RouteExplanation, String> {
+        explain_route(self, request).await
+    }
+
+    async fn reload(&self) -> Option<ReloadOutcome> {
+        None
+    }
+}
+
+/// Walk a would-be message through the policy and the engine's decisions
+/// without queueing or sending anything.
+async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<RouteExplanation, String> {
+    let sender = EnvelopeAddress::parse(&request.sender).map_err(|e| format!("sender: {e}"))?;
+    let recipient = EnvelopeAddress::parse(&request.recipient).map_err(|e| format!("recipient: {e}"))?;
+    let body = format!("From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: route check\r\n\r\n");
+    let mut message = Message::new(sender, recipient, Arc::from(body.into_bytes()));
+    message.meta = request.meta.clone();
+    let given_pool = message.meta_str("egress_pool").map(str::to_string);
+    let conn = ConnMeta {
+        received_from: "127.0.0.1:0".into(),
+        received_via: "127.0.0.1:0".into(),
+        hostname: crate::system_hostname(),
+        ehlo_domain: Some("route.check".into()),
+    };
+    match admin.engine.message_received(&mut message, &conn).await {
+        Ok(()) => {}
+        Err(PolicyError::Reject { code, text }) => return Err(format!("smtp_server_message_received would reject: {code} {text}")),
+        Err(PolicyError::Failed(e)) => return Err(format!("smtp_server_message_received fails: {e}")),
+    }
+    let queue = message.queue_name();
+    let config = admin.engine.queue_config(&QueueKey::of(&message)).await.map_err(|e| e.to_string())?;
+    let registry = admin.engine.registry();
+    let (pool_name, pool_reason) = match (message.meta_str("egress_pool"), &config.egress_pool) {
+        (Some(p), _) if given_pool.as_deref() == Some(p) => (p.to_string(), "meta egress_pool given with the message".to_string()),
+        (Some(p), _) => (p.to_string(), "meta egress_pool set by smtp_server_message_received".to_string()),
+        (None, Some(p)) => (p.clone(), format!("egress_pool of get_queue_config for queue {queue}")),
+        (None, None) => (DEFAULT_NAME.to_string(), "no pool set by the message or its queue: the default pool".to_string()),
+    };
+    let (pool, pool_reason) = match registry.pool(&pool_name) {
+        Some(pool) => (pool.clone(), pool_reason),
+        None => (registry.pool(DEFAULT_NAME).expect("always defined").clone(), format!("pool {pool_name:?} is not defined: the default pool")),
+    };
+    let source_name = admin.queues.peek_source(&queue, &pool).ok_or("every source of the pool has weight 0")?;
+    let source = registry.source(&source_name).cloned().ok_or("unknown source")?;
+    let DeliveryProtocol::Smtp { mx_list } = &config.protocol;
+    let (plan, hosts_reason) = match mx_list {
+        Some(list) => (petrel_dns::MxPlan::in_order(list), "mx_list of get_queue_config (smart host)".to_string()),
+        None => {
+            let domain = message.routing_domain().to_string();
+            let plan = admin.resolver.resolve_mx(&domain).await.map_err(|e| e.to_string())?;
+            let reason = if plan.implicit { format!("{domain} has no MX: its own address") } else { format!("MX records of {domain}") };
+            (plan, reason)
+        }
+    };
+    let site = plan.site();
+    let path = admin.engine.egress_path_config(message.routing_domain(), &source.name, &site).await.map_err(|e| e.to_string())?;
+    let ehlo = path.ehlo_domain.clone().or(source.ehlo_domain.clone()).unwrap_or_else(crate::system_hostname);
+    let weights: Vec<String> = pool.entries.iter().map(|e| format!("{}={}", e.source, e.weight)).collect();
+    Ok(RouteExplanation {
+        queue,
+        egress_pool: pool.name.clone(),
+        pool_reason: format!("{pool_reason}; weights {}", weights.join(", ")),
+        egress_source: source.name.clone(),
+        source_address: source.source_address.map(|a| a.to_string()),
+        ehlo_domain: ehlo,
+        site,
+        hosts: plan.attempt_order(),
+        hosts_reason,
+        egress_path: serde_json::json!({
+            "connection_limit": path.connection_limit,
+            "max_deliveries_per_connection": path.max_deliveries_per_connection,
+            "max_recipients_per_batch": path.max_recipients_per_batch,
+            "max_message_rate": path.max_message_rate.map(|r| format!("{}/{}s", r.limit, r.per.as_secs())),
+            "max_connection_rate": path.max_connection_rate.map(|r| format!("{}/{}s", r.limit, r.per.as_secs())),
+            "enable_tls": format!("{:?}", path.enable_tls),
+            "smtp_port": source.remote_port.unwrap_or(path.smtp_port),
+            "idle_timeout_secs": path.idle_timeout.as_secs(),
+            "use_lmtp": path.use_lmtp,
+        }),
+    })
+}
