@@ -148,21 +148,30 @@ async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<Ro
     };
     match admin.engine.message_received(&mut message, &conn).await {
         Ok(()) => {}
-        Err(PolicyError::Reject { code, text }) => return Err(format!("smtp_server_message_received would reject: {code} {text}")),
+        Err(PolicyError::Reject { code, text }) => {
+            return Err(format!("smtp_server_message_received would reject: {code} {text}"));
+        }
         Err(PolicyError::Failed(e)) => return Err(format!("smtp_server_message_received fails: {e}")),
     }
     let queue = message.queue_name();
     let config = admin.engine.queue_config(&QueueKey::of(&message)).await.map_err(|e| e.to_string())?;
     let registry = admin.engine.registry();
     let (pool_name, pool_reason) = match (message.meta_str("egress_pool"), &config.egress_pool) {
-        (Some(p), _) if given_pool.as_deref() == Some(p) => (p.to_string(), "meta egress_pool given with the message".to_string()),
+        (Some(p), _) if given_pool.as_deref() == Some(p) => {
+            (p.to_string(), "meta egress_pool given with the message".to_string())
+        }
         (Some(p), _) => (p.to_string(), "meta egress_pool set by smtp_server_message_received".to_string()),
         (None, Some(p)) => (p.clone(), format!("egress_pool of get_queue_config for queue {queue}")),
-        (None, None) => (DEFAULT_NAME.to_string(), "no pool set by the message or its queue: the default pool".to_string()),
+        (None, None) => {
+            (DEFAULT_NAME.to_string(), "no pool set by the message or its queue: the default pool".to_string())
+        }
     };
     let (pool, pool_reason) = match registry.pool(&pool_name) {
         Some(pool) => (pool.clone(), pool_reason),
-        None => (registry.pool(DEFAULT_NAME).expect("always defined").clone(), format!("pool {pool_name:?} is not defined: the default pool")),
+        None => (
+            registry.pool(DEFAULT_NAME).expect("always defined").clone(),
+            format!("pool {pool_name:?} is not defined: the default pool"),
+        ),
     };
     let source_name = admin.queues.peek_source(&queue, &pool).ok_or("every source of the pool has weight 0")?;
     let source = registry.source(&source_name).cloned().ok_or("unknown source")?;
@@ -172,12 +181,20 @@ async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<Ro
         None => {
             let domain = message.routing_domain().to_string();
             let plan = admin.resolver.resolve_mx(&domain).await.map_err(|e| e.to_string())?;
-            let reason = if plan.implicit { format!("{domain} has no MX: its own address") } else { format!("MX records of {domain}") };
+            let reason = if plan.implicit {
+                format!("{domain} has no MX: its own address")
+            } else {
+                format!("MX records of {domain}")
+            };
             (plan, reason)
         }
     };
     let site = plan.site();
-    let path = admin.engine.egress_path_config(message.routing_domain(), &source.name, &site).await.map_err(|e| e.to_string())?;
+    let path = admin
+        .engine
+        .egress_path_config(message.routing_domain(), &source.name, &site)
+        .await
+        .map_err(|e| e.to_string())?;
     let ehlo = path.ehlo_domain.clone().or(source.ehlo_domain.clone()).unwrap_or_else(crate::system_hostname);
     let weights: Vec<String> = pool.entries.iter().map(|e| format!("{}={}", e.source, e.weight)).collect();
     Ok(RouteExplanation {

@@ -1,8 +1,8 @@
 //! Wiring the crates into a running MTA, and taking it down again.
 
+use crate::admin::DaemonAdmin;
 use petrel_delivery::{Dispatcher, DispatcherHandles};
 use petrel_dns::{DnsError, HickoryResolver, Resolver};
-use crate::admin::DaemonAdmin;
 use petrel_http_api::{ApiState, HttpListener};
 use petrel_lua::{InitConfig, PolicyEngine, PolicyLoadError};
 use petrel_queue::{QueueFilter, QueueManager, RebindTarget};
@@ -49,8 +49,8 @@ type LogThread = Option<std::thread::JoinHandle<()>>;
 fn start_logging(config: &InitConfig, metrics: Arc<Metrics>) -> Result<(Logger, LogThread), DaemonError> {
     match &config.logs {
         Some(logs) => {
-            let (logger, thread) = Logger::start(logs, metrics)
-                .map_err(|e| DaemonError::Logs { dir: logs.log_dir.clone(), source: e })?;
+            let (logger, thread) =
+                Logger::start(logs, metrics).map_err(|e| DaemonError::Logs { dir: logs.log_dir.clone(), source: e })?;
             Ok((logger, Some(thread)))
         }
         None => {

@@ -1,0 +1,427 @@
+//! The `petrel` command line: `serve` runs the daemon, `validate` checks a
+//! policy, `logs tail` reads log segments, and the rest drive a running
+//! daemon through its HTTP API (`--endpoint`), printing tables or `--json`.
+
+mod client;
+mod logs;
+mod show;
+
+use crate::{Daemon, DaemonOptions, system_hostname};
+use clap::{Args, Parser, Subcommand};
+use client::Api;
+use comfy_table::Table;
+use petrel_lua::{InitConfig, PolicyEngine};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "petrel", version, about = "A mail transfer agent for high-volume senders, scripted in Lua")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the daemon's HTTP API is, and how to print answers.
+#[derive(Args, Clone)]
+struct Remote {
+    /// The daemon's HTTP listener.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8000")]
+    endpoint: String,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// Which scheduled queues: by name, or by the parts of their names.
+#[derive(Args, Clone, Default)]
+struct Selector {
+    #[arg(long)]
+    queue: Option<String>,
+    #[arg(long)]
+    domain: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    campaign: Option<String>,
+}
+
+impl Selector {
+    fn json(&self) -> Value {
+        json!({ "queue": self.queue, "domain": self.domain, "tenant": self.tenant, "campaign": self.campaign })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the MTA with a policy.
+    Serve {
+        #[arg(long, default_value = "policy/init.lua")]
+        policy: PathBuf,
+    },
+    /// Load a policy, run its init event, and show the sources, pools and
+    /// listeners it defines; exits non-zero on any error.
+    Validate {
+        #[arg(long, default_value = "policy/init.lua")]
+        policy: PathBuf,
+    },
+    /// Scheduled and ready queues of the running daemon.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Hold scheduled queues (by name, or by domain/tenant/campaign).
+    Suspend {
+        #[command(flatten)]
+        selector: Selector,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Release queues held by `suspend` with the same selector.
+    Resume {
+        #[command(flatten)]
+        selector: Selector,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stop sending from an egress source; its pools' other sources take over.
+    SuspendSource {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Send from an egress source again.
+    ResumeSource {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Bounce the waiting messages of matching queues.
+    Bounce {
+        #[command(flatten)]
+        selector: Selector,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Move the waiting messages of matching queues to another queue or pool.
+    Rebind {
+        #[command(flatten)]
+        selector: Selector,
+        #[arg(long, conflicts_with = "to_queue", required_unless_present = "to_queue")]
+        to_pool: Option<String>,
+        #[arg(long)]
+        to_queue: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Reload the policy of the running daemon.
+    Reload {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Send a test message through the HTTP API.
+    Inject {
+        #[arg(long)]
+        from: String,
+        #[arg(long, required = true)]
+        to: Vec<String>,
+        #[arg(long, default_value = "Test message from petrel")]
+        subject: String,
+        /// Message text (the body).
+        #[arg(long, conflicts_with = "file")]
+        body: Option<String>,
+        /// A complete RFC 5322 message to send instead.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a spooled message.
+    Inspect {
+        id: String,
+        /// Include the message text.
+        #[arg(long)]
+        body: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Explain, without sending, the queue, pool, source, path and hosts a
+    /// message would take, and why.
+    Route {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Meta the message would carry (`tenant=acme`), repeatable.
+        #[arg(long = "meta", value_parser = parse_meta)]
+        meta: Vec<(String, String)>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Read the JSON log records (zstd segments are decompressed).
+    Logs {
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Counts, oldest message, last error and state of every queue.
+    Summary,
+}
+
+#[derive(Subcommand)]
+enum LogsCommand {
+    /// Print the last records, and with --follow keep printing new ones.
+    Tail {
+        /// The log directory (default: the one the policy configures).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value = "policy/init.lua")]
+        policy: PathBuf,
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+fn parse_meta(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { policy } => return serve(policy),
+        Command::Validate { policy } => return validate(policy),
+        Command::Logs { command: LogsCommand::Tail { dir, policy, lines, follow } } => {
+            tail(dir, &policy, lines, follow)
+        }
+        other => remote(other),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("petrel: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print(remote: &Remote, value: &Value, human: impl FnOnce(&Value) -> String) {
+    if remote.json {
+        println!("{}", serde_json::to_string_pretty(value).expect("JSON"));
+    } else {
+        print!("{}", human(value));
+    }
+}
+
+fn affected(what: &str) -> impl FnOnce(&Value) -> String + '_ {
+    move |v| match v["affected"].as_u64() {
+        Some(n) => format!("{what}: {n} message(s)\n"),
+        None => format!("{what}\n"),
+    }
+}
+
+fn remote(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Queue { command: QueueCommand::Summary, remote } => {
+            let v = Api::new(&remote.endpoint).get("/api/admin/queue-summary/v1")?;
+            print(&remote, &v, show::queue_summary);
+        }
+        Command::Suspend { selector, remote } => {
+            let v = Api::new(&remote.endpoint).post("/api/admin/suspend/v1", &selector.json())?;
+            print(&remote, &v, affected("suspended"));
+        }
+        Command::Resume { selector, remote } => {
+            let v = Api::new(&remote.endpoint).delete("/api/admin/suspend/v1", &selector.json())?;
+            print(&remote, &v, affected("resumed"));
+        }
+        Command::SuspendSource { name, remote } => {
+            let v = Api::new(&remote.endpoint).post("/api/admin/suspend-ready-q/v1", &json!({ "name": name }))?;
+            print(&remote, &v, affected("source suspended"));
+        }
+        Command::ResumeSource { name, remote } => {
+            let v = Api::new(&remote.endpoint).delete("/api/admin/suspend-ready-q/v1", &json!({ "name": name }))?;
+            print(&remote, &v, affected("source resumed"));
+        }
+        Command::Bounce { selector, reason, remote } => {
+            let mut body = selector.json();
+            body["reason"] = json!(reason);
+            let v = Api::new(&remote.endpoint).post("/api/admin/bounce/v1", &body)?;
+            print(&remote, &v, affected("bounced"));
+        }
+        Command::Rebind { selector, to_pool, to_queue, remote } => {
+            let mut body = selector.json();
+            body["to_pool"] = json!(to_pool);
+            body["to_queue"] = json!(to_queue);
+            let v = Api::new(&remote.endpoint).post("/api/admin/rebind/v1", &body)?;
+            print(&remote, &v, affected("rebound"));
+        }
+        Command::Reload { remote } => {
+            let v = Api::new(&remote.endpoint).post("/api/admin/reload/v1", &json!({}))?;
+            print(&remote, &v, |v| format!("reloaded: generation {}\n{}\n", v["generation"], v["changes"]));
+        }
+        Command::Inject { from, to, subject, body, file, remote } => {
+            let content = match file {
+                Some(path) => {
+                    json!(std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+                }
+                None => {
+                    json!({ "subject": subject, "text_body": body.unwrap_or_else(|| "Sent by petrel inject.".into()) })
+                }
+            };
+            let recipients: Vec<Value> = to.iter().map(|t| json!({ "email": t })).collect();
+            let request = json!({ "envelope_sender": from, "recipients": recipients, "content": content });
+            let v = Api::new(&remote.endpoint).post("/api/inject/v1", &request)?;
+            print(&remote, &v, |v| {
+                let mut out = format!("injected: {} accepted, {} failed\n", v["success_count"], v["fail_count"]);
+                for e in v["errors"].as_array().into_iter().flatten() {
+                    out.push_str(&format!("  {}\n", e.as_str().unwrap_or_default()));
+                }
+                out
+            });
+        }
+        Command::Inspect { id, body, remote } => {
+            let path = format!("/api/admin/inspect-message/v1?id={id}&want_body={body}");
+            let v = Api::new(&remote.endpoint).get(&path)?;
+            print(&remote, &v, show::message);
+        }
+        Command::Route { from, to, meta, remote } => {
+            let meta: serde_json::Map<String, Value> = meta.into_iter().map(|(k, v)| (k, json!(v))).collect();
+            let request = json!({ "sender": from, "recipient": to, "meta": meta });
+            let v = Api::new(&remote.endpoint).post("/api/admin/route/v1", &request)?;
+            print(&remote, &v, show::route);
+        }
+        Command::Serve { .. } | Command::Validate { .. } | Command::Logs { .. } => unreachable!("handled locally"),
+    }
+    Ok(())
+}
+
+fn tail(dir: Option<PathBuf>, policy: &std::path::Path, lines: usize, follow: bool) -> anyhow::Result<()> {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => {
+            let engine = PolicyEngine::load(policy, &system_hostname())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
+            let logs = engine.current().config.logs.clone();
+            logs.ok_or_else(|| anyhow::anyhow!("{} configures no logs; give --dir", policy.display()))?.log_dir
+        }
+    };
+    logs::tail(&dir, lines, follow)
+}
+
+fn serve(policy: PathBuf) -> ExitCode {
+    petrel_telemetry::init_tracing("info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("petrel: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let daemon = match Daemon::start(DaemonOptions { policy: policy.clone() }).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("petrel: {}: {e}", policy.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        for addr in daemon.smtp_addrs() {
+            println!("petrel: ESMTP listening on {addr}");
+        }
+        wait_for_stop_signal().await;
+        println!("petrel: shutting down");
+        daemon.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn validate(policy: PathBuf) -> ExitCode {
+    match PolicyEngine::load(&policy, &system_hostname()) {
+        Ok(engine) => {
+            println!("{} is valid.\n", policy.display());
+            print!("{}", describe(&engine.current().config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{} is invalid:", policy.display());
+            for error in &e.errors {
+                eprintln!("  {error}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    show::table(header)
+}
+
+/// The readable summary `validate` prints.
+pub fn describe(config: &InitConfig) -> String {
+    let or_dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
+    let mut sources = table(&["SOURCE", "ADDRESS", "EHLO DOMAIN", "REMOTE PORT"]);
+    for s in config.registry.sources() {
+        sources.add_row(vec![
+            s.name.clone(),
+            s.source_address.map_or_else(|| "(system default)".into(), |a| a.to_string()),
+            or_dash(s.ehlo_domain.clone()),
+            or_dash(s.remote_port.map(|p| p.to_string())),
+        ]);
+    }
+    let mut pools = table(&["POOL", "SOURCE", "WEIGHT", "SHARE"]);
+    for p in config.registry.pools() {
+        let total = p.total_weight().max(1) as f64;
+        for e in &p.entries {
+            let share = format!("{:.1}%", 100.0 * f64::from(e.weight) / total);
+            pools.add_row(vec![p.name.clone(), e.source.clone(), e.weight.to_string(), share]);
+        }
+    }
+    let mut http = table(&["HTTP LISTENER", "TRUSTED HOSTS", "TLS"]);
+    for l in &config.http_listeners {
+        let trusted: Vec<String> = l.trusted_hosts.iter().map(|n| n.to_string()).collect();
+        http.add_row(vec![l.listen.to_string(), trusted.join(", "), if l.use_tls { "yes" } else { "no" }.into()]);
+    }
+    let mut listeners = table(&["ESMTP LISTENER", "HOSTNAME", "RELAY HOSTS", "MAX SIZE", "MAX RCPTS"]);
+    for l in &config.listeners {
+        let relay: Vec<String> = l.relay_hosts.iter().map(|n| n.to_string()).collect();
+        listeners.add_row(vec![
+            l.listen.to_string(),
+            l.hostname.clone(),
+            relay.join(", "),
+            l.max_message_size.to_string(),
+            l.max_recipients_per_message.to_string(),
+        ]);
+    }
+    let logs = config.logs.as_ref().map_or_else(|| "not configured".into(), |l| l.log_dir.display().to_string());
+    format!(
+        "{sources}\n\n{pools}\n\n{listeners}\n\n{http}\n\nSpool: data {} · meta {}\nLogs:  {logs}\n",
+        config.spool.data.display(),
+        config.spool.meta.display()
+    )
+}

@@ -1,0 +1,97 @@
+//! Human-readable output of API answers; `--json` prints them raw instead.
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde_json::Value;
+
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY).set_header(header.to_vec());
+    t
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => {
+            if *b {
+                "yes".into()
+            } else {
+                "no".into()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn age(v: &Value) -> String {
+    match v.as_u64() {
+        None => "-".into(),
+        Some(s) if s < 120 => format!("{s}s"),
+        Some(s) if s < 7200 => format!("{}m", s / 60),
+        Some(s) if s < 172_800 => format!("{}h", s / 3600),
+        Some(s) => format!("{}d", s / 86400),
+    }
+}
+
+/// Like `mailq` / `kcli queue-summary`: scheduled queues, then ready queues.
+pub fn queue_summary(v: &Value) -> String {
+    let mut scheduled = table(&["SCHEDULED QUEUE", "MESSAGES", "OLDEST", "STATE", "LAST ERROR"]);
+    for q in v["scheduled"].as_array().into_iter().flatten() {
+        let state = if q["suspended"].as_bool() == Some(true) { "suspended" } else { "active" };
+        scheduled.add_row(vec![
+            text(&q["name"]),
+            text(&q["messages"]),
+            age(&q["oldest_age_secs"]),
+            state.into(),
+            text(&q["last_error"]),
+        ]);
+    }
+    let mut ready = table(&["READY QUEUE (source->site)", "MESSAGES", "CONNECTIONS", "SOURCE"]);
+    for q in v["ready"].as_array().into_iter().flatten() {
+        let state = if q["source_suspended"].as_bool() == Some(true) { "suspended" } else { "active" };
+        ready.add_row(vec![text(&q["name"]), text(&q["messages"]), text(&q["connections"]), state.into()]);
+    }
+    format!("{scheduled}\n\n{ready}\n")
+}
+
+pub fn route(v: &Value) -> String {
+    let mut t = table(&["STEP", "DECISION", "WHY"]);
+    t.add_row(vec![
+        "queue".into(),
+        text(&v["queue"]),
+        "campaign:tenant@domain!routing_domain (meta queue overrides)".into(),
+    ]);
+    t.add_row(vec!["egress pool".into(), text(&v["egress_pool"]), text(&v["pool_reason"])]);
+    let address = v["source_address"].as_str().unwrap_or("system default");
+    t.add_row(vec![
+        "egress source".into(),
+        format!("{} ({address})", text(&v["egress_source"])),
+        "next weighted round-robin pick for the queue".into(),
+    ]);
+    t.add_row(vec![
+        "EHLO as".into(),
+        text(&v["ehlo_domain"]),
+        "egress path ehlo_domain, else the source's, else the host name".into(),
+    ]);
+    let hosts: Vec<String> = v["hosts"].as_array().into_iter().flatten().map(text).collect();
+    t.add_row(vec!["destination".into(), hosts.join(", "), text(&v["hosts_reason"])]);
+    t.add_row(vec!["site".into(), text(&v["site"]), "ready queue key: sorted destination host set".into()]);
+    let mut path = table(&["EGRESS PATH SETTING", "VALUE"]);
+    for (k, value) in v["egress_path"].as_object().into_iter().flatten() {
+        path.add_row(vec![k.clone(), text(value)]);
+    }
+    format!("{t}\n\n{path}\n")
+}
+
+pub fn message(v: &Value) -> String {
+    let mut t = table(&["FIELD", "VALUE"]);
+    for key in ["id", "sender", "recipient", "queue", "created", "num_attempts", "due", "size"] {
+        t.add_row(vec![key.to_string(), text(&v[key])]);
+    }
+    for (k, value) in v["meta"].as_object().into_iter().flatten() {
+        t.add_row(vec![format!("meta.{k}"), text(value)]);
+    }
+    let body = v["body"].as_str().map(|b| format!("\n{b}")).unwrap_or_default();
+    format!("{t}\n{body}")
+}
