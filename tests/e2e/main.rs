@@ -3,6 +3,7 @@
 
 mod delivery_engine;
 mod egress;
+mod http;
 mod operator;
 mod outcomes;
 mod policy_errors;

@@ -18,6 +18,7 @@ enum Stop {
 /// A daemon running on a dedicated runtime and thread.
 pub struct TestDaemon {
     pub smtp: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
     pub recovered: usize,
     pub controls: Controls,
     stop: mpsc::Sender<Stop>,
@@ -38,7 +39,8 @@ impl TestDaemon {
                     return;
                 }
             };
-            let _ = ready_tx.send(Ok((daemon.smtp_addrs(), daemon.recovered(), daemon.controls())));
+            let _ =
+                ready_tx.send(Ok((daemon.smtp_addrs(), daemon.http_addrs(), daemon.recovered(), daemon.controls())));
             match stop_rx.recv().unwrap_or(Stop::Crash) {
                 Stop::Graceful => rt.block_on(daemon.shutdown()),
                 Stop::Crash => {
@@ -49,9 +51,9 @@ impl TestDaemon {
                 }
             }
         });
-        let (smtp, recovered, controls) =
+        let (smtp, http, recovered, controls) =
             tokio::task::block_in_place(|| ready_rx.recv()).map_err(|e| e.to_string())??;
-        Ok(Self { smtp, recovered, controls, stop: stop_tx, thread })
+        Ok(Self { smtp, http, recovered, controls, stop: stop_tx, thread })
     }
 
     pub fn stop(self) {
@@ -162,4 +164,38 @@ pub async fn inject(
         total += t.await.unwrap();
     }
     total
+}
+
+/// An HTTP response as a test sees it.
+pub struct HttpReply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One HTTP request (blocking client run off the async runtime).
+pub async fn http(method: &str, url: String, headers: Vec<(&'static str, String)>, body: Option<Vec<u8>>) -> HttpReply {
+    let method = method.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut request = ureq::request(&method, &url);
+        for (k, v) in &headers {
+            request = request.set(k, v);
+        }
+        let result = match body {
+            Some(bytes) => request.send_bytes(&bytes),
+            None => request.call(),
+        };
+        match result {
+            Ok(r) => HttpReply { status: r.status(), body: r.into_string().unwrap_or_default() },
+            Err(ureq::Error::Status(status, r)) => HttpReply { status, body: r.into_string().unwrap_or_default() },
+            Err(e) => panic!("HTTP request to {url} failed: {e}"),
+        }
+    })
+    .await
+    .unwrap()
 }
