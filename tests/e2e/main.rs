@@ -4,6 +4,7 @@
 mod delivery_engine;
 mod egress;
 mod http;
+mod openapi;
 mod operator;
 mod outcomes;
 mod policy_errors;

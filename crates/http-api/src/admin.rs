@@ -62,7 +62,7 @@ pub struct SourceRequest {
 }
 
 #[utoipa::path(post, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,
-    responses((status = 200, body = Done), (status = 404, description = "No such egress source")))]
+    responses((status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
 pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
     if !s.admin.suspend_source(&request.name) {
@@ -72,7 +72,7 @@ pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>,
 }
 
 #[utoipa::path(delete, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,
-    responses((status = 200, body = Done), (status = 404, description = "No such egress source")))]
+    responses((status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
 pub async fn resume_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
     if !s.admin.resume_source(&request.name) {
@@ -137,7 +137,8 @@ pub struct InspectQuery {
 }
 
 #[utoipa::path(get, path = "/api/admin/inspect-message/v1", params(InspectQuery),
-    responses((status = 200, body = MessageInfo), (status = 404, description = "Not in the spool")))]
+    responses((status = 200, body = MessageInfo), (status = 400, description = "Missing or malformed id"),
+              (status = 404, description = "Not in the spool")))]
 pub async fn inspect(State(s): Shared, Query(q): Query<InspectQuery>) -> Result<Json<MessageInfo>, ApiError> {
     match s.admin.inspect(&q.id, q.want_body).await {
         Some(info) => Ok(Json(info)),
