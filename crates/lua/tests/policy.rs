@@ -198,3 +198,19 @@ async fn concurrent_events_use_several_states() {
         assert_eq!(t.await.unwrap(), format!("customer-u{i}"));
     }
 }
+
+#[test]
+fn an_http_listener_off_loopback_needs_authentication() {
+    let e = load_errors("  kumo.start_http_listener { listen = '0.0.0.0:8000' }");
+    assert_points_at(&e, 4, "reachable from other hosts");
+    // With an auth event the same listener is accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{PRELUDE}  kumo.start_http_listener {{ listen = '0.0.0.0:8000' }}\nend)\nkumo.on('http_server_validate_auth_basic', function(u, p) return false end)\n"
+    );
+    let engine = PolicyEngine::load(&write_policy(&dir, &body), "h").unwrap();
+    assert_eq!(engine.current().config.http_listeners.len(), 1);
+    // Loopback needs none.
+    let local = format!("{PRELUDE}  kumo.start_http_listener {{ listen = '127.0.0.1:8000' }}\nend)\n");
+    assert!(PolicyEngine::load(&write_policy(&dir, &local), "h").is_ok());
+}
