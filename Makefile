@@ -19,6 +19,7 @@ run: deps build
 
 test: deps bounded-cache
 	cargo build --workspace --all-targets
+	tests/openapi/schemathesis.sh $(CARGO_TARGET_DIR)/debug/petrel
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
 	else \

@@ -27,7 +27,7 @@ fn done(affected: Option<usize>) -> Json<Done> {
 }
 
 #[utoipa::path(post, path = "/api/admin/suspend/v1", request_body = QueueSelector,
-    responses((status = 200, body = Done), (status = 400, description = "Bad selector")))]
+    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad selector")))]
 pub async fn suspend(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let selector: QueueSelector = selector(&body)?;
     s.admin.suspend(&selector);
@@ -35,7 +35,7 @@ pub async fn suspend(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiErr
 }
 
 #[utoipa::path(delete, path = "/api/admin/suspend/v1", request_body = QueueSelector,
-    responses((status = 200, body = Done), (status = 400, description = "Bad selector")))]
+    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad selector")))]
 pub async fn resume(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let selector: QueueSelector = selector(&body)?;
     s.admin.resume(&selector);
@@ -44,6 +44,11 @@ pub async fn resume(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiErro
 
 fn selector(body: &[u8]) -> Result<QueueSelector, ApiError> {
     let selector: QueueSelector = parse_json(body)?;
+    check_selector(&selector)?;
+    Ok(selector)
+}
+
+fn check_selector(selector: &QueueSelector) -> Result<(), ApiError> {
     let empty = selector.queue.is_none()
         && selector.domain.is_none()
         && selector.tenant.is_none()
@@ -51,7 +56,7 @@ fn selector(body: &[u8]) -> Result<QueueSelector, ApiError> {
     if empty {
         return Err(ApiError::bad_request("queue", "give a queue name or at least one of domain, tenant, campaign"));
     }
-    Ok(selector)
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -62,7 +67,7 @@ pub struct SourceRequest {
 }
 
 #[utoipa::path(post, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,
-    responses((status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
+    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
 pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
     if !s.admin.suspend_source(&request.name) {
@@ -72,7 +77,7 @@ pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>,
 }
 
 #[utoipa::path(delete, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,
-    responses((status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
+    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
 pub async fn resume_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
     if !s.admin.resume_source(&request.name) {
@@ -84,23 +89,32 @@ pub async fn resume_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BounceRequest {
-    #[serde(flatten)]
-    pub selector: QueueSelector,
+    pub queue: Option<String>,
+    pub domain: Option<String>,
+    pub tenant: Option<String>,
+    pub campaign: Option<String>,
     pub reason: String,
 }
 
 #[utoipa::path(post, path = "/api/admin/bounce/v1", request_body = BounceRequest,
-    responses((status = 200, body = Done), (status = 400, description = "Bad request")))]
+    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad request")))]
 pub async fn bounce(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: BounceRequest = parse_json(&body)?;
-    let _ = selector(&serde_json::to_vec(&request.selector).expect("serializable"))?;
-    Ok(done(Some(s.admin.bounce(&request.selector, &request.reason).await)))
+    let selector = QueueSelector {
+        queue: request.queue,
+        domain: request.domain,
+        tenant: request.tenant,
+        campaign: request.campaign,
+    };
+    check_selector(&selector)?;
+    Ok(done(Some(s.admin.bounce(&selector, &request.reason).await)))
 }
 
 #[utoipa::path(post, path = "/api/admin/rebind/v1", request_body = RebindRequest,
-    responses((status = 200, body = Done), (status = 400, description = "Bad request")))]
+    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad request")))]
 pub async fn rebind(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: RebindRequest = parse_json(&body)?;
+    check_selector(&request.selector())?;
     if request.to_queue.is_some() == request.to_pool.is_some() {
         return Err(ApiError::bad_request("to_pool", "give exactly one of to_queue or to_pool"));
     }
@@ -108,7 +122,7 @@ pub async fn rebind(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiErro
 }
 
 #[utoipa::path(post, path = "/api/admin/reload/v1",
-    responses((status = 200, body = ReloadOutcome), (status = 422, body = ReloadOutcome, description = "The new policy was refused; the old one runs on"),
+    responses((status = 401, description = "Authentication required"), (status = 200, body = ReloadOutcome), (status = 422, body = ReloadOutcome, description = "The new policy was refused; the old one runs on"),
               (status = 501, description = "Hot reload is not available")))]
 pub async fn reload(State(s): Shared) -> Response {
     match s.admin.reload().await {
@@ -122,7 +136,7 @@ pub async fn reload(State(s): Shared) -> Response {
     }
 }
 
-#[utoipa::path(get, path = "/api/admin/queue-summary/v1", responses((status = 200, body = QueueSummary)))]
+#[utoipa::path(get, path = "/api/admin/queue-summary/v1", responses((status = 401, description = "Authentication required"), (status = 200, body = QueueSummary)))]
 pub async fn queue_summary(State(s): Shared) -> Json<QueueSummary> {
     Json(s.admin.queue_summary())
 }
@@ -137,7 +151,7 @@ pub struct InspectQuery {
 }
 
 #[utoipa::path(get, path = "/api/admin/inspect-message/v1", params(InspectQuery),
-    responses((status = 200, body = MessageInfo), (status = 400, description = "Missing or malformed id"),
+    responses((status = 401, description = "Authentication required"), (status = 200, body = MessageInfo), (status = 400, description = "Missing or malformed id"),
               (status = 404, description = "Not in the spool")))]
 pub async fn inspect(State(s): Shared, Query(q): Query<InspectQuery>) -> Result<Json<MessageInfo>, ApiError> {
     match s.admin.inspect(&q.id, q.want_body).await {
@@ -147,13 +161,13 @@ pub async fn inspect(State(s): Shared, Query(q): Query<InspectQuery>) -> Result<
 }
 
 #[utoipa::path(post, path = "/api/admin/route/v1", request_body = RouteRequest,
-    responses((status = 200, body = RouteExplanation), (status = 400, description = "Bad request or no route")))]
+    responses((status = 401, description = "Authentication required"), (status = 200, body = RouteExplanation), (status = 400, description = "Bad request or no route")))]
 pub async fn route(State(s): Shared, body: Bytes) -> Result<Json<RouteExplanation>, ApiError> {
     let request: RouteRequest = parse_json(&body)?;
     s.admin.route(&request).await.map(Json).map_err(|e| ApiError::bad_request("", e))
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", responses((status = 401, description = "Authentication required"), (status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(s): Shared) -> Response {
     let summary = s.admin.queue_summary();
     let m = s.logger.metrics();

@@ -51,12 +51,25 @@ pub struct QueueSelector {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RebindRequest {
-    #[serde(flatten)]
-    pub selector: QueueSelector,
+    pub queue: Option<String>,
+    pub domain: Option<String>,
+    pub tenant: Option<String>,
+    pub campaign: Option<String>,
     /// Move the messages to this scheduled queue …
     pub to_queue: Option<String>,
     /// … or have them leave from this egress pool.
     pub to_pool: Option<String>,
+}
+
+impl RebindRequest {
+    pub fn selector(&self) -> QueueSelector {
+        QueueSelector {
+            queue: self.queue.clone(),
+            domain: self.domain.clone(),
+            tenant: self.tenant.clone(),
+            campaign: self.campaign.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

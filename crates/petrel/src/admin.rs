@@ -64,7 +64,7 @@ impl AdminOps for DaemonAdmin {
             (None, Some(pool)) => RebindTarget::Pool(pool.clone()),
             (None, None) => return 0,
         };
-        self.queues.rebind(&filter(&request.selector), &target).await
+        self.queues.rebind(&filter(&request.selector()), &target).await
     }
 
     async fn bounce(&self, selector: &QueueSelector, reason: &str) -> usize {
@@ -136,6 +136,9 @@ impl AdminOps for DaemonAdmin {
 async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<RouteExplanation, String> {
     let sender = EnvelopeAddress::parse(&request.sender).map_err(|e| format!("sender: {e}"))?;
     let recipient = EnvelopeAddress::parse(&request.recipient).map_err(|e| format!("recipient: {e}"))?;
+    if recipient.is_null() {
+        return Err("recipient: an address is required".into());
+    }
     let body = format!("From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: route check\r\n\r\n");
     let mut message = Message::new(sender, recipient, Arc::from(body.into_bytes()));
     message.meta = request.meta.clone();

@@ -122,9 +122,9 @@ fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>
     path = "/api/inject/v1",
     request_body = InjectRequest,
     responses(
+        (status = 401, description = "Authentication required"),
         (status = 200, description = "Messages spooled; failures listed", body = InjectResponse),
         (status = 400, description = "Malformed request; the body names the field"),
-        (status = 401, description = "Authentication required"),
         (status = 413, description = "Body too large (after decompression)"),
         (status = 503, description = "The spool cannot accept messages now"),
     )
