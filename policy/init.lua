@@ -20,6 +20,9 @@ kumo.on('init', function()
     listen = '127.0.0.1:2025',
     relay_hosts = { '127.0.0.1', '::1' },
   }
+
+  -- Injection, admin API and metrics; loopback clients are trusted.
+  kumo.start_http_listener { listen = '127.0.0.1:8000' }
 end)
 
 -- Per-queue settings. Uncomment `mx_list` to send everything to a smart host
