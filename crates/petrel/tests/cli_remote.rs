@@ -78,6 +78,16 @@ end)
     assert!(line.contains("suspended") && line.contains(" 1 "), "{line}");
     assert_eq!(sink.received_count(), 0, "held while suspended");
 
+    // The Reception record names the message; inspect shows it, body included.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, logs, _) = petrel(vec!["logs".into(), "tail".into(), "--dir".into(), format!("{root}/logs")]).await;
+    let reception: serde_json::Value =
+        serde_json::from_str(logs.lines().find(|l| l.contains("Reception")).unwrap()).unwrap();
+    let id = reception["id"].as_str().unwrap().to_string();
+    let (ok, out, err) = petrel(args(&["inspect", &id, "--body"], &endpoint)).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("y@dest.example") && out.contains("Subject: hi") && out.contains("meta.egress_pool"), "{out}");
+
     let (ok, _, _) = petrel(args(&["resume", "--queue", "dest.example"], &endpoint)).await;
     assert!(ok);
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
