@@ -29,7 +29,7 @@ impl TestDaemon {
     pub fn start(policy: &Path) -> Result<Self, String> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
-        let options = DaemonOptions { policy: policy.to_path_buf() };
+        let options = DaemonOptions::new(policy);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             let daemon = match rt.block_on(Daemon::start(options)) {

@@ -77,6 +77,19 @@ impl Dispatcher {
         }
     }
 
+    /// After a reload: every ready queue stops taking work once its current
+    /// transactions end, and the messages waiting in them go back to their
+    /// scheduled queues, to be routed again with the new sources, pools and
+    /// path settings. Nothing in flight is interrupted.
+    pub fn retire_ready_queues(&self) {
+        let retired: Vec<Arc<ReadyQueue>> = self.ready.lock().drain().map(|(_, q)| q).collect();
+        for queue in retired {
+            for item in queue.retire() {
+                self.requeue(item.message);
+            }
+        }
+    }
+
     /// Stop sending from a source (Momentum's `suspend_delivery` on a
     /// binding): the selector skips it, and messages waiting in its ready
     /// queues go back to their scheduled queues to be given another source.

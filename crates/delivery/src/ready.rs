@@ -29,6 +29,8 @@ struct Slots {
     items: VecDeque<Dispatched>,
     workers: usize,
     idle: usize,
+    /// Replaced by a reload: finish what is held, then stop.
+    retired: bool,
 }
 
 pub(crate) struct ReadyQueue {
@@ -72,7 +74,7 @@ impl ReadyQueue {
         path: EgressPathConfig,
         ehlo: String,
     ) -> Self {
-        let slots = Slots { items: VecDeque::new(), workers: 0, idle: 0 };
+        let slots = Slots { items: VecDeque::new(), workers: 0, idle: 0, retired: false };
         Self {
             name,
             source,
@@ -121,7 +123,7 @@ impl ReadyQueue {
         if let Some(item) = slots.items.pop_front() {
             return Next::Item(Box::new(item));
         }
-        if connected {
+        if connected && !slots.retired {
             slots.idle += 1;
             Next::Wait
         } else {
@@ -164,6 +166,15 @@ impl ReadyQueue {
         self.slots.lock().items.push_front(item);
     }
 
+    /// Stop taking work: idle connections close, and the waiting messages
+    /// are handed back.
+    pub fn retire(&self) -> Vec<Dispatched> {
+        let mut slots = self.slots.lock();
+        slots.retired = true;
+        self.wake.notify_waiters();
+        slots.items.drain(..).collect()
+    }
+
     pub fn take_all(&self) -> Vec<Dispatched> {
         self.slots.lock().items.drain(..).collect()
     }
@@ -175,7 +186,12 @@ impl ReadyQueue {
         loop {
             let item = match self.next(conn.is_some()) {
                 Next::Item(item) => *item,
-                Next::Exit => return,
+                Next::Exit => {
+                    if let Some(open) = conn.take() {
+                        open.client.quit().await;
+                    }
+                    return;
+                }
                 Next::Wait => {
                     let give_up = tokio::select! {
                         _ = self.wake.notified() => false,

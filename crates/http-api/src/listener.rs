@@ -3,6 +3,7 @@
 use crate::auth::{PeerAddr, require_access};
 use crate::state::ApiState;
 use crate::{admin, inject, openapi};
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
@@ -18,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// One `kumo.start_http_listener{...}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +68,12 @@ fn router(state: Arc<ApiState>) -> Router {
     protected.merge(public).layer(DefaultBodyLimit::max(state.max_request_size)).with_state(state)
 }
 
-/// A running HTTP listener.
+/// A running HTTP listener. Requests go to the router current when they
+/// arrive, so a reload can change its settings without closing the socket.
 pub struct HttpListener {
     local_addr: SocketAddr,
+    config: HttpListenerConfig,
+    router: Arc<ArcSwap<Router>>,
     stop: CancellationToken,
 }
 
@@ -81,7 +86,15 @@ impl HttpListener {
         let tcp = TcpListener::bind(config.listen).await?;
         let local_addr = tcp.local_addr()?;
         let stop = shutdown.child_token();
-        let app = router(state);
+        let current = Arc::new(ArcSwap::from_pointee(router(state)));
+        let routers = current.clone();
+        let app =
+            Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+                let router = routers.load_full();
+                async move {
+                    Ok::<_, std::convert::Infallible>(Router::clone(&router).oneshot(request).await.into_response())
+                }
+            }));
         let token = stop.clone();
         if config.use_tls {
             let listener = TlsListener::start(tcp, tls_config(config)?, token.clone());
@@ -96,11 +109,21 @@ impl HttpListener {
             });
         }
         tracing::info!(listen = %local_addr, tls = config.use_tls, "HTTP listener started");
-        Ok(Self { local_addr, stop })
+        Ok(Self { local_addr, config: config.clone(), router: current, stop })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    pub fn config(&self) -> &HttpListenerConfig {
+        &self.config
+    }
+
+    /// Serve new requests with `state`; TLS settings cannot change this way.
+    pub fn update(&mut self, config: &HttpListenerConfig, state: Arc<ApiState>) {
+        self.router.store(Arc::new(router(state)));
+        self.config = config.clone();
     }
 
     pub fn stop(&self) {

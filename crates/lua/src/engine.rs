@@ -102,6 +102,20 @@ impl PolicyEngine {
         self.current.load_full()
     }
 
+    /// Load the policy file again into fresh Lua state as the next
+    /// generation, without touching the running one.
+    pub fn prepare(&self, default_hostname: &str) -> Result<Generation, PolicyLoadError> {
+        let current = self.current();
+        Generation::load(&current.path, current.number + 1, default_hostname)
+    }
+
+    /// Make `next` the generation every later decision uses. Calls already
+    /// running finish with the generation they started with; its Lua states
+    /// are dropped with the last of them.
+    pub fn commit(&self, next: Generation) -> Arc<Generation> {
+        self.current.swap(Arc::new(next))
+    }
+
     /// Run `f` for `event` in a state of the current generation, timed.
     pub(crate) async fn call_event<R>(
         &self,

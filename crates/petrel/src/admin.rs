@@ -16,6 +16,8 @@ use petrel_spool::Spool;
 use std::sync::Arc;
 
 pub(crate) struct DaemonAdmin {
+    /// Weak: the reloader owns the listeners whose handlers own this.
+    pub reloader: std::sync::Weak<crate::reload::Reloader>,
     pub engine: Arc<PolicyEngine>,
     pub queues: Arc<QueueManager>,
     pub dispatcher: Arc<Dispatcher>,
@@ -127,7 +129,7 @@ impl AdminOps for DaemonAdmin {
     }
 
     async fn reload(&self) -> Option<ReloadOutcome> {
-        None
+        Some(self.reloader.upgrade()?.reload().await)
     }
 }
 

@@ -1,13 +1,12 @@
 //! Wiring the crates into a running MTA, and taking it down again.
 
-use crate::admin::DaemonAdmin;
+use crate::reload::{Parts, Reloader, watch};
 use petrel_delivery::{Dispatcher, DispatcherHandles};
 use petrel_dns::{DnsError, HickoryResolver, Resolver};
-use petrel_http_api::{ApiState, HttpListener};
+use petrel_http_api::ReloadOutcome;
 use petrel_lua::{InitConfig, PolicyEngine, PolicyLoadError};
 use petrel_queue::{QueueFilter, QueueManager, RebindTarget};
 use petrel_smtp_client::TlsConfigs;
-use petrel_smtp_server::{Listener, ServerHandles};
 use petrel_spool::{RocksSpool, Spool, SpoolError};
 use petrel_telemetry::{Logger, Metrics};
 use std::net::SocketAddr;
@@ -19,6 +18,14 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
     pub policy: PathBuf,
+    /// Reload when a policy file in the policy's directory changes.
+    pub watch_policy: bool,
+}
+
+impl DaemonOptions {
+    pub fn new(policy: impl Into<PathBuf>) -> Self {
+        Self { policy: policy.into(), watch_policy: true }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +70,7 @@ fn start_logging(config: &InitConfig, metrics: Arc<Metrics>) -> Result<(Logger, 
 /// A running daemon. [`Daemon::shutdown`] stops it gracefully.
 pub struct Daemon {
     engine: Arc<PolicyEngine>,
-    listeners: Vec<Listener>,
-    http_listeners: Vec<HttpListener>,
+    reloader: Arc<Reloader>,
     spool: Arc<dyn Spool>,
     queues: Arc<QueueManager>,
     dispatcher: Arc<Dispatcher>,
@@ -109,71 +115,48 @@ impl Daemon {
             tracing::info!(count = recovered, "re-queued spooled messages");
         }
 
-        let mut daemon = Self {
-            engine,
-            listeners: Vec::new(),
-            http_listeners: Vec::new(),
-            spool,
-            queues,
-            dispatcher,
-            shutdown,
-            log_thread,
-            recovered,
-        };
-        if let Err(e) = daemon.start_listeners(&config, logger, resolver).await {
-            daemon.shutdown.cancel();
+        let reloader = Reloader::new(Parts {
+            engine: engine.clone(),
+            queues: queues.clone(),
+            dispatcher: dispatcher.clone(),
+            spool: spool.clone(),
+            logger,
+            resolver,
+            hostname: system_hostname(),
+            shutdown: shutdown.clone(),
+        });
+        if let Err(e) = reloader.start_listeners(&config).await {
+            shutdown.cancel();
             return Err(e);
         }
-        Ok(daemon)
+        if options.watch_policy {
+            let dir =
+                options.policy.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if let Err(e) = watch(reloader.clone(), dir.to_path_buf()) {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy directory; reload with SIGHUP or the API");
+            }
+        }
+        Ok(Self { engine, reloader, spool, queues, dispatcher, shutdown, log_thread, recovered })
     }
 
-    async fn start_listeners(
-        &mut self,
-        config: &InitConfig,
-        logger: Logger,
-        resolver: Arc<dyn Resolver>,
-    ) -> Result<(), DaemonError> {
-        let handles = Arc::new(ServerHandles {
-            spool: self.spool.clone(),
-            queues: self.queues.clone(),
-            logger: logger.clone(),
-            policy: self.engine.clone(),
-        });
-        for listener in &config.listeners {
-            let started = Listener::start(listener.clone(), handles.clone(), &self.shutdown).await;
-            self.listeners.push(started.map_err(|e| DaemonError::Listen { addr: listener.listen, source: e })?);
-        }
-        let admin = Arc::new(DaemonAdmin {
-            engine: self.engine.clone(),
-            queues: self.queues.clone(),
-            dispatcher: self.dispatcher.clone(),
-            spool: self.spool.clone(),
-            resolver,
-        });
-        for listener in &config.http_listeners {
-            let state = Arc::new(ApiState {
-                spool: self.spool.clone(),
-                queues: self.queues.clone(),
-                logger: logger.clone(),
-                policy: self.engine.clone(),
-                admin: admin.clone(),
-                trusted_hosts: listener.trusted_hosts.clone(),
-                max_request_size: listener.max_request_size,
-            });
-            let started = HttpListener::start(listener, state, &self.shutdown).await;
-            self.http_listeners.push(started.map_err(|e| DaemonError::Listen { addr: listener.listen, source: e })?);
-        }
-        Ok(())
+    /// Reload the policy (what SIGHUP, the API and file changes do).
+    pub async fn reload(&self) -> ReloadOutcome {
+        self.reloader.reload().await
     }
 
-    /// Addresses the HTTP listeners are bound to, in policy order.
-    pub fn http_addrs(&self) -> Vec<SocketAddr> {
-        self.http_listeners.iter().map(|l| l.local_addr()).collect()
+    /// A handle that reloads; cheap to clone and to move into a task.
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// Addresses the ESMTP listeners are bound to, in policy order.
     pub fn smtp_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|l| l.local_addr()).collect()
+        self.reloader.smtp_addrs()
+    }
+
+    /// Addresses the HTTP listeners are bound to, in policy order.
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.reloader.http_addrs()
     }
 
     /// Messages found in the spool at start.
@@ -191,7 +174,7 @@ impl Daemon {
 
     /// Operator controls (suspend, resume, rebind, bounce).
     pub fn controls(&self) -> Controls {
-        Controls { queues: self.queues.clone(), dispatcher: self.dispatcher.clone() }
+        Controls { queues: self.queues.clone(), dispatcher: self.dispatcher.clone(), engine: self.engine.clone() }
     }
 
     /// Messages not yet finished (waiting, or in ready queues).
@@ -224,9 +207,15 @@ impl Daemon {
 pub struct Controls {
     queues: Arc<QueueManager>,
     dispatcher: Arc<Dispatcher>,
+    engine: Arc<PolicyEngine>,
 }
 
 impl Controls {
+    /// The policy generation in force (1 at start, +1 per successful reload).
+    pub fn policy_generation(&self) -> u64 {
+        self.engine.current().number
+    }
+
     /// Hold a scheduled queue's messages until resumed.
     pub fn suspend_queue(&self, name: &str) {
         self.queues.suspend_queue(name);

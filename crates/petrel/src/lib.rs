@@ -6,6 +6,9 @@
 mod admin;
 pub mod cli;
 mod daemon;
+mod reload;
 
 pub use daemon::{Controls, Daemon, DaemonError, DaemonOptions, system_hostname};
+pub use petrel_http_api::ReloadOutcome;
 pub use petrel_queue::{QueueFilter, RebindTarget};
+pub use reload::Reloader;

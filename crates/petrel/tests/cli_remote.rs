@@ -52,7 +52,7 @@ end)
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(DaemonOptions { policy: policy.clone() }).await.unwrap();
+    let daemon = Daemon::start(DaemonOptions::new(policy.clone())).await.unwrap();
     let endpoint = format!("http://{}", daemon.http_addrs()[0]);
 
     let (ok, out, err) =

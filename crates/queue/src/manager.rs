@@ -84,6 +84,15 @@ impl QueueManager {
         queue.push(due, message);
     }
 
+    /// Forget every queue's settings so each asks the (new) policy again
+    /// before releasing its next messages. Used after a reload.
+    pub fn refresh_configs(&self) {
+        for queue in self.queues.lock().values() {
+            queue.clear_config();
+            queue.wake.notify_one();
+        }
+    }
+
     /// Look up a scheduled queue by name.
     pub fn queue(&self, name: &str) -> Option<Arc<ScheduledQueue>> {
         self.queues.lock().get(name).cloned()

@@ -46,6 +46,10 @@ impl ScheduledQueue {
         self.config.lock().clone()
     }
 
+    pub(crate) fn clear_config(&self) {
+        *self.config.lock() = None;
+    }
+
     pub(crate) fn set_config(&self, config: QueueConfig) {
         *self.config.lock() = Some(Arc::new(config));
     }

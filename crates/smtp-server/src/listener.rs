@@ -2,6 +2,7 @@
 
 use crate::config::{ListenerConfig, SessionPolicy};
 use crate::session::Session;
+use arc_swap::ArcSwap;
 use petrel_queue::QueueManager;
 use petrel_spool::Spool;
 use petrel_telemetry::Logger;
@@ -22,7 +23,9 @@ pub struct ServerHandles {
 /// or cancel the daemon's shutdown token.
 pub struct Listener {
     local_addr: SocketAddr,
-    config: ListenerConfig,
+    /// Read at each accepted connection, so a reload changes the settings of
+    /// new sessions without closing the socket.
+    config: Arc<ArcSwap<ListenerConfig>>,
     stop: CancellationToken,
 }
 
@@ -37,7 +40,8 @@ impl Listener {
         let socket = TcpListener::bind(config.listen).await?;
         let local_addr = socket.local_addr()?;
         let stop = shutdown.child_token();
-        let cfg = Arc::new(config.clone());
+        let shared = Arc::new(ArcSwap::from_pointee(config));
+        let configs = shared.clone();
         let token = stop.clone();
         tokio::spawn(async move {
             loop {
@@ -51,7 +55,7 @@ impl Listener {
                     },
                     _ = token.cancelled() => return,
                 };
-                let session = Session::new(stream, peer, local_addr, cfg.clone(), handles.clone());
+                let session = Session::new(stream, peer, local_addr, configs.load_full(), handles.clone());
                 let token = token.clone();
                 tokio::spawn(async move {
                     if let Err(e) = session.run(token).await {
@@ -61,15 +65,20 @@ impl Listener {
             }
         });
         tracing::info!(listen = %local_addr, "ESMTP listener started");
-        Ok(Self { local_addr, config, stop })
+        Ok(Self { local_addr, config: shared, stop })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    pub fn config(&self) -> &ListenerConfig {
-        &self.config
+    pub fn config(&self) -> Arc<ListenerConfig> {
+        self.config.load_full()
+    }
+
+    /// New settings for sessions accepted from now on.
+    pub fn update(&self, config: ListenerConfig) {
+        self.config.store(Arc::new(config));
     }
 
     /// Stop accepting; sessions in progress finish their current command.

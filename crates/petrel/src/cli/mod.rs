@@ -329,7 +329,7 @@ fn serve(policy: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let daemon = match Daemon::start(DaemonOptions { policy: policy.clone() }).await {
+        let daemon = match Daemon::start(DaemonOptions::new(policy.clone())).await {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("petrel: {}: {e}", policy.display());
@@ -339,11 +339,30 @@ fn serve(policy: PathBuf) -> ExitCode {
         for addr in daemon.smtp_addrs() {
             println!("petrel: ESMTP listening on {addr}");
         }
+        for addr in daemon.http_addrs() {
+            println!("petrel: HTTP listening on {addr}");
+        }
+        let hangups = tokio::spawn(reload_on_sighup(daemon.reloader()));
         wait_for_stop_signal().await;
+        hangups.abort();
+        let _ = hangups.await;
         println!("petrel: shutting down");
         daemon.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP reloads the policy, as with most daemons.
+async fn reload_on_sighup(reloader: std::sync::Arc<crate::Reloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+    while hangup.recv().await.is_some() {
+        let outcome = reloader.reload().await;
+        match outcome.success {
+            true => println!("petrel: SIGHUP: policy reloaded, generation {}", outcome.generation.unwrap_or(0)),
+            false => eprintln!("petrel: SIGHUP: reload refused:\n  {}", outcome.errors.join("\n  ")),
+        }
+    }
 }
 
 async fn wait_for_stop_signal() {
