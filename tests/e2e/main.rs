@@ -10,3 +10,4 @@ mod outcomes;
 mod policy_errors;
 mod recovery;
 mod relay;
+mod reload;

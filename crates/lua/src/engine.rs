@@ -4,13 +4,14 @@
 use crate::error::{PolicyLoadError, describe};
 use crate::init::{InitCollector, InitConfig};
 use crate::kumo::handler;
-use crate::state::new_state;
+use crate::state::{Deadline, new_state};
 use arc_swap::ArcSwap;
 use mlua::Lua;
 use parking_lot::Mutex;
 use petrel_telemetry::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// Events that authenticate HTTP clients; a listener off loopback needs one.
@@ -25,6 +26,7 @@ pub struct Generation {
     pub config: Arc<InitConfig>,
     idle: Mutex<Vec<Lua>>,
     permits: Semaphore,
+    created: std::sync::atomic::AtomicUsize,
 }
 
 fn max_states() -> usize {
@@ -60,17 +62,30 @@ impl Generation {
             config: Arc::new(config?),
             idle: Mutex::new(vec![lua]),
             permits: Semaphore::new(max_states()),
+            created: std::sync::atomic::AtomicUsize::new(1),
         })
     }
 
-    /// Run `f` in one of this generation's states.
-    async fn call<R>(&self, f: impl FnOnce(&Lua) -> mlua::Result<R>) -> Result<R, mlua::Error> {
+    /// How many Lua states this generation has created (never more than
+    /// its bound, however many callers wait).
+    pub fn states_created(&self) -> usize {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Run `f` in one of this generation's states, stopping it at `limit`.
+    async fn call<R>(&self, limit: Duration, f: impl FnOnce(&Lua) -> mlua::Result<R>) -> Result<R, mlua::Error> {
         let _permit = self.permits.acquire().await.expect("never closed");
-        let lua = match self.idle.lock().pop() {
+        let popped = self.idle.lock().pop();
+        let lua = match popped {
             Some(lua) => lua,
-            None => new_state(&self.path).map_err(|e| mlua::Error::runtime(e.to_string()))?,
+            None => {
+                self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                new_state(&self.path).map_err(|e| mlua::Error::runtime(e.to_string()))?
+            }
         };
+        lua.set_app_data(Deadline(Instant::now() + limit));
         let result = f(&lua);
+        lua.remove_app_data::<Deadline>();
         self.idle.lock().push(lua);
         result
     }
@@ -81,7 +96,12 @@ impl Generation {
 pub struct PolicyEngine {
     current: ArcSwap<Generation>,
     metrics: Arc<Metrics>,
+    /// Longest a per-message event may run.
+    event_time_limit: Mutex<Duration>,
 }
+
+/// Default for [`PolicyEngine::set_event_time_limit`].
+pub const EVENT_TIME_LIMIT: Duration = Duration::from_secs(10);
 
 impl PolicyEngine {
     pub fn load(path: &Path, default_hostname: &str) -> Result<Self, PolicyLoadError> {
@@ -95,7 +115,7 @@ impl PolicyEngine {
         metrics: Arc<Metrics>,
     ) -> Result<Self, PolicyLoadError> {
         let generation = Generation::load(path, 1, default_hostname)?;
-        Ok(Self { current: ArcSwap::from_pointee(generation), metrics })
+        Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit: Mutex::new(EVENT_TIME_LIMIT) })
     }
 
     pub fn current(&self) -> Arc<Generation> {
@@ -124,6 +144,13 @@ impl PolicyEngine {
     ) -> Result<R, mlua::Error> {
         let generation = self.current();
         let _timer = self.metrics.lua_timer(event);
-        generation.call(f).await
+        let limit = *self.event_time_limit.lock();
+        generation.call(limit, f).await
+    }
+
+    /// Stop any event handler that runs longer than `limit`; its caller gets
+    /// an error (SMTP: 451) and the state is reused.
+    pub fn set_event_time_limit(&self, limit: Duration) {
+        *self.event_time_limit.lock() = limit;
     }
 }

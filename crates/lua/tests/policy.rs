@@ -214,3 +214,38 @@ fn an_http_listener_off_loopback_needs_authentication() {
     let local = format!("{PRELUDE}  kumo.start_http_listener {{ listen = '127.0.0.1:8000' }}\nend)\n");
     assert!(PolicyEngine::load(&write_policy(&dir, &local), "h").is_ok());
 }
+
+const RUNAWAY: &str = r#"local kumo = require 'kumo'
+kumo.on('init', function()
+  kumo.define_spool { name = 'data', path = '/tmp/petrel-never-opened' }
+end)
+kumo.on('smtp_server_message_received', function(msg)
+  if msg:sender().domain == 'loop.example' then
+    while true do end
+  end
+  local deadline = os.clock() + 0.002
+  while os.clock() < deadline do end
+end)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_handler_is_stopped_and_its_state_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(PolicyEngine::load(&write_policy(&dir, RUNAWAY), "h").unwrap());
+    engine.set_event_time_limit(std::time::Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let mut looping = message("x@loop.example");
+    match engine.message_received(&mut looping, &conn()).await {
+        Err(PolicyError::Failed(e)) => assert!(e.contains("time limit"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The stopped state goes back to the pool and serves the next calls:
+    // a runaway handler costs one call, not a Lua state each time.
+    for i in 0..5 {
+        engine.message_received(&mut message(&format!("u{i}@ok.example")), &conn()).await.unwrap();
+        let mut again = message("y@loop.example");
+        assert!(engine.message_received(&mut again, &conn()).await.is_err());
+    }
+    assert_eq!(engine.current().states_created(), 1, "one state served every call");
+}

@@ -1,0 +1,163 @@
+//! Hot reload under traffic: new weights at once, bad policies refused,
+//! a source removed with mail queued on it, listeners added and removed.
+
+use petrel_e2e::{Sink, TestDaemon, Workspace, eventually, http, inject, smart_host_events};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn sources(weight_a: u32, weight_b: u32) -> String {
+    format!(
+        r#"  kumo.start_http_listener {{ listen = '127.0.0.1:0' }}
+  kumo.define_egress_source {{ name = 'a', source_address = '127.0.0.2' }}
+  kumo.define_egress_source {{ name = 'b', source_address = '127.0.0.3' }}
+  kumo.define_egress_pool {{ name = 'shared', entries = {{ {{ name = 'a', weight = {weight_a} }}, {{ name = 'b', weight = {weight_b} }} }} }}"#
+    )
+}
+
+async fn reload(daemon: &TestDaemon) -> petrel_e2e::HttpReply {
+    http("POST", format!("http://{}/api/admin/reload/v1", daemon.http[0]), vec![], None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_weights_apply_at_once_under_continuous_injection() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let events = smart_host_events(sink.addr(), "egress_pool = 'shared',");
+    let daemon = TestDaemon::start(&ws.policy(&sources(1, 1), &events)).unwrap();
+    let (chunks, per_chunk, reload_after) = (20, 100, 8);
+    for chunk in 0..chunks {
+        if chunk == reload_after {
+            // Rewrite the file; the watcher reloads it.
+            ws.policy(&sources(1, 3), &events);
+            let controls = daemon.controls.clone();
+            assert!(
+                eventually(Duration::from_secs(10), || controls.policy_generation() == 2).await,
+                "the file change reloaded the policy"
+            );
+        }
+        let base = chunk * per_chunk;
+        let sent =
+            inject(daemon.smtp[0], per_chunk, 2, move |i| ("s@a.example".into(), format!("r{}@d.example", base + i)))
+                .await;
+        assert_eq!(sent, per_chunk, "every message was acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = chunks * per_chunk;
+    assert!(
+        eventually(Duration::from_secs(60), || sink.received_count() >= total).await,
+        "got {}",
+        sink.received_count()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen: HashMap<usize, Vec<String>> = HashMap::new();
+    for m in sink.received() {
+        let n: usize = m.recipients[0].trim_start_matches('r').split('@').next().unwrap().parse().unwrap();
+        seen.entry(n).or_default().push(m.peer.ip().to_string());
+    }
+    assert_eq!(seen.len(), total, "every message arrived");
+    assert!(seen.values().all(|v| v.len() == 1), "none twice");
+    let after: Vec<&String> = (reload_after * per_chunk..total).map(|n| &seen[&n][0]).collect();
+    let from_a = after.iter().filter(|ip| ip.as_str() == "127.0.0.2").count();
+    let expected = after.len() / 4;
+    assert!(
+        from_a.abs_diff(expected) <= 3,
+        "after the reload {from_a} of {} left from a (expected ~{expected})",
+        after.len()
+    );
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_policies_are_refused_and_traffic_continues() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let events = smart_host_events(sink.addr(), "egress_pool = 'shared',");
+    let daemon = TestDaemon::start(&ws.policy(&sources(1, 1), &events)).unwrap();
+    assert_eq!(inject(daemon.smtp[0], 10, 1, |i| ("s@a.example".into(), format!("r{i}@d.example"))).await, 10);
+
+    let good = std::fs::read_to_string(ws.dir.path().join("init.lua")).unwrap();
+    let syntax = good.replacen("kumo.on('init', function()", "kumo.on('init', function()\n  local = 1", 1);
+    std::fs::write(ws.dir.path().join("init.lua"), syntax).unwrap();
+    let reply = reload(&daemon).await;
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    let errors = reply.json()["errors"].to_string();
+    assert!(errors.contains("init.lua:3:"), "{errors}");
+    assert_eq!(inject(daemon.smtp[0], 10, 1, |i| ("s@a.example".into(), format!("x{i}@d.example"))).await, 10);
+
+    let unknown = good.replace("{ name = 'b', weight = 1 }", "{ name = 'ghost', weight = 1 }");
+    std::fs::write(ws.dir.path().join("init.lua"), unknown).unwrap();
+    let reply = reload(&daemon).await;
+    assert_eq!(reply.status, 422);
+    assert!(reply.json()["errors"].to_string().contains("unknown source \\\"ghost\\\""), "{}", reply.body);
+    assert_eq!(daemon.controls.policy_generation(), 1, "the running policy stayed");
+    assert_eq!(inject(daemon.smtp[0], 10, 1, |i| ("s@a.example".into(), format!("y{i}@d.example"))).await, 10);
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 30).await);
+    let metrics = http("GET", format!("http://{}/metrics", daemon.http[0]), vec![], None).await.body;
+    let failures = metrics.lines().find(|l| l.starts_with("petrel_policy_reload_failures ")).unwrap();
+    let failures: u64 = failures.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(failures >= 2, "{failures}");
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_source_moves_its_queued_mail_to_the_rest_of_the_pool() {
+    // The sink defers everything from 127.0.0.2, so mail piles up on source a.
+    let sink = Sink::start_with(Arc::new(|m, _| {
+        if m.peer.ip().to_string() == "127.0.0.2" { (451, "4.7.0 not now".into()) } else { (250, "ok".into()) }
+    }))
+    .await;
+    let ws = Workspace::new();
+    let events = smart_host_events(sink.addr(), "egress_pool = 'shared', retry_interval = 1,");
+    let only_a = sources(1, 0).replace(", { name = 'b', weight = 0 }", "");
+    let daemon = TestDaemon::start(&ws.policy(&only_a, &events)).unwrap();
+    assert_eq!(inject(daemon.smtp[0], 20, 2, |i| ("s@a.example".into(), format!("q{i}@d.example"))).await, 20);
+    let controls = daemon.controls.clone();
+    assert!(eventually(Duration::from_secs(10), || controls.waiting() == 20).await, "all deferred on a");
+
+    // Source a disappears; the pool now holds only b.
+    let only_b = sources(0, 1)
+        .replace("{ name = 'a', weight = 0 }, ", "")
+        .replace("  kumo.define_egress_source { name = 'a', source_address = '127.0.0.2' }\n", "");
+    ws.policy(&only_b, &events);
+    let reply = reload(&daemon).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.json()["changes"]["sources"]["removed"].to_string().contains("\"a\""), "{}", reply.body);
+    assert!(eventually(Duration::from_secs(30), || sink.received_count() == 20).await, "got {}", sink.received_count());
+    assert!(sink.received().iter().all(|m| m.peer.ip().to_string() == "127.0.0.3"));
+    drop(controls);
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_come_and_go_with_the_policy() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let events = smart_host_events(sink.addr(), "");
+    let http_only = "  kumo.start_http_listener { listen = '127.0.0.1:0' }";
+    let daemon = TestDaemon::start(&ws.policy(http_only, &events)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let second = format!(
+        "{http_only}\n  kumo.start_esmtp_listener {{ listen = '127.0.0.1:{port}', relay_hosts = {{ '127.0.0.1' }} }}"
+    );
+    ws.policy(&second, &events);
+    let reply = reload(&daemon).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.json()["changes"]["listeners"]["started"].to_string().contains(&port.to_string()), "{}", reply.body);
+    let added: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(inject(added, 3, 1, |i| ("s@a.example".into(), format!("n{i}@d.example"))).await, 3);
+    assert_eq!(inject(daemon.smtp[0], 3, 1, |i| ("s@a.example".into(), format!("o{i}@d.example"))).await, 3);
+
+    ws.policy(http_only, &events);
+    let reply = reload(&daemon).await;
+    assert!(reply.json()["changes"]["listeners"]["stopped"].to_string().contains(&port.to_string()), "{}", reply.body);
+    let refused = eventually(Duration::from_secs(5), || std::net::TcpStream::connect(added).is_err()).await;
+    assert!(refused, "the removed listener refuses connections");
+    assert_eq!(
+        inject(daemon.smtp[0], 3, 1, |i| ("s@a.example".into(), format!("p{i}@d.example"))).await,
+        3,
+        "the first listener served throughout"
+    );
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 9).await);
+    daemon.stop();
+}
