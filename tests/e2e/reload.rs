@@ -1,7 +1,7 @@
 //! Hot reload under traffic: new weights at once, bad policies refused,
 //! a source removed with mail queued on it, listeners added and removed.
 
-use petrel_e2e::{Sink, TestDaemon, Workspace, eventually, http, inject, smart_host_events};
+use petrel_e2e::{DaemonOptions, Sink, TestDaemon, Workspace, eventually, http, inject, smart_host_events};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,8 @@ async fn new_weights_apply_at_once_under_continuous_injection() {
     let sink = Sink::start().await;
     let ws = Workspace::new();
     let events = smart_host_events(sink.addr(), "egress_pool = 'shared',");
-    let daemon = TestDaemon::start(&ws.policy(&sources(1, 1), &events)).unwrap();
+    let options = DaemonOptions::new(ws.policy(&sources(1, 1), &events));
+    let daemon = TestDaemon::start_with(options).unwrap();
     let (chunks, per_chunk, reload_after) = (20, 100, 8);
     for chunk in 0..chunks {
         if chunk == reload_after {
@@ -159,5 +160,44 @@ async fn listeners_come_and_go_with_the_policy() {
         "the first listener served throughout"
     );
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 9).await);
+    daemon.stop();
+}
+
+async fn banner(addr: std::net::SocketAddr) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = stream.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_listener_keeps_its_socket_and_an_unbindable_one_refuses_the_reload() {
+    let ws = Workspace::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let with = |hostname: &str| {
+        format!(
+            "  kumo.start_http_listener {{ listen = '127.0.0.1:0' }}\n  kumo.start_esmtp_listener {{ listen = '127.0.0.1:{port}', hostname = '{hostname}' }}"
+        )
+    };
+    let daemon = TestDaemon::start(&ws.policy(&with("before.test"), "")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(banner(addr).await.contains("before.test"));
+    ws.policy(&with("after.test"), "");
+    let reply = reload(&daemon).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.json()["changes"]["listeners"]["updated"].to_string().contains(&port.to_string()), "{}", reply.body);
+    assert!(banner(addr).await.contains("after.test"), "same socket, new settings");
+
+    // A port something else holds: the reload is refused as a whole.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let clash = format!("{}\n  kumo.start_esmtp_listener {{ listen = '127.0.0.1:{busy}' }}", with("clash.test"));
+    ws.policy(&clash, "");
+    let reply = reload(&daemon).await;
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains(&busy.to_string()), "{}", reply.body);
+    assert_eq!(daemon.controls.policy_generation(), 2);
+    assert!(banner(addr).await.contains("after.test"), "nothing of the refused policy applied");
     daemon.stop();
 }

@@ -2,12 +2,13 @@
 //! crash it by dropping every task at once), policy files written from
 //! templates, and an SMTP injector.
 
-use petrel::{Controls, Daemon, DaemonOptions};
+use petrel::{Controls, Daemon};
 use petrel_smtp_client::{ConnectOptions, SmtpClient};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+pub use petrel::DaemonOptions;
 pub use petrel_testkit::{DnsServer, Sink, Zone, eventually};
 
 enum Stop {
@@ -26,10 +27,14 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
+    /// A daemon that reloads only when asked (no file watching).
     pub fn start(policy: &Path) -> Result<Self, String> {
+        Self::start_with(DaemonOptions { watch_policy: false, ..DaemonOptions::new(policy) })
+    }
+
+    pub fn start_with(options: DaemonOptions) -> Result<Self, String> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
-        let options = DaemonOptions::new(policy);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             let daemon = match rt.block_on(Daemon::start(options)) {
