@@ -3,16 +3,16 @@
 use crate::engine::PolicyEngine;
 use crate::error::describe;
 use crate::kumo::{Rejection, handler};
-use crate::message::{LuaConnMeta, LuaEgressPath, LuaMessage, LuaQueueConfig};
-use crate::specs::{EgressPathSpec, QueueConfigSpec};
+use crate::message::{LuaAddress, LuaConnMeta, LuaEgressPath, LuaListenerDomain, LuaMessage, LuaQueueConfig};
+use crate::specs::{EgressPathSpec, ListenerDomainSpec, QueueConfigSpec};
 use async_trait::async_trait;
-use mlua::{Lua, LuaSerdeExt, Value};
+use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, Value};
 use petrel_delivery::{EgressPathConfig, EgressPolicy, EgressPolicyError};
 use petrel_egress::Registry;
 use petrel_http_api::{AuthInfo, InjectPolicy, InjectPolicyError};
-use petrel_message::Message;
+use petrel_message::{EnvelopeAddress, Message};
 use petrel_queue::{QueueConfig, QueueKey, QueuePolicy, QueuePolicyError};
-use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
+use petrel_smtp_server::{ConnMeta, ListenerDomain, PolicyError, SessionPolicy};
 use std::sync::Arc;
 
 fn object<T: serde::Serialize>(value: &T) -> serde_json::Map<String, serde_json::Value> {
@@ -44,8 +44,72 @@ async fn message_event(
     Ok(())
 }
 
+fn session_error(e: mlua::Error) -> PolicyError {
+    match e.downcast_ref::<Rejection>() {
+        Some(r) => PolicyError::Reject { code: r.code, text: r.text.clone() },
+        None => PolicyError::Failed(describe(&e)),
+    }
+}
+
+/// Call `event` with the arguments `args` builds in the state; `None` when
+/// the policy has no handler for it.
+async fn call<R: mlua::FromLuaMulti>(
+    engine: &PolicyEngine,
+    event: &str,
+    args: impl FnOnce(&Lua) -> mlua::Result<mlua::MultiValue>,
+) -> Result<Option<R>, mlua::Error> {
+    engine
+        .call_event(event, |lua| match handler(lua, event)? {
+            Some(f) => f.call::<R>(args(lua)?).map(Some),
+            None => Ok(None),
+        })
+        .await
+}
+
+fn conn_arg(conn: &ConnMeta) -> LuaConnMeta {
+    LuaConnMeta(object(conn))
+}
+
 #[async_trait]
 impl SessionPolicy for PolicyEngine {
+    async fn ehlo(&self, domain: &str, conn: &ConnMeta) -> Result<(), PolicyError> {
+        call::<()>(self, "smtp_server_ehlo", |lua| (domain, conn_arg(conn)).into_lua_multi(lua))
+            .await
+            .map(|_| ())
+            .map_err(session_error)
+    }
+
+    async fn mail_from(&self, sender: &EnvelopeAddress, conn: &ConnMeta) -> Result<(), PolicyError> {
+        let args = |lua: &Lua| (LuaAddress(sender.clone()), conn_arg(conn)).into_lua_multi(lua);
+        call::<()>(self, "smtp_server_mail_from", args).await.map(|_| ()).map_err(session_error)
+    }
+
+    async fn rcpt_to(&self, recipient: &EnvelopeAddress, conn: &ConnMeta) -> Result<(), PolicyError> {
+        let args = |lua: &Lua| (LuaAddress(recipient.clone()), conn_arg(conn)).into_lua_multi(lua);
+        call::<()>(self, "smtp_server_rcpt_to", args).await.map(|_| ()).map_err(session_error)
+    }
+
+    async fn listener_domain(
+        &self,
+        domain: &str,
+        listener: &str,
+        conn: &ConnMeta,
+    ) -> Result<Option<ListenerDomain>, PolicyError> {
+        self.call_event("get_listener_domain", |lua| {
+            let Some(f) = handler(lua, "get_listener_domain")? else { return Ok(None) };
+            let value: Value = f.call((domain, listener, conn_arg(conn)))?;
+            from_result(lua, value, |s: ListenerDomainSpec| s.into_domain().map(LuaListenerDomain))
+        })
+        .await
+        .map(|d| d.map(|d| d.0))
+        .map_err(session_error)
+    }
+
+    async fn auth_plain(&self, authz: &str, authc: &str, password: &str, conn: &ConnMeta) -> Result<bool, PolicyError> {
+        let args = |lua: &Lua| (authz, authc, password, conn_arg(conn)).into_lua_multi(lua);
+        call::<bool>(self, "smtp_server_auth_plain", args).await.map(|r| r.unwrap_or(false)).map_err(session_error)
+    }
+
     async fn message_received(&self, message: &mut Message, conn: &ConnMeta) -> Result<(), PolicyError> {
         message_event(self, "smtp_server_message_received", message, object(conn)).await.map_err(|e| {
             match e.downcast_ref::<Rejection>() {

@@ -3,10 +3,10 @@
 
 use crate::error::caller_location;
 use crate::init::InitCollector;
-use crate::message::{LuaEgressPath, LuaQueueConfig};
+use crate::message::{LuaEgressPath, LuaListenerDomain, LuaQueueConfig};
 use crate::specs::{
-    EgressPathSpec, EsmtpListenerSpec, HttpListenerSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec, ResolverSpec,
-    SourceSpec, SpoolSpec,
+    EgressPathSpec, EsmtpListenerSpec, HttpListenerSpec, ListenerDomainSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec,
+    ResolverSpec, SourceSpec, SpoolSpec,
 };
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 use serde::de::DeserializeOwned;
@@ -33,6 +33,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("configure_local_logs", lua.create_function(configure_local_logs)?)?;
     kumo.set("make_queue_config", lua.create_function(make_queue_config)?)?;
     kumo.set("make_egress_path", lua.create_function(make_egress_path)?)?;
+    kumo.set("make_listener_domain", lua.create_function(make_listener_domain)?)?;
     kumo.set("reject", lua.create_function(reject)?)?;
     kumo.set("json_encode", lua.create_function(|lua, v: Value| json_encode(lua, v))?)?;
     kumo.set("json_parse", lua.create_function(|lua, s: String| json_parse(lua, &s))?)?;
@@ -182,6 +183,10 @@ fn make_queue_config(lua: &Lua, value: Value) -> mlua::Result<LuaQueueConfig> {
 
 fn make_egress_path(lua: &Lua, value: Value) -> mlua::Result<LuaEgressPath> {
     make(lua, "make_egress_path", value, |s: EgressPathSpec| s.into_config().map(LuaEgressPath))
+}
+
+fn make_listener_domain(lua: &Lua, value: Value) -> mlua::Result<LuaListenerDomain> {
+    make(lua, "make_listener_domain", value, |s: ListenerDomainSpec| s.into_domain().map(LuaListenerDomain))
 }
 
 fn reject(lua: &Lua, (code, text): (u16, String)) -> mlua::Result<()> {

@@ -14,6 +14,10 @@ pub(crate) struct LuaConnMeta(pub serde_json::Map<String, serde_json::Value>);
 pub(crate) struct LuaQueueConfig(pub QueueConfig);
 #[derive(Clone)]
 pub(crate) struct LuaEgressPath(pub EgressPathConfig);
+#[derive(Clone)]
+pub(crate) struct LuaListenerDomain(pub petrel_smtp_server::ListenerDomain);
+
+impl UserData for LuaListenerDomain {}
 
 impl UserData for LuaQueueConfig {}
 impl UserData for LuaEgressPath {}

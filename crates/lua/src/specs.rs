@@ -69,6 +69,10 @@ pub struct EsmtpListenerSpec {
     pub max_message_size: Option<usize>,
     pub max_recipients_per_message: Option<usize>,
     pub client_timeout: Option<DurationSpec>,
+    pub max_connections: Option<usize>,
+    pub max_messages_per_connection: Option<usize>,
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
 }
 
 impl EsmtpListenerSpec {
@@ -89,6 +93,19 @@ impl EsmtpListenerSpec {
             config.max_recipients_per_message = n;
         }
         config.client_timeout = duration(&self.client_timeout, "client_timeout", config.client_timeout)?;
+        if let Some(n) = self.max_connections {
+            config.max_connections = n.max(1);
+        }
+        if let Some(n) = self.max_messages_per_connection {
+            config.max_messages_per_connection = n.max(1);
+        }
+        if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
+            return Err("tls_certificate and tls_private_key go together".into());
+        }
+        config.tls_certificate = self.tls_certificate;
+        config.tls_private_key = self.tls_private_key;
+        // Fail at load, with the line, rather than when the listener starts.
+        petrel_smtp_server::Prepared::new(config.clone())?;
         Ok(config)
     }
 }
@@ -330,5 +347,24 @@ impl HttpListenerSpec {
         config.tls_certificate = self.tls_certificate;
         config.tls_private_key = self.tls_private_key;
         Ok(config)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerDomainSpec {
+    pub relay_to: Option<bool>,
+    pub relay_from: Option<Vec<String>>,
+}
+
+impl ListenerDomainSpec {
+    pub fn into_domain(self) -> Result<petrel_smtp_server::ListenerDomain, String> {
+        let relay_from = self
+            .relay_from
+            .unwrap_or_default()
+            .iter()
+            .map(|h| parse_cidr(h).map_err(|e| format!("relay_from: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(petrel_smtp_server::ListenerDomain { relay_to: self.relay_to.unwrap_or(false), relay_from })
     }
 }

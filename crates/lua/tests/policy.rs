@@ -131,6 +131,8 @@ fn conn() -> ConnMeta {
         received_via: "127.0.0.1:25".into(),
         hostname: "mx.test".into(),
         ehlo_domain: None,
+        authn_id: None,
+        tls: false,
     }
 }
 

@@ -150,6 +150,8 @@ async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<Ro
         received_via: "127.0.0.1:0".into(),
         hostname: crate::system_hostname(),
         ehlo_domain: Some("route.check".into()),
+        authn_id: None,
+        tls: false,
     };
     match admin.engine.message_received(&mut message, &conn).await {
         Ok(()) => {}

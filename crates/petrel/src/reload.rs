@@ -11,7 +11,7 @@ use petrel_egress::Registry;
 use petrel_http_api::{ApiState, HttpListener, HttpListenerConfig, ReloadOutcome};
 use petrel_lua::{InitConfig, PolicyEngine};
 use petrel_queue::QueueManager;
-use petrel_smtp_server::{Listener, ListenerConfig, ServerHandles};
+use petrel_smtp_server::{Listener, ListenerConfig, Prepared, ServerHandles};
 use petrel_spool::Spool;
 use petrel_telemetry::Logger;
 use serde_json::{Value, json};
@@ -169,8 +169,17 @@ impl Reloader {
             pair(&config.listeners, &listeners.smtp, |c| c.listen, |l| l.config().listen);
         let (http_kept, http_added, http_removed) =
             pair(&config.http_listeners, &listeners.http, |c| c.listen, |l| l.config().listen);
-        // Bind everything new before committing: a listener that cannot
-        // bind refuses the whole reload.
+        // Check new settings and bind everything new before committing: a
+        // bad certificate or a listener that cannot bind refuses the reload.
+        let mut prepared = Vec::new();
+        for &(i, j) in &smtp_kept {
+            if *listeners.smtp[j].config() != config.listeners[i] {
+                match Prepared::new(config.listeners[i].clone()) {
+                    Ok(p) => prepared.push((j, p)),
+                    Err(e) => return self.refused(vec![format!("listener {}: {e}", config.listeners[i].listen)]),
+                }
+            }
+        }
         let mut new_smtp = Vec::new();
         let mut new_http = Vec::new();
         for &i in &smtp_added {
@@ -195,11 +204,9 @@ impl Reloader {
         let mut started: Vec<String> = new_smtp.iter().map(|l| format!("smtp {}", l.local_addr())).collect();
         started.extend(new_http.iter().map(|l| format!("http {}", l.local_addr())));
         let mut updated = Vec::new();
-        for &(i, j) in &smtp_kept {
-            if *listeners.smtp[j].config() != config.listeners[i] {
-                listeners.smtp[j].update(config.listeners[i].clone());
-                updated.push(format!("smtp {}", listeners.smtp[j].local_addr()));
-            }
+        for (j, p) in prepared {
+            listeners.smtp[j].apply(p);
+            updated.push(format!("smtp {}", listeners.smtp[j].local_addr()));
         }
         for &(i, j) in &http_kept {
             let state = self.api_state(&config.http_listeners[i]);

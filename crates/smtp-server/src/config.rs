@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use petrel_message::Message;
+use petrel_message::{EnvelopeAddress, Message};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -17,8 +17,17 @@ pub struct ListenerConfig {
     pub relay_hosts: Vec<IpNet>,
     pub max_message_size: usize,
     pub max_recipients_per_message: usize,
-    /// Longest wait for a command line or a chunk of DATA.
+    /// Longest wait for a command line or a chunk of DATA; a client that
+    /// stays silent longer gets `421 4.4.2` and is disconnected.
     pub client_timeout: Duration,
+    /// Concurrent sessions; one more gets `421 4.3.2` at connect.
+    pub max_connections: usize,
+    /// Messages (DATA transactions) per session before `421 4.7.0`.
+    pub max_messages_per_connection: usize,
+    /// PEM files for STARTTLS; without them a self-signed certificate is
+    /// generated for `hostname`.
+    pub tls_certificate: Option<std::path::PathBuf>,
+    pub tls_private_key: Option<std::path::PathBuf>,
 }
 
 impl ListenerConfig {
@@ -30,6 +39,10 @@ impl ListenerConfig {
             max_message_size: 20 * 1024 * 1024,
             max_recipients_per_message: 1024,
             client_timeout: Duration::from_secs(300),
+            max_connections: 1024,
+            max_messages_per_connection: 10_000,
+            tls_certificate: None,
+            tls_private_key: None,
         }
     }
 
@@ -57,6 +70,19 @@ pub struct ConnMeta {
     pub received_via: String,
     pub hostname: String,
     pub ehlo_domain: Option<String>,
+    /// The identity that authenticated with AUTH, if any.
+    pub authn_id: Option<String>,
+    pub tls: bool,
+}
+
+/// `kumo.make_listener_domain{...}`: mail for a domain that clients outside
+/// `relay_hosts` may send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerDomain {
+    /// Anyone may send to this domain (an inbound domain).
+    pub relay_to: bool,
+    /// These clients may send to it even without `relay_to`.
+    pub relay_from: Vec<IpNet>,
 }
 
 /// How a policy hook refused or failed.
@@ -70,10 +96,40 @@ pub enum PolicyError {
     Failed(String),
 }
 
-/// Decisions the listener asks of policy. The Lua crate implements it with
-/// the `smtp_server_message_received` event.
+/// Decisions the listener asks of policy, one per SMTP phase. The Lua crate
+/// implements them with the `smtp_server_*` events; each defaults to
+/// accepting. Nothing here is cached across sessions or clients.
 #[async_trait]
 pub trait SessionPolicy: Send + Sync + 'static {
+    async fn ehlo(&self, _domain: &str, _conn: &ConnMeta) -> Result<(), PolicyError> {
+        Ok(())
+    }
+    async fn mail_from(&self, _sender: &EnvelopeAddress, _conn: &ConnMeta) -> Result<(), PolicyError> {
+        Ok(())
+    }
+    async fn rcpt_to(&self, _recipient: &EnvelopeAddress, _conn: &ConnMeta) -> Result<(), PolicyError> {
+        Ok(())
+    }
+    /// `get_listener_domain`: whether a client outside `relay_hosts` may
+    /// send to `domain`.
+    async fn listener_domain(
+        &self,
+        _domain: &str,
+        _listener: &str,
+        _conn: &ConnMeta,
+    ) -> Result<Option<ListenerDomain>, PolicyError> {
+        Ok(None)
+    }
+    /// `smtp_server_auth_plain`: true to accept the credentials.
+    async fn auth_plain(
+        &self,
+        _authz: &str,
+        _authc: &str,
+        _password: &str,
+        _conn: &ConnMeta,
+    ) -> Result<bool, PolicyError> {
+        Ok(false)
+    }
     /// May edit the message (meta, headers) or refuse it.
     async fn message_received(&self, message: &mut Message, conn: &ConnMeta) -> Result<(), PolicyError>;
 }

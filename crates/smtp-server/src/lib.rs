@@ -5,10 +5,14 @@
 //! Policy enters through [`SessionPolicy`]; relay rules, size and recipient
 //! limits and the strict DATA framing are enforced here, whatever the policy.
 
+mod auth;
 mod config;
+mod io;
 mod listener;
 mod reception;
 mod session;
+mod tls;
+mod verbs;
 
-pub use config::{AcceptAll, ConnMeta, ListenerConfig, PolicyError, SessionPolicy, parse_cidr};
-pub use listener::{Listener, ServerHandles};
+pub use config::{AcceptAll, ConnMeta, ListenerConfig, ListenerDomain, PolicyError, SessionPolicy, parse_cidr};
+pub use listener::{Listener, Prepared, ServerHandles};

@@ -8,7 +8,10 @@ use petrel_spool::Spool;
 use petrel_telemetry::Logger;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// What sessions need from the rest of the daemon.
@@ -19,14 +22,41 @@ pub struct ServerHandles {
     pub policy: Arc<dyn SessionPolicy>,
 }
 
+/// Settings ready to serve: the configuration and its TLS identity.
+pub struct Prepared {
+    config: Arc<ListenerConfig>,
+    tls: Arc<TlsAcceptor>,
+}
+
+impl Prepared {
+    /// Check the settings (certificate files) without touching a socket.
+    pub fn new(config: ListenerConfig) -> Result<Self, String> {
+        let tls = crate::tls::acceptor(
+            config.tls_certificate.as_deref(),
+            config.tls_private_key.as_deref(),
+            &config.hostname,
+        )?;
+        Ok(Self { config: Arc::new(config), tls: Arc::new(tls) })
+    }
+}
+
 /// A running listener. Dropping it does not stop it; call [`Listener::stop`]
 /// or cancel the daemon's shutdown token.
 pub struct Listener {
     local_addr: SocketAddr,
     /// Read at each accepted connection, so a reload changes the settings of
     /// new sessions without closing the socket.
-    config: Arc<ArcSwap<ListenerConfig>>,
+    current: Arc<ArcSwap<Prepared>>,
     stop: CancellationToken,
+}
+
+/// Counts a session while it lives.
+struct Active(Arc<AtomicUsize>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Listener {
@@ -37,15 +67,17 @@ impl Listener {
         handles: Arc<ServerHandles>,
         shutdown: &CancellationToken,
     ) -> std::io::Result<Self> {
-        let socket = TcpListener::bind(config.listen).await?;
+        let prepared = Prepared::new(config).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let socket = TcpListener::bind(prepared.config.listen).await?;
         let local_addr = socket.local_addr()?;
         let stop = shutdown.child_token();
-        let shared = Arc::new(ArcSwap::from_pointee(config));
-        let configs = shared.clone();
+        let current = Arc::new(ArcSwap::from_pointee(prepared));
+        let settings = current.clone();
         let token = stop.clone();
+        let active = Arc::new(AtomicUsize::new(0));
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = tokio::select! {
+                let (mut stream, peer) = tokio::select! {
                     accepted = socket.accept() => match accepted {
                         Ok(pair) => pair,
                         Err(e) => {
@@ -55,9 +87,20 @@ impl Listener {
                     },
                     _ = token.cancelled() => return,
                 };
-                let session = Session::new(stream, peer, local_addr, configs.load_full(), handles.clone());
+                let now = settings.load_full();
+                if active.fetch_add(1, Ordering::SeqCst) >= now.config.max_connections {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        let _ = stream.write_all(b"421 4.3.2 Too many connections, try again later\r\n").await;
+                    });
+                    continue;
+                }
+                let guard = Active(active.clone());
+                let session =
+                    Session::new(stream, peer, local_addr, now.config.clone(), handles.clone(), now.tls.clone());
                 let token = token.clone();
                 tokio::spawn(async move {
+                    let _guard = guard;
                     if let Err(e) = session.run(token).await {
                         tracing::debug!(%peer, error = %e, "session ended with an error");
                     }
@@ -65,7 +108,7 @@ impl Listener {
             }
         });
         tracing::info!(listen = %local_addr, "ESMTP listener started");
-        Ok(Self { local_addr, config: shared, stop })
+        Ok(Self { local_addr, current, stop })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -73,12 +116,12 @@ impl Listener {
     }
 
     pub fn config(&self) -> Arc<ListenerConfig> {
-        self.config.load_full()
+        self.current.load().config.clone()
     }
 
     /// New settings for sessions accepted from now on.
-    pub fn update(&self, config: ListenerConfig) {
-        self.config.store(Arc::new(config));
+    pub fn apply(&self, prepared: Prepared) {
+        self.current.store(Arc::new(prepared));
     }
 
     /// Stop accepting; sessions in progress finish their current command.

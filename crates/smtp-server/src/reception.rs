@@ -1,7 +1,7 @@
 //! A completed DATA: split per recipient, run the policy, spool durably,
 //! queue, log; and only then answer 250.
 
-use crate::config::{ConnMeta, PolicyError};
+use crate::config::PolicyError;
 use crate::session::Session;
 use petrel_message::Message;
 use petrel_smtp_proto::{EnhancedCode, Reply};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 /// A policy's `kumo.reject(code, "5.7.1 text")` → reply; the enhanced code
 /// may lead the text.
-fn rejection(code: u16, text: &str) -> Reply {
+pub(crate) fn rejection(code: u16, text: &str) -> Reply {
     let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
     match EnhancedCode::parse(first) {
         Some(enhanced) => Reply { code, enhanced: Some(enhanced), text: rest.to_string() },
@@ -26,8 +26,15 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
     let handles = session.handles.clone();
     let sender = session.sender.clone().expect("checked before DATA");
     let ehlo = session.ehlo.clone().unwrap_or_default();
+    // RFC 3848 protocol names: S for TLS, A for an authenticated client.
+    let protocol = match (session.conn.is_tls(), session.authn_id.is_some()) {
+        (false, false) => "ESMTP",
+        (true, false) => "ESMTPS",
+        (false, true) => "ESMTPA",
+        (true, true) => "ESMTPSA",
+    };
     let received = format!(
-        "Received: from {ehlo} ({}) by {} (Petrel) with ESMTP; {}\r\n",
+        "Received: from {ehlo} ({}) by {} (Petrel) with {protocol}; {}\r\n",
         session.peer.ip(),
         session.config.hostname,
         chrono::Utc::now().to_rfc2822()
@@ -35,14 +42,14 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
     let mut body = received.into_bytes();
     body.extend_from_slice(&data);
     let body: Arc<[u8]> = Arc::from(body);
-    let conn = ConnMeta {
-        received_from: session.peer.to_string(),
-        received_via: session.local.to_string(),
-        hostname: session.config.hostname.clone(),
-        ehlo_domain: session.ehlo.clone(),
-    };
+    let conn = session.conn_meta();
     let mut messages: Vec<Message> =
         session.recipients.iter().map(|r| Message::new(sender.clone(), r.clone(), body.clone())).collect();
+    if let Some(id) = &session.authn_id {
+        for m in &mut messages {
+            m.set_meta("authn_id", id.clone().into());
+        }
+    }
     for message in &mut messages {
         match handles.policy.message_received(message, &conn).await {
             Ok(()) => {}
@@ -50,7 +57,7 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
                 let reply = rejection(code, &text);
                 let mut record = handles.logger.record(RecordType::Rejection, message, response_info(&reply));
                 record.peer_address = Some(conn.received_from.clone());
-                record.reception_protocol = Some("ESMTP".into());
+                record.reception_protocol = Some(protocol.into());
                 handles.logger.log(record);
                 return reply;
             }
@@ -69,7 +76,11 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
     for message in messages {
         let mut record = handles.logger.record(RecordType::Reception, &message, response_info(&reply));
         record.peer_address = Some(conn.received_from.clone());
-        record.reception_protocol = Some("ESMTP".into());
+        record.reception_protocol = Some(protocol.into());
+        if let Some((version, cipher)) = session.conn.tls_info() {
+            record.tls_protocol_version = Some(version);
+            record.tls_cipher = Some(cipher);
+        }
         handles.logger.log(record);
         handles.queues.insert(message);
     }
