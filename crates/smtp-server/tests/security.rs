@@ -1,0 +1,357 @@
+//! What an attacker tries against the listener, over real sockets with a
+//! real spool: SMTP smuggling, STARTTLS command injection, relay tricks,
+//! and every limit one past its edge.
+
+use async_trait::async_trait;
+use base64::Engine;
+use petrel_message::Message;
+use petrel_queue::{QueueConfig, QueueManager};
+use petrel_smtp_server::{
+    ConnMeta, Listener, ListenerConfig, ListenerDomain, PolicyError, ServerHandles, SessionPolicy,
+};
+use petrel_spool::{RocksSpool, Spool, SpoolPaths};
+use petrel_telemetry::Logger;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// AUTH accepts user/pw; `inbound.example` is a domain anyone may send to.
+struct TestPolicy;
+
+#[async_trait]
+impl SessionPolicy for TestPolicy {
+    async fn listener_domain(
+        &self,
+        domain: &str,
+        _: &str,
+        _: &ConnMeta,
+    ) -> Result<Option<ListenerDomain>, PolicyError> {
+        Ok((domain == "inbound.example").then(|| ListenerDomain { relay_to: true, relay_from: vec![] }))
+    }
+    async fn auth_plain(&self, _: &str, authc: &str, password: &str, _: &ConnMeta) -> Result<bool, PolicyError> {
+        Ok(authc == "user" && password == "pw")
+    }
+    async fn message_received(&self, _: &mut Message, _: &ConnMeta) -> Result<(), PolicyError> {
+        Ok(())
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    spool: Arc<dyn Spool>,
+    cert: CertificateDer<'static>,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+async fn server(configure: impl FnOnce(&mut ListenerConfig)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let spool: Arc<dyn Spool> =
+        Arc::new(RocksSpool::open(&SpoolPaths { meta: dir.path().join("s"), data: dir.path().join("s") }).unwrap());
+    let shutdown = CancellationToken::new();
+    let (queues, due) =
+        QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
+    std::mem::forget(due);
+    let handles = Arc::new(ServerHandles {
+        spool: spool.clone(),
+        queues,
+        logger: Logger::disabled(),
+        policy: Arc::new(TestPolicy),
+    });
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), generated.signing_key.serialize_pem()).unwrap();
+    let mut config = ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test");
+    config.tls_certificate = Some(dir.path().join("cert.pem"));
+    config.tls_private_key = Some(dir.path().join("key.pem"));
+    configure(&mut config);
+    let listener = Listener::start(config, handles, &shutdown).await.unwrap();
+    let cert = generated.cert.der().clone();
+    Server { addr: listener.local_addr(), spool, cert, _dir: dir, _shutdown: shutdown.drop_guard() }
+}
+
+/// A raw SMTP client over any stream.
+struct Client<S> {
+    stream: S,
+    pending: Vec<u8>,
+}
+
+async fn connect_from(server: &Server, from: &str) -> Client<TcpStream> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut c = Client { stream: socket.connect(server.addr).await.unwrap(), pending: Vec::new() };
+    assert!(c.reply().await.starts_with("220 "));
+    c
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// One complete reply (possibly multi-line).
+    async fn reply(&mut self) -> String {
+        loop {
+            let text = String::from_utf8_lossy(&self.pending).to_string();
+            let mut used = 0;
+            for line in text.split_inclusive("\r\n") {
+                if !line.ends_with("\r\n") {
+                    break;
+                }
+                used += line.len();
+                if line.len() >= 4 && line.as_bytes()[3] == b' ' {
+                    self.pending.drain(..used);
+                    return text[..used].to_string();
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buf))
+                .await
+                .expect("reply in time")
+                .unwrap();
+            if n == 0 {
+                return String::new();
+            }
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        self.stream.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+        self.reply().await
+    }
+
+    async fn envelope(&mut self, rcpt: &str) {
+        assert!(self.cmd("MAIL FROM:<a@s.example>").await.starts_with("250"));
+        assert!(self.cmd(&format!("RCPT TO:<{rcpt}>")).await.starts_with("250"));
+        assert!(self.cmd("DATA").await.starts_with("354"));
+    }
+}
+
+async fn spooled(server: &Server) -> usize {
+    server.spool.enumerate().unwrap().len()
+}
+
+#[tokio::test]
+async fn smuggled_messages_are_never_spooled() {
+    let s = server(|_| {}).await;
+    let variants: [&[u8]; 14] = [
+        b"\n.\n",
+        b"\n.\r\n",
+        b"\r.\r",
+        b"\r.\n",
+        b"\r\n.\r",
+        b"\r\n.\n",
+        b"\n.\r",
+        b"\n\0.\n",
+        b"\n.\0\n",
+        b"\r\0.\r",
+        b"\r\n\0.\r\n",
+        b"\r\n.\0\r\n",
+        b"\0\n.\r\n",
+        b"\r\n.\r\0\n",
+    ];
+    let mut c = connect_from(&s, "127.0.0.1").await;
+    c.cmd("EHLO client.test").await;
+    for v in variants {
+        c.envelope("victim@d.example").await;
+        let mut data = b"Subject: first\r\n\r\nfirst".to_vec();
+        data.extend_from_slice(v);
+        data.extend_from_slice(b"MAIL FROM:<evil@x.example>\r\nRCPT TO:<smuggled@d.example>\r\nDATA\r\nSubject: smuggled\r\n\r\nforged\r\n.\r\n");
+        c.stream.write_all(&data).await.unwrap();
+        let verdict = c.reply().await;
+        // Exactly one reply: the smuggled commands were part of the message.
+        assert!(verdict.starts_with("250 ") || verdict.starts_with("550 5.6.0"), "{v:?}: {verdict}");
+        assert!(c.cmd("NOOP").await.starts_with("250"), "{v:?}: still in step");
+    }
+    let bodies = s.spool.enumerate().unwrap();
+    for m in bodies {
+        assert_ne!(m.sender.email(), "evil@x.example", "a smuggled message was spooled");
+        assert_ne!(m.recipient.email(), "smuggled@d.example");
+    }
+}
+
+#[tokio::test]
+async fn the_terminator_split_at_every_byte_still_ends_the_message() {
+    let s = server(|_| {}).await;
+    let mut c = connect_from(&s, "127.0.0.1").await;
+    c.cmd("EHLO client.test").await;
+    let message = b"Subject: split\r\n\r\nbody\r\n.\r\n";
+    let tail = message.len() - 5;
+    for cut in tail..=message.len() {
+        c.envelope("r@d.example").await;
+        c.stream.write_all(&message[..cut]).await.unwrap();
+        c.stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.stream.write_all(&message[cut..]).await.unwrap();
+        assert!(c.reply().await.starts_with("250 "), "cut at {cut}");
+    }
+    assert_eq!(spooled(&s).await, 6);
+}
+
+#[tokio::test]
+async fn commands_pipelined_behind_starttls_are_discarded() {
+    let s = server(|_| {}).await;
+    let mut c = connect_from(&s, "127.0.0.1").await;
+    assert!(c.cmd("EHLO client.test").await.contains("STARTTLS"));
+    c.stream.write_all(b"STARTTLS\r\nRSET\r\nMAIL FROM:<injected@x.example>\r\n").await.unwrap();
+    let answer = c.reply().await;
+    assert!(answer.starts_with("220 "), "{answer}");
+    assert!(c.pending.is_empty(), "only the STARTTLS was answered");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(s.cert.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), c.stream)
+        .await
+        .unwrap();
+    let mut c = Client { stream: tls, pending: Vec::new() };
+    // The session starts clean: the injected MAIL never happened.
+    assert!(c.cmd("RCPT TO:<r@d.example>").await.starts_with("503"), "no sender carried over");
+    let ehlo = c.cmd("EHLO client.test").await;
+    assert!(!ehlo.contains("STARTTLS") && ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+    c.envelope("r@d.example").await;
+    assert!(c.cmd("Subject: over tls\r\n\r\nx\r\n.").await.starts_with("250 "));
+    let bodies = s.spool.enumerate().unwrap();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0].sender.email(), "a@s.example");
+    let data = s.spool.load_data(bodies[0].id).await.unwrap();
+    assert!(String::from_utf8_lossy(&data).contains("with ESMTPS"));
+}
+
+#[tokio::test]
+async fn relay_tricks_from_outside_are_refused() {
+    let s = server(|_| {}).await;
+    let mut c = connect_from(&s, "127.0.0.9").await;
+    c.cmd("EHLO outsider.test").await;
+    assert!(c.cmd("MAIL FROM:<a@s.example>").await.starts_with("250"));
+    for trick in [
+        "user@other@example.com",
+        "\"user@other\"@example.com",
+        "user%other@example.com",
+        "@inbound.example:user@example.com",
+        "user@[127.0.0.1]",
+        "user@example.com.",
+        "user@INBOUND.example.evil.com",
+    ] {
+        let answer = c.cmd(&format!("RCPT TO:<{trick}>")).await;
+        assert!(answer.starts_with("550 5.7.1") || answer.starts_with("501"), "{trick}: {answer}");
+    }
+    // Mail for an inbound domain is fine from anywhere.
+    assert!(c.cmd("RCPT TO:<postmaster@inbound.example>").await.starts_with("250"));
+    // AUTH is neither offered nor accepted in clear from off the host.
+    let mut d = connect_from(&s, "127.0.0.9").await;
+    assert!(!d.cmd("EHLO outsider.test").await.contains("AUTH"));
+    assert!(d.cmd("AUTH PLAIN AHVzZXIAcHc=").await.starts_with("538 5.7.11"));
+}
+
+#[tokio::test]
+async fn authenticating_lets_one_session_relay_not_the_next() {
+    let s = server(|_| {}).await;
+    // From loopback, AUTH is offered without TLS.
+    let mut authed = connect_from(&s, "127.0.0.1").await;
+    let ehlo = authed.cmd("EHLO client.test").await;
+    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+    let wrong = base64::engine::general_purpose::STANDARD.encode("\0user\0nope");
+    assert!(authed.cmd(&format!("AUTH PLAIN {wrong}")).await.starts_with("535 5.7.8"));
+    let right = base64::engine::general_purpose::STANDARD.encode("\0user\0pw");
+    assert!(authed.cmd(&format!("AUTH PLAIN {right}")).await.starts_with("235"));
+    // A second session from the same address knows nothing of it. (Relay
+    // from loopback is allowed by relay_hosts, so check with a listener that
+    // trusts nobody.)
+    let strict = server(|c| c.relay_hosts.clear()).await;
+    let mut a = connect_from(&strict, "127.0.0.1").await;
+    a.cmd("EHLO a.test").await;
+    a.cmd("AUTH LOGIN").await;
+    a.cmd(&base64::engine::general_purpose::STANDARD.encode("user")).await;
+    assert!(a.cmd(&base64::engine::general_purpose::STANDARD.encode("pw")).await.starts_with("235"));
+    assert!(a.cmd("MAIL FROM:<a@s.example>").await.starts_with("250"));
+    assert!(a.cmd("RCPT TO:<anyone@elsewhere.example>").await.starts_with("250"), "authenticated: may relay");
+    let mut b = connect_from(&strict, "127.0.0.1").await;
+    b.cmd("EHLO b.test").await;
+    assert!(b.cmd("MAIL FROM:<a@s.example>").await.starts_with("250"));
+    assert!(b.cmd("RCPT TO:<anyone@elsewhere.example>").await.starts_with("550 5.7.1"), "not authenticated: may not");
+    a.envelope_done().await;
+    let ids: Vec<_> =
+        strict.spool.enumerate().unwrap().into_iter().map(|m| m.meta_str("authn_id").map(str::to_string)).collect();
+    assert_eq!(ids, [Some("user".to_string())], "authn_id lands in the meta");
+}
+
+impl Client<TcpStream> {
+    async fn envelope_done(&mut self) {
+        assert!(self.cmd("DATA").await.starts_with("354"));
+        assert!(self.cmd("Subject: relayed\r\n\r\nx\r\n.").await.starts_with("250"));
+    }
+}
+
+#[tokio::test]
+async fn every_limit_one_past_its_edge() {
+    let s = server(|c| {
+        c.max_message_size = 5000;
+        c.max_recipients_per_message = 3;
+        c.max_connections = 2;
+        c.client_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let mut c = connect_from(&s, "127.0.0.1").await;
+    c.cmd("EHLO client.test").await;
+    // Lines of 998 and 999/1000/1001 octets (before CRLF).
+    for (len, ok) in [(998, true), (999, false), (1000, false), (1001, false)] {
+        c.envelope("r@d.example").await;
+        let answer = c.cmd(&format!("{}\r\n.", "a".repeat(len))).await;
+        assert_eq!(answer.starts_with("250 "), ok, "line of {len}: {answer}");
+        if !ok {
+            assert!(answer.starts_with("500 5.5.2"), "{answer}");
+        }
+    }
+    // One byte over the size (the message is 5001 octets with its CRLFs).
+    c.envelope("r@d.example").await;
+    let body = format!("{}\r\n", "b".repeat(98)).repeat(50);
+    let over = format!("{body}x");
+    assert!(c.cmd(&format!("{over}\r\n.")).await.starts_with("552 5.3.4"));
+    // max_recipients_per_message + 1.
+    assert!(c.cmd("MAIL FROM:<a@s.example>").await.starts_with("250"));
+    for i in 0..3 {
+        assert!(c.cmd(&format!("RCPT TO:<r{i}@d.example>")).await.starts_with("250"));
+    }
+    assert!(c.cmd("RCPT TO:<r3@d.example>").await.starts_with("452 4.5.3"));
+    assert!(c.cmd("RSET").await.starts_with("250"));
+    assert_eq!(spooled(&s).await, 1, "only the 998-octet message");
+
+    // max_connections + 1: c and d are in; e is turned away.
+    let _d = connect_from(&s, "127.0.0.1").await;
+    let mut e = TcpStream::connect(s.addr).await.unwrap();
+    let mut buf = [0u8; 128];
+    let n = e.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("421 4.3.2"));
+
+    // A client idle past client_timeout is told and dropped; its partial
+    // message is not spooled.
+    c.envelope("r@d.example").await;
+    c.stream.write_all(b"Subject: partial\r\n\r\nhalf a mess").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let answer = c.reply().await;
+    assert!(answer.starts_with("421 4.4.2"), "{answer}");
+    assert_eq!(spooled(&s).await, 1);
+}
+
+#[tokio::test]
+async fn bad_bytes_in_commands_get_501_and_the_session_survives() {
+    let s = server(|_| {}).await;
+    let mut c = connect_from(&s, "127.0.0.1").await;
+    c.stream.write_all(b"EHLO \xff\xfe\r\n").await.unwrap();
+    assert!(c.reply().await.starts_with("501"));
+    c.stream.write_all(b"HELO a\0b\r\n").await.unwrap();
+    assert!(c.reply().await.starts_with("501"));
+    assert!(c.cmd("EHLO ok.test").await.contains("SMTPUTF8"));
+    assert!(c.cmd("MAIL FROM:<a@s.example>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<josé@d.example>").await.starts_with("553 5.6.7"), "UTF-8 needs SMTPUTF8");
+    assert!(c.cmd("RSET").await.starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@s.example> SMTPUTF8").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<josé@d.example>").await.starts_with("250"));
+}
