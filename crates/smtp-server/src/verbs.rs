@@ -42,9 +42,11 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// AUTH is offered once the session is encrypted, or to loopback clients.
+    /// AUTH is offered once the session is encrypted, or in clear to a
+    /// client on this host (127.0.0.1 or ::1 exactly).
     pub(crate) fn auth_offered(&self) -> bool {
-        self.conn.is_tls() || self.peer.ip().is_loopback()
+        let local: [std::net::IpAddr; 2] = [std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()];
+        self.conn.is_tls() || local.contains(&self.peer.ip())
     }
 
     async fn hello(&mut self, domain: String, extended: bool) -> Reply {
