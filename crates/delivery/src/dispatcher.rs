@@ -47,6 +47,8 @@ pub struct DispatcherHandles {
 
 pub struct Dispatcher {
     pub(crate) handles: DispatcherHandles,
+    /// Every connection worker, so shutdown can wait for attempts in flight.
+    pub(crate) workers: tokio_util::task::TaskTracker,
     ready: Mutex<HashMap<String, Arc<ReadyQueue>>>,
     suspended_sources: Mutex<HashSet<String>>,
 }
@@ -61,7 +63,12 @@ pub(crate) struct Destination {
 
 impl Dispatcher {
     pub fn new(handles: DispatcherHandles) -> Arc<Self> {
-        Arc::new(Self { handles, ready: Mutex::new(HashMap::new()), suspended_sources: Mutex::new(HashSet::new()) })
+        Arc::new(Self {
+            handles,
+            workers: tokio_util::task::TaskTracker::new(),
+            ready: Mutex::new(HashMap::new()),
+            suspended_sources: Mutex::new(HashSet::new()),
+        })
     }
 
     /// Route due messages until shutdown.
@@ -118,6 +125,13 @@ impl Dispatcher {
         message.due = None;
         message.data = None;
         self.handles.queues.insert(message);
+    }
+
+    /// After the shutdown signal: wait up to `grace` for the attempts in
+    /// flight to finish (no new ones start). Returns whether all did.
+    pub async fn finish(&self, grace: Duration) -> bool {
+        self.workers.close();
+        tokio::time::timeout(grace, self.workers.wait()).await.is_ok()
     }
 
     /// Every ready queue, by name.

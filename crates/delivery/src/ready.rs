@@ -114,7 +114,7 @@ impl ReadyQueue {
         let room = self.path.connection_limit.max(1).saturating_sub(slots.workers);
         for _ in 0..wanted.min(room) {
             slots.workers += 1;
-            tokio::spawn(self.clone().worker(dispatcher.clone()));
+            dispatcher.workers.spawn(self.clone().worker(dispatcher.clone()));
         }
     }
 
@@ -184,6 +184,14 @@ impl ReadyQueue {
         let mut conn: Option<Open> = None;
         let mut sent = 0usize;
         loop {
+            if shutdown.is_cancelled() {
+                // Stopping: what is still queued stays in the spool for the
+                // next start; only the attempt in flight was finished.
+                if let Some(open) = conn.take() {
+                    open.client.quit().await;
+                }
+                return;
+            }
             let item = match self.next(conn.is_some()) {
                 Next::Item(item) => *item,
                 Next::Exit => {

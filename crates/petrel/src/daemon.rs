@@ -184,8 +184,17 @@ impl Daemon {
 
     /// Stop accepting, stop delivering, and flush logs. Messages not yet
     /// delivered stay in the spool for the next start.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
+        self.shutdown_within(Duration::from_secs(30)).await
+    }
+
+    /// Stop accepting (sessions get `421 4.3.2` at their next command), let
+    /// deliveries in flight finish for up to `grace`, then flush the logs.
+    pub async fn shutdown_within(mut self, grace: Duration) {
         self.shutdown.cancel();
+        if !self.dispatcher.finish(grace).await {
+            tracing::warn!(?grace, "deliveries still in flight at the deadline; they will be retried after restart");
+        }
         let log_thread = self.log_thread.take();
         drop(self);
         if let Some(thread) = log_thread {

@@ -126,3 +126,32 @@ async fn acknowledged_mail_survives_repeated_sigkill() {
 fn id_of(recipient: &str) -> Option<usize> {
     recipient.strip_prefix('m')?.split('@').next()?.parse().ok()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_deliveries_in_flight_and_exits_cleanly() {
+    let sink = Sink::start().await;
+    sink.set_reply_delay(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = start(dir.path(), sink.addr());
+    let opts = ConnectOptions::new(Some("127.0.0.1".parse().unwrap()), ([127, 0, 0, 1], port).into(), "client.test");
+    let mut idle = SmtpClient::connect(&opts).await.unwrap();
+    let mut sender = SmtpClient::connect(&opts).await.unwrap();
+    sender.send("s@a.example", "m1@d.example", b"Subject: in flight\r\n\r\nx\r\n").await.unwrap();
+    // Wait until the delivery is in progress (the sink is holding its reply).
+    assert!(eventually(Duration::from_secs(10), || sink.transactions() == 1).await);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = idle.rset().await.unwrap_err();
+    assert_eq!(refused.reply().map(|r| r.code), Some(421), "{refused}");
+    assert_eq!(refused.reply().unwrap().enhanced.unwrap().to_string(), "4.3.2");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(sink.received_count(), 1, "the delivery in flight finished");
+    // It was finished, not just sent: a restart has nothing to deliver again.
+    sink.set_reply_delay(Duration::ZERO);
+    let (mut again, _) = start(dir.path(), sink.addr());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.received_count(), 1, "no second delivery");
+    again.kill().unwrap();
+    let _ = again.wait();
+}

@@ -37,6 +37,8 @@ struct State {
     connections: Mutex<HashMap<IpAddr, (usize, usize)>>, // peer ip → (now, max)
     total_connections: AtomicUsize,
     transactions: AtomicUsize,
+    /// Wait this long before answering the end of data.
+    delay_ms: AtomicUsize,
 }
 
 pub struct Sink {
@@ -98,6 +100,11 @@ impl Sink {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Answer the end of data only after `delay` (a slow receiver).
+    pub fn set_reply_delay(&self, delay: std::time::Duration) {
+        self.state.delay_ms.store(delay.as_millis() as usize, Ordering::SeqCst);
     }
 
     /// DATA transactions seen (accepted or not).
@@ -248,6 +255,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     first
                 };
+                let delay = conn.state.delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay as u64)).await;
+                }
                 let (code, text) = (conn.script)(&msg, attempt);
                 if (200..300).contains(&code) {
                     let mut received = conn.state.received.lock();

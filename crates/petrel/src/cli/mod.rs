@@ -343,11 +343,11 @@ fn serve(policy: PathBuf) -> ExitCode {
             println!("petrel: HTTP listening on {addr}");
         }
         let hangups = tokio::spawn(reload_on_sighup(daemon.reloader()));
-        wait_for_stop_signal().await;
+        let grace = wait_for_stop_signal().await;
         hangups.abort();
         let _ = hangups.await;
-        println!("petrel: shutting down");
-        daemon.shutdown().await;
+        println!("petrel: shutting down (deliveries in flight get up to {}s)", grace.as_secs());
+        daemon.shutdown_within(grace).await;
         ExitCode::SUCCESS
     })
 }
@@ -365,17 +365,21 @@ async fn reload_on_sighup(reloader: std::sync::Arc<crate::Reloader>) {
     }
 }
 
-async fn wait_for_stop_signal() {
+/// SIGTERM stops gracefully (30 s for deliveries in flight); SIGINT (Ctrl-C)
+/// the same, faster (3 s).
+async fn wait_for_stop_signal() -> std::time::Duration {
     use tokio::signal::unix::{SignalKind, signal};
+    let (term, int) = (std::time::Duration::from_secs(30), std::time::Duration::from_secs(3));
     match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
+        Ok(mut sigterm) => {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = sigterm.recv() => term,
+                _ = tokio::signal::ctrl_c() => int,
             }
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+            int
         }
     }
 }
