@@ -179,3 +179,30 @@ mod tests {
         assert_eq!(parse_command(b"HELO \xff").unwrap_err(), CommandError::BadEncoding);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes at all: a command or an error, never a panic.
+        #[test]
+        fn never_panics_on_arbitrary_bytes(line in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_command(&line);
+        }
+
+        /// Well-formed envelopes parse back to the addresses they carry.
+        #[test]
+        fn mail_and_rcpt_round_trip(local in "[a-z0-9][a-z0-9.+_-]{0,20}[a-z0-9]", domain in "[a-z]([a-z0-9-]{0,14}[a-z0-9])?\\.[a-z]{2,6}") {
+            let address = format!("{local}@{domain}");
+            if local.contains("..") {
+                return Ok(());
+            }
+            match parse_command(format!("RCPT TO:<{address}>").as_bytes()) {
+                Ok(Command::RcptTo { path, .. }) => prop_assert_eq!(path.to_string(), address),
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}

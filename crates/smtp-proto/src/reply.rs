@@ -177,3 +177,26 @@ mod tests {
         assert_eq!(bare.code, 220);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(buf in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_reply(&buf);
+        }
+
+        /// What we write, we read back, however it is split into lines.
+        #[test]
+        fn wire_round_trip(code in 200u16..600, lines in proptest::collection::vec("[ -~]{0,40}", 1..5)) {
+            let reply = Reply::new(code, None, lines.join("\n").trim_start_matches(|c: char| c.is_ascii_digit()));
+            let wire = reply.to_wire();
+            let (parsed, used) = parse_reply(&wire).unwrap().unwrap();
+            prop_assert_eq!(used, wire.len());
+            prop_assert_eq!(parsed.code, code);
+        }
+    }
+}

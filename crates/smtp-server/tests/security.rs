@@ -355,3 +355,78 @@ async fn bad_bytes_in_commands_get_501_and_the_session_survives() {
     assert!(c.cmd("MAIL FROM:<a@s.example> SMTPUTF8").await.starts_with("250"));
     assert!(c.cmd("RCPT TO:<josé@d.example>").await.starts_with("250"));
 }
+
+/// The real spool, with a switch that makes its writes fail the way a full
+/// disk does (fault injection: a full disk cannot be made safely in a test).
+struct FaultySpool {
+    inner: RocksSpool,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Spool for FaultySpool {
+    async fn store(&self, messages: &[Message]) -> Result<(), petrel_spool::SpoolError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(petrel_spool::SpoolError::Storage("No space left on device".into()));
+        }
+        self.inner.store(messages).await
+    }
+    async fn update_meta(&self, m: &Message) -> Result<(), petrel_spool::SpoolError> {
+        self.inner.update_meta(m).await
+    }
+    async fn remove(&self, id: petrel_message::SpoolId) -> Result<(), petrel_spool::SpoolError> {
+        self.inner.remove(id).await
+    }
+    async fn load_meta(&self, id: petrel_message::SpoolId) -> Result<Message, petrel_spool::SpoolError> {
+        self.inner.load_meta(id).await
+    }
+    async fn load_data(&self, id: petrel_message::SpoolId) -> Result<Arc<[u8]>, petrel_spool::SpoolError> {
+        self.inner.load_data(id).await
+    }
+    fn is_healthy(&self) -> bool {
+        !self.failing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn enumerate(&self) -> Result<Vec<Message>, petrel_spool::SpoolError> {
+        self.inner.enumerate()
+    }
+}
+
+#[tokio::test]
+async fn a_spool_that_cannot_write_defers_new_mail_and_harms_nothing_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = RocksSpool::open(&SpoolPaths { meta: dir.path().into(), data: dir.path().into() }).unwrap();
+    let spool = Arc::new(FaultySpool { inner, failing: false.into() });
+    let shutdown = CancellationToken::new();
+    let (queues, due) =
+        QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
+    std::mem::forget(due);
+    let handles = Arc::new(ServerHandles {
+        spool: spool.clone(),
+        queues,
+        logger: Logger::disabled(),
+        policy: Arc::new(TestPolicy),
+    });
+    let listener = Listener::start(ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test"), handles, &shutdown)
+        .await
+        .unwrap();
+    let _guard = shutdown.drop_guard();
+    let stream = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let mut c = Client { stream, pending: Vec::new() };
+    assert!(c.reply().await.starts_with("220"));
+    c.cmd("EHLO client.test").await;
+    c.envelope("first@d.example").await;
+    assert!(c.cmd("Subject: 1\r\n\r\nx\r\n.").await.starts_with("250"));
+
+    spool.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(!spool.is_healthy());
+    c.envelope("second@d.example").await;
+    assert!(c.cmd("Subject: 2\r\n\r\nx\r\n.").await.starts_with("451 4.3.0"), "deferred, never acknowledged");
+    let kept = spool.enumerate().unwrap();
+    assert_eq!(kept.len(), 1, "the acknowledged message is intact");
+    assert_eq!(kept[0].recipient.email(), "first@d.example");
+
+    spool.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    c.envelope("third@d.example").await;
+    assert!(c.cmd("Subject: 3\r\n\r\nx\r\n.").await.starts_with("250"), "accepting again once the spool writes");
+    assert_eq!(spool.enumerate().unwrap().len(), 2);
+}

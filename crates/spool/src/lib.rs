@@ -47,6 +47,11 @@ pub trait Spool: Send + Sync + 'static {
     async fn load_meta(&self, id: SpoolId) -> Result<Message, SpoolError>;
     /// The body of a spooled message.
     async fn load_data(&self, id: SpoolId) -> Result<Arc<[u8]>, SpoolError>;
+    /// False while writes are failing (disk full, I/O errors); true again
+    /// after the next write that succeeds.
+    fn is_healthy(&self) -> bool {
+        true
+    }
     /// Every spooled message's meta (bodies not loaded), for re-queueing at
     /// start. Records whose body is missing are dropped with a log line.
     fn enumerate(&self) -> Result<Vec<Message>, SpoolError>;

@@ -44,6 +44,7 @@ struct Request {
 pub struct RocksSpool {
     meta: Arc<DB>,
     data: Arc<DB>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
     writer: Option<mpsc::Sender<Request>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -80,11 +81,13 @@ impl RocksSpool {
         let data = if paths.data == paths.meta { meta.clone() } else { open(&paths.data)? };
         let (tx, rx) = mpsc::channel();
         let (m, d) = (meta.clone(), data.clone());
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let health = healthy.clone();
         let thread = std::thread::Builder::new()
             .name("petrel-spool".into())
-            .spawn(move || write_loop(rx, m, d))
+            .spawn(move || write_loop(rx, m, d, &health))
             .map_err(|e| SpoolError::Storage(format!("cannot start the spool writer: {e}")))?;
-        Ok(Self { meta, data, writer: Some(tx), writer_thread: Some(thread) })
+        Ok(Self { meta, data, healthy, writer: Some(tx), writer_thread: Some(thread) })
     }
 
     async fn submit(&self, ops: Vec<Op>, durable: bool) -> Result<(), SpoolError> {
@@ -95,7 +98,7 @@ impl RocksSpool {
     }
 }
 
-fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>) {
+fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>, healthy: &std::sync::atomic::AtomicBool) {
     let same = Arc::ptr_eq(&meta, &data);
     let mut synced = WriteOptions::default();
     synced.set_sync(true);
@@ -114,6 +117,10 @@ fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>) {
         // a duplicate delivery, never a lost message.
         let options = if group.iter().any(|r| r.durable) { &synced } else { &unsynced };
         let result = apply(&group, &meta, &data, same, options);
+        healthy.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "spool write failed; new mail is deferred");
+        }
         for request in group {
             let _ = request.done.send(result.clone().map_err(SpoolError::Storage));
         }
@@ -204,6 +211,10 @@ impl Spool for RocksSpool {
         })
         .await
         .map_err(|e| SpoolError::Storage(format!("spool read task failed: {e}")))?
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn enumerate(&self) -> Result<Vec<Message>, SpoolError> {
