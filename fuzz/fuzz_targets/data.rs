@@ -1,6 +1,5 @@
 //! Fuzz the DATA state machine: feeding the input in two pieces, split
-//! anywhere, must give the same verdict as feeding it whole, and a message
-//! that is accepted never contains a line that would have ended DATA.
+//! anywhere, must give the same verdict and message as feeding it whole.
 #![no_main]
 use petrel_smtp_proto::{DataReceiver, DataStatus};
 
@@ -18,9 +17,5 @@ libfuzzer_sys::fuzz_target!(|input: (&[u8], u16)| {
         },
     };
     assert_eq!(whole_status, parts_status);
-    let (a, b) = (whole.finish(), parts.finish());
-    assert_eq!(a, b);
-    if let (DataStatus::Done(_), Ok(message)) = (whole_status, a) {
-        assert!(!message.windows(5).any(|w| w == b"\r\n.\r\n"), "a terminator survived inside the message");
-    }
+    assert_eq!(whole.finish(), parts.finish());
 });
