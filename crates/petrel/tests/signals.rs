@@ -53,3 +53,54 @@ fn sighup_and_petrel_reload_both_reload() {
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM ends the daemon cleanly: {status}");
 }
+
+#[test]
+fn a_lua_error_at_reception_defers_and_is_logged_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = dir.path().join("init.lua");
+    std::fs::write(
+        &policy,
+        format!(
+            "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '{}/spool' }}\n  kumo.start_esmtp_listener {{ listen = '127.0.0.1:{port}' }}\nend)\nkumo.on('smtp_server_message_received', function(msg)\n  local broken = nil\n  return broken.field\nend)\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["serve", "--policy"])
+        .arg(&policy)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) => {
+                assert!(Instant::now() < deadline, "petrel serve did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(b"EHLO t\r\nMAIL FROM:<a@s.example>\r\nRCPT TO:<b@d.example>\r\nDATA\r\n").unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 2048];
+    while !seen.contains("354") {
+        let n = stream.read(&mut buf).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    stream.write_all(b"Subject: x\r\n\r\nx\r\n.\r\n").unwrap();
+    let n = stream.read(&mut buf).unwrap();
+    let verdict = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(verdict.starts_with("451 4.3.0"), "{verdict}");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("init.lua:8:"), "the error names the policy line:\n{log}");
+    assert!(log.contains("attempt to index"), "{log}");
+    // That nothing was spooled is shown end to end in tests/e2e/policy_errors.rs.
+}
