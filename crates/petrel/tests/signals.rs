@@ -67,7 +67,7 @@ fn a_lua_error_at_reception_defers_and_is_logged_with_file_and_line() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+    let child = Command::new(env!("CARGO_BIN_EXE_petrel"))
         .args(["serve", "--policy"])
         .arg(&policy)
         .stdout(Stdio::null())
