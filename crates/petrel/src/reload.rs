@@ -180,6 +180,16 @@ impl Reloader {
                 }
             }
         }
+        for &(i, j) in &http_kept {
+            let (old, new) = (listeners.http[j].config(), &config.http_listeners[i]);
+            let tls_changed = old.use_tls != new.use_tls
+                || old.tls_certificate != new.tls_certificate
+                || old.tls_private_key != new.tls_private_key;
+            if tls_changed {
+                let e = format!("HTTP listener {}: changing use_tls or its certificate takes a restart", new.listen);
+                return self.refused(vec![e]);
+            }
+        }
         let mut new_smtp = Vec::new();
         let mut new_http = Vec::new();
         for &i in &smtp_added {

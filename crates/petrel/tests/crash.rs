@@ -2,19 +2,18 @@
 //! 250 must reach the sink, and duplicates (possible only for deliveries in
 //! flight at a kill) are counted and bounded.
 
+mod common;
+
+use common::{free_port, serve, signal};
 use petrel_smtp_client::{ConnectOptions, SmtpClient};
 use petrel_testkit::{Sink, eventually};
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KILLS: usize = 10;
 const CONNECTION_LIMIT: usize = 4;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn start(dir: &std::path::Path, sink: std::net::SocketAddr) -> (Child, u16) {
     let port = free_port();
@@ -38,19 +37,7 @@ end)
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["serve", "--policy"])
-        .arg(&policy)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "petrel did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, port)
+    (serve(&policy, port, Stdio::null()), port)
 }
 
 /// Send messages one after another until the daemon goes away; record the
@@ -100,7 +87,7 @@ async fn acknowledged_mail_survives_repeated_sigkill() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    signal(&child, "-TERM");
     let _ = child.wait();
 
     let mut copies: HashMap<usize, usize> = HashMap::new();
@@ -139,7 +126,7 @@ async fn sigterm_finishes_deliveries_in_flight_and_exits_cleanly() {
     sender.send("s@a.example", "m1@d.example", b"Subject: in flight\r\n\r\nx\r\n").await.unwrap();
     // Wait until the delivery is in progress (the sink is holding its reply).
     assert!(eventually(Duration::from_secs(10), || sink.transactions() == 1).await);
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    signal(&child, "-TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let refused = idle.rset().await.unwrap_err();
     assert_eq!(refused.reply().map(|r| r.code), Some(421), "{refused}");

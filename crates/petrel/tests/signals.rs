@@ -1,12 +1,11 @@
 //! `petrel serve` as a real process: SIGHUP and `petrel reload` reload the
 //! policy (the generation goes up by one each), SIGTERM stops it cleanly.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{free_port, serve, signal};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn reload_generation(endpoint: &str) -> u64 {
     let out =
@@ -30,26 +29,14 @@ fn sighup_and_petrel_reload_both_reload() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["serve", "--policy"])
-        .arg(&policy)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serve(&policy, port, Stdio::null());
     let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "petrel serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    signal(&child, "-HUP");
     std::thread::sleep(Duration::from_millis(500));
     // SIGHUP made generation 2, so this reload makes 3.
     assert_eq!(reload_generation(&endpoint), 3);
     assert_eq!(reload_generation(&endpoint), 4);
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    signal(&child, "-TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM ends the daemon cleanly: {status}");
 }
@@ -67,23 +54,8 @@ fn a_lua_error_at_reception_defers_and_is_logged_with_file_and_line() {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["serve", "--policy"])
-        .arg(&policy)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut stream = loop {
-        match std::net::TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) => {
-                assert!(Instant::now() < deadline, "petrel serve did not start");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
+    let child = serve(&policy, port, Stdio::piped());
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     use std::io::{Read, Write};
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     stream.write_all(b"EHLO t\r\nMAIL FROM:<a@s.example>\r\nRCPT TO:<b@d.example>\r\nDATA\r\n").unwrap();
@@ -97,7 +69,7 @@ fn a_lua_error_at_reception_defers_and_is_logged_with_file_and_line() {
     let n = stream.read(&mut buf).unwrap();
     let verdict = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(verdict.starts_with("451 4.3.0"), "{verdict}");
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    signal(&child, "-TERM");
     let output = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("init.lua:8:"), "the error names the policy line:\n{log}");

@@ -48,20 +48,21 @@ struct Server {
     _shutdown: tokio_util::sync::DropGuard,
 }
 
-async fn server(configure: impl FnOnce(&mut ListenerConfig)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let spool: Arc<dyn Spool> =
-        Arc::new(RocksSpool::open(&SpoolPaths { meta: dir.path().join("s"), data: dir.path().join("s") }).unwrap());
+/// A listener over `spool` that never delivers (due messages go nowhere).
+async fn listen(spool: Arc<dyn Spool>, config: ListenerConfig) -> (SocketAddr, tokio_util::sync::DropGuard) {
     let shutdown = CancellationToken::new();
     let (queues, due) =
         QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
     std::mem::forget(due);
-    let handles = Arc::new(ServerHandles {
-        spool: spool.clone(),
-        queues,
-        logger: Logger::disabled(),
-        policy: Arc::new(TestPolicy),
-    });
+    let handles = Arc::new(ServerHandles { spool, queues, logger: Logger::disabled(), policy: Arc::new(TestPolicy) });
+    let listener = Listener::start(config, handles, &shutdown).await.unwrap();
+    (listener.local_addr(), shutdown.drop_guard())
+}
+
+async fn server(configure: impl FnOnce(&mut ListenerConfig)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let spool: Arc<dyn Spool> =
+        Arc::new(RocksSpool::open(&SpoolPaths { meta: dir.path().join("s"), data: dir.path().join("s") }).unwrap());
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
     std::fs::write(dir.path().join("key.pem"), generated.signing_key.serialize_pem()).unwrap();
@@ -69,9 +70,9 @@ async fn server(configure: impl FnOnce(&mut ListenerConfig)) -> Server {
     config.tls_certificate = Some(dir.path().join("cert.pem"));
     config.tls_private_key = Some(dir.path().join("key.pem"));
     configure(&mut config);
-    let listener = Listener::start(config, handles, &shutdown).await.unwrap();
+    let (addr, guard) = listen(spool.clone(), config).await;
     let cert = generated.cert.der().clone();
-    Server { addr: listener.local_addr(), spool, cert, _dir: dir, _shutdown: shutdown.drop_guard() }
+    Server { addr, spool, cert, _dir: dir, _shutdown: guard }
 }
 
 /// A raw SMTP client over any stream.
@@ -396,21 +397,8 @@ async fn a_spool_that_cannot_write_defers_new_mail_and_harms_nothing_accepted() 
     let dir = tempfile::tempdir().unwrap();
     let inner = RocksSpool::open(&SpoolPaths { meta: dir.path().into(), data: dir.path().into() }).unwrap();
     let spool = Arc::new(FaultySpool { inner, failing: false.into() });
-    let shutdown = CancellationToken::new();
-    let (queues, due) =
-        QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
-    std::mem::forget(due);
-    let handles = Arc::new(ServerHandles {
-        spool: spool.clone(),
-        queues,
-        logger: Logger::disabled(),
-        policy: Arc::new(TestPolicy),
-    });
-    let listener = Listener::start(ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test"), handles, &shutdown)
-        .await
-        .unwrap();
-    let _guard = shutdown.drop_guard();
-    let stream = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let (addr, _guard) = listen(spool.clone(), ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test")).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
     let mut c = Client { stream, pending: Vec::new() };
     assert!(c.reply().await.starts_with("220"));
     c.cmd("EHLO client.test").await;
@@ -429,4 +417,20 @@ async fn a_spool_that_cannot_write_defers_new_mail_and_harms_nothing_accepted() 
     c.envelope("third@d.example").await;
     assert!(c.cmd("Subject: 3\r\n\r\nx\r\n.").await.starts_with("250"), "accepting again once the spool writes");
     assert_eq!(spool.enumerate().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_session_past_max_messages_per_connection_is_closed() {
+    let s = server(|c| c.max_messages_per_connection = 2).await;
+    let mut c = connect_from(&s, "127.0.0.1").await;
+    c.cmd("EHLO client.test").await;
+    for _ in 0..2 {
+        c.envelope("r@d.example").await;
+        assert!(c.cmd("Subject: x\r\n\r\nx\r\n.").await.starts_with("250"));
+    }
+    assert!(c.cmd("MAIL FROM:<a@s.example>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<r@d.example>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("421 4.7.0"));
+    assert_eq!(c.reply().await, "", "the server closed the connection");
+    assert_eq!(spooled(&s).await, 2);
 }
