@@ -7,6 +7,26 @@
 //! commands (CVE-2023-51764/5/6). Line and size limits likewise keep reading
 //! and reject at the end, so the session stays in step with the client.
 
+/// The end-of-data variants published for SMTP smuggling
+/// (CVE-2023-51764/5/6): bare LF and CR forms of `CRLF.CRLF`, with and
+/// without NUL. None of them may end DATA; tests and fuzzers use this list.
+pub const SMUGGLING_TERMINATORS: [&[u8]; 14] = [
+    b"\n.\n",
+    b"\n.\r\n",
+    b"\r.\r",
+    b"\r.\n",
+    b"\r\n.\r",
+    b"\r\n.\n",
+    b"\n.\r",
+    b"\n\0.\n",
+    b"\n.\0\n",
+    b"\r\0.\r",
+    b"\r\n\0.\r\n",
+    b"\r\n.\0\r\n",
+    b"\0\n.\r\n",
+    b"\r\n.\r\0\n",
+];
+
 /// RFC 5321 §4.5.3.1.6: a text line is at most 998 octets before its CRLF.
 pub const MAX_LINE: usize = 998;
 
@@ -202,22 +222,7 @@ mod tests {
     /// refused, so the smuggled commands are never seen as commands.
     #[test]
     fn smuggling_variants_never_terminate() {
-        let variants: [&[u8]; 14] = [
-            b"\n.\n",
-            b"\n.\r\n",
-            b"\r.\r",
-            b"\r.\n",
-            b"\r\n.\r",
-            b"\r\n.\n",
-            b"\n.\r",
-            b"\n\0.\n",
-            b"\n.\0\n",
-            b"\r\0.\r",
-            b"\r\n\0.\r\n",
-            b"\r\n.\0\r\n",
-            b"\0\n.\r\n",
-            b"\r\n.\r\0\n",
-        ];
+        let variants = SMUGGLING_TERMINATORS;
         for v in variants {
             let mut input = b"Subject: a\r\n\r\nfirst".to_vec();
             input.extend_from_slice(v);

@@ -12,5 +12,5 @@ mod reply;
 
 pub use address::{Mailbox, ReversePath, parse_forward_path, parse_reverse_path};
 pub use command::{Command, CommandError, EsmtpParam, MAX_COMMAND_LINE, parse_command};
-pub use data::{DataError, DataReceiver, DataStatus, MAX_LINE, dot_stuff};
+pub use data::{DataError, DataReceiver, DataStatus, MAX_LINE, SMUGGLING_TERMINATORS, dot_stuff};
 pub use reply::{EnhancedCode, Reply, ReplyError, parse_reply};

@@ -136,22 +136,7 @@ async fn spooled(server: &Server) -> usize {
 #[tokio::test]
 async fn smuggled_messages_are_never_spooled() {
     let s = server(|_| {}).await;
-    let variants: [&[u8]; 14] = [
-        b"\n.\n",
-        b"\n.\r\n",
-        b"\r.\r",
-        b"\r.\n",
-        b"\r\n.\r",
-        b"\r\n.\n",
-        b"\n.\r",
-        b"\n\0.\n",
-        b"\n.\0\n",
-        b"\r\0.\r",
-        b"\r\n\0.\r\n",
-        b"\r\n.\0\r\n",
-        b"\0\n.\r\n",
-        b"\r\n.\r\0\n",
-    ];
+    let variants = petrel_smtp_proto::SMUGGLING_TERMINATORS;
     let mut c = connect_from(&s, "127.0.0.1").await;
     c.cmd("EHLO client.test").await;
     for v in variants {
