@@ -27,6 +27,9 @@ pub struct Generation {
     idle: Mutex<Vec<Lua>>,
     permits: Semaphore,
     created: std::sync::atomic::AtomicUsize,
+    /// Events the policy registered handlers for (every state of a
+    /// generation runs the same script, so they all agree).
+    events: std::collections::HashSet<String>,
 }
 
 fn max_states() -> usize {
@@ -44,6 +47,7 @@ impl Generation {
             Err(e) => Err(describe(&e)),
         };
         let mut collector = lua.remove_app_data::<InitCollector>().expect("set above");
+        let events = crate::kumo::registered_events(&lua).unwrap_or_default();
         let has_http_auth = HTTP_AUTH_EVENTS.iter().any(|e| matches!(handler(&lua, e), Ok(Some(_))));
         collector.check_http_auth(has_http_auth);
         let mut config = collector.finish();
@@ -63,6 +67,7 @@ impl Generation {
             idle: Mutex::new(vec![lua]),
             permits: Semaphore::new(max_states()),
             created: std::sync::atomic::AtomicUsize::new(1),
+            events,
         })
     }
 
@@ -137,12 +142,16 @@ impl PolicyEngine {
     }
 
     /// Run `f` for `event` in a state of the current generation, timed.
+    /// `None` without touching Lua when the policy does not handle `event`.
     pub(crate) async fn call_event<R>(
         &self,
         event: &str,
-        f: impl FnOnce(&Lua) -> mlua::Result<R>,
-    ) -> Result<R, mlua::Error> {
+        f: impl FnOnce(&Lua) -> mlua::Result<Option<R>>,
+    ) -> Result<Option<R>, mlua::Error> {
         let generation = self.current();
+        if !generation.events.contains(event) {
+            return Ok(None);
+        }
         let _timer = self.metrics.lua_timer(event);
         let limit = *self.event_time_limit.lock();
         generation.call(limit, f).await

@@ -123,25 +123,15 @@ impl SessionPolicy for PolicyEngine {
 #[async_trait]
 impl InjectPolicy for PolicyEngine {
     async fn validate_basic(&self, user: &str, password: &str) -> Result<bool, String> {
-        self.call_event("http_server_validate_auth_basic", |lua| {
-            match handler(lua, "http_server_validate_auth_basic")? {
-                Some(f) => f.call::<bool>((user, password)),
-                None => Ok(false),
-            }
-        })
-        .await
-        .map_err(|e| describe(&e))
+        let args = |lua: &Lua| (user, password).into_lua_multi(lua);
+        let verdict = call::<bool>(self, "http_server_validate_auth_basic", args).await;
+        verdict.map(|r| r.unwrap_or(false)).map_err(|e| describe(&e))
     }
 
     async fn validate_bearer(&self, token: &str) -> Result<bool, String> {
-        self.call_event("http_server_validate_auth_bearer", |lua| {
-            match handler(lua, "http_server_validate_auth_bearer")? {
-                Some(f) => f.call::<bool>(token),
-                None => Ok(false),
-            }
-        })
-        .await
-        .map_err(|e| describe(&e))
+        let args = |lua: &Lua| token.into_lua_multi(lua);
+        let verdict = call::<bool>(self, "http_server_validate_auth_bearer", args).await;
+        verdict.map(|r| r.unwrap_or(false)).map_err(|e| describe(&e))
     }
 
     async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), InjectPolicyError> {

@@ -52,6 +52,12 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
+/// The names of every event with a handler.
+pub(crate) fn registered_events(lua: &Lua) -> mlua::Result<std::collections::HashSet<String>> {
+    let events: Table = lua.named_registry_value(EVENTS)?;
+    events.pairs::<String, Function>().map(|pair| pair.map(|(name, _)| name)).collect()
+}
+
 /// The handler registered for `event`, if any.
 pub(crate) fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {
     lua.named_registry_value::<Table>(EVENTS)?.get(event)

@@ -201,16 +201,14 @@ impl Spool for RocksSpool {
     }
 
     async fn load_data(&self, id: SpoolId) -> Result<Arc<[u8]>, SpoolError> {
-        let db = self.data.clone();
-        tokio::task::spawn_blocking(move || {
-            let cf = db.cf_handle(DATA_CF).expect("data cf");
-            match db.get_pinned_cf(cf, id.as_bytes()).map_err(storage)? {
-                Some(body) => Ok(Arc::from(&body[..])),
-                None => Err(SpoolError::NotFound(id)),
-            }
-        })
-        .await
-        .map_err(|e| SpoolError::Storage(format!("spool read task failed: {e}")))?
+        // Read inline: a body about to be delivered was usually written
+        // moments ago and sits in the memtable or block cache, so handing
+        // the read to a blocking thread would cost more than the read.
+        let cf = self.data.cf_handle(DATA_CF).expect("data cf");
+        match self.data.get_pinned_cf(cf, id.as_bytes()).map_err(storage)? {
+            Some(body) => Ok(Arc::from(&body[..])),
+            None => Err(SpoolError::NotFound(id)),
+        }
     }
 
     fn is_healthy(&self) -> bool {
