@@ -6,10 +6,13 @@
 #   tests/openapi/schemathesis.sh PATH/TO/petrel
 set -euo pipefail
 PETREL=${1:?usage: schemathesis.sh PATH/TO/petrel}
-if ! command -v schemathesis >/dev/null; then
+if ! python3 -c 'import schemathesis' 2>/dev/null; then
   echo "installing schemathesis from PyPI"
-  pip install -q schemathesis
+  python3 -m pip install -q schemathesis
 fi
+# Call its entry point through python3, so a fresh install works even where
+# the console script is not on PATH yet (pyenv shims, ~/.local/bin).
+schemathesis() { python3 -c 'import sys; from schemathesis.cli import schemathesis; sys.argv[0] = "schemathesis"; schemathesis()' "$@"; }
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$dir/init.lua" <<LUA
