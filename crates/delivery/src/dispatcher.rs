@@ -152,11 +152,6 @@ impl Dispatcher {
         out
     }
 
-    /// Messages in ready queues, waiting for or on a connection.
-    pub fn in_ready_queues(&self) -> usize {
-        self.ready.lock().values().map(|r| r.len()).sum()
-    }
-
     /// Route a release of due messages, then hand each ready queue its
     /// share at once, so workers see companions they can batch with.
     async fn route_all(self: &Arc<Self>, due: Due) {

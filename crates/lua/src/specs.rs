@@ -32,6 +32,11 @@ impl DurationSpec {
     }
 }
 
+/// A list of addresses or CIDR blocks, errors naming `field`.
+fn cidrs(list: &[String], field: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter().map(|h| parse_cidr(h).map_err(|e| format!("{field}: {e}"))).collect()
+}
+
 fn duration(spec: &Option<DurationSpec>, field: &str, default: Duration) -> Result<Duration, String> {
     spec.as_ref().map_or(Ok(default), |d| d.to_duration(field))
 }
@@ -81,10 +86,7 @@ impl EsmtpListenerSpec {
         let listen: SocketAddr = listen.parse().map_err(|_| format!("listen: {listen:?} is not an address:port"))?;
         let mut config = ListenerConfig::new(listen, self.hostname.unwrap_or_else(|| default_hostname.to_string()));
         if let Some(hosts) = self.relay_hosts {
-            config.relay_hosts = hosts
-                .iter()
-                .map(|h| parse_cidr(h).map_err(|e| format!("relay_hosts: {e}")))
-                .collect::<Result<_, _>>()?;
+            config.relay_hosts = cidrs(&hosts, "relay_hosts")?;
         }
         if let Some(size) = self.max_message_size {
             config.max_message_size = size;
@@ -264,10 +266,7 @@ impl EgressPathSpec {
         };
         let prohibited_hosts = match &self.prohibited_hosts {
             None => d.prohibited_hosts,
-            Some(list) => list
-                .iter()
-                .map(|h| parse_cidr(h).map_err(|e| format!("prohibited_hosts: {e}")))
-                .collect::<Result<_, _>>()?,
+            Some(list) => cidrs(list, "prohibited_hosts")?,
         };
         Ok(EgressPathConfig {
             max_message_rate: rate(&self.max_message_rate, "max_message_rate")?,
@@ -332,10 +331,7 @@ impl HttpListenerSpec {
         let listen: SocketAddr = listen.parse().map_err(|_| format!("listen: {listen:?} is not an address:port"))?;
         let mut config = petrel_http_api::HttpListenerConfig::new(listen);
         if let Some(hosts) = self.trusted_hosts {
-            config.trusted_hosts = hosts
-                .iter()
-                .map(|h| parse_cidr(h).map_err(|e| format!("trusted_hosts: {e}")))
-                .collect::<Result<_, _>>()?;
+            config.trusted_hosts = cidrs(&hosts, "trusted_hosts")?;
         }
         if let Some(size) = self.max_request_size {
             config.max_request_size = size;
@@ -359,12 +355,7 @@ pub struct ListenerDomainSpec {
 
 impl ListenerDomainSpec {
     pub fn into_domain(self) -> Result<petrel_smtp_server::ListenerDomain, String> {
-        let relay_from = self
-            .relay_from
-            .unwrap_or_default()
-            .iter()
-            .map(|h| parse_cidr(h).map_err(|e| format!("relay_from: {e}")))
-            .collect::<Result<_, _>>()?;
+        let relay_from = cidrs(&self.relay_from.unwrap_or_default(), "relay_from")?;
         Ok(petrel_smtp_server::ListenerDomain { relay_to: self.relay_to.unwrap_or(false), relay_from })
     }
 }

@@ -183,7 +183,7 @@ async fn a_good_policy_builds_its_registry_and_answers_events() {
 }
 
 #[tokio::test]
-async fn concurrent_events_use_several_states() {
+async fn concurrent_events_each_see_their_own_message() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(PolicyEngine::load(&write_policy(&dir, GOOD), "host.test").unwrap());
     let tasks: Vec<_> = (0..50)

@@ -71,7 +71,6 @@ fn start_logging(config: &InitConfig, metrics: Arc<Metrics>) -> Result<(Logger, 
 pub struct Daemon {
     engine: Arc<PolicyEngine>,
     reloader: Arc<Reloader>,
-    spool: Arc<dyn Spool>,
     queues: Arc<QueueManager>,
     dispatcher: Arc<Dispatcher>,
     shutdown: CancellationToken,
@@ -136,7 +135,7 @@ impl Daemon {
                 tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy directory; reload with SIGHUP or the API");
             }
         }
-        Ok(Self { engine, reloader, spool, queues, dispatcher, shutdown, log_thread, recovered })
+        Ok(Self { engine, reloader, queues, dispatcher, shutdown, log_thread, recovered })
     }
 
     /// Reload the policy (what SIGHUP, the API and file changes do).
@@ -164,22 +163,9 @@ impl Daemon {
         self.recovered
     }
 
-    pub fn engine(&self) -> &Arc<PolicyEngine> {
-        &self.engine
-    }
-
-    pub fn spool(&self) -> &Arc<dyn Spool> {
-        &self.spool
-    }
-
     /// Operator controls (suspend, resume, rebind, bounce).
     pub fn controls(&self) -> Controls {
         Controls { queues: self.queues.clone(), dispatcher: self.dispatcher.clone(), engine: self.engine.clone() }
-    }
-
-    /// Messages not yet finished (waiting, or in ready queues).
-    pub fn pending(&self) -> usize {
-        self.queues.waiting() + self.dispatcher.in_ready_queues()
     }
 
     /// Stop accepting, stop delivering, and flush logs. Messages not yet

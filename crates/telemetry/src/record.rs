@@ -15,6 +15,20 @@ pub enum RecordType {
     Rejection,
 }
 
+impl RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::Reception => "Reception",
+            RecordType::Delivery => "Delivery",
+            RecordType::TransientFailure => "TransientFailure",
+            RecordType::Bounce => "Bounce",
+            RecordType::Expiration => "Expiration",
+            RecordType::AdminBounce => "AdminBounce",
+            RecordType::Rejection => "Rejection",
+        }
+    }
+}
+
 /// The reply that decided the event (a remote reply, or one Petrel made up
 /// for local failures such as a refused connection).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,8 +91,7 @@ impl Logger {
     }
 
     pub fn log(&self, mut record: LogRecord) {
-        let event = format!("{:?}", record.kind);
-        self.metrics.count(&event, record.egress_pool.as_deref(), record.egress_source.as_deref());
+        self.metrics.count(record.kind.as_str(), record.egress_pool.as_deref(), record.egress_source.as_deref());
         if let Some(keep) = self.config.as_ref().and_then(|c| c.meta.as_ref()) {
             record.meta.retain(|k, _| keep.contains(k));
         }
