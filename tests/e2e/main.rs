@@ -3,6 +3,7 @@
 
 mod delivery_engine;
 mod egress;
+mod full_disk;
 mod http;
 mod openapi;
 mod operator;

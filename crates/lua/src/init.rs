@@ -17,6 +17,8 @@ pub struct InitConfig {
     pub listeners: Vec<ListenerConfig>,
     pub http_listeners: Vec<petrel_http_api::HttpListenerConfig>,
     pub spool: SpoolPaths,
+    /// Free space and inodes each spool directory keeps (`min_free_*`).
+    pub spool_reserves: petrel_spool::SpoolReserves,
     pub logs: Option<LogConfig>,
     /// `kumo.dns.configure_resolver`; `None` uses the system resolver.
     pub name_servers: Option<Vec<std::net::SocketAddr>>,
@@ -28,7 +30,7 @@ pub(crate) struct InitCollector {
     pub registry: RegistryBuilder,
     pub listeners: Vec<(ListenerConfig, String)>,
     pub http_listeners: Vec<(petrel_http_api::HttpListenerConfig, String)>,
-    pub spools: BTreeMap<String, (PathBuf, String)>,
+    pub spools: BTreeMap<String, (PathBuf, petrel_spool::StorageReserve, String)>,
     pub logs: Option<(LogConfig, String)>,
     pub name_servers: Option<(Vec<std::net::SocketAddr>, String)>,
     pub errors: Vec<String>,
@@ -79,9 +81,10 @@ impl InitCollector {
             }
         }
         let spool = match (self.spools.get("data"), self.spools.get("meta")) {
-            (Some((data, _)), meta) => {
-                Some(SpoolPaths { data: data.clone(), meta: meta.map_or(data, |m| &m.0).clone() })
-            }
+            (Some((data, data_reserve, _)), meta) => Some((
+                SpoolPaths { data: data.clone(), meta: meta.map_or(data, |m| &m.0).clone() },
+                petrel_spool::SpoolReserves { data: *data_reserve, meta: meta.map_or(*data_reserve, |m| m.1) },
+            )),
             (None, _) => {
                 self.errors.push("policy: kumo.define_spool{ name = 'data', path = ... } is required in init".into());
                 None
@@ -95,11 +98,12 @@ impl InitCollector {
             }
         };
         match (registry, spool) {
-            (Some(registry), Some(spool)) if self.errors.is_empty() => Ok(InitConfig {
+            (Some(registry), Some((spool, spool_reserves))) if self.errors.is_empty() => Ok(InitConfig {
                 registry: Arc::new(registry),
                 listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
                 http_listeners: self.http_listeners.into_iter().map(|(l, _)| l).collect(),
                 spool,
+                spool_reserves,
                 logs: self.logs.map(|(l, _)| l),
                 name_servers: self.name_servers.map(|(n, _)| n),
             }),

@@ -145,7 +145,8 @@ fn define_spool(lua: &Lua, value: Value) -> mlua::Result<()> {
         if s.kind.as_deref().is_some_and(|k| !k.eq_ignore_ascii_case("rocksdb")) {
             return Err("kind: only 'RocksDB' is supported".into());
         }
-        if let Some((_, first)) = c.spools.insert(s.name.clone(), (s.path, loc.to_string())) {
+        let reserve = s.reserve()?;
+        if let Some((_, _, first)) = c.spools.insert(s.name.clone(), (s.path, reserve, loc.to_string())) {
             return Err(format!("spool {:?} is defined twice (first at {first})", s.name));
         }
         Ok(())

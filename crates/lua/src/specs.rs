@@ -118,6 +118,38 @@ pub struct SpoolSpec {
     pub name: String,
     pub path: PathBuf,
     pub kind: Option<String>,
+    pub min_free_space: Option<CountOrPercent>,
+    pub min_free_inodes: Option<CountOrPercent>,
+}
+
+/// `"10%"` or a number, as KumoMTA's `min_free_space` takes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CountOrPercent {
+    Count(u64),
+    Text(String),
+}
+
+impl CountOrPercent {
+    fn threshold(&self, field: &str) -> Result<petrel_spool::Threshold, String> {
+        match self {
+            CountOrPercent::Count(n) => Ok(petrel_spool::Threshold::Absolute(*n)),
+            CountOrPercent::Text(t) => petrel_spool::Threshold::parse(t).map_err(|e| format!("{field}: {e}")),
+        }
+    }
+}
+
+impl SpoolSpec {
+    pub fn reserve(&self) -> Result<petrel_spool::StorageReserve, String> {
+        let mut reserve = petrel_spool::StorageReserve::default();
+        if let Some(v) = &self.min_free_space {
+            reserve.min_free_space = v.threshold("min_free_space")?;
+        }
+        if let Some(v) = &self.min_free_inodes {
+            reserve.min_free_inodes = v.threshold("min_free_inodes")?;
+        }
+        Ok(reserve)
+    }
 }
 
 #[derive(Debug, Deserialize)]

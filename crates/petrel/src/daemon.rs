@@ -85,7 +85,7 @@ impl Daemon {
         let engine = Arc::new(PolicyEngine::load_with_metrics(&options.policy, &hostname, metrics.clone())?);
         let config = engine.current().config.clone();
         let (logger, log_thread) = start_logging(&config, metrics)?;
-        let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open(&config.spool)?);
+        let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open_with(&config.spool, config.spool_reserves)?);
         let shutdown = CancellationToken::new();
         let (queues, due) = QueueManager::new(engine.clone(), spool.clone(), logger.clone(), shutdown.clone());
         let resolver: Arc<dyn Resolver> = Arc::new(match &config.name_servers {

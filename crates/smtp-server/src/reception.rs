@@ -22,6 +22,11 @@ fn response_info(reply: &Reply) -> ResponseInfo {
     ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
 }
 
+/// RFC 3463 4.3.1 "mail system full": the spool cannot take mail now.
+pub(crate) fn insufficient_storage() -> Reply {
+    Reply::new(452, Some("4.3.1"), "Insufficient system storage, try again later")
+}
+
 pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
     let handles = session.handles.clone();
     let sender = session.sender.clone().expect("checked before DATA");
@@ -69,7 +74,7 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
     }
     if let Err(e) = handles.spool.store(&messages).await {
         tracing::error!(error = %e, "cannot spool a received message");
-        return Reply::new(451, Some("4.3.0"), "Temporary local problem, try again later");
+        return insufficient_storage();
     }
     let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
     let reply = Reply::new(250, Some("2.0.0"), format!("OK ids={}", ids.join(",")));

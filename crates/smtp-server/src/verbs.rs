@@ -101,6 +101,9 @@ impl Session {
         if self.sender.is_some() {
             return reply(503, "5.5.1", "Sender already given");
         }
+        if !self.handles.spool.is_healthy() {
+            return crate::reception::insufficient_storage();
+        }
         let mut smtputf8 = false;
         for param in &params {
             match (param.keyword.as_str(), param.value.as_deref()) {

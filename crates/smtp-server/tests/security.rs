@@ -390,10 +390,11 @@ async fn a_spool_that_cannot_write_defers_new_mail_and_harms_nothing_accepted() 
     c.envelope("first@d.example").await;
     assert!(c.cmd("Subject: 1\r\n\r\nx\r\n.").await.starts_with("250"));
 
+    c.envelope("second@d.example").await;
     spool.failing.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(!spool.is_healthy());
-    c.envelope("second@d.example").await;
-    assert!(c.cmd("Subject: 2\r\n\r\nx\r\n.").await.starts_with("451 4.3.0"), "deferred, never acknowledged");
+    assert!(c.cmd("Subject: 2\r\n\r\nx\r\n.").await.starts_with("452 4.3.1"), "deferred, never acknowledged");
+    assert!(c.cmd("MAIL FROM:<a@s.example>").await.starts_with("452 4.3.1"), "refused up front while unhealthy");
     let kept = spool.enumerate().unwrap();
     assert_eq!(kept.len(), 1, "the acknowledged message is intact");
     assert_eq!(kept[0].recipient.email(), "first@d.example");

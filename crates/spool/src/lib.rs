@@ -4,19 +4,30 @@
 //! durable (a synced write, shared by concurrent writers) before it returns.
 
 mod rocks;
+mod rocks_log;
+mod space;
 
 use async_trait::async_trait;
 use petrel_message::{Message, SpoolId};
 use std::sync::Arc;
 
 pub use rocks::{RocksSpool, SpoolPaths};
+pub use space::{SpoolReserves, StorageReserve, Threshold};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SpoolError {
     /// The storage refused a read or write (disk full, I/O error). New mail
     /// should be deferred; retrying later may succeed.
     #[error("spool storage error: {0}")]
     Storage(String),
+    /// Free space or inodes are below the reserve (`min_free_space`,
+    /// `min_free_inodes`): new mail waits until deliveries free some.
+    #[error("the spool is below its free-space reserve")]
+    NoSpace,
+    /// The database cannot be opened as it is; `petrel spool repair`
+    /// salvages what is readable.
+    #[error("the spool at {} is damaged: {reason}", path.display())]
+    Damaged { path: std::path::PathBuf, reason: String },
     #[error("message {0} is not in the spool")]
     NotFound(SpoolId),
     #[error("spool record {key} is corrupt: {reason}")]
@@ -28,7 +39,7 @@ pub enum SpoolError {
 impl SpoolError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SpoolError::Storage(_) | SpoolError::Closed)
+        matches!(self, SpoolError::Storage(_) | SpoolError::NoSpace | SpoolError::Closed)
     }
 }
 
@@ -47,8 +58,8 @@ pub trait Spool: Send + Sync + 'static {
     async fn load_meta(&self, id: SpoolId) -> Result<Message, SpoolError>;
     /// The body of a spooled message.
     async fn load_data(&self, id: SpoolId) -> Result<Arc<[u8]>, SpoolError>;
-    /// False while writes are failing (disk full, I/O errors); true again
-    /// after the next write that succeeds.
+    /// False while new mail cannot be stored: a write failed and the
+    /// storage is not back yet, or free space is below the reserve.
     fn is_healthy(&self) -> bool {
         true
     }

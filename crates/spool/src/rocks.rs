@@ -6,20 +6,36 @@
 //! behind one each. Meta and data may live in one database (one atomic batch)
 //! or two (KumoMTA's layout: data is written and synced before meta, so a
 //! crash can leave only orphan bodies, which the next start removes).
+//!
+//! A failed write (disk full, I/O error) leaves RocksDB refusing every later
+//! write until it is reopened, so the writer reopens it at once, and then
+//! every second, probing with a small synced write, until writes work
+//! again. Reopening replays the WAL, so nothing acknowledged is lost; while
+//! it is closed, reads and writes fail as transient errors.
 
+use crate::space::SpoolReserves;
 use crate::{Spool, SpoolError};
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use petrel_message::{Message, SpoolId};
-use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamilyDescriptor, DB, DBRecoveryMode, IteratorMode, Options, WriteBatch, WriteOptions};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-const META_CF: &str = "meta";
-const DATA_CF: &str = "data";
+pub(crate) const META_CF: &str = "meta";
+pub(crate) const DATA_CF: &str = "data";
 /// Most requests folded into one synced batch.
 const MAX_GROUP: usize = 4096;
+/// How often free space is measured while no writes come in.
+const SPACE_CHECK: Duration = Duration::from_millis(100);
+/// How often a database a failed write closed is tried again.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+/// Written to the default column family to learn whether writes work again.
+const PROBE_KEY: &[u8] = b"petrel-write-probe";
 
 /// Directories of the meta and data spools (`kumo.define_spool`); they may
 /// be the same directory.
@@ -36,15 +52,43 @@ enum Op {
 
 struct Request {
     ops: Vec<Op>,
-    /// Whether the caller needs the write on disk before it is answered.
+    /// A reception: the caller needs the write on disk before it is
+    /// answered, and it is refused while the free-space reserve is short.
     durable: bool,
     done: oneshot::Sender<Result<(), SpoolError>>,
 }
 
+/// The open databases; `data` is `None` when meta and data share one.
+pub(crate) struct Dbs {
+    pub(crate) meta: DB,
+    data: Option<DB>,
+}
+
+impl Dbs {
+    pub(crate) fn data(&self) -> &DB {
+        self.data.as_ref().unwrap_or(&self.meta)
+    }
+
+    fn open(paths: &SpoolPaths) -> Result<Self, SpoolError> {
+        let meta = open_db(&paths.meta)?;
+        let data = if paths.data == paths.meta { None } else { Some(open_db(&paths.data)?) };
+        Ok(Self { meta, data })
+    }
+}
+
+/// What the spool reports through [`Spool::is_healthy`].
+#[derive(Default)]
+struct Health {
+    /// A write failed and no write has succeeded since: the database is
+    /// reopened and probed with a small synced write until one does.
+    failing: AtomicBool,
+    /// Free space or inodes are below the reserve.
+    short: AtomicBool,
+}
+
 pub struct RocksSpool {
-    meta: Arc<DB>,
-    data: Arc<DB>,
-    healthy: Arc<std::sync::atomic::AtomicBool>,
+    dbs: Arc<ArcSwapOption<Dbs>>,
+    health: Arc<Health>,
     writer: Option<mpsc::Sender<Request>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -64,30 +108,59 @@ fn storage(e: rocksdb::Error) -> SpoolError {
     SpoolError::Storage(e.into_string())
 }
 
-fn open(path: &Path) -> Result<Arc<DB>, SpoolError> {
-    std::fs::create_dir_all(path).map_err(|e| SpoolError::Storage(format!("{}: {e}", path.display())))?;
+/// Options every spool database is opened with.
+pub(crate) fn db_options(recovery: DBRecoveryMode) -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
+    crate::rocks_log::forward_logs(&mut opts);
+    // A torn record at the end of the WAL is what an OS crash leaves of
+    // writes that were never synced (so never acknowledged): skip it. Any
+    // other damage stops the open with an error instead of dropping every
+    // record after it; `petrel spool repair` salvages such a spool.
+    opts.set_wal_recovery_mode(recovery);
+    // Replaying the WAL must not need disk space, so a spool reopened on a
+    // nearly full disk can still take the removals that free it.
+    crate::rocks_log::avoid_flush_during_recovery(&mut opts);
+    opts
+}
+
+fn open_db(path: &Path) -> Result<DB, SpoolError> {
+    std::fs::create_dir_all(path).map_err(|e| SpoolError::Storage(format!("{}: {e}", path.display())))?;
+    let opts = db_options(DBRecoveryMode::TolerateCorruptedTailRecords);
     let cfs = [META_CF, DATA_CF].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
-    DB::open_cf_descriptors(&opts, path, cfs)
-        .map(Arc::new)
-        .map_err(|e| SpoolError::Storage(format!("{}: {}", path.display(), e.into_string())))
+    DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
+        let text = e.into_string();
+        if text.starts_with("Corruption") {
+            SpoolError::Damaged { path: path.to_path_buf(), reason: text }
+        } else {
+            SpoolError::Storage(format!("{}: {text}", path.display()))
+        }
+    })
 }
 
 impl RocksSpool {
+    /// Open with KumoMTA's default reserve (10 % of space and inodes free).
     pub fn open(paths: &SpoolPaths) -> Result<Self, SpoolError> {
-        let meta = open(&paths.meta)?;
-        let data = if paths.data == paths.meta { meta.clone() } else { open(&paths.data)? };
+        Self::open_with(paths, SpoolReserves::default())
+    }
+
+    pub fn open_with(paths: &SpoolPaths, reserve: SpoolReserves) -> Result<Self, SpoolError> {
+        let dbs = Arc::new(ArcSwapOption::from_pointee(Dbs::open(paths)?));
+        let health = Arc::new(Health::default());
         let (tx, rx) = mpsc::channel();
-        let (m, d) = (meta.clone(), data.clone());
-        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let health = healthy.clone();
+        let writer = Writer {
+            dbs: dbs.clone(),
+            health: health.clone(),
+            paths: paths.clone(),
+            reserve,
+            last_reopen: Instant::now(),
+        };
         let thread = std::thread::Builder::new()
             .name("petrel-spool".into())
-            .spawn(move || write_loop(rx, m, d, &health))
+            .spawn(move || writer.run(rx))
             .map_err(|e| SpoolError::Storage(format!("cannot start the spool writer: {e}")))?;
-        Ok(Self { meta, data, healthy, writer: Some(tx), writer_thread: Some(thread) })
+        Ok(Self { dbs, health, writer: Some(tx), writer_thread: Some(thread) })
     }
 
     async fn submit(&self, ops: Vec<Op>, durable: bool) -> Result<(), SpoolError> {
@@ -96,65 +169,180 @@ impl RocksSpool {
         writer.send(Request { ops, durable, done }).map_err(|_| SpoolError::Closed)?;
         wait.await.map_err(|_| SpoolError::Closed)?
     }
-}
 
-fn write_loop(rx: mpsc::Receiver<Request>, meta: Arc<DB>, data: Arc<DB>, healthy: &std::sync::atomic::AtomicBool) {
-    let same = Arc::ptr_eq(&meta, &data);
-    let mut synced = WriteOptions::default();
-    synced.set_sync(true);
-    let unsynced = WriteOptions::default();
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(r) => group.push(r),
-                Err(_) => break,
-            }
-        }
-        // Receptions need their fsync; removals and schedule updates ride
-        // along, or go unsynced: a process crash keeps them (they reached
-        // the OS), and only an OS crash could undo them, which costs at most
-        // a duplicate delivery, never a lost message.
-        let options = if group.iter().any(|r| r.durable) { &synced } else { &unsynced };
-        let result = apply(&group, &meta, &data, same, options);
-        healthy.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "spool write failed; new mail is deferred");
-        }
-        for request in group {
-            let _ = request.done.send(result.clone().map_err(SpoolError::Storage));
-        }
+    fn dbs(&self) -> Result<Arc<Dbs>, SpoolError> {
+        self.dbs
+            .load_full()
+            .ok_or_else(|| SpoolError::Storage("the spool is being reopened after a write error".into()))
     }
 }
 
-fn apply(group: &[Request], meta: &DB, data: &DB, same: bool, sync: &WriteOptions) -> Result<(), String> {
-    let (meta_cf, data_cf) = (meta.cf_handle(META_CF).expect("meta cf"), data.cf_handle(DATA_CF).expect("data cf"));
-    let mut meta_batch = WriteBatch::default();
-    let mut data_batch = WriteBatch::default();
-    for op in group.iter().flat_map(|r| &r.ops) {
-        match op {
-            Op::Put(id, record, body) => {
-                meta_batch.put_cf(meta_cf, id.as_bytes(), record);
-                if let Some(body) = body {
-                    data_batch.put_cf(data_cf, id.as_bytes(), body);
+/// The writer thread's state.
+struct Writer {
+    dbs: Arc<ArcSwapOption<Dbs>>,
+    health: Arc<Health>,
+    paths: SpoolPaths,
+    reserve: SpoolReserves,
+    last_reopen: Instant,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Request>) {
+        let mut synced = WriteOptions::default();
+        synced.set_sync(true);
+        let unsynced = WriteOptions::default();
+        loop {
+            let first = match rx.recv_timeout(SPACE_CHECK) {
+                Ok(r) => Some(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            self.maintain();
+            let Some(first) = first else {
+                self.check_space();
+                continue;
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
                 }
             }
-            Op::Delete(id) => {
-                meta_batch.delete_cf(meta_cf, id.as_bytes());
-                data_batch.delete_cf(data_cf, id.as_bytes());
+            if group.iter().any(|r| r.durable) {
+                self.check_space();
+            }
+            if self.health.short.load(Ordering::Relaxed) {
+                // Receptions wait for space; removals and updates go on, so
+                // deliveries keep freeing it.
+                let (refused, rest): (Vec<_>, Vec<_>) = group.into_iter().partition(|r| r.durable);
+                for request in refused {
+                    let _ = request.done.send(Err(SpoolError::NoSpace));
+                }
+                group = rest;
+                if group.is_empty() {
+                    continue;
+                }
+            }
+            // Receptions need their fsync; removals and schedule updates ride
+            // along, or go unsynced: a process crash keeps them (they reached
+            // the OS), and only an OS crash could undo them, which costs at
+            // most a duplicate delivery, never a lost message.
+            let options = if group.iter().any(|r| r.durable) { &synced } else { &unsynced };
+            let result = match self.dbs.load_full() {
+                Some(dbs) => apply(&group, &dbs, options).map_err(SpoolError::Storage),
+                None => Err(SpoolError::Storage("the spool is being reopened after a write error".into())),
+            };
+            match &result {
+                Ok(()) => self.recovered(),
+                Err(e) => self.failed(e),
+            }
+            for request in group {
+                let _ = request.done.send(result.clone());
             }
         }
     }
-    if same {
-        // One database: fold data into the meta batch for a single atomic write.
-        for op in group.iter().flat_map(|r| &r.ops) {
-            match op {
-                Op::Put(id, _, Some(body)) => meta_batch.put_cf(data_cf, id.as_bytes(), body),
-                Op::Delete(id) => meta_batch.delete_cf(data_cf, id.as_bytes()),
-                Op::Put(_, _, None) => {}
+
+    /// Reopen a database a failed write closed, and probe it.
+    fn maintain(&mut self) {
+        if self.health.failing.load(Ordering::Relaxed) && self.last_reopen.elapsed() >= REOPEN_EVERY {
+            self.reopen();
+            if self.probe() {
+                self.recovered();
             }
         }
-    } else if !data_batch.is_empty() {
+    }
+
+    /// Measure free space against the reserve. Cheap (one statvfs per
+    /// directory), so it runs before every group of receptions: a burst
+    /// cannot run past the reserve between two checks.
+    fn check_space(&mut self) {
+        let dirs = [(&self.paths.meta, &self.reserve.meta), (&self.paths.data, &self.reserve.data)];
+        let short = dirs.into_iter().find_map(|(path, reserve)| reserve.shortfall(path));
+        let was_short = self.health.short.swap(short.is_some(), Ordering::Relaxed);
+        match (short, was_short) {
+            (Some(why), false) => tracing::error!(%why, "spool below its free-space reserve; new mail is deferred"),
+            (None, true) => tracing::info!("spool free space is back above its reserve; accepting mail again"),
+            _ => {}
+        }
+    }
+
+    fn failed(&mut self, error: &SpoolError) {
+        if !self.health.failing.swap(true, Ordering::Relaxed) {
+            tracing::error!(%error, "spool write failed; new mail is deferred until the spool writes again");
+        }
+        self.reopen();
+    }
+
+    fn recovered(&self) {
+        if self.health.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the spool writes again; accepting mail");
+        }
+    }
+
+    /// A small synced write outside the message column families: can the
+    /// spool write again?
+    fn probe(&self) -> bool {
+        let Some(dbs) = self.dbs.load_full() else { return false };
+        let mut synced = WriteOptions::default();
+        synced.set_sync(true);
+        [Some(&dbs.meta), dbs.data.as_ref()]
+            .into_iter()
+            .flatten()
+            .all(|db| db.put_opt(PROBE_KEY, b"1", &synced).is_ok())
+    }
+
+    /// Close the databases (once readers let go) and open them again.
+    fn reopen(&mut self) {
+        self.last_reopen = Instant::now();
+        if let Some(mut old) = self.dbs.swap(None) {
+            // Readers hold the handle for one read at a time.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(dbs) => {
+                        drop(dbs);
+                        break;
+                    }
+                    Err(still_shared) if Instant::now() < deadline => {
+                        old = still_shared;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(still_shared) => {
+                        tracing::warn!("spool readers did not let go; reopening later");
+                        self.dbs.store(Some(still_shared));
+                        return;
+                    }
+                }
+            }
+        }
+        match Dbs::open(&self.paths) {
+            Ok(dbs) => self.dbs.store(Some(Arc::new(dbs))),
+            Err(e) => tracing::warn!(error = %e, "cannot reopen the spool yet; trying again"),
+        }
+    }
+}
+
+fn apply(group: &[Request], dbs: &Dbs, sync: &WriteOptions) -> Result<(), String> {
+    let (meta, data) = (&dbs.meta, dbs.data());
+    let (meta_cf, data_cf) = (meta.cf_handle(META_CF).expect("meta cf"), data.cf_handle(DATA_CF).expect("data cf"));
+    let mut meta_batch = WriteBatch::default();
+    // One database: data goes into the meta batch for a single atomic write.
+    let mut data_batch = WriteBatch::default();
+    let same = dbs.data.is_none();
+    for op in group.iter().flat_map(|r| &r.ops) {
+        let body_batch = if same { &mut meta_batch } else { &mut data_batch };
+        match op {
+            Op::Put(id, _, Some(body)) => body_batch.put_cf(data_cf, id.as_bytes(), body),
+            Op::Delete(id) => body_batch.delete_cf(data_cf, id.as_bytes()),
+            Op::Put(_, _, None) => {}
+        }
+        match op {
+            Op::Put(id, record, _) => meta_batch.put_cf(meta_cf, id.as_bytes(), record),
+            Op::Delete(id) => meta_batch.delete_cf(meta_cf, id.as_bytes()),
+        }
+    }
+    if !data_batch.is_empty() {
         data.write_opt(data_batch, sync).map_err(|e| e.into_string())?;
     }
     meta.write_opt(meta_batch, sync).map_err(|e| e.into_string())
@@ -187,10 +375,10 @@ impl Spool for RocksSpool {
     }
 
     async fn load_meta(&self, id: SpoolId) -> Result<Message, SpoolError> {
-        let db = self.meta.clone();
+        let dbs = self.dbs()?;
         tokio::task::spawn_blocking(move || {
-            let cf = db.cf_handle(META_CF).expect("meta cf");
-            match db.get_pinned_cf(cf, id.as_bytes()).map_err(storage)? {
+            let cf = dbs.meta.cf_handle(META_CF).expect("meta cf");
+            match dbs.meta.get_pinned_cf(cf, id.as_bytes()).map_err(storage)? {
                 Some(record) => serde_json::from_slice(&record)
                     .map_err(|e| SpoolError::Corrupt { key: id.to_string(), reason: e.to_string() }),
                 None => Err(SpoolError::NotFound(id)),
@@ -204,27 +392,29 @@ impl Spool for RocksSpool {
         // Read inline: a body about to be delivered was usually written
         // moments ago and sits in the memtable or block cache, so handing
         // the read to a blocking thread would cost more than the read.
-        let cf = self.data.cf_handle(DATA_CF).expect("data cf");
-        match self.data.get_pinned_cf(cf, id.as_bytes()).map_err(storage)? {
+        let dbs = self.dbs()?;
+        let cf = dbs.data().cf_handle(DATA_CF).expect("data cf");
+        match dbs.data().get_pinned_cf(cf, id.as_bytes()).map_err(storage)? {
             Some(body) => Ok(Arc::from(&body[..])),
             None => Err(SpoolError::NotFound(id)),
         }
     }
 
     fn is_healthy(&self) -> bool {
-        self.healthy.load(std::sync::atomic::Ordering::Relaxed)
+        !self.health.failing.load(Ordering::Relaxed) && !self.health.short.load(Ordering::Relaxed)
     }
 
     fn enumerate(&self) -> Result<Vec<Message>, SpoolError> {
-        let meta_cf = self.meta.cf_handle(META_CF).expect("meta cf");
-        let data_cf = self.data.cf_handle(DATA_CF).expect("data cf");
+        let dbs = self.dbs()?;
+        let meta_cf = dbs.meta.cf_handle(META_CF).expect("meta cf");
+        let data_cf = dbs.data().cf_handle(DATA_CF).expect("data cf");
         let mut with_body = HashSet::new();
         let mut messages = Vec::new();
-        for item in self.meta.iterator_cf(meta_cf, IteratorMode::Start) {
+        for item in dbs.meta.iterator_cf(meta_cf, IteratorMode::Start) {
             let (key, value) = item.map_err(storage)?;
             let mut message: Message = serde_json::from_slice(&value)
                 .map_err(|e| SpoolError::Corrupt { key: format!("{key:02x?}"), reason: e.to_string() })?;
-            if self.data.get_pinned_cf(data_cf, &key).map_err(storage)?.is_none() {
+            if dbs.data().get_pinned_cf(data_cf, &key).map_err(storage)?.is_none() {
                 // Only a removal interrupted between the two databases does this.
                 tracing::warn!(id = %message.id, "spooled meta has no body; dropping it");
                 continue;
@@ -233,27 +423,25 @@ impl Spool for RocksSpool {
             with_body.insert(key);
             messages.push(message);
         }
-        self.remove_unpaired(&with_body)?;
+        remove_unpaired(&dbs, &with_body)?;
         Ok(messages)
     }
 }
 
-impl RocksSpool {
-    /// Delete meta without body and bodies without meta (never acknowledged).
-    fn remove_unpaired(&self, keep: &HashSet<Box<[u8]>>) -> Result<(), SpoolError> {
-        for (db, cf_name) in [(&self.meta, META_CF), (&self.data, DATA_CF)] {
-            let cf = db.cf_handle(cf_name).expect("cf");
-            let mut batch = WriteBatch::default();
-            for item in db.iterator_cf(cf, IteratorMode::Start) {
-                let (key, _) = item.map_err(storage)?;
-                if !keep.contains(&key) {
-                    batch.delete_cf(cf, &key);
-                }
-            }
-            if !batch.is_empty() {
-                db.write(batch).map_err(storage)?;
+/// Delete meta without body and bodies without meta (never acknowledged).
+fn remove_unpaired(dbs: &Dbs, keep: &HashSet<Box<[u8]>>) -> Result<(), SpoolError> {
+    for (db, cf_name) in [(&dbs.meta, META_CF), (dbs.data(), DATA_CF)] {
+        let cf = db.cf_handle(cf_name).expect("cf");
+        let mut batch = WriteBatch::default();
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, _) = item.map_err(storage)?;
+            if !keep.contains(&key) {
+                batch.delete_cf(cf, &key);
             }
         }
-        Ok(())
+        if !batch.is_empty() {
+            db.write(batch).map_err(storage)?;
+        }
     }
+    Ok(())
 }

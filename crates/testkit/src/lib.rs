@@ -3,9 +3,11 @@
 //! greeted with, answers as a test script says, and counts concurrent
 //! connections per peer, so tests can check which source sent what.
 
+mod disk;
 mod dns;
 mod sink;
 
+pub use disk::SmallDisk;
 pub use dns::{DnsServer, Zone};
 pub use sink::{Received, ReplyScript, Sink};
 

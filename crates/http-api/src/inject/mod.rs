@@ -127,6 +127,7 @@ fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>
         (status = 400, description = "Malformed request; the body names the field"),
         (status = 413, description = "Body too large (after decompression)"),
         (status = 503, description = "The spool cannot accept messages now"),
+        (status = 507, description = "The spool is below its free-space reserve"),
     )
 )]
 pub async fn inject(
@@ -157,7 +158,12 @@ pub async fn inject(
     }
     if let Err(e) = state.spool.store(&accepted).await {
         tracing::error!(error = %e, "cannot spool injected messages");
-        return Err(ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the spool cannot accept messages now"));
+        return Err(match e {
+            petrel_spool::SpoolError::NoSpace => {
+                ApiError::status(StatusCode::INSUFFICIENT_STORAGE, "the spool is below its free-space reserve")
+            }
+            _ => ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the spool cannot accept messages now"),
+        });
     }
     for message in accepted {
         let ok = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "injected".into() };
