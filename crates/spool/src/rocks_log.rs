@@ -30,7 +30,7 @@ extern "C" fn petrel_rocksdb_log(level: i32, message: *const u8, len: usize) {
 }
 
 const WORDS: usize = size_of::<Options>() / size_of::<usize>();
-const _: () = assert!(size_of::<Options>() % size_of::<usize>() == 0);
+const _: () = assert!(size_of::<Options>().is_multiple_of(size_of::<usize>()));
 
 fn words(options: &Options) -> [usize; WORDS] {
     // SAFETY: reads the struct's bytes as plain words; nothing is dereferenced.
