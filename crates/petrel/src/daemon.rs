@@ -84,7 +84,7 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         let engine = Arc::new(PolicyEngine::load_with_metrics(&options.policy, &hostname, metrics.clone())?);
         let config = engine.current().config.clone();
-        let (logger, log_thread) = start_logging(&config, metrics)?;
+        let (logger, log_thread) = start_logging(&config, metrics.clone())?;
         let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open_with(&config.spool, config.spool_reserves)?);
         let shutdown = CancellationToken::new();
         let (queues, due) = QueueManager::new(engine.clone(), spool.clone(), logger.clone(), shutdown.clone());
@@ -106,6 +106,7 @@ impl Daemon {
 
         // Everything spooled before a stop or crash is queued again.
         let spooled = spool.enumerate()?;
+        metrics.spool_unreadable.set(spool.unreadable() as i64);
         let recovered = spooled.len();
         for message in spooled {
             queues.insert(message);

@@ -5,6 +5,7 @@
 
 mod rocks;
 mod rocks_log;
+mod salvage;
 mod space;
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use petrel_message::{Message, SpoolId};
 use std::sync::Arc;
 
 pub use rocks::{RocksSpool, SpoolPaths};
+pub use salvage::{SalvageReport, check, repair};
 pub use space::{SpoolReserves, StorageReserve, Threshold};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,6 +66,13 @@ pub trait Spool: Send + Sync + 'static {
         true
     }
     /// Every spooled message's meta (bodies not loaded), for re-queueing at
-    /// start. Records whose body is missing are dropped with a log line.
+    /// start. Records whose body is missing are dropped with a log line;
+    /// records that cannot be read are left in place, logged at error and
+    /// counted in [`Spool::unreadable`].
     fn enumerate(&self) -> Result<Vec<Message>, SpoolError>;
+    /// Records the last [`Spool::enumerate`] found but could not read:
+    /// unparsable meta, and ids the WAL holds whose records are gone.
+    fn unreadable(&self) -> usize {
+        0
+    }
 }

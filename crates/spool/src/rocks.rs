@@ -88,6 +88,8 @@ struct Health {
 
 pub struct RocksSpool {
     dbs: Arc<ArcSwapOption<Dbs>>,
+    paths: SpoolPaths,
+    unreadable: std::sync::atomic::AtomicUsize,
     health: Arc<Health>,
     writer: Option<mpsc::Sender<Request>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
@@ -160,7 +162,14 @@ impl RocksSpool {
             .name("petrel-spool".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| SpoolError::Storage(format!("cannot start the spool writer: {e}")))?;
-        Ok(Self { dbs, health, writer: Some(tx), writer_thread: Some(thread) })
+        Ok(Self {
+            dbs,
+            paths: paths.clone(),
+            unreadable: Default::default(),
+            health,
+            writer: Some(tx),
+            writer_thread: Some(thread),
+        })
     }
 
     async fn submit(&self, ops: Vec<Op>, durable: bool) -> Result<(), SpoolError> {
@@ -168,6 +177,16 @@ impl RocksSpool {
         let writer = self.writer.as_ref().ok_or(SpoolError::Closed)?;
         writer.send(Request { ops, durable, done }).map_err(|_| SpoolError::Closed)?;
         wait.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Write the memtables out to SST files, so the WAL they came from can
+    /// be dropped.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        let dbs = self.dbs()?;
+        for (db, cf) in [(&dbs.meta, META_CF), (&dbs.meta, DATA_CF), (dbs.data(), DATA_CF)] {
+            db.flush_cf(db.cf_handle(cf).expect("cf")).map_err(storage)?;
+        }
+        Ok(())
     }
 
     fn dbs(&self) -> Result<Arc<Dbs>, SpoolError> {
@@ -408,23 +427,48 @@ impl Spool for RocksSpool {
         let dbs = self.dbs()?;
         let meta_cf = dbs.meta.cf_handle(META_CF).expect("meta cf");
         let data_cf = dbs.data().cf_handle(DATA_CF).expect("data cf");
-        let mut with_body = HashSet::new();
+        let mut keep = HashSet::new();
         let mut messages = Vec::new();
+        let mut unreadable = 0;
         for item in dbs.meta.iterator_cf(meta_cf, IteratorMode::Start) {
             let (key, value) = item.map_err(storage)?;
-            let mut message: Message = serde_json::from_slice(&value)
-                .map_err(|e| SpoolError::Corrupt { key: format!("{key:02x?}"), reason: e.to_string() })?;
+            let mut message: Message = match serde_json::from_slice(&value) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Left in place (with its body) for `petrel spool repair`.
+                    tracing::error!(key = %crate::salvage::key_name(&key), error = %e, "unreadable spool record");
+                    unreadable += 1;
+                    keep.insert(key);
+                    continue;
+                }
+            };
             if dbs.data().get_pinned_cf(data_cf, &key).map_err(storage)?.is_none() {
                 // Only a removal interrupted between the two databases does this.
                 tracing::warn!(id = %message.id, "spooled meta has no body; dropping it");
                 continue;
             }
             message.data = None;
-            with_body.insert(key);
+            keep.insert(key);
             messages.push(message);
         }
-        remove_unpaired(&dbs, &with_body)?;
+        let found: HashSet<SpoolId> = messages.iter().map(|m| m.id).collect();
+        let lost = crate::salvage::lost_from_wal(&self.paths, &found);
+        if !lost.is_empty() {
+            let ids: Vec<String> = lost.iter().take(20).map(|id| id.to_string()).collect();
+            tracing::error!(
+                count = lost.len(),
+                ids = %ids.join(","),
+                "the WAL names spooled messages whose records cannot be read; see petrel spool check"
+            );
+            unreadable += lost.len();
+        }
+        self.unreadable.store(unreadable, Ordering::Relaxed);
+        remove_unpaired(&dbs, &keep)?;
         Ok(messages)
+    }
+
+    fn unreadable(&self) -> usize {
+        self.unreadable.load(Ordering::Relaxed)
     }
 }
 

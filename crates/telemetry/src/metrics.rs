@@ -19,6 +19,9 @@ pub struct Metrics {
     pub lua_event_seconds: HistogramVec,
     /// Policy reloads that failed (used by hot reload).
     pub reload_failures: IntGauge,
+    /// Spool records found at start that could not be read (see
+    /// `petrel spool check`).
+    pub spool_unreadable: IntGauge,
 }
 
 impl Default for Metrics {
@@ -51,6 +54,11 @@ impl Metrics {
         .expect("valid metric");
         let reload_failures =
             IntGauge::new("petrel_policy_reload_failures", "Policy reloads refused since start").expect("valid metric");
+        let spool_unreadable = IntGauge::new(
+            "petrel_spool_unreadable_records",
+            "Spool records found at start that could not be read; see petrel spool check",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(scheduled_messages.clone()),
@@ -58,10 +66,20 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(lua_event_seconds.clone()),
             Box::new(reload_failures.clone()),
+            Box::new(spool_unreadable.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
-        Self { registry, messages, scheduled_messages, ready_messages, connections, lua_event_seconds, reload_failures }
+        Self {
+            registry,
+            messages,
+            scheduled_messages,
+            ready_messages,
+            connections,
+            lua_event_seconds,
+            reload_failures,
+            spool_unreadable,
+        }
     }
 
     pub fn count(&self, event: &str, pool: Option<&str>, source: Option<&str>) {

@@ -5,6 +5,7 @@
 mod client;
 mod logs;
 mod show;
+mod spool;
 
 use crate::{Daemon, DaemonOptions, system_hostname};
 use clap::{Args, Parser, Subcommand};
@@ -167,6 +168,39 @@ enum Command {
         #[command(subcommand)]
         command: LogsCommand,
     },
+    /// Check or salvage a spool offline (stop the daemon first).
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Read everything readable and report damage; changes nothing. Exits
+    /// 1 when the spool is damaged.
+    Check {
+        /// The spool directory (default: the one the policy defines).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        #[arg(long, default_value = "policy/init.lua")]
+        policy: PathBuf,
+    },
+    /// Copy every readable message into a fresh spool at --into, and write
+    /// unusable records and the ids of lost ones to --quarantine. The
+    /// damaged spool is left untouched.
+    Repair {
+        #[arg(long)]
+        path: Option<PathBuf>,
+        #[arg(long, default_value = "policy/init.lua")]
+        policy: PathBuf,
+        /// An empty or new directory for the salvaged spool.
+        #[arg(long)]
+        into: PathBuf,
+        /// Where quarantined records go (default: INTO.quarantine).
+        #[arg(long)]
+        quarantine: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,6 +238,19 @@ pub fn main() -> ExitCode {
         Command::Validate { policy } => return validate(policy),
         Command::Logs { command: LogsCommand::Tail { dir, policy, lines, follow } } => {
             tail(dir, &policy, lines, follow)
+        }
+        Command::Spool { command: SpoolCommand::Check { path, policy } } => {
+            return match spool::spool_paths(path, &policy).and_then(|p| spool::check(&p)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("petrel: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Spool { command: SpoolCommand::Repair { path, policy, into, quarantine } } => {
+            spool::spool_paths(path, &policy).and_then(|p| spool::repair(&p, into, quarantine))
         }
         other => remote(other),
     };
@@ -301,7 +348,9 @@ fn remote(command: Command) -> anyhow::Result<()> {
             let v = Api::new(&remote.endpoint).post("/api/admin/route/v1", &request)?;
             print(&remote, &v, show::route);
         }
-        Command::Serve { .. } | Command::Validate { .. } | Command::Logs { .. } => unreachable!("handled locally"),
+        Command::Serve { .. } | Command::Validate { .. } | Command::Logs { .. } | Command::Spool { .. } => {
+            unreachable!("handled locally")
+        }
     }
     Ok(())
 }
@@ -333,6 +382,10 @@ fn serve(policy: PathBuf) -> ExitCode {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("petrel: {}: {e}", policy.display());
+                if let crate::DaemonError::Spool(petrel_spool::SpoolError::Damaged { .. }) = e {
+                    eprintln!("petrel: nothing was dropped. `petrel spool check` shows what is readable;");
+                    eprintln!("petrel: `petrel spool repair --into DIR` salvages it into a fresh spool.");
+                }
                 return ExitCode::FAILURE;
             }
         };
