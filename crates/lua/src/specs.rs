@@ -78,6 +78,14 @@ pub struct EsmtpListenerSpec {
     pub max_messages_per_connection: Option<usize>,
     pub tls_certificate: Option<PathBuf>,
     pub tls_private_key: Option<PathBuf>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_received_headers: Option<usize>,
+    pub max_header_fields: Option<usize>,
+    pub max_errors: Option<usize>,
+    pub max_junk_commands: Option<usize>,
+    pub max_session_duration: Option<DurationSpec>,
+    pub min_data_rate: Option<usize>,
+    pub max_auth_failures: Option<usize>,
 }
 
 impl EsmtpListenerSpec {
@@ -106,6 +114,22 @@ impl EsmtpListenerSpec {
         }
         config.tls_certificate = self.tls_certificate;
         config.tls_private_key = self.tls_private_key;
+        let limits = [
+            (self.max_connections_per_ip, &mut config.max_connections_per_ip),
+            (self.max_received_headers, &mut config.max_received_headers),
+            (self.max_header_fields, &mut config.max_header_fields),
+            (self.max_errors, &mut config.max_errors),
+            (self.max_junk_commands, &mut config.max_junk_commands),
+            (self.min_data_rate, &mut config.min_data_rate),
+            (self.max_auth_failures, &mut config.max_auth_failures),
+        ];
+        for (value, field) in limits {
+            if let Some(n) = value {
+                *field = n.max(1);
+            }
+        }
+        config.max_session_duration =
+            duration(&self.max_session_duration, "max_session_duration", config.max_session_duration)?;
         // Fail at load, with the line, rather than when the listener starts.
         petrel_smtp_server::Prepared::new(config.clone())?;
         Ok(config)

@@ -59,6 +59,28 @@ fn unfold(raw: &[u8]) -> String {
     text.replace("\r\n", "").trim().to_string()
 }
 
+/// Counts over a message's header block, for intake limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeaderCounts {
+    /// Header fields (a folded field counts once).
+    pub fields: usize,
+    /// `Received:` fields: one per hop, so a loop shows as a long list.
+    pub received: usize,
+    /// Octets of the header block.
+    pub octets: usize,
+}
+
+pub fn header_counts(data: &[u8]) -> HeaderCounts {
+    let mut counts = HeaderCounts { octets: header_block_end(data), ..Default::default() };
+    for (name, ..) in headers(data) {
+        counts.fields += 1;
+        if name.eq_ignore_ascii_case(b"received") {
+            counts.received += 1;
+        }
+    }
+    counts
+}
+
 /// The first header named `name` (case-insensitive), unfolded and trimmed.
 pub fn first_header(data: &[u8], name: &str) -> Option<String> {
     headers(data).find(|(n, ..)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v, ..)| unfold(v))
@@ -148,6 +170,14 @@ mod tests {
         assert!(prepend_header(MSG, "Bad Name", "x").is_err());
         assert!(prepend_header(MSG, "X", "a\r\nInjected: 1").is_err());
         assert!(prepend_header(MSG, "X", "a\r\n folded").is_ok());
+    }
+
+    #[test]
+    fn counts_fields_and_hops() {
+        let msg = b"Received: a\r\nreceived: b\r\n\tfolded\r\nSubject: x\r\n\r\nReceived: in the body\r\n";
+        let counts = header_counts(msg);
+        assert_eq!((counts.fields, counts.received), (3, 2));
+        assert_eq!(counts.octets, msg.len() - b"Received: in the body\r\n".len());
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod id;
 mod message;
 
 pub use address::{AddressError, EnvelopeAddress};
-pub use headers::{HeaderError, append_header, first_header, prepend_header, remove_headers};
+pub use headers::{
+    HeaderCounts, HeaderError, append_header, first_header, header_counts, prepend_header, remove_headers,
+};
 pub use id::{SpoolId, SpoolIdError};
 pub use message::{Message, Meta, QueueNameParts, queue_name};

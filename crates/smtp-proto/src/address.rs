@@ -46,6 +46,10 @@ pub fn parse_forward_path(input: &str) -> Result<(Mailbox, &str), &'static str> 
 }
 
 /// Split `<inner> rest` honouring quoted strings, so `<"a>b"@c>` works.
+/// RFC 5321 §4.5.3.1: the longest path (with its angle brackets) and local part.
+pub const MAX_PATH: usize = 256;
+pub const MAX_LOCAL_PART: usize = 64;
+
 fn bracketed(input: &str) -> Result<(&str, &str), &'static str> {
     let input = input.trim_start();
     let body = input.strip_prefix('<').ok_or("address must be enclosed in <>")?;
@@ -56,7 +60,12 @@ fn bracketed(input: &str) -> Result<(&str, &str), &'static str> {
             _ if escaped => escaped = false,
             '\\' if in_quote => escaped = true,
             '"' => in_quote = !in_quote,
-            '>' if !in_quote => return Ok((&body[..i], &body[i + 1..])),
+            '>' if !in_quote => {
+                if i + 2 > MAX_PATH {
+                    return Err("path longer than 256 octets");
+                }
+                return Ok((&body[..i], &body[i + 1..]));
+            }
             _ => {}
         }
     }
@@ -104,6 +113,9 @@ fn split_local(mailbox: &str) -> Result<(&str, &str), &'static str> {
     }
     let at = mailbox.find('@').ok_or("missing @domain")?;
     let (local, domain) = (&mailbox[..at], &mailbox[at + 1..]);
+    if local.len() > MAX_LOCAL_PART {
+        return Err("local part longer than 64 octets");
+    }
     if local.is_empty() || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err("invalid local part");
     }
@@ -148,6 +160,16 @@ mod tests {
 
     fn fwd(s: &str) -> Result<Mailbox, &'static str> {
         parse_forward_path(s).map(|(m, _)| m)
+    }
+
+    #[test]
+    fn rfc_length_limits() {
+        let local = "a".repeat(64);
+        let domain = format!("{}.example", "d".repeat(60));
+        assert!(fwd(&format!("<{local}@{domain}>")).is_ok());
+        assert_eq!(fwd(&format!("<{}@b.example>", "a".repeat(65))), Err("local part longer than 64 octets"));
+        let long_domain = ["d".repeat(60), "e".repeat(60), "f".repeat(60), "g".repeat(60)].join(".");
+        assert_eq!(fwd(&format!("<{}@{long_domain}.example>", "a".repeat(30))), Err("path longer than 256 octets"));
     }
 
     #[test]

@@ -59,21 +59,35 @@ impl Reply {
     }
 
     /// Wire form, one `code-` line per line of text and `code ` on the last.
+    /// The reply as sent: one line per `\n` in the text, each cut to fit
+    /// RFC 5321's 512 octets (§4.5.3.1.5) and cleared of CR and NUL, so no
+    /// text (a policy's, a peer's) can break the framing or a client's
+    /// line limit.
     pub fn to_wire(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.text.len() + 16);
         let lines: Vec<&str> = if self.text.is_empty() { vec![""] } else { self.text.split('\n').collect() };
         for (i, line) in lines.iter().enumerate() {
             let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            let start = out.len();
             out.extend_from_slice(format!("{}{}", self.code, sep).as_bytes());
             if let Some(enhanced) = self.enhanced {
                 out.extend_from_slice(format!("{enhanced} ").as_bytes());
             }
-            out.extend_from_slice(line.trim_end_matches('\r').as_bytes());
+            let room = MAX_REPLY_LINE - 2 - (out.len() - start);
+            let clean: String = line.chars().filter(|c| !matches!(c, '\r' | '\0')).collect();
+            let mut cut = clean.len().min(room);
+            while !clean.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.extend_from_slice(&clean.as_bytes()[..cut]);
             out.extend_from_slice(b"\r\n");
         }
         out
     }
 }
+
+/// RFC 5321 §4.5.3.1.5: a reply line, code and CRLF included.
+pub const MAX_REPLY_LINE: usize = 512;
 
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,6 +169,21 @@ mod tests {
         let (parsed, used) = parse_reply(&wire).unwrap().unwrap();
         assert_eq!(used, wire.len());
         assert_eq!(parsed, reply);
+    }
+
+    #[test]
+    fn no_reply_line_exceeds_512_octets_or_carries_cr() {
+        let long = format!("OK {}\nx\r\0y", "é".repeat(600));
+        let wire = Reply::new(250, Some("2.0.0"), long).to_wire();
+        let text = String::from_utf8(wire).expect("cut at a character boundary");
+        let lines: Vec<&str> = text.split_inclusive("\r\n").collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines.iter().all(|l| l.len() <= MAX_REPLY_LINE),
+            "{:?}",
+            lines.iter().map(|l| l.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(lines[1], "250 2.0.0 xy\r\n");
     }
 
     #[test]

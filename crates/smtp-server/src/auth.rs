@@ -88,12 +88,23 @@ pub(crate) async fn auth(session: &mut Session, mechanism: &str, initial: Option
         Err(r) => return Ok(r),
     };
     let conn = session.conn_meta();
+    // An address that has failed recently waits before it may even try.
+    let earlier = session.peers.auth_failures(session.peer.ip());
+    if earlier > 0 {
+        tokio::time::sleep(crate::peers::auth_delay(earlier)).await;
+    }
     Ok(match session.handles.policy.auth_plain(&authz, &authc, &password, &conn).await {
         Ok(true) => {
             session.authn_id = Some(authc);
             reply(235, "2.7.0", "Authentication successful")
         }
-        Ok(false) => reply(535, "5.7.8", "Authentication credentials invalid"),
+        Ok(false) => {
+            session.auth_failures += 1;
+            let recent = session.peers.auth_failed(session.peer.ip());
+            tracing::info!(peer = %session.peer, recent, "AUTH failed");
+            tokio::time::sleep(crate::peers::auth_delay(recent.max(session.auth_failures))).await;
+            reply(535, "5.7.8", "Authentication credentials invalid")
+        }
         Err(e) => policy_reply(e, "smtp_server_auth_plain", session.peer),
     })
 }

@@ -28,6 +28,30 @@ pub struct ListenerConfig {
     /// generated for `hostname`.
     pub tls_certificate: Option<std::path::PathBuf>,
     pub tls_private_key: Option<std::path::PathBuf>,
+    /// Concurrent sessions from one address outside `relay_hosts`; one
+    /// more gets `421 4.7.0` at connect. Relay hosts (injectors) are
+    /// bounded by `max_connections` only.
+    pub max_connections_per_ip: usize,
+    /// `Received:` fields a message may already carry; more is a mail loop
+    /// (`554 5.4.6`).
+    pub max_received_headers: usize,
+    /// Header fields a message may have (`552 5.3.4` beyond).
+    pub max_header_fields: usize,
+    /// Replies of 5xx in one session before `421 4.7.0` and close
+    /// (Postfix's `smtpd_hard_error_limit`).
+    pub max_errors: usize,
+    /// NOOP, RSET, VRFY, HELP and repeated EHLO/HELO in one session before
+    /// `421 4.7.0` (Postfix's `smtpd_junk_command_limit`).
+    pub max_junk_commands: usize,
+    /// Longest a session may last, however busy.
+    pub max_session_duration: Duration,
+    /// Slowest DATA accepted, in octets per second: DATA must arrive within
+    /// `client_timeout` plus its size at this rate (Postfix's
+    /// `smtpd_min_data_rate`).
+    pub min_data_rate: usize,
+    /// Failed AUTH attempts in one session before `421 4.7.0`; each failure
+    /// waits longer before its `535`.
+    pub max_auth_failures: usize,
 }
 
 impl ListenerConfig {
@@ -43,6 +67,14 @@ impl ListenerConfig {
             max_messages_per_connection: 10_000,
             tls_certificate: None,
             tls_private_key: None,
+            max_connections_per_ip: 50,
+            max_received_headers: 100,
+            max_header_fields: 1000,
+            max_errors: 20,
+            max_junk_commands: 100,
+            max_session_duration: Duration::from_secs(3600),
+            min_data_rate: 500,
+            max_auth_failures: 3,
         }
     }
 

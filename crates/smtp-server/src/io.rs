@@ -1,5 +1,9 @@
-//! The session's connection: buffered reads, batched replies, per-read
-//! timeouts, the DATA framing loop, and the switch to TLS.
+//! The session's connection: buffered reads, batched replies, deadlines,
+//! the DATA framing loop, and the switch to TLS.
+//!
+//! A deadline covers a whole command line (and a whole DATA, stretched by
+//! its size at the minimum rate), not each read: a client dripping one byte
+//! at a time cannot hold a session open past it.
 
 use petrel_smtp_proto::{DataError, DataReceiver, DataStatus, MAX_COMMAND_LINE, Reply};
 use std::pin::Pin;
@@ -7,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 pub(crate) enum Stream {
@@ -70,13 +75,35 @@ pub(crate) struct Conn {
     buf: Vec<u8>,
     out: Vec<u8>,
     timeout: Duration,
+    /// Octets per second DATA must at least arrive at.
+    min_data_rate: usize,
+    /// 5xx replies sent so far.
+    errors: usize,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, timeout: Duration) -> Self {
+    pub fn new(stream: TcpStream, timeout: Duration, min_data_rate: usize) -> Self {
         // Replies are batched by hand; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
-        Self { stream: Stream::Plain(stream), buf: Vec::with_capacity(4096), out: Vec::with_capacity(512), timeout }
+        Self {
+            stream: Stream::Plain(stream),
+            buf: Vec::with_capacity(4096),
+            out: Vec::with_capacity(512),
+            timeout,
+            min_data_rate: min_data_rate.max(1),
+            errors: 0,
+        }
+    }
+
+    /// How many 5xx replies this session has been sent since it last
+    /// delivered a message.
+    pub fn errors(&self) -> usize {
+        self.errors
+    }
+
+    /// A message was accepted: the client is doing real work.
+    pub fn clear_errors(&mut self) {
+        self.errors = 0;
     }
 
     pub fn is_tls(&self) -> bool {
@@ -85,6 +112,9 @@ impl Conn {
 
     /// Queue a reply; it is written before the next read or at the end.
     pub fn send(&mut self, reply: &Reply) {
+        if reply.code >= 500 {
+            self.errors += 1;
+        }
         self.out.extend_from_slice(&reply.to_wire());
     }
 
@@ -98,17 +128,18 @@ impl Conn {
 
     /// Read more from the client. Replies queued for pipelined commands go
     /// out first, together, so a pipelined batch costs one write.
-    async fn fill(&mut self) -> Result<usize, ConnError> {
+    async fn fill(&mut self, deadline: Instant) -> Result<usize, ConnError> {
         self.flush().await?;
         let mut chunk = [0u8; 16 * 1024];
-        let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
-            .await
-            .map_err(|_| ConnError::Timeout)??;
+        let n =
+            tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await.map_err(|_| ConnError::Timeout)??;
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n)
     }
 
+    /// One command line, which must be complete within the timeout.
     pub async fn read_line(&mut self) -> Result<Line, ConnError> {
+        let deadline = Instant::now() + self.timeout;
         let mut scanned = 0;
         loop {
             if let Some(pos) = self.buf[scanned..].iter().position(|&b| b == b'\n') {
@@ -127,18 +158,18 @@ impl Conn {
             if self.buf.len() > MAX_COMMAND_LINE * 8 {
                 // Keep memory bounded: drop the rest of this line.
                 self.buf.clear();
-                self.skip_to_newline().await?;
+                self.skip_to_newline(deadline).await?;
                 return Ok(Line::TooLong);
             }
-            if self.fill().await? == 0 {
+            if self.fill(deadline).await? == 0 {
                 return Ok(Line::Closed);
             }
         }
     }
 
-    async fn skip_to_newline(&mut self) -> Result<(), ConnError> {
+    async fn skip_to_newline(&mut self, deadline: Instant) -> Result<(), ConnError> {
         loop {
-            if self.fill().await? == 0 {
+            if self.fill(deadline).await? == 0 {
                 return Ok(());
             }
             if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
@@ -149,16 +180,23 @@ impl Conn {
         }
     }
 
-    /// Read DATA up to the real terminator; the verdict comes with it.
+    /// Read DATA up to the real terminator; the verdict comes with it. No
+    /// read may wait longer than the timeout, and the whole DATA must
+    /// arrive within the timeout plus its size at the minimum rate.
     pub async fn read_data(&mut self, max_size: usize) -> Result<Result<Vec<u8>, DataError>, ConnError> {
         let mut rx = DataReceiver::new(max_size);
+        let start = Instant::now();
+        let mut received = 0usize;
         loop {
             if let DataStatus::Done(used) = rx.feed(&self.buf) {
                 self.buf.drain(..used);
                 return Ok(rx.finish());
             }
+            received += self.buf.len();
             self.buf.clear();
-            if self.fill().await? == 0 {
+            let allowance = Duration::from_secs_f64(received as f64 / self.min_data_rate as f64);
+            let deadline = (start + self.timeout + allowance).min(Instant::now() + self.timeout);
+            if self.fill(deadline).await? == 0 {
                 return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         }

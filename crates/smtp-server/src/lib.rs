@@ -9,6 +9,7 @@ mod auth;
 mod config;
 mod io;
 mod listener;
+mod peers;
 mod reception;
 mod session;
 mod tls;

@@ -75,6 +75,7 @@ impl Listener {
         let settings = current.clone();
         let token = stop.clone();
         let active = Arc::new(AtomicUsize::new(0));
+        let peers = Arc::new(crate::peers::Peers::default());
         tokio::spawn(async move {
             loop {
                 let (mut stream, peer) = tokio::select! {
@@ -96,11 +97,26 @@ impl Listener {
                     continue;
                 }
                 let guard = Active(active.clone());
-                let session =
-                    Session::new(stream, peer, local_addr, now.config.clone(), handles.clone(), now.tls.clone());
+                let per_ip = (!now.config.may_relay(peer.ip())).then_some(now.config.max_connections_per_ip);
+                let Some(peer_guard) = peers.admit(peer.ip(), per_ip) else {
+                    drop(guard);
+                    tokio::spawn(async move {
+                        let _ = stream.write_all(b"421 4.7.0 Too many connections from your address\r\n").await;
+                    });
+                    continue;
+                };
+                let session = Session::new(
+                    stream,
+                    peer,
+                    local_addr,
+                    now.config.clone(),
+                    handles.clone(),
+                    now.tls.clone(),
+                    peers.clone(),
+                );
                 let token = token.clone();
                 tokio::spawn(async move {
-                    let _guard = guard;
+                    let _guard = (guard, peer_guard);
                     if let Err(e) = session.run(token).await {
                         tracing::debug!(%peer, error = %e, "session ended with an error");
                     }

@@ -22,12 +22,38 @@ fn response_info(reply: &Reply) -> ResponseInfo {
     ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
 }
 
+/// `OK ids=a,b,c` while that fits in one reply line; past that the first
+/// ids and how many more (every id is in the Reception log records).
+fn accepted_text(messages: &[Message]) -> String {
+    const SHOWN: usize = 8;
+    let ids: Vec<String> = messages.iter().take(SHOWN).map(|m| m.id.to_string()).collect();
+    match messages.len().saturating_sub(SHOWN) {
+        0 => format!("OK ids={}", ids.join(",")),
+        more => format!("OK ids={} and {more} more", ids.join(",")),
+    }
+}
+
 /// RFC 3463 4.3.1 "mail system full": the spool cannot take mail now.
 pub(crate) fn insufficient_storage() -> Reply {
     Reply::new(452, Some("4.3.1"), "Insufficient system storage, try again later")
 }
 
+/// Limits on what the client sent, before the policy sees it.
+fn check_headers(session: &Session, data: &[u8]) -> Result<(), Reply> {
+    let counts = petrel_message::header_counts(data);
+    if counts.received > session.config.max_received_headers {
+        return Err(Reply::new(554, Some("5.4.6"), "Too many Received headers: a mail loop"));
+    }
+    if counts.fields > session.config.max_header_fields {
+        return Err(Reply::new(552, Some("5.3.4"), "Too many header fields"));
+    }
+    Ok(())
+}
+
 pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
+    if let Err(refusal) = check_headers(session, &data) {
+        return refusal;
+    }
     let handles = session.handles.clone();
     let sender = session.sender.clone().expect("checked before DATA");
     let ehlo = session.ehlo.clone().unwrap_or_default();
@@ -76,8 +102,7 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
         tracing::error!(error = %e, "cannot spool a received message");
         return insufficient_storage();
     }
-    let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
-    let reply = Reply::new(250, Some("2.0.0"), format!("OK ids={}", ids.join(",")));
+    let reply = Reply::new(250, Some("2.0.0"), accepted_text(&messages));
     for message in messages {
         let mut record = handles.logger.record(RecordType::Reception, &message, response_info(&reply));
         record.peer_address = Some(conn.received_from.clone());

@@ -47,6 +47,13 @@ pub(crate) struct Session {
     pub authn_id: Option<String>,
     /// DATA transactions so far.
     pub messages: usize,
+    /// NOOP, RSET, VRFY, HELP and repeated greetings so far.
+    pub junk: usize,
+    /// AUTH attempts that failed in this session.
+    pub auth_failures: u32,
+    pub started: tokio::time::Instant,
+    /// What the listener remembers of client addresses.
+    pub peers: Arc<crate::peers::Peers>,
 }
 
 impl Session {
@@ -57,9 +64,10 @@ impl Session {
         config: Arc<ListenerConfig>,
         handles: Arc<ServerHandles>,
         tls: Arc<TlsAcceptor>,
+        peers: Arc<crate::peers::Peers>,
     ) -> Self {
         Self {
-            conn: Conn::new(stream, config.client_timeout),
+            conn: Conn::new(stream, config.client_timeout, config.min_data_rate),
             peer,
             local,
             config,
@@ -71,6 +79,10 @@ impl Session {
             recipients: Vec::new(),
             authn_id: None,
             messages: 0,
+            junk: 0,
+            auth_failures: 0,
+            started: tokio::time::Instant::now(),
+            peers,
         }
     }
 
@@ -90,6 +102,20 @@ impl Session {
         self.sender = None;
         self.smtputf8 = false;
         self.recipients.clear();
+    }
+
+    /// A session cap this session has hit, as the reply that ends it.
+    fn limit_reached(&self) -> Option<Reply> {
+        let config = &self.config;
+        if self.conn.errors() >= config.max_errors {
+            Some(reply(421, "4.7.0", "Too many errors; closing"))
+        } else if self.auth_failures as usize >= config.max_auth_failures {
+            Some(reply(421, "4.7.0", "Too many failed authentication attempts; closing"))
+        } else if self.started.elapsed() > config.max_session_duration {
+            Some(reply(421, "4.4.2", "Session too long; closing"))
+        } else {
+            None
+        }
     }
 
     pub async fn run(mut self, stop: CancellationToken) -> std::io::Result<()> {
@@ -121,7 +147,12 @@ impl Session {
                 }
                 Err(ConnError::Io(e)) => return Err(e),
             };
-            match self.handle(&line).await {
+            let flow = self.handle(&line).await;
+            if let Some(limit) = self.limit_reached() {
+                self.conn.send(&limit);
+                return Ok(());
+            }
+            match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => return Ok(()),
                 Err(ConnError::Timeout) => {

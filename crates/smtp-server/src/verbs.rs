@@ -17,6 +17,15 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
+        if matches!(command, Command::Noop | Command::Rset | Command::Vrfy(_) | Command::Help)
+            || (matches!(command, Command::Ehlo(_) | Command::Helo(_)) && self.ehlo.is_some())
+        {
+            self.junk += 1;
+            if self.junk > self.config.max_junk_commands {
+                self.conn.send(&reply(421, "4.7.0", "Too many commands without mail; closing"));
+                return Ok(Flow::Close);
+            }
+        }
         let response = match command {
             Command::Quit => {
                 self.conn.send(&reply(221, "2.0.0", "Bye"));
@@ -28,7 +37,11 @@ impl Session {
             Command::Ehlo(domain) => self.hello(domain, true).await,
             Command::Helo(domain) => self.hello(domain, false).await,
             Command::MailFrom { path, params } => self.mail(path, params).await,
-            Command::RcptTo { path, .. } => self.rcpt(path).await,
+            Command::RcptTo { path, params } => match params.first() {
+                // No RCPT extension (DSN's NOTIFY, ORCPT) is offered.
+                Some(p) => reply(555, "5.5.4", &format!("Unsupported parameter {}", p.keyword)),
+                None => self.rcpt(path).await,
+            },
             Command::Rset => {
                 self.reset();
                 reply(250, "2.0.0", "OK")
@@ -196,7 +209,14 @@ impl Session {
         let response = match verdict {
             Ok(data) => {
                 self.messages += 1;
-                receive(self, data).await
+                let verdict = receive(self, data).await;
+                if verdict.code == 250 {
+                    // Like Postfix: the error and junk counts are per
+                    // stretch without mail.
+                    self.conn.clear_errors();
+                    self.junk = 0;
+                }
+                verdict
             }
             Err(e) => {
                 let (code, enhanced) = e.reply_parts();
