@@ -5,6 +5,7 @@ mod delivery_engine;
 mod egress;
 mod full_disk;
 mod http;
+mod http_hardening;
 mod openapi;
 mod operator;
 mod outcomes;

@@ -183,11 +183,18 @@ impl HttpReply {
     }
 }
 
-/// One HTTP request (blocking client run off the async runtime).
+/// One HTTP request (blocking client run off the async runtime). POST,
+/// PUT and DELETE carry `Content-Type: application/json` unless `headers`
+/// set another.
 pub async fn http(method: &str, url: String, headers: Vec<(&'static str, String)>, body: Option<Vec<u8>>) -> HttpReply {
     let method = method.to_string();
     tokio::task::spawn_blocking(move || {
         let mut request = ureq::request(&method, &url);
+        // A JSON API: say so unless the test sends something else on purpose.
+        let typed = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if !typed && matches!(method.as_str(), "POST" | "PUT" | "DELETE") {
+            request = request.set("Content-Type", "application/json");
+        }
         for (k, v) in &headers {
             request = request.set(k, v);
         }

@@ -4,12 +4,10 @@
 
 use crate::error::ApiError;
 use crate::state::{ApiState, AuthInfo};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use base64::Engine;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,16 +16,27 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
+/// Requests that change state must say they carry JSON. A web page can
+/// make a browser send a form, `text/plain` or multipart POST to any
+/// address without asking first (no CORS preflight); it cannot send
+/// `application/json` that way. So no page a logged-in operator visits can
+/// act on the API through their browser (CSRF).
+pub async fn require_json(request: Request, next: Next) -> Response {
+    let changes_state = matches!(
+        *request.method(),
+        axum::http::Method::POST | axum::http::Method::PUT | axum::http::Method::PATCH | axum::http::Method::DELETE
+    );
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if changes_state && !is_json {
+        let message = "requests that change state must be sent with Content-Type: application/json";
+        return ApiError::status(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
     }
-}
-
-impl Connected<IncomingStream<'_, crate::listener::TlsListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, crate::listener::TlsListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
+    next.run(request).await
 }
 
 fn unauthorized() -> Response {

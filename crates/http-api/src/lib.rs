@@ -9,12 +9,14 @@ mod error;
 mod inject;
 mod listener;
 mod openapi;
+mod serve;
 mod state;
 
 pub use error::ApiError;
 pub use inject::{InjectRequest, InjectResponse};
 pub use listener::{HttpListener, HttpListenerConfig};
 pub use openapi::openapi_json;
+pub use serve::HttpLimits;
 pub use state::{
     AdminOps, ApiState, AuthInfo, InjectPolicy, InjectPolicyError, MessageInfo, QueueSelector, QueueSummary,
     ReadyQueueSummary, RebindRequest, ReloadOutcome, RouteExplanation, RouteRequest, ScheduledQueueSummary,

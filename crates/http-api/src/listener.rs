@@ -1,6 +1,7 @@
 //! Binding an HTTP listener (plain or TLS) and serving the router on it.
 
-use crate::auth::{PeerAddr, require_access};
+use crate::auth::{require_access, require_json};
+use crate::serve::{Accept, HttpLimits, Io, serve};
 use crate::state::ApiState;
 use crate::{admin, inject, openapi};
 use arc_swap::ArcSwap;
@@ -32,6 +33,10 @@ pub struct HttpListenerConfig {
     pub use_tls: bool,
     pub tls_certificate: Option<PathBuf>,
     pub tls_private_key: Option<PathBuf>,
+    /// A hash of the certificate and key files' contents, so a reload sees
+    /// a renewed certificate at the same paths.
+    pub tls_fingerprint: u64,
+    pub limits: HttpLimits,
 }
 
 impl HttpListenerConfig {
@@ -43,6 +48,8 @@ impl HttpListenerConfig {
             use_tls: false,
             tls_certificate: None,
             tls_private_key: None,
+            tls_fingerprint: 0,
+            limits: HttpLimits::default(),
         }
     }
 }
@@ -60,6 +67,7 @@ fn router(state: Arc<ApiState>) -> Router {
         .route("/api/admin/inspect-message/v1", get(admin::inspect))
         .route("/api/admin/route/v1", post(admin::route))
         .route("/metrics", get(admin::metrics))
+        .route_layer(axum::middleware::from_fn(require_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_access));
     let public = Router::new().route("/api/check-liveness/v1", get(admin::liveness)).route(
         "/api-docs/openapi.json",
@@ -69,12 +77,39 @@ fn router(state: Arc<ApiState>) -> Router {
 }
 
 /// A running HTTP listener. Requests go to the router current when they
-/// arrive, so a reload can change its settings without closing the socket.
+/// arrive, so a reload can change its settings without closing the socket;
+/// a renewed certificate is used for the next handshake.
 pub struct HttpListener {
     local_addr: SocketAddr,
     config: HttpListenerConfig,
     router: Arc<ArcSwap<Router>>,
+    limits: Arc<ArcSwap<HttpLimits>>,
+    tls: Option<Arc<ArcSwap<tokio_rustls::TlsAcceptor>>>,
     stop: CancellationToken,
+}
+
+/// Plain TCP connections.
+struct PlainAccept(TcpListener);
+
+impl Accept for PlainAccept {
+    async fn next(&mut self) -> Option<(Box<dyn Io>, SocketAddr)> {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, peer)) => return Some((Box::new(stream), peer)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Accept for TlsListener {
+    async fn next(&mut self) -> Option<(Box<dyn Io>, SocketAddr)> {
+        let (stream, peer) = self.ready.recv().await?;
+        Some((Box::new(stream), peer))
+    }
 }
 
 impl HttpListener {
@@ -95,21 +130,19 @@ impl HttpListener {
                     Ok::<_, std::convert::Infallible>(Router::clone(&router).oneshot(request).await.into_response())
                 }
             }));
+        let limits = Arc::new(ArcSwap::from_pointee(config.limits));
         let token = stop.clone();
-        if config.use_tls {
-            let listener = TlsListener::start(tcp, tls_config(config)?, token.clone());
-            let service = app.into_make_service_with_connect_info::<PeerAddr>();
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, service).with_graceful_shutdown(token.cancelled_owned()).await;
-            });
+        let tls = if config.use_tls {
+            let acceptor = Arc::new(ArcSwap::from_pointee(tokio_rustls::TlsAcceptor::from(tls_config(config)?)));
+            let listener = TlsListener::start(tcp, acceptor.clone(), config.limits.header_read_timeout, token.clone());
+            tokio::spawn(serve(listener, app, limits.clone(), token));
+            Some(acceptor)
         } else {
-            let service = app.into_make_service_with_connect_info::<PeerAddr>();
-            tokio::spawn(async move {
-                let _ = axum::serve(tcp, service).with_graceful_shutdown(token.cancelled_owned()).await;
-            });
-        }
+            tokio::spawn(serve(PlainAccept(tcp), app, limits.clone(), token));
+            None
+        };
         tracing::info!(listen = %local_addr, tls = config.use_tls, "HTTP listener started");
-        Ok(Self { local_addr, config: config.clone(), router: current, stop })
+        Ok(Self { local_addr, config: config.clone(), router: current, limits, tls, stop })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -120,9 +153,35 @@ impl HttpListener {
         &self.config
     }
 
-    /// Serve new requests with `state`; TLS settings cannot change this way.
-    pub fn update(&mut self, config: &HttpListenerConfig, state: Arc<ApiState>) {
+    /// Check new settings without applying them: the TLS identity they
+    /// need (read again from its files), or why they cannot apply. Turning
+    /// TLS on or off takes a restart.
+    pub fn prepare(&self, config: &HttpListenerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+        if config.use_tls != self.config.use_tls {
+            return Err(format!("HTTP listener {}: turning use_tls on or off takes a restart", config.listen));
+        }
+        let same_identity = config.tls_certificate == self.config.tls_certificate
+            && config.tls_private_key == self.config.tls_private_key
+            && config.tls_fingerprint == self.config.tls_fingerprint;
+        if !config.use_tls || same_identity {
+            return Ok(None);
+        }
+        tls_config(config).map(Some).map_err(|e| format!("HTTP listener {}: {e}", config.listen))
+    }
+
+    /// Serve new requests with `state`, new connections with the limits
+    /// and the TLS identity `prepare` returned.
+    pub fn update(
+        &mut self,
+        config: &HttpListenerConfig,
+        state: Arc<ApiState>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) {
         self.router.store(Arc::new(router(state)));
+        self.limits.store(Arc::new(config.limits));
+        if let (Some(current), Some(next)) = (&self.tls, tls) {
+            current.store(Arc::new(tokio_rustls::TlsAcceptor::from(next)));
+        }
         self.config = config.clone();
     }
 
@@ -154,14 +213,16 @@ fn tls_config(config: &HttpListenerConfig) -> std::io::Result<Arc<rustls::Server
 /// client never holds up the next one.
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
 }
 
 impl TlsListener {
-    fn start(tcp: TcpListener, config: Arc<rustls::ServerConfig>, stop: CancellationToken) -> Self {
-        let local = tcp.local_addr().expect("bound");
+    fn start(
+        tcp: TcpListener,
+        acceptor: Arc<ArcSwap<tokio_rustls::TlsAcceptor>>,
+        handshake_timeout: Duration,
+        stop: CancellationToken,
+    ) -> Self {
         let (tx, ready) = mpsc::channel(64);
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -171,31 +232,14 @@ impl TlsListener {
                     },
                     _ = stop.cancelled() => return,
                 };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx) = (acceptor.load_full(), tx.clone());
                 tokio::spawn(async move {
-                    if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    if let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         let _ = tx.send((tls, peer)).await;
                     }
                 });
             }
         });
-        Self { ready, local }
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(pair) => pair,
-            // The accept loop stopped: wait for the graceful shutdown.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+        Self { ready }
     }
 }

@@ -112,6 +112,7 @@ impl EsmtpListenerSpec {
         if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
             return Err("tls_certificate and tls_private_key go together".into());
         }
+        config.tls_fingerprint = tls_fingerprint(&[&self.tls_certificate, &self.tls_private_key])?;
         config.tls_certificate = self.tls_certificate;
         config.tls_private_key = self.tls_private_key;
         let limits = [
@@ -379,6 +380,23 @@ pub struct HttpListenerSpec {
     pub use_tls: Option<bool>,
     pub tls_certificate: Option<PathBuf>,
     pub tls_private_key: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<DurationSpec>,
+    pub request_timeout: Option<DurationSpec>,
+}
+
+/// A hash of the files' contents (0 when there are none): a renewed
+/// certificate at the same path changes the listener's settings.
+pub fn tls_fingerprint(files: &[&Option<PathBuf>]) -> Result<u64, String> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut any = false;
+    for path in files.iter().copied().flatten() {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        bytes.hash(&mut hasher);
+        any = true;
+    }
+    Ok(if any { hasher.finish() } else { 0 })
 }
 
 impl HttpListenerSpec {
@@ -396,8 +414,16 @@ impl HttpListenerSpec {
         if config.use_tls && (self.tls_certificate.is_none() || self.tls_private_key.is_none()) {
             return Err("use_tls needs tls_certificate and tls_private_key".into());
         }
+        config.tls_fingerprint = tls_fingerprint(&[&self.tls_certificate, &self.tls_private_key])?;
         config.tls_certificate = self.tls_certificate;
         config.tls_private_key = self.tls_private_key;
+        if let Some(n) = self.max_connections {
+            config.limits.max_connections = n.max(1);
+        }
+        let limits = &mut config.limits;
+        limits.header_read_timeout =
+            duration(&self.header_read_timeout, "header_read_timeout", limits.header_read_timeout)?;
+        limits.request_timeout = duration(&self.request_timeout, "request_timeout", limits.request_timeout)?;
         Ok(config)
     }
 }

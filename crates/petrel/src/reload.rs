@@ -180,14 +180,11 @@ impl Reloader {
                 }
             }
         }
+        let mut http_tls = Vec::new();
         for &(i, j) in &http_kept {
-            let (old, new) = (listeners.http[j].config(), &config.http_listeners[i]);
-            let tls_changed = old.use_tls != new.use_tls
-                || old.tls_certificate != new.tls_certificate
-                || old.tls_private_key != new.tls_private_key;
-            if tls_changed {
-                let e = format!("HTTP listener {}: changing use_tls or its certificate takes a restart", new.listen);
-                return self.refused(vec![e]);
+            match listeners.http[j].prepare(&config.http_listeners[i]) {
+                Ok(tls) => http_tls.push(tls),
+                Err(e) => return self.refused(vec![e]),
             }
         }
         let mut new_smtp = Vec::new();
@@ -218,12 +215,12 @@ impl Reloader {
             listeners.smtp[j].apply(p);
             updated.push(format!("smtp {}", listeners.smtp[j].local_addr()));
         }
-        for &(i, j) in &http_kept {
+        for (&(i, j), tls) in http_kept.iter().zip(http_tls) {
             let state = self.api_state(&config.http_listeners[i]);
             if *listeners.http[j].config() != config.http_listeners[i] {
                 updated.push(format!("http {}", listeners.http[j].local_addr()));
             }
-            listeners.http[j].update(&config.http_listeners[i], state);
+            listeners.http[j].update(&config.http_listeners[i], state, tls);
         }
         let stopped = self.stop_removed(&mut listeners, smtp_removed, http_removed);
         listeners.smtp.extend(new_smtp);

@@ -28,6 +28,9 @@ pub struct ListenerConfig {
     /// generated for `hostname`.
     pub tls_certificate: Option<std::path::PathBuf>,
     pub tls_private_key: Option<std::path::PathBuf>,
+    /// A hash of those files' contents, so a reload sees a certificate
+    /// renewed in place and takes it for new sessions.
+    pub tls_fingerprint: u64,
     /// Concurrent sessions from one address outside `relay_hosts`; one
     /// more gets `421 4.7.0` at connect. Relay hosts (injectors) are
     /// bounded by `max_connections` only.
@@ -67,6 +70,7 @@ impl ListenerConfig {
             max_messages_per_connection: 10_000,
             tls_certificate: None,
             tls_private_key: None,
+            tls_fingerprint: 0,
             max_connections_per_ip: 50,
             max_received_headers: 100,
             max_header_fields: 1000,

@@ -67,12 +67,28 @@ impl Templates {
     }
 }
 
-fn context(globals: &Substitutions, recipient: &InjectRecipient) -> minijinja::Value {
+fn context(globals: &Substitutions, recipient: &InjectRecipient) -> Substitutions {
     let mut ctx = globals.clone();
     ctx.extend(recipient.substitutions.clone());
     ctx.insert("email".into(), recipient.email.clone().into());
     ctx.insert("name".into(), recipient.name.clone().unwrap_or_default().into());
-    minijinja::Value::from_serialize(&ctx)
+    ctx
+}
+
+/// Render raw content for one recipient and check it. A substituted value
+/// may put line breaks in the body, never new header fields.
+fn render_raw(templates: &Templates, ctx: &Substitutions, i: usize) -> Result<Vec<u8>, ApiError> {
+    let data = crlf(&templates.render("content", &minijinja::Value::from_serialize(ctx), i)?);
+    check_raw(&data)?;
+    let flat: Substitutions = ctx.iter().map(|(k, v)| (k.clone(), without_line_breaks(v))).collect();
+    let reference = crlf(&templates.render("content", &minijinja::Value::from_serialize(&flat), i)?);
+    if header_names(&data) != header_names(&reference) {
+        return Err(ApiError::bad_request(
+            format!("recipients[{i}].substitutions"),
+            "a substituted value adds header lines to the message",
+        ));
+    }
+    Ok(data)
 }
 
 /// Lone LF becomes CRLF, as the spool and SMTP require.
@@ -87,6 +103,62 @@ fn crlf(text: &str) -> Vec<u8> {
         previous = b;
     }
     out
+}
+
+/// Every line ending (CRLF, lone CR, lone LF) as CRLF: a body for
+/// mail-builder, which would pass a lone CR through unencoded.
+fn normalize_line_endings(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n").replace('\n', "\r\n")
+}
+
+/// A raw message must be sendable as it is: no NUL, no CR outside CRLF,
+/// no line over RFC 5322's 998 octets.
+fn check_raw(data: &[u8]) -> Result<(), ApiError> {
+    if data.contains(&0) {
+        return Err(ApiError::bad_request("content", "contains a NUL octet"));
+    }
+    if data.iter().enumerate().any(|(i, &b)| b == b'\r' && data.get(i + 1) != Some(&b'\n')) {
+        return Err(ApiError::bad_request("content", "contains a CR that does not end a line"));
+    }
+    if data.split(|&b| b == b'\n').any(|line| line.strip_suffix(b"\r").unwrap_or(line).len() > 998) {
+        return Err(ApiError::bad_request("content", "has a line longer than 998 octets; use structured content"));
+    }
+    Ok(())
+}
+
+/// The names of the header fields of a raw message.
+fn header_names(data: &[u8]) -> Vec<String> {
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(data.len());
+    data[..end]
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.starts_with(b" ") && !line.starts_with(b"\t"))
+        .filter_map(|line| line.iter().position(|&b| b == b':').map(|c| line[..c].to_ascii_lowercase()))
+        .map(|name| String::from_utf8_lossy(&name).into_owned())
+        .collect()
+}
+
+/// The same context with every line break in a substituted value turned
+/// into a space: what the template renders to without value-made lines.
+fn without_line_breaks(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(s) => serde_json::Value::String(s.replace(['\r', '\n'], " ")),
+        serde_json::Value::Array(a) => a.iter().map(without_line_breaks).collect(),
+        serde_json::Value::Object(o) => o.iter().map(|(k, v)| (k.clone(), without_line_breaks(v))).collect(),
+        other => other.clone(),
+    }
+}
+
+/// RFC 5322 §3.6.8 `ftext`: printable ASCII except the colon.
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+}
+
+/// A header value (or display name) may not break lines or carry NUL.
+fn single_line(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains(['\r', '\n', '\0']) {
+        return Err(ApiError::bad_request(field, "may not contain CR, LF or NUL"));
+    }
+    Ok(())
 }
 
 /// Build and validate every message of the request, or fail naming the field.
@@ -110,8 +182,11 @@ pub fn build_messages(request: &InjectRequest) -> Result<Vec<Message>, ApiError>
     for (i, (recipient, rcpt)) in request.recipients.iter().zip(recipients).enumerate() {
         let ctx = context(&request.substitutions, recipient);
         let data = match &request.content {
-            Content::Raw(_) => crlf(&templates.render("content", &ctx, i)?),
-            Content::Builder(b) => build_mime(b, &templates, &ctx, i, recipient, &request.envelope_sender)?,
+            Content::Raw(_) => render_raw(&templates, &ctx, i)?,
+            Content::Builder(b) => {
+                let ctx = minijinja::Value::from_serialize(&ctx);
+                build_mime(b, &templates, &ctx, i, recipient, &request.envelope_sender)?
+            }
         };
         messages.push(Message::new(sender.clone(), rcpt, Arc::from(data)));
     }
@@ -137,6 +212,13 @@ fn build_mime(
     let mut builder = MessageBuilder::new();
     let from_email = b.from.as_ref().map_or(envelope_sender, |f| f.email.as_str()).to_string();
     address("content.from.email", &from_email)?;
+    for (field, name) in [
+        ("content.from.name", b.from.as_ref().and_then(|f| f.name.as_deref())),
+        ("content.reply_to.name", b.reply_to.as_ref().and_then(|r| r.name.as_deref())),
+        ("recipients.name", recipient.name.as_deref()),
+    ] {
+        single_line(field, name.unwrap_or(""))?;
+    }
     builder = builder.from(named(b.from.as_ref().and_then(|f| f.name.clone()), from_email));
     let has = |name: &str| b.headers.keys().any(|k| k.eq_ignore_ascii_case(name));
     if !has("To") {
@@ -147,20 +229,30 @@ fn build_mime(
         builder = builder.reply_to(named(reply_to.name.clone(), reply_to.email.clone()));
     }
     if let Some(subject) = templates.render_opt("content.subject", b.subject.is_some(), ctx, i)? {
+        // Checked after rendering: a substitution must not break the line.
+        single_line("content.subject", &subject)?;
         builder = builder.subject(subject);
     }
     for name in b.headers.keys() {
-        let value = templates.render(&format!("content.headers.{name}"), ctx, i)?;
-        if value.contains(['\r', '\n']) || name.is_empty() || name.contains([':', ' ']) {
-            return Err(ApiError::bad_request(format!("content.headers.{name}"), "invalid header name or value"));
+        let field = format!("content.headers.{name}");
+        if !valid_header_name(name) {
+            return Err(ApiError::bad_request(field, "header names are printable ASCII without ':' or spaces"));
         }
-        builder = builder.header(name.clone(), Raw::new(value));
+        let value = templates.render(&field, ctx, i)?;
+        single_line(&field, &value)?;
+        // ASCII goes out as written (structured values such as
+        // List-Unsubscribe keep their form); anything else RFC 2047-encoded.
+        builder = if value.is_ascii() {
+            builder.header(name.clone(), Raw::new(value))
+        } else {
+            builder.header(name.clone(), mail_builder::headers::text::Text::new(value))
+        };
     }
     if let Some(text) = templates.render_opt("content.text_body", b.text_body.is_some(), ctx, i)? {
-        builder = builder.text_body(text);
+        builder = builder.text_body(normalize_line_endings(&text));
     }
     if let Some(html) = templates.render_opt("content.html_body", b.html_body.is_some(), ctx, i)? {
-        builder = builder.html_body(html);
+        builder = builder.html_body(normalize_line_endings(&html));
     }
     if b.text_body.is_none() && b.html_body.is_none() && b.attachments.is_empty() {
         return Err(ApiError::bad_request("content", "needs text_body, html_body or attachments"));
@@ -233,6 +325,59 @@ mod tests {
         assert_eq!(field(r#"{"envelope_sender": "a@b.example", "recipients": "x", "content": "x"}"#), "recipients");
         let missing = request(r#"{"recipients": [{"email": "c@d.example"}], "content": "x"}"#).unwrap_err();
         assert!(missing.message.contains("envelope_sender"), "{}", missing.message);
+    }
+
+    fn field(json: &str) -> String {
+        request(json).unwrap_err().field.unwrap_or_default()
+    }
+
+    #[test]
+    fn header_injection_is_refused_naming_the_field() {
+        let with = |content: &str| {
+            format!(
+                r#"{{"envelope_sender": "a@b.example", "recipients": [{{"email": "c@d.example", "substitutions": {{"v": "x\r\nBcc: victim@x.test"}}}}], "content": {content}}}"#
+            )
+        };
+        assert_eq!(field(&with(r#"{"subject": "Hi\r\nBcc: victim@x.test", "text_body": "x"}"#)), "content.subject");
+        assert_eq!(field(&with(r#"{"subject": "Hi\nBcc: v@x.test", "text_body": "x"}"#)), "content.subject");
+        assert_eq!(field(&with(r#"{"subject": "Hi {{ v }}", "text_body": "x"}"#)), "content.subject");
+        assert_eq!(field(&with(r#"{"headers": {"X-A\r\nBcc": "1"}, "text_body": "x"}"#)), "content.headers.X-A\r\nBcc");
+        assert_eq!(field(&with(r#"{"headers": {"X-Ü": "1"}, "text_body": "x"}"#)), "content.headers.X-Ü");
+        assert_eq!(field(&with(r#"{"headers": {"X-A": "{{ v }}"}, "text_body": "x"}"#)), "content.headers.X-A");
+        let from = r#"{"from": {"email": "a@b.example", "name": "A\r\nBcc: v@x"}, "text_body": "x"}"#;
+        assert_eq!(field(&with(from)), "content.from.name");
+        assert_eq!(field(&with(r#""Subject: {{ v }}\r\n\r\nbody""#)), "recipients[0].substitutions");
+    }
+
+    #[test]
+    fn line_breaks_in_a_substituted_body_value_are_fine() {
+        let msgs = request(r#"{"envelope_sender": "a@b.example", "recipients": [{"email": "c@d.example", "substitutions": {"v": "one\ntwo"}}], "content": "Subject: s\n\n{{ v }}\n"}"#).unwrap();
+        assert!(msgs[0].data.as_ref().unwrap().ends_with(b"one\r\ntwo\r\n"));
+    }
+
+    #[test]
+    fn unsendable_raw_content_is_refused_and_structured_bodies_are_encoded() {
+        let raw = |c: &str| {
+            format!(
+                r#"{{"envelope_sender": "a@b.example", "recipients": [{{"email": "c@d.example"}}], "content": {c}}}"#
+            )
+        };
+        for bad in [r#""Subject: s\r\n\r\nline1\rline2""#, r#""Subject: s\r\n\r\nnul\u0000here""#] {
+            assert_eq!(field(&raw(bad)), "content", "{bad}");
+        }
+        let long = format!(r#""Subject: s\n\n{}""#, "a".repeat(2000));
+        assert_eq!(field(&raw(&long)), "content");
+        let structured = format!(
+            r#"{{"subject": "Grüße", "headers": {{"X-Note": "héllo"}}, "text_body": "line1\rline2\n{}"}}"#,
+            "b".repeat(2000)
+        );
+        let msgs = request(&raw(&structured)).unwrap();
+        let data = msgs[0].data.as_ref().unwrap();
+        assert!(check_raw(data).is_ok(), "{}", String::from_utf8_lossy(data));
+        assert!(data.is_ascii(), "non-ASCII headers are encoded");
+        let text = String::from_utf8_lossy(data);
+        assert!(text.contains("Subject: =?utf-8?") && text.contains("X-Note: =?utf-8?"), "{text}");
+        assert!(text.contains("line1\r\nline2"), "{text}");
     }
 
     #[test]
