@@ -27,7 +27,7 @@ fn done(affected: Option<usize>) -> Json<Done> {
 }
 
 #[utoipa::path(post, path = "/api/admin/suspend/v1", request_body = QueueSelector,
-    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad selector")))]
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad selector")))]
 pub async fn suspend(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let selector: QueueSelector = selector(&body)?;
     s.admin.suspend(&selector);
@@ -35,7 +35,7 @@ pub async fn suspend(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiErr
 }
 
 #[utoipa::path(delete, path = "/api/admin/suspend/v1", request_body = QueueSelector,
-    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad selector")))]
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad selector")))]
 pub async fn resume(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let selector: QueueSelector = selector(&body)?;
     s.admin.resume(&selector);
@@ -67,7 +67,7 @@ pub struct SourceRequest {
 }
 
 #[utoipa::path(post, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,
-    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
 pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
     if !s.admin.suspend_source(&request.name) {
@@ -77,7 +77,7 @@ pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>,
 }
 
 #[utoipa::path(delete, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,
-    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
 pub async fn resume_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
     if !s.admin.resume_source(&request.name) {
@@ -97,7 +97,7 @@ pub struct BounceRequest {
 }
 
 #[utoipa::path(post, path = "/api/admin/bounce/v1", request_body = BounceRequest,
-    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad request")))]
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad request")))]
 pub async fn bounce(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: BounceRequest = parse_json(&body)?;
     let selector = QueueSelector {
@@ -111,7 +111,7 @@ pub async fn bounce(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiErro
 }
 
 #[utoipa::path(post, path = "/api/admin/rebind/v1", request_body = RebindRequest,
-    responses((status = 401, description = "Authentication required"), (status = 200, body = Done), (status = 400, description = "Bad request")))]
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad request")))]
 pub async fn rebind(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: RebindRequest = parse_json(&body)?;
     check_selector(&request.selector())?;
@@ -122,7 +122,7 @@ pub async fn rebind(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiErro
 }
 
 #[utoipa::path(post, path = "/api/admin/reload/v1",
-    responses((status = 401, description = "Authentication required"), (status = 200, body = ReloadOutcome), (status = 422, body = ReloadOutcome, description = "The new policy was refused; the old one runs on"),
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = ReloadOutcome), (status = 422, body = ReloadOutcome, description = "The new policy was refused; the old one runs on"),
               (status = 501, description = "Hot reload is not available")))]
 pub async fn reload(State(s): Shared) -> Response {
     match s.admin.reload().await {
@@ -161,7 +161,7 @@ pub async fn inspect(State(s): Shared, Query(q): Query<InspectQuery>) -> Result<
 }
 
 #[utoipa::path(post, path = "/api/admin/route/v1", request_body = RouteRequest,
-    responses((status = 401, description = "Authentication required"), (status = 200, body = RouteExplanation), (status = 400, description = "Bad request or no route")))]
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = RouteExplanation), (status = 400, description = "Bad request or no route")))]
 pub async fn route(State(s): Shared, body: Bytes) -> Result<Json<RouteExplanation>, ApiError> {
     let request: RouteRequest = parse_json(&body)?;
     s.admin.route(&request).await.map(Json).map_err(|e| ApiError::bad_request("", e))

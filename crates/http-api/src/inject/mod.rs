@@ -123,6 +123,7 @@ fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>
     request_body = InjectRequest,
     responses(
         (status = 401, description = "Authentication required"),
+        (status = 415, description = "Not sent as application/json"),
         (status = 200, description = "Messages spooled; failures listed", body = InjectResponse),
         (status = 400, description = "Malformed request; the body names the field"),
         (status = 413, description = "Body too large (after decompression)"),
