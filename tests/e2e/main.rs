@@ -6,6 +6,7 @@ mod egress;
 mod full_disk;
 mod http;
 mod http_hardening;
+mod lua_isolation;
 mod openapi;
 mod operator;
 mod outcomes;

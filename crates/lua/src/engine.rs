@@ -1,10 +1,14 @@
 //! The running policy: generations of loaded configuration, each with its
 //! own bounded pool of Lua states.
+//!
+//! Handlers run on the blocking thread pool, never on the async workers
+//! that carry SMTP sessions and deliveries: a handler that computes for
+//! seconds (until its time limit stops it) delays only its own caller.
 
 use crate::error::{PolicyLoadError, describe};
 use crate::init::{InitCollector, InitConfig};
 use crate::kumo::handler;
-use crate::state::{Deadline, new_state};
+use crate::state::{Deadline, LuaSettings, new_state};
 use arc_swap::ArcSwap;
 use mlua::Lua;
 use parking_lot::Mutex;
@@ -30,6 +34,7 @@ pub struct Generation {
     /// Events the policy registered handlers for (every state of a
     /// generation runs the same script, so they all agree).
     events: std::collections::HashSet<String>,
+    settings: LuaSettings,
 }
 
 fn max_states() -> usize {
@@ -38,8 +43,13 @@ fn max_states() -> usize {
 
 impl Generation {
     /// Load the policy in a fresh state and run `init`.
-    pub fn load(path: &Path, number: u64, default_hostname: &str) -> Result<Self, PolicyLoadError> {
-        let lua = new_state(path)?;
+    pub fn load(
+        path: &Path,
+        number: u64,
+        default_hostname: &str,
+        settings: LuaSettings,
+    ) -> Result<Self, PolicyLoadError> {
+        let lua = new_state(path, &settings)?;
         lua.set_app_data(InitCollector::new(default_hostname.to_string()));
         let init_result = match handler(&lua, "init") {
             Ok(Some(init)) => init.call::<()>(()).map_err(|e| describe(&e)),
@@ -68,6 +78,7 @@ impl Generation {
             permits: Semaphore::new(max_states()),
             created: std::sync::atomic::AtomicUsize::new(1),
             events,
+            settings,
         })
     }
 
@@ -77,22 +88,57 @@ impl Generation {
         self.created.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Run `f` in one of this generation's states, stopping it at `limit`.
-    async fn call<R>(&self, limit: Duration, f: impl FnOnce(&Lua) -> mlua::Result<R>) -> Result<R, mlua::Error> {
+    /// Run `f` in one of this generation's states on a blocking thread,
+    /// stopping it at `limit`. A state that ran out of memory is dropped
+    /// rather than reused.
+    async fn call<R: Send + 'static>(
+        self: Arc<Self>,
+        limit: Duration,
+        f: impl FnOnce(&Lua) -> mlua::Result<R> + Send + 'static,
+    ) -> Result<R, mlua::Error> {
         let _permit = self.permits.acquire().await.expect("never closed");
         let popped = self.idle.lock().pop();
-        let lua = match popped {
-            Some(lua) => lua,
-            None => {
-                self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                new_state(&self.path).map_err(|e| mlua::Error::runtime(e.to_string()))?
-            }
-        };
-        lua.set_app_data(Deadline(Instant::now() + limit));
-        let result = f(&lua);
-        lua.remove_app_data::<Deadline>();
-        self.idle.lock().push(lua);
+        let generation = self.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            let lua = match popped {
+                Some(lua) => lua,
+                None => {
+                    generation.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    new_state(&generation.path, &generation.settings)
+                        .map_err(|e| mlua::Error::runtime(e.to_string()))?
+                }
+            };
+            lua.set_app_data(Deadline(Instant::now() + limit));
+            let result = f(&lua);
+            lua.remove_app_data::<Deadline>();
+            Ok::<_, mlua::Error>((lua, result))
+        })
+        .await
+        .map_err(|e| mlua::Error::runtime(format!("the policy event's thread failed: {e}")))?;
+        let (lua, result) = ran?;
+        if is_memory_error(&result) {
+            tracing::error!(
+                limit = self.settings.memory_limit,
+                "a policy event ran out of Lua memory; its state is discarded"
+            );
+            // Collect what is left before the state goes, so the memory is
+            // returned at once.
+            drop(lua);
+        } else {
+            self.idle.lock().push(lua);
+        }
         result
+    }
+}
+
+fn is_memory_error<R>(result: &mlua::Result<R>) -> bool {
+    let Err(mut e) = result.as_ref() else { return false };
+    loop {
+        match e {
+            mlua::Error::MemoryError(_) => return true,
+            mlua::Error::CallbackError { cause, .. } => e = cause,
+            _ => return false,
+        }
     }
 }
 
@@ -103,6 +149,7 @@ pub struct PolicyEngine {
     metrics: Arc<Metrics>,
     /// Longest a per-message event may run.
     event_time_limit: Mutex<Duration>,
+    settings: LuaSettings,
 }
 
 /// Default for [`PolicyEngine::set_event_time_limit`].
@@ -119,8 +166,19 @@ impl PolicyEngine {
         default_hostname: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Self, PolicyLoadError> {
-        let generation = Generation::load(path, 1, default_hostname)?;
-        Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit: Mutex::new(EVENT_TIME_LIMIT) })
+        Self::load_with(path, default_hostname, metrics, LuaSettings::default())
+    }
+
+    /// Load with `settings` for every Lua state of every generation.
+    pub fn load_with(
+        path: &Path,
+        default_hostname: &str,
+        metrics: Arc<Metrics>,
+        settings: LuaSettings,
+    ) -> Result<Self, PolicyLoadError> {
+        let generation = Generation::load(path, 1, default_hostname, settings)?;
+        let event_time_limit = Mutex::new(EVENT_TIME_LIMIT);
+        Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit, settings })
     }
 
     pub fn current(&self) -> Arc<Generation> {
@@ -131,7 +189,7 @@ impl PolicyEngine {
     /// generation, without touching the running one.
     pub fn prepare(&self, default_hostname: &str) -> Result<Generation, PolicyLoadError> {
         let current = self.current();
-        Generation::load(&current.path, current.number + 1, default_hostname)
+        Generation::load(&current.path, current.number + 1, default_hostname, self.settings)
     }
 
     /// Make `next` the generation every later decision uses. Calls already
@@ -143,10 +201,10 @@ impl PolicyEngine {
 
     /// Run `f` for `event` in a state of the current generation, timed.
     /// `None` without touching Lua when the policy does not handle `event`.
-    pub(crate) async fn call_event<R>(
+    pub(crate) async fn call_event<R: Send + 'static>(
         &self,
         event: &str,
-        f: impl FnOnce(&Lua) -> mlua::Result<Option<R>>,
+        f: impl FnOnce(&Lua) -> mlua::Result<Option<R>> + Send + 'static,
     ) -> Result<Option<R>, mlua::Error> {
         let generation = self.current();
         if !generation.events.contains(event) {

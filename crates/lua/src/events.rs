@@ -22,19 +22,22 @@ fn object<T: serde::Serialize>(value: &T) -> serde_json::Map<String, serde_json:
     }
 }
 
-/// Run a per-message event on a copy of `message` and keep its edits.
-/// `Ok(false)` when the policy has no handler for it.
+/// Run a per-message event on a copy of `message` and keep its edits. The
+/// handler's result must be nothing: its decisions go through
+/// `kumo.reject` and the message's methods.
 async fn message_event(
     engine: &PolicyEngine,
-    event: &str,
+    event: &'static str,
     message: &mut Message,
     context: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), mlua::Error> {
+    let copy = message.clone();
     let edited = engine
-        .call_event(event, |lua| {
+        .call_event(event, move |lua| {
             let Some(func) = handler(lua, event)? else { return Ok(None) };
-            let msg = lua.create_userdata(LuaMessage(message.clone()))?;
-            func.call::<()>((msg.clone(), LuaConnMeta(context)))?;
+            let msg = lua.create_userdata(LuaMessage(copy))?;
+            let result: Value = func.call((msg.clone(), LuaConnMeta(context)))?;
+            nothing(event, result)?;
             Ok(Some(msg.take::<LuaMessage>()?.0))
         })
         .await?;
@@ -51,19 +54,43 @@ fn session_error(e: mlua::Error) -> PolicyError {
     }
 }
 
-/// Call `event` with the arguments `args` builds in the state; `None` when
-/// the policy has no handler for it.
-async fn call<R: mlua::FromLuaMulti>(
+/// Call `event` with the arguments `args` builds in the state; `check`
+/// turns its result into the decision, or fails on a value the event does
+/// not document. `None` when the policy has no handler for it.
+async fn call<R: Send + 'static>(
     engine: &PolicyEngine,
-    event: &str,
-    args: impl FnOnce(&Lua) -> mlua::Result<mlua::MultiValue>,
+    event: &'static str,
+    check: fn(&str, Value) -> mlua::Result<R>,
+    args: impl FnOnce(&Lua) -> mlua::Result<mlua::MultiValue> + Send + 'static,
 ) -> Result<Option<R>, mlua::Error> {
     engine
-        .call_event(event, |lua| match handler(lua, event)? {
-            Some(f) => f.call::<R>(args(lua)?).map(Some),
+        .call_event(event, move |lua| match handler(lua, event)? {
+            Some(f) => check(event, f.call(args(lua)?)?).map(Some),
             None => Ok(None),
         })
         .await
+}
+
+fn unexpected(event: &str, wanted: &str, got: &Value) -> mlua::Error {
+    mlua::Error::runtime(format!("{event} must return {wanted}, not a {}", got.type_name()))
+}
+
+/// Events whose answer is "go on" or `kumo.reject`: any returned value is
+/// a policy mistake, never silently taken as a decision.
+fn nothing(event: &str, value: Value) -> mlua::Result<()> {
+    match value {
+        Value::Nil => Ok(()),
+        other => Err(unexpected(event, "nothing (refuse with kumo.reject)", &other)),
+    }
+}
+
+/// Credential checks: only `true` lets the client in, and anything but a
+/// boolean is an error rather than a guess.
+fn boolean(event: &str, value: Value) -> mlua::Result<bool> {
+    match value {
+        Value::Boolean(b) => Ok(b),
+        other => Err(unexpected(event, "true or false", &other)),
+    }
 }
 
 fn conn_arg(conn: &ConnMeta) -> LuaConnMeta {
@@ -73,20 +100,24 @@ fn conn_arg(conn: &ConnMeta) -> LuaConnMeta {
 #[async_trait]
 impl SessionPolicy for PolicyEngine {
     async fn ehlo(&self, domain: &str, conn: &ConnMeta) -> Result<(), PolicyError> {
-        call::<()>(self, "smtp_server_ehlo", |lua| (domain, conn_arg(conn)).into_lua_multi(lua))
-            .await
-            .map(|_| ())
-            .map_err(session_error)
+        const EVENT: &str = "smtp_server_ehlo";
+        let (domain, conn) = (domain.to_string(), conn_arg(conn));
+        let result = call(self, EVENT, nothing, move |lua| (domain, conn).into_lua_multi(lua)).await;
+        result.map(|_| ()).map_err(session_error)
     }
 
     async fn mail_from(&self, sender: &EnvelopeAddress, conn: &ConnMeta) -> Result<(), PolicyError> {
-        let args = |lua: &Lua| (LuaAddress(sender.clone()), conn_arg(conn)).into_lua_multi(lua);
-        call::<()>(self, "smtp_server_mail_from", args).await.map(|_| ()).map_err(session_error)
+        const EVENT: &str = "smtp_server_mail_from";
+        let (sender, conn) = (LuaAddress(sender.clone()), conn_arg(conn));
+        let result = call(self, EVENT, nothing, move |lua| (sender, conn).into_lua_multi(lua)).await;
+        result.map(|_| ()).map_err(session_error)
     }
 
     async fn rcpt_to(&self, recipient: &EnvelopeAddress, conn: &ConnMeta) -> Result<(), PolicyError> {
-        let args = |lua: &Lua| (LuaAddress(recipient.clone()), conn_arg(conn)).into_lua_multi(lua);
-        call::<()>(self, "smtp_server_rcpt_to", args).await.map(|_| ()).map_err(session_error)
+        const EVENT: &str = "smtp_server_rcpt_to";
+        let (recipient, conn) = (LuaAddress(recipient.clone()), conn_arg(conn));
+        let result = call(self, EVENT, nothing, move |lua| (recipient, conn).into_lua_multi(lua)).await;
+        result.map(|_| ()).map_err(session_error)
     }
 
     async fn listener_domain(
@@ -95,9 +126,10 @@ impl SessionPolicy for PolicyEngine {
         listener: &str,
         conn: &ConnMeta,
     ) -> Result<Option<ListenerDomain>, PolicyError> {
-        self.call_event("get_listener_domain", |lua| {
+        let (domain, listener, conn) = (domain.to_string(), listener.to_string(), conn_arg(conn));
+        self.call_event("get_listener_domain", move |lua| {
             let Some(f) = handler(lua, "get_listener_domain")? else { return Ok(None) };
-            let value: Value = f.call((domain, listener, conn_arg(conn)))?;
+            let value: Value = f.call((domain, listener, conn))?;
             from_result(lua, value, |s: ListenerDomainSpec| s.into_domain().map(LuaListenerDomain))
         })
         .await
@@ -106,31 +138,30 @@ impl SessionPolicy for PolicyEngine {
     }
 
     async fn auth_plain(&self, authz: &str, authc: &str, password: &str, conn: &ConnMeta) -> Result<bool, PolicyError> {
-        let args = |lua: &Lua| (authz, authc, password, conn_arg(conn)).into_lua_multi(lua);
-        call::<bool>(self, "smtp_server_auth_plain", args).await.map(|r| r.unwrap_or(false)).map_err(session_error)
+        const EVENT: &str = "smtp_server_auth_plain";
+        let args = (authz.to_string(), authc.to_string(), password.to_string(), conn_arg(conn));
+        let result = call(self, EVENT, boolean, move |lua| args.into_lua_multi(lua)).await;
+        result.map(|r| r.unwrap_or(false)).map_err(session_error)
     }
 
     async fn message_received(&self, message: &mut Message, conn: &ConnMeta) -> Result<(), PolicyError> {
-        message_event(self, "smtp_server_message_received", message, object(conn)).await.map_err(|e| {
-            match e.downcast_ref::<Rejection>() {
-                Some(r) => PolicyError::Reject { code: r.code, text: r.text.clone() },
-                None => PolicyError::Failed(describe(&e)),
-            }
-        })
+        message_event(self, "smtp_server_message_received", message, object(conn)).await.map_err(session_error)
     }
 }
 
 #[async_trait]
 impl InjectPolicy for PolicyEngine {
     async fn validate_basic(&self, user: &str, password: &str) -> Result<bool, String> {
-        let args = |lua: &Lua| (user, password).into_lua_multi(lua);
-        let verdict = call::<bool>(self, "http_server_validate_auth_basic", args).await;
+        const EVENT: &str = "http_server_validate_auth_basic";
+        let args = (user.to_string(), password.to_string());
+        let verdict = call(self, EVENT, boolean, move |lua| args.into_lua_multi(lua)).await;
         verdict.map(|r| r.unwrap_or(false)).map_err(|e| describe(&e))
     }
 
     async fn validate_bearer(&self, token: &str) -> Result<bool, String> {
-        let args = |lua: &Lua| token.into_lua_multi(lua);
-        let verdict = call::<bool>(self, "http_server_validate_auth_bearer", args).await;
+        const EVENT: &str = "http_server_validate_auth_bearer";
+        let token = token.to_string();
+        let verdict = call(self, EVENT, boolean, move |lua| token.into_lua_multi(lua)).await;
         verdict.map(|r| r.unwrap_or(false)).map_err(|e| describe(&e))
     }
 
@@ -164,9 +195,9 @@ fn from_result<T: 'static + Clone, S: serde::de::DeserializeOwned>(
 #[async_trait]
 impl QueuePolicy for PolicyEngine {
     async fn queue_config(&self, key: &QueueKey) -> Result<QueueConfig, QueuePolicyError> {
-        self.call_event("get_queue_config", |lua| {
+        let args = (key.domain.clone(), key.tenant.clone(), key.campaign.clone(), key.routing_domain.clone());
+        self.call_event("get_queue_config", move |lua| {
             let Some(func) = handler(lua, "get_queue_config")? else { return Ok(None) };
-            let args = (key.domain.clone(), key.tenant.clone(), key.campaign.clone(), key.routing_domain.clone());
             let value: Value = func.call(args)?;
             from_result(lua, value, |s: QueueConfigSpec| s.into_config().map(LuaQueueConfig))
         })
@@ -188,9 +219,10 @@ impl EgressPolicy for PolicyEngine {
         source: &str,
         site: &str,
     ) -> Result<EgressPathConfig, EgressPolicyError> {
-        self.call_event("get_egress_path_config", |lua| {
+        let args = (routing_domain.to_string(), source.to_string(), site.to_string());
+        self.call_event("get_egress_path_config", move |lua| {
             let Some(func) = handler(lua, "get_egress_path_config")? else { return Ok(None) };
-            let value: Value = func.call((routing_domain, source, site))?;
+            let value: Value = func.call(args)?;
             from_result(lua, value, |s: EgressPathSpec| s.into_config().map(LuaEgressPath))
         })
         .await

@@ -22,3 +22,4 @@ mod state;
 pub use engine::{Generation, PolicyEngine};
 pub use error::PolicyLoadError;
 pub use init::InitConfig;
+pub use state::LuaSettings;

@@ -2,9 +2,58 @@
 
 use crate::error::{PolicyLoadError, describe};
 use crate::kumo;
-use mlua::{HookTriggers, Lua, Table, VmState};
+use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 use std::path::Path;
 use std::time::Instant;
+
+/// How policy states are built (`petrel serve --unrestricted-lua`,
+/// `--lua-memory-limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LuaSettings {
+    /// Give policies Lua's whole standard library (`io`, `os.execute`,
+    /// `load`, C modules). Off by default: a policy reads files through
+    /// `kumo.*` helpers and cannot run programs.
+    pub unrestricted: bool,
+    /// Bytes one Lua state may allocate; past it the event fails and the
+    /// state is discarded.
+    pub memory_limit: usize,
+}
+
+impl Default for LuaSettings {
+    fn default() -> Self {
+        Self { unrestricted: false, memory_limit: 256 * 1024 * 1024 }
+    }
+}
+
+/// Globals a sandboxed policy does not get: running programs, touching
+/// files, loading code that is not Lua source from the policy directory.
+const REMOVED_GLOBALS: [&str; 4] = ["dofile", "loadfile", "load", "io"];
+const REMOVED_OS: [&str; 6] = ["execute", "exit", "remove", "rename", "tmpname", "setlocale"];
+
+fn sandbox(lua: &Lua) -> mlua::Result<()> {
+    let globals = lua.globals();
+    for name in REMOVED_GLOBALS {
+        globals.set(name, Value::Nil)?;
+    }
+    let os: Table = globals.get("os")?;
+    for name in REMOVED_OS {
+        os.set(name, Value::Nil)?;
+    }
+    // Bytecode can crash the VM; string.dump is how it is made.
+    let string: Table = globals.get("string")?;
+    string.set("dump", Value::Nil)?;
+    // `require` finds Lua source only: no C modules, no loadlib.
+    let package: Table = globals.get("package")?;
+    package.set("loadlib", Value::Nil)?;
+    package.set("cpath", "")?;
+    // Searchers 1 and 2 are the preload table and Lua files on
+    // `package.path`; the rest load C libraries.
+    let searchers: Table = package.get("searchers")?;
+    for index in (3..=searchers.raw_len()).rev() {
+        searchers.raw_set(index, Value::Nil)?;
+    }
+    Ok(())
+}
 
 /// When the event running in a state must have finished; set per call.
 pub(crate) struct Deadline(pub Instant);
@@ -24,10 +73,15 @@ fn install_deadline_hook(lua: &Lua) -> mlua::Result<()> {
 
 /// A fresh state that has run the policy's top level (so its handlers are
 /// registered) but not its `init` event.
-pub(crate) fn new_state(path: &Path) -> Result<Lua, PolicyLoadError> {
+pub(crate) fn new_state(path: &Path, settings: &LuaSettings) -> Result<Lua, PolicyLoadError> {
     let code = std::fs::read(path)
         .map_err(|e| PolicyLoadError::one(format!("{}: cannot read policy: {e}", path.display())))?;
-    let lua = Lua::new();
+    let setup = |e: mlua::Error| PolicyLoadError::one(format!("cannot set up Lua: {e}"));
+    let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(setup)?;
+    if !settings.unrestricted {
+        sandbox(&lua).map_err(setup)?;
+    }
+    lua.set_memory_limit(settings.memory_limit).map_err(setup)?;
     kumo::install(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     install_deadline_hook(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     add_to_package_path(&lua, path).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;

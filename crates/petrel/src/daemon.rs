@@ -20,11 +20,13 @@ pub struct DaemonOptions {
     pub policy: PathBuf,
     /// Reload when a policy file in the policy's directory changes.
     pub watch_policy: bool,
+    /// Sandbox and memory limit of the policy's Lua states.
+    pub lua: petrel_lua::LuaSettings,
 }
 
 impl DaemonOptions {
     pub fn new(policy: impl Into<PathBuf>) -> Self {
-        Self { policy: policy.into(), watch_policy: true }
+        Self { policy: policy.into(), watch_policy: true, lua: Default::default() }
     }
 }
 
@@ -82,7 +84,7 @@ impl Daemon {
     pub async fn start(options: DaemonOptions) -> Result<Self, DaemonError> {
         let hostname = system_hostname();
         let metrics = Arc::new(Metrics::new());
-        let engine = Arc::new(PolicyEngine::load_with_metrics(&options.policy, &hostname, metrics.clone())?);
+        let engine = Arc::new(PolicyEngine::load_with(&options.policy, &hostname, metrics.clone(), options.lua)?);
         let config = engine.current().config.clone();
         let (logger, log_thread) = start_logging(&config, metrics.clone())?;
         let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open_with(&config.spool, config.spool_reserves)?);

@@ -15,6 +15,7 @@ use petrel_lua::{InitConfig, PolicyEngine};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "petrel", version, about = "A mail transfer agent for high-volume senders, scripted in Lua")]
@@ -53,18 +54,42 @@ impl Selector {
     }
 }
 
+/// How the policy's Lua runs.
+#[derive(Args, Clone, Copy)]
+struct LuaArgs {
+    /// Give the policy Lua's whole standard library: io, os.execute,
+    /// load, C modules. By default a policy can neither run programs nor
+    /// open files except through kumo helpers.
+    #[arg(long)]
+    unrestricted_lua: bool,
+    /// Most memory one Lua state may use, in MiB; an event that needs more
+    /// fails (the client is told to retry) and its state is discarded.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    lua_memory_limit: usize,
+}
+
+impl LuaArgs {
+    fn settings(self) -> petrel_lua::LuaSettings {
+        petrel_lua::LuaSettings { unrestricted: self.unrestricted_lua, memory_limit: self.lua_memory_limit << 20 }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the MTA with a policy.
     Serve {
         #[arg(long, default_value = "policy/init.lua")]
         policy: PathBuf,
+        #[command(flatten)]
+        lua: LuaArgs,
     },
     /// Load a policy, run its init event, and show the sources, pools and
     /// listeners it defines; exits non-zero on any error.
     Validate {
         #[arg(long, default_value = "policy/init.lua")]
         policy: PathBuf,
+        #[command(flatten)]
+        lua: LuaArgs,
     },
     /// Scheduled and ready queues of the running daemon.
     Queue {
@@ -234,8 +259,8 @@ fn parse_meta(text: &str) -> Result<(String, String), String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { policy } => return serve(policy),
-        Command::Validate { policy } => return validate(policy),
+        Command::Serve { policy, lua } => return serve(policy, lua.settings()),
+        Command::Validate { policy, lua } => return validate(policy, lua.settings()),
         Command::Logs { command: LogsCommand::Tail { dir, policy, lines, follow } } => {
             tail(dir, &policy, lines, follow)
         }
@@ -368,7 +393,7 @@ fn tail(dir: Option<PathBuf>, policy: &std::path::Path, lines: usize, follow: bo
     logs::tail(&dir, lines, follow)
 }
 
-fn serve(policy: PathBuf) -> ExitCode {
+fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
     petrel_telemetry::init_tracing("info");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -378,7 +403,7 @@ fn serve(policy: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let daemon = match Daemon::start(DaemonOptions::new(policy.clone())).await {
+        let daemon = match Daemon::start(DaemonOptions { lua, ..DaemonOptions::new(policy.clone()) }).await {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("petrel: {}: {e}", policy.display());
@@ -437,8 +462,9 @@ async fn wait_for_stop_signal() -> std::time::Duration {
     }
 }
 
-fn validate(policy: PathBuf) -> ExitCode {
-    match PolicyEngine::load(&policy, &system_hostname()) {
+fn validate(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
+    let metrics = Arc::new(petrel_telemetry::Metrics::new());
+    match PolicyEngine::load_with(&policy, &system_hostname(), metrics, lua) {
         Ok(engine) => {
             println!("{} is valid.\n", policy.display());
             print!("{}", describe(&engine.current().config));
