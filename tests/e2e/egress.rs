@@ -127,3 +127,39 @@ async fn a_source_address_not_on_this_host_defers_with_a_clear_reason() {
     assert_eq!(record.response.enhanced_code.as_deref(), Some("4.4.0"));
     assert_eq!(sink.total_connections(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_whose_address_will_not_bind_is_skipped_and_its_share_goes_to_the_others() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: bind fails locally,
+    // before any packet is sent.
+    let policy = ws.policy(
+        r#"  kumo.define_egress_source { name = 'absent', source_address = '192.0.2.1', ehlo_domain = 'absent.petrel.test' }
+  kumo.define_egress_source { name = 'ip-2', source_address = '127.0.0.2', ehlo_domain = 'mta2.petrel.test' }
+  kumo.define_egress_pool { name = 'shared', entries = { { name = 'absent', weight = 1 }, { name = 'ip-2', weight = 1 } } }
+  kumo.start_http_listener { listen = '127.0.0.1:0' }"#,
+        &smart_host_events(sink.addr(), "egress_pool = 'shared',"),
+    );
+    let daemon = TestDaemon::start(&policy).unwrap();
+    let accepted =
+        inject(daemon.smtp[0], 10, 1, |i| ("news@sender.example".into(), format!("u{i}@dest.example"))).await;
+    assert_eq!(accepted, 10);
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 10).await, "got {}", sink.received_count());
+    let peers = by_peer(&sink);
+    assert_eq!(peers["127.0.0.2"].0, 10, "every message left from the source that works");
+    let metrics = petrel_e2e::http("GET", format!("http://{}/metrics", daemon.http[0]), vec![], None).await.body;
+    assert!(metrics.contains("petrel_source_unhealthy{egress_source=\"absent\"} 1"), "{metrics}");
+    let summary =
+        petrel_e2e::http("GET", format!("http://{}/api/admin/queue-summary/v1", daemon.http[0]), vec![], None).await;
+    assert!(summary.body.contains("\"source_unhealthy\":true"), "{}", summary.body);
+    daemon.stop();
+    // Only the first message met the broken source; it says why.
+    let records = ws.records();
+    let failures: Vec<_> = records
+        .iter()
+        .filter(|r| !matches!(r.kind, petrel_telemetry::RecordType::Delivery | petrel_telemetry::RecordType::Reception))
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].response.content.contains("cannot bind source address 192.0.2.1"));
+}

@@ -30,6 +30,9 @@ pub struct ReadySummary {
     /// Connection workers (connected, connecting or idle).
     pub connections: usize,
     pub source_suspended: bool,
+    /// The source failed in a way no destination causes (its address does
+    /// not bind) and is skipped for a while.
+    pub source_unhealthy: bool,
 }
 
 /// What the dispatcher works with; shared by its ready queues.
@@ -51,6 +54,7 @@ pub struct Dispatcher {
     pub(crate) workers: tokio_util::task::TaskTracker,
     ready: Mutex<HashMap<String, Arc<ReadyQueue>>>,
     suspended_sources: Mutex<HashSet<String>>,
+    pub(crate) health: crate::health::SourceHealth,
 }
 
 /// Where a message is going: its hosts, and whether the policy named them.
@@ -68,6 +72,7 @@ impl Dispatcher {
             workers: tokio_util::task::TaskTracker::new(),
             ready: Mutex::new(HashMap::new()),
             suspended_sources: Mutex::new(HashSet::new()),
+            health: Default::default(),
         })
     }
 
@@ -120,6 +125,35 @@ impl Dispatcher {
         self.suspended_sources.lock().contains(name)
     }
 
+    /// A source failed before reaching any host (its address would not
+    /// bind): skip it for a while and send `items` again through the
+    /// selector, which gives them another source of their pool.
+    /// Each message gets a TransientFailure record saying why.
+    pub(crate) fn source_failed(
+        &self,
+        attempt: &Attempt<'_>,
+        error: &petrel_smtp_client::ClientError,
+        items: Vec<Dispatched>,
+    ) {
+        let source = attempt.source.name.as_str();
+        let backoff = self.health.failed(source);
+        tracing::error!(source, error = %error, ?backoff, "egress source unusable; skipping it and routing its mail to the pool's other sources");
+        self.handles.logger.metrics().source_unhealthy.with_label_values(&[source]).set(1);
+        let outcome = Outcome::from_client(error);
+        for item in items {
+            crate::outcome::log_attempt(self, attempt, &item.message, &item.pool, &outcome);
+            self.requeue(item.message);
+        }
+    }
+
+    /// A connection from `source` worked.
+    pub(crate) fn source_worked(&self, source: &str) {
+        if self.health.recovered(source) {
+            tracing::info!(source, "egress source usable again");
+            self.handles.logger.metrics().source_unhealthy.with_label_values(&[source]).set(0);
+        }
+    }
+
     /// Back to the scheduled queue, due now, without counting an attempt.
     pub(crate) fn requeue(&self, mut message: Message) {
         message.due = None;
@@ -146,6 +180,7 @@ impl Dispatcher {
                 messages: r.len(),
                 connections: r.workers(),
                 source_suspended: self.is_source_suspended(&r.source.name),
+                source_unhealthy: self.health.is_marked(&r.source.name),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -196,8 +231,9 @@ impl Dispatcher {
             }
         };
         let site = destination.plan.site();
-        let picked =
-            queue.pick_source(&pool, |source| !self.is_source_suspended(source) && !self.is_full(source, &site));
+        let picked = queue.pick_source(&pool, |source| {
+            !self.is_source_suspended(source) && !self.health.is_skipped(source) && !self.is_full(source, &site)
+        });
         let Some(source_name) = picked else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
             self.hold(message);

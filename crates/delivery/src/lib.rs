@@ -9,6 +9,7 @@
 
 mod batch;
 mod dispatcher;
+mod health;
 mod outcome;
 mod path;
 mod rate;

@@ -63,26 +63,42 @@ pub(crate) struct Attempt<'a> {
     pub tls: Option<(String, String)>,
 }
 
-pub(crate) async fn report(dispatcher: &Dispatcher, attempt: &Attempt<'_>, item: Dispatched, outcome: &Outcome) {
-    let handles = &dispatcher.handles;
-    let Dispatched { queue, mut message, pool } = item;
-    message.num_attempts += 1;
+/// Write the log record of an attempt; returns its type.
+pub(crate) fn log_attempt(
+    dispatcher: &Dispatcher,
+    attempt: &Attempt<'_>,
+    message: &petrel_message::Message,
+    pool: &str,
+    outcome: &Outcome,
+) -> RecordType {
     let (kind, response) = match outcome {
         Outcome::Delivered(r) => (RecordType::Delivery, r),
         Outcome::Failed { permanent: true, response } => (RecordType::Bounce, response),
         Outcome::Failed { permanent: false, response } => (RecordType::TransientFailure, response),
     };
-    let mut record = handles.logger.record(kind, &message, response.clone());
+    let logger = &dispatcher.handles.logger;
+    let mut record = logger.record(kind, message, response.clone());
     record.site = attempt.site.to_string();
     record.peer_address = attempt.peer.map(|p| p.to_string());
-    record.egress_pool = Some(pool);
+    record.egress_pool = Some(pool.to_string());
     record.egress_source = Some(attempt.source.name.clone());
     record.source_address = attempt.source.source_address.map(|a| a.to_string());
     if let Some((version, cipher)) = &attempt.tls {
         record.tls_protocol_version = Some(version.clone());
         record.tls_cipher = Some(cipher.clone());
     }
-    handles.logger.log(record);
+    logger.log(record);
+    kind
+}
+
+pub(crate) async fn report(dispatcher: &Dispatcher, attempt: &Attempt<'_>, item: Dispatched, outcome: &Outcome) {
+    let handles = &dispatcher.handles;
+    let Dispatched { queue, mut message, pool } = item;
+    message.num_attempts += 1;
+    let kind = log_attempt(dispatcher, attempt, &message, &pool, outcome);
+    let response = match outcome {
+        Outcome::Delivered(r) | Outcome::Failed { response: r, .. } => r,
+    };
     if kind == RecordType::TransientFailure {
         handles.queues.retry(&queue, message, response).await;
     } else if let Err(e) = handles.spool.remove(message.id).await {

@@ -227,9 +227,16 @@ impl ReadyQueue {
             if conn.is_none() {
                 match self.connect(&dispatcher).await {
                     Ok(client) => {
+                        dispatcher.source_worked(&self.source.name);
                         let gauge = dispatcher.handles.logger.metrics().connection_opened(&self.source.name);
                         conn = Some(Open { client, _gauge: gauge });
                         sent = 0;
+                    }
+                    Err(ConnectFailure::Client(e @ ClientError::Bind { .. })) => {
+                        // The source itself is broken, not the site.
+                        let waiting: Vec<Dispatched> = batch.into_iter().chain(self.take_all()).collect();
+                        dispatcher.source_failed(&self.attempt(None, None), &e, waiting);
+                        continue;
                     }
                     Err(failure) => {
                         // The site is unreachable from this source: everything

@@ -90,6 +90,9 @@ pub struct ReadyQueueSummary {
     pub messages: usize,
     pub connections: usize,
     pub source_suspended: bool,
+    /// The source cannot be used (its address does not bind) and is
+    /// skipped for a back-off period.
+    pub source_unhealthy: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

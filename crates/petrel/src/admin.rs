@@ -98,6 +98,7 @@ impl AdminOps for DaemonAdmin {
                 messages: r.messages,
                 connections: r.connections,
                 source_suspended: r.source_suspended,
+                source_unhealthy: r.source_unhealthy,
             })
             .collect();
         QueueSummary { scheduled, ready }

@@ -132,9 +132,21 @@ impl QueueManager {
         RetryDecision::Scheduled(next)
     }
 
+    /// Give up on a message past its `max_age`. The record states the
+    /// expiry as KumoMTA's does (`551 5.4.7`, RFC 3463 "delivery time
+    /// expired", class 5 because it is final) and keeps the last reply in
+    /// `last_response`.
     async fn expire(&self, message: Message, last: &ResponseInfo) {
-        let mut record = self.logger.record(RecordType::Expiration, &message, last.clone());
-        record.response.content = format!("message expired (max_age); last: {}", last.content);
+        let expired = ResponseInfo {
+            code: 551,
+            enhanced_code: Some("5.4.7".into()),
+            content: format!(
+                "message expired: the next attempt would be past max_age; last reply: {} {}",
+                last.code, last.content
+            ),
+        };
+        let mut record = self.logger.record(RecordType::Expiration, &message, expired);
+        record.last_response = Some(last.clone());
         self.logger.log(record);
         if let Err(e) = self.spool.remove(message.id).await {
             tracing::error!(id = %message.id, error = %e, "cannot remove expired message from the spool");

@@ -69,5 +69,8 @@ async fn due_messages_are_released_retried_and_expired() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     log_thread.join().unwrap();
     let records = read_records(&dir.path().join("logs")).unwrap();
-    assert_eq!(records.iter().filter(|r| r.kind == RecordType::Expiration).count(), 1);
+    let expired: Vec<_> = records.iter().filter(|r| r.kind == RecordType::Expiration).collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!((expired[0].response.code, expired[0].response.enhanced_code.as_deref()), (551, Some("5.4.7")));
+    assert_eq!(expired[0].last_response.as_ref(), Some(&last), "the last reply is kept apart");
 }

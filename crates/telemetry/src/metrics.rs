@@ -22,6 +22,8 @@ pub struct Metrics {
     /// Spool records found at start that could not be read (see
     /// `petrel spool check`).
     pub spool_unreadable: IntGauge,
+    /// 1 while an egress source is skipped because its address will not bind.
+    pub source_unhealthy: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -59,6 +61,11 @@ impl Metrics {
             "Spool records found at start that could not be read; see petrel spool check",
         )
         .expect("valid metric");
+        let source_unhealthy = IntGaugeVec::new(
+            Opts::new("petrel_source_unhealthy", "1 while an egress source is skipped because it cannot be used"),
+            &["egress_source"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(scheduled_messages.clone()),
@@ -67,6 +74,7 @@ impl Metrics {
             Box::new(lua_event_seconds.clone()),
             Box::new(reload_failures.clone()),
             Box::new(spool_unreadable.clone()),
+            Box::new(source_unhealthy.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -79,6 +87,7 @@ impl Metrics {
             lua_event_seconds,
             reload_failures,
             spool_unreadable,
+            source_unhealthy,
         }
     }
 

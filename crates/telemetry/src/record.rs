@@ -64,6 +64,10 @@ pub struct LogRecord {
     /// Headers named in `configure_local_logs{ headers = ... }`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// On an Expiration record: the reply of the last attempt, kept apart
+    /// from `response`, which states the expiry itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_response: Option<ResponseInfo>,
 }
 
 impl LogRecord {
@@ -89,6 +93,7 @@ impl LogRecord {
             tls_cipher: None,
             meta: msg.meta.clone(),
             headers: Default::default(),
+            last_response: None,
         }
     }
 }

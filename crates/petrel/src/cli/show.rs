@@ -49,7 +49,11 @@ pub fn queue_summary(v: &Value) -> String {
     }
     let mut ready = table(&["READY QUEUE (source->site)", "MESSAGES", "CONNECTIONS", "SOURCE"]);
     for q in v["ready"].as_array().into_iter().flatten() {
-        let state = if q["source_suspended"].as_bool() == Some(true) { "suspended" } else { "active" };
+        let state = match (q["source_suspended"].as_bool(), q["source_unhealthy"].as_bool()) {
+            (Some(true), _) => "suspended",
+            (_, Some(true)) => "unhealthy",
+            _ => "active",
+        };
         ready.add_row(vec![text(&q["name"]), text(&q["messages"]), text(&q["connections"]), state.into()]);
     }
     format!("{scheduled}\n\n{ready}\n")
