@@ -171,7 +171,8 @@ async fn recipients_of_one_message_share_a_transaction_per_domain() {
         petrel_smtp_client::ConnectOptions::new(Some("127.0.0.1".parse().unwrap()), daemon.smtp[0], "client.test");
     let mut client = petrel_smtp_client::SmtpClient::connect(&opts).await.unwrap();
     let rcpts = ["1@a.example", "2@a.example", "3@a.example", "4@b.example", "5@b.example"];
-    let results = client.send_batch("news@s.example", &rcpts, b"Subject: one body\r\n\r\nhello\r\n").await.unwrap();
+    let results =
+        client.send_batch("news@s.example", &rcpts, b"Subject: one body\r\n\r\nhello\r\n", false).await.unwrap();
     assert!(results.iter().all(|r| r.is_ok()));
     daemon.controls.resume_queue("a.example");
     daemon.controls.resume_queue("b.example");

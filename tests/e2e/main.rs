@@ -3,6 +3,7 @@
 
 mod delivery_engine;
 mod egress;
+mod eight_bit;
 mod full_disk;
 mod http;
 mod http_hardening;

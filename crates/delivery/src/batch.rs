@@ -29,6 +29,19 @@ async fn body(dispatcher: &Dispatcher, item: &mut Dispatched) -> Result<Arc<[u8]
     }
 }
 
+/// The body as this peer can take it: 8-bit bodies become quoted-printable
+/// for a peer without 8BITMIME (RFC 6152). 8-bit headers cannot be
+/// converted; they need SMTPUTF8, which `send_batch` insists on.
+fn for_peer(caps: &petrel_smtp_client::Capabilities, data: &Arc<[u8]>) -> Result<Arc<[u8]>, Outcome> {
+    if caps.eight_bit_mime || !petrel_message::has_8bit(data) || petrel_message::has_8bit_headers(data) {
+        return Ok(data.clone());
+    }
+    match petrel_message::to_7bit(data) {
+        Ok(converted) => Ok(Arc::from(converted)),
+        Err(e) => Err(Outcome::local(true, "5.6.3", format!("the peer has no 8BITMIME and {e}"))),
+    }
+}
+
 /// Send `batch` over `client`. Returns each message's outcome and whether
 /// the connection can carry another transaction. Messages whose body turns
 /// out to differ go back to the front of the ready queue.
@@ -58,7 +71,15 @@ pub(crate) async fn transmit(
     let sender = items[0].message.sender.email().to_string();
     let recipients: Vec<String> = items.iter().map(|i| i.message.recipient.email().to_string()).collect();
     let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
-    match client.send_batch(&sender, &refs, &data).await {
+    let data = match for_peer(client.capabilities(), &data) {
+        Ok(data) => data,
+        Err(outcome) => {
+            done.extend(items.into_iter().map(|item| (item, outcome.clone())));
+            return (done, true);
+        }
+    };
+    let smtputf8 = petrel_message::has_8bit_headers(&data);
+    match client.send_batch(&sender, &refs, &data, smtputf8).await {
         Ok(results) => {
             // With every recipient refused, DATA was never sent: reset.
             let reusable = results.iter().any(|r| r.is_ok()) || client.rset().await.is_ok();

@@ -25,6 +25,9 @@ impl Outcome {
         if let Some(reply) = e.reply() {
             return Outcome::Failed { permanent: e.is_permanent(), response: response(reply) };
         }
+        if let ClientError::Unsendable { enhanced, .. } = e {
+            return Self::local(true, enhanced, e.to_string());
+        }
         // Failures without a server reply get RFC 3463 network classes, so
         // logs can be filtered by code alone.
         let enhanced = match e {

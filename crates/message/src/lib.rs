@@ -3,11 +3,13 @@
 //! policy, and the RFC 5322 body with header access and edits.
 
 mod address;
+mod downgrade;
 mod headers;
 mod id;
 mod message;
 
 pub use address::{AddressError, EnvelopeAddress};
+pub use downgrade::{DowngradeError, has_8bit, has_8bit_headers, to_7bit};
 pub use headers::{
     HeaderCounts, HeaderError, append_header, first_header, header_counts, prepend_header, remove_headers,
 };

@@ -53,12 +53,20 @@ pub enum ClientError {
     Protocol { phase: Phase, detail: String },
     #[error("connection lost during {phase}: {source}")]
     Io { phase: Phase, source: std::io::Error },
+    /// The transaction cannot be sent as asked: an address with a line
+    /// break, or SMTPUTF8 needed and not offered. Permanent.
+    #[error("cannot send: {detail}")]
+    Unsendable { enhanced: &'static str, detail: String },
 }
 
 impl ClientError {
     /// Only a 5xx reply is permanent; everything local or network is not.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ClientError::Rejected { reply, .. } if reply.is_permanent())
+        match self {
+            ClientError::Rejected { reply, .. } => reply.is_permanent(),
+            ClientError::Unsendable { .. } => true,
+            _ => false,
+        }
     }
 
     pub fn reply(&self) -> Option<&Reply> {
@@ -71,6 +79,7 @@ impl ClientError {
     /// Whether the connection can carry another transaction after this.
     pub fn connection_usable(&self) -> bool {
         match self {
+            ClientError::Unsendable { .. } => true,
             ClientError::Rejected { phase, reply } => {
                 !matches!(phase, Phase::Banner | Phase::Ehlo) && reply.code != 421
             }

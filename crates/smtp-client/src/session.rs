@@ -91,6 +91,7 @@ pub struct Capabilities {
     pub pipelining: bool,
     pub size: Option<u64>,
     pub eight_bit_mime: bool,
+    pub smtputf8: bool,
     pub starttls: bool,
 }
 
@@ -103,6 +104,7 @@ impl Capabilities {
             match keyword.as_str() {
                 "PIPELINING" => caps.pipelining = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
                 "STARTTLS" => caps.starttls = true,
                 "SIZE" => caps.size = words.next().and_then(|s| s.parse().ok()).filter(|&n| n > 0),
                 _ => {}
@@ -224,13 +226,16 @@ impl SmtpClient {
         self.local
     }
 
-    pub(crate) fn mail_params(&self, size: usize) -> String {
+    pub(crate) fn mail_params(&self, size: usize, smtputf8: bool) -> String {
         let mut params = String::new();
         if self.caps.size.is_some() {
             params.push_str(&format!(" SIZE={size}"));
         }
         if self.caps.eight_bit_mime {
             params.push_str(" BODY=8BITMIME");
+        }
+        if smtputf8 {
+            params.push_str(" SMTPUTF8");
         }
         params
     }

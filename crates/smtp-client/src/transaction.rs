@@ -13,7 +13,7 @@ impl SmtpClient {
     /// Send one message to one recipient; returns the final 2xx reply.
     /// `data` is the message as spooled (CRLF line endings, not stuffed).
     pub async fn send(&mut self, sender: &str, recipient: &str, data: &[u8]) -> Result<Reply, ClientError> {
-        let mut results = self.send_batch(sender, &[recipient], data).await?;
+        let mut results = self.send_batch(sender, &[recipient], data, false).await?;
         results.pop().expect("one result per recipient")
     }
 
@@ -21,13 +21,30 @@ impl SmtpClient {
     /// error is for the whole transaction (connection, MAIL or DATA refused);
     /// otherwise there is one result per recipient, in order. Over LMTP the
     /// server answers the end of data once per accepted recipient.
+    ///
+    /// `smtputf8`: the envelope or headers need SMTPUTF8 (RFC 6531); the
+    /// transaction is refused before anything is sent when the server does
+    /// not offer it. A non-ASCII address always needs it.
     pub async fn send_batch(
         &mut self,
         sender: &str,
         recipients: &[&str],
         data: &[u8],
+        smtputf8: bool,
     ) -> Result<Vec<RecipientResult>, ClientError> {
-        let mail = format!("MAIL FROM:<{sender}>{}\r\n", self.mail_params(data.len()));
+        for address in std::iter::once(&sender).chain(recipients) {
+            // Second line of defence: intake refuses these already.
+            if address.contains(['\r', '\n', '\0', '<', '>']) {
+                let detail = format!("address {address:?} contains a line break or angle bracket");
+                return Err(ClientError::Unsendable { enhanced: "5.1.7", detail });
+            }
+        }
+        let smtputf8 = smtputf8 || !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        if smtputf8 && !self.caps.smtputf8 {
+            let detail = "the message needs SMTPUTF8 and the server does not offer it".to_string();
+            return Err(ClientError::Unsendable { enhanced: "5.6.7", detail });
+        }
+        let mail = format!("MAIL FROM:<{sender}>{}\r\n", self.mail_params(data.len(), smtputf8));
         let (rcpt_replies, data_reply) = if self.caps.pipelining {
             self.pipelined_envelope(&mail, recipients).await?
         } else {

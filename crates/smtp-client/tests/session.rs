@@ -62,7 +62,7 @@ async fn several_recipients_share_one_transaction() {
     let sink = Sink::start().await;
     let mut client = SmtpClient::connect(&options("127.0.0.2", &sink)).await.unwrap();
     let results = client
-        .send_batch("a@x.test", &["r1@y.test", "r2@y.test", "r3@y.test"], b"Subject: t\r\n\r\nx\r\n")
+        .send_batch("a@x.test", &["r1@y.test", "r2@y.test", "r3@y.test"], b"Subject: t\r\n\r\nx\r\n", false)
         .await
         .unwrap();
     assert!(results.iter().all(|r| r.is_ok()));
@@ -76,7 +76,7 @@ async fn lmtp_answers_each_recipient() {
     let mut opts = options("127.0.0.2", &sink);
     opts.lmtp = true;
     let mut client = SmtpClient::connect(&opts).await.unwrap();
-    let results = client.send_batch("a@x.test", &["r1@y.test", "r2@y.test"], b"x\r\n").await.unwrap();
+    let results = client.send_batch("a@x.test", &["r1@y.test", "r2@y.test"], b"x\r\n", false).await.unwrap();
     assert_eq!(results.len(), 2);
     assert!(results.iter().all(|r| r.is_ok()));
     // The connection is still in step: another transaction works.

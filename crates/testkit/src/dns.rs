@@ -109,9 +109,21 @@ impl Drop for DnsServer {
 
 impl DnsServer {
     pub async fn start(zone: Zone) -> DnsServer {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("dns udp bind");
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.expect("dns tcp bind");
+        // The kernel picks a free UDP port; the same TCP port may be in use
+        // (by any test's outgoing connection), so try again until both bind.
+        let mut attempts = 0;
+        let (udp, tcp, addr) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.expect("dns udp bind");
+            let addr = udp.local_addr().unwrap();
+            match TcpListener::bind(addr).await {
+                Ok(tcp) => break (udp, tcp, addr),
+                Err(e) if attempts < 50 => {
+                    attempts += 1;
+                    let _ = e;
+                }
+                Err(e) => panic!("dns tcp bind: {e}"),
+            }
+        };
         let zone = Arc::new(zone);
         let queries = Arc::new(AtomicUsize::new(0));
         let (z, q) = (zone.clone(), queries.clone());

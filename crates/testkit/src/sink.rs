@@ -39,6 +39,10 @@ struct State {
     transactions: AtomicUsize,
     /// Wait this long before answering the end of data.
     delay_ms: AtomicUsize,
+    /// Advertise neither 8BITMIME nor SMTPUTF8 (an old 7-bit server).
+    seven_bit: std::sync::atomic::AtomicBool,
+    /// Every MAIL FROM line as sent, for checking parameters.
+    mail_lines: Mutex<Vec<String>>,
 }
 
 pub struct Sink {
@@ -66,6 +70,19 @@ impl Sink {
     /// Listen on a given address (to bring a stopped sink back on its port).
     pub async fn start_at(addr: SocketAddr, script: ReplyScript) -> Sink {
         Self::launch(addr, script, None).await
+    }
+
+    /// A sink that offers neither 8BITMIME nor SMTPUTF8, as an old
+    /// server would: what it receives shows how Petrel downgrades.
+    pub async fn start_seven_bit() -> Sink {
+        let sink = Self::start().await;
+        sink.state.seven_bit.store(true, Ordering::SeqCst);
+        sink
+    }
+
+    /// The MAIL FROM command lines received, parameters included.
+    pub fn mail_lines(&self) -> Vec<String> {
+        self.state.mail_lines.lock().clone()
     }
 
     /// A sink that offers STARTTLS with a freshly generated self-signed
@@ -209,7 +226,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 lmtp = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"LHLO");
                 ehlo = name;
                 let tls = if conn.offer_tls { "250-STARTTLS\r\n" } else { "" };
-                format!("250-sink.test\r\n{tls}250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n").into_bytes()
+                let eight_bit =
+                    if conn.state.seven_bit.load(Ordering::SeqCst) { "" } else { "250-8BITMIME\r\n250-SMTPUTF8\r\n" };
+                format!("250-sink.test\r\n{tls}250-PIPELINING\r\n{eight_bit}250 SIZE 100000000\r\n").into_bytes()
             }
             Ok(Command::StartTls) if conn.offer_tls => {
                 stream.write_all(b"220 2.0.0 go ahead\r\n").await?;
@@ -220,6 +239,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 b"250 sink.test\r\n".to_vec()
             }
             Ok(Command::MailFrom { path, .. }) => {
+                conn.state.mail_lines.lock().push(String::from_utf8_lossy(&line).into_owned());
                 sender = match path {
                     ReversePath::Null => String::new(),
                     ReversePath::Mailbox(m) => m.to_string(),
