@@ -83,3 +83,19 @@ async fn lmtp_answers_each_recipient() {
     client.send("a@x.test", "r3@y.test", b"x\r\n").await.unwrap();
     assert_eq!(sink.received_count(), 3);
 }
+
+#[tokio::test]
+async fn line_breaks_in_envelope_addresses_are_never_sent() {
+    let sink = Sink::start().await;
+    let mut client = SmtpClient::connect(&options("127.0.0.2", &sink)).await.unwrap();
+    for (sender, recipient) in
+        [("a@x.test\r\nRCPT TO:<victim@y.test>", "r@y.test"), ("a@x.test", "r@y.test>\r\nDATA"), ("a@x\0.test", "r@y.test")]
+    {
+        let err = client.send(sender, recipient, b"x\r\n").await.unwrap_err();
+        assert!(matches!(err, ClientError::Unsendable { enhanced: "5.1.7", .. }), "{err}");
+        assert!(err.is_permanent() && err.connection_usable());
+    }
+    assert!(sink.mail_lines().is_empty(), "nothing reached the server: {:?}", sink.mail_lines());
+    client.send("a@x.test", "r@y.test", b"x\r\n").await.unwrap();
+    assert_eq!(sink.received_count(), 1, "the connection is still good");
+}
