@@ -1,11 +1,14 @@
 //! Loading real policy files: what init builds, what errors say, and how
 //! per-message events reach the core through the policy traits.
 
+mod common;
+
+use common::conn;
 use petrel_delivery::EgressPolicy;
 use petrel_lua::PolicyEngine;
 use petrel_message::{EnvelopeAddress, Message};
 use petrel_queue::{DeliveryProtocol, QueueKey, QueuePolicy};
-use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
+use petrel_smtp_server::{PolicyError, SessionPolicy};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -123,17 +126,6 @@ fn message(sender: &str) -> Message {
         EnvelopeAddress::parse("r@dest.example").unwrap(),
         Arc::from(&b"X-Tenant: acme\r\nSubject: hi\r\n\r\nbody\r\n"[..]),
     )
-}
-
-fn conn() -> ConnMeta {
-    ConnMeta {
-        received_from: "127.0.0.1:5000".into(),
-        received_via: "127.0.0.1:25".into(),
-        hostname: "mx.test".into(),
-        ehlo_domain: None,
-        authn_id: None,
-        tls: false,
-    }
 }
 
 #[tokio::test]

@@ -2,9 +2,12 @@
 //! limit per state, and decision events that accept only the types they
 //! document.
 
+mod common;
+
+use common::conn;
 use petrel_lua::{LuaSettings, PolicyEngine};
 use petrel_message::EnvelopeAddress;
-use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
+use petrel_smtp_server::{PolicyError, SessionPolicy};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,17 +18,6 @@ fn policy(dir: &tempfile::TempDir, events: &str) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn conn() -> ConnMeta {
-    ConnMeta {
-        received_from: "127.0.0.1:5000".into(),
-        received_via: "127.0.0.1:25".into(),
-        hostname: "mx.test".into(),
-        ehlo_domain: None,
-        authn_id: None,
-        tls: false,
-    }
 }
 
 fn engine(path: &std::path::Path, settings: LuaSettings) -> PolicyEngine {

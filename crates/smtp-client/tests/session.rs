@@ -88,9 +88,11 @@ async fn lmtp_answers_each_recipient() {
 async fn line_breaks_in_envelope_addresses_are_never_sent() {
     let sink = Sink::start().await;
     let mut client = SmtpClient::connect(&options("127.0.0.2", &sink)).await.unwrap();
-    for (sender, recipient) in
-        [("a@x.test\r\nRCPT TO:<victim@y.test>", "r@y.test"), ("a@x.test", "r@y.test>\r\nDATA"), ("a@x\0.test", "r@y.test")]
-    {
+    for (sender, recipient) in [
+        ("a@x.test\r\nRCPT TO:<victim@y.test>", "r@y.test"),
+        ("a@x.test", "r@y.test>\r\nDATA"),
+        ("a@x\0.test", "r@y.test"),
+    ] {
         let err = client.send(sender, recipient, b"x\r\n").await.unwrap_err();
         assert!(matches!(err, ClientError::Unsendable { enhanced: "5.1.7", .. }), "{err}");
         assert!(err.is_permanent() && err.connection_usable());
