@@ -177,7 +177,7 @@ impl PolicyEngine {
         settings: LuaSettings,
     ) -> Result<Self, PolicyLoadError> {
         let generation = Generation::load(path, 1, default_hostname, settings)?;
-        let event_time_limit = Mutex::new(EVENT_TIME_LIMIT);
+        let event_time_limit = Mutex::new(settings.event_time_limit);
         Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit, settings })
     }
 

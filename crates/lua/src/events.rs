@@ -5,6 +5,7 @@ use crate::error::describe;
 use crate::kumo::{Rejection, handler};
 use crate::message::{LuaAddress, LuaConnMeta, LuaEgressPath, LuaListenerDomain, LuaMessage, LuaQueueConfig};
 use crate::specs::{EgressPathSpec, ListenerDomainSpec, QueueConfigSpec};
+use crate::state::call_handler;
 use async_trait::async_trait;
 use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, Value};
 use petrel_delivery::{EgressPathConfig, EgressPolicy, EgressPolicyError};
@@ -36,7 +37,7 @@ async fn message_event(
         .call_event(event, move |lua| {
             let Some(func) = handler(lua, event)? else { return Ok(None) };
             let msg = lua.create_userdata(LuaMessage(copy))?;
-            let result: Value = func.call((msg.clone(), LuaConnMeta(context)))?;
+            let result: Value = call_handler(lua, &func, (msg.clone(), LuaConnMeta(context)))?;
             nothing(event, result)?;
             Ok(Some(msg.take::<LuaMessage>()?.0))
         })
@@ -65,7 +66,7 @@ async fn call<R: Send + 'static>(
 ) -> Result<Option<R>, mlua::Error> {
     engine
         .call_event(event, move |lua| match handler(lua, event)? {
-            Some(f) => check(event, f.call(args(lua)?)?).map(Some),
+            Some(f) => check(event, call_handler(lua, &f, args(lua)?)?).map(Some),
             None => Ok(None),
         })
         .await
@@ -129,7 +130,7 @@ impl SessionPolicy for PolicyEngine {
         let (domain, listener, conn) = (domain.to_string(), listener.to_string(), conn_arg(conn));
         self.call_event("get_listener_domain", move |lua| {
             let Some(f) = handler(lua, "get_listener_domain")? else { return Ok(None) };
-            let value: Value = f.call((domain, listener, conn))?;
+            let value: Value = call_handler(lua, &f, (domain, listener, conn))?;
             from_result(lua, value, |s: ListenerDomainSpec| s.into_domain().map(LuaListenerDomain))
         })
         .await
@@ -198,7 +199,7 @@ impl QueuePolicy for PolicyEngine {
         let args = (key.domain.clone(), key.tenant.clone(), key.campaign.clone(), key.routing_domain.clone());
         self.call_event("get_queue_config", move |lua| {
             let Some(func) = handler(lua, "get_queue_config")? else { return Ok(None) };
-            let value: Value = func.call(args)?;
+            let value: Value = call_handler(lua, &func, args)?;
             from_result(lua, value, |s: QueueConfigSpec| s.into_config().map(LuaQueueConfig))
         })
         .await
@@ -222,7 +223,7 @@ impl EgressPolicy for PolicyEngine {
         let args = (routing_domain.to_string(), source.to_string(), site.to_string());
         self.call_event("get_egress_path_config", move |lua| {
             let Some(func) = handler(lua, "get_egress_path_config")? else { return Ok(None) };
-            let value: Value = func.call(args)?;
+            let value: Value = call_handler(lua, &func, args)?;
             from_result(lua, value, |s: EgressPathSpec| s.into_config().map(LuaEgressPath))
         })
         .await

@@ -38,6 +38,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("json_encode", lua.create_function(|lua, v: Value| json_encode(lua, v))?)?;
     kumo.set("json_parse", lua.create_function(|lua, s: String| json_parse(lua, &s))?)?;
     kumo.set("json_load", lua.create_function(|lua, path: String| json_load(lua, &path))?)?;
+    kumo.set("sleep", lua.create_async_function(sleep)?)?;
     for (name, level) in
         [("log_info", tracing::Level::INFO), ("log_warn", tracing::Level::WARN), ("log_error", tracing::Level::ERROR)]
     {
@@ -213,6 +214,16 @@ fn json_parse(lua: &Lua, text: &str) -> mlua::Result<Value> {
     let json: serde_json::Value =
         serde_json::from_str(text).map_err(|e| mlua::Error::runtime(format!("json_parse: {e}")))?;
     lua.to_value(&json)
+}
+
+/// `kumo.sleep(seconds)`: waits without holding any async worker (the
+/// event's coroutine yields). Counts against the event's time limit.
+async fn sleep(_: Lua, seconds: f64) -> mlua::Result<()> {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(mlua::Error::runtime(format!("kumo.sleep: {seconds} is not a number of seconds")));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
+    Ok(())
 }
 
 fn json_load(lua: &Lua, path: &str) -> mlua::Result<Value> {

@@ -17,11 +17,13 @@ pub struct LuaSettings {
     /// Bytes one Lua state may allocate; past it the event fails and the
     /// state is discarded.
     pub memory_limit: usize,
+    /// Longest one event may compute or wait; past it the event fails.
+    pub event_time_limit: std::time::Duration,
 }
 
 impl Default for LuaSettings {
     fn default() -> Self {
-        Self { unrestricted: false, memory_limit: 256 * 1024 * 1024 }
+        Self { unrestricted: false, memory_limit: 256 * 1024 * 1024, event_time_limit: crate::engine::EVENT_TIME_LIMIT }
     }
 }
 
@@ -57,6 +59,29 @@ fn sandbox(lua: &Lua) -> mlua::Result<()> {
 
 /// When the event running in a state must have finished; set per call.
 pub(crate) struct Deadline(pub Instant);
+
+/// Call a handler as an async Lua call: a Lua function that waits
+/// (`kumo.sleep`, and later DNS or HTTP lookups) yields its coroutine
+/// instead of blocking. Events run on a blocking-pool thread (see
+/// `engine`), which drives the call to completion, so waiting holds that
+/// thread and its Lua state, never an async worker. Waiting counts against
+/// the event's time limit like computing does.
+pub(crate) fn call_handler<R: mlua::FromLuaMulti>(
+    lua: &Lua,
+    func: &mlua::Function,
+    args: impl mlua::IntoLuaMulti,
+) -> mlua::Result<R> {
+    let deadline = lua.app_data_ref::<Deadline>().map(|d| d.0);
+    let call = func.call_async::<R>(args);
+    tokio::runtime::Handle::current().block_on(async move {
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.unwrap_or_else(|_| {
+                Err(mlua::Error::runtime("the policy event ran past its time limit and was stopped"))
+            }),
+            None => call.await,
+        }
+    })
+}
 
 /// Lua code checks the deadline every so many VM instructions, so a runaway
 /// handler fails its call instead of holding a thread (and its state) forever.

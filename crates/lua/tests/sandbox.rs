@@ -127,3 +127,24 @@ end)"#;
     }
     engine.rcpt_to(&EnvelopeAddress::parse("fine@d.example").unwrap(), &conn()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_in_kumo_sleep_counts_against_the_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = r#"kumo.on('smtp_server_mail_from', function(sender)
+  kumo.sleep(tonumber(sender.user:sub(2)) / 1000)
+end)"#;
+    let settings = LuaSettings { event_time_limit: std::time::Duration::from_millis(300), ..LuaSettings::default() };
+    let engine = engine(&policy(&dir, events), settings);
+    let started = std::time::Instant::now();
+    engine.mail_from(&EnvelopeAddress::parse("s50@a.example").unwrap(), &conn()).await.unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50), "it slept");
+    let started = std::time::Instant::now();
+    match engine.mail_from(&EnvelopeAddress::parse("s5000@a.example").unwrap(), &conn()).await {
+        Err(PolicyError::Failed(e)) => assert!(e.contains("time limit"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "stopped at the limit: {:?}", started.elapsed());
+    // The state whose sleep was cut short serves the next call.
+    engine.mail_from(&EnvelopeAddress::parse("s1@a.example").unwrap(), &conn()).await.unwrap();
+}

@@ -10,5 +10,6 @@ mod reload;
 
 pub use daemon::{Controls, Daemon, DaemonError, DaemonOptions, system_hostname};
 pub use petrel_http_api::ReloadOutcome;
+pub use petrel_lua::LuaSettings;
 pub use petrel_queue::{QueueFilter, RebindTarget};
 pub use reload::Reloader;

@@ -66,11 +66,19 @@ struct LuaArgs {
     /// fails (the client is told to retry) and its state is discarded.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     lua_memory_limit: usize,
+    /// Longest one policy event may run or wait, in seconds; past it the
+    /// event fails (an SMTP client gets 451 4.3.0).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    lua_time_limit: f64,
 }
 
 impl LuaArgs {
     fn settings(self) -> petrel_lua::LuaSettings {
-        petrel_lua::LuaSettings { unrestricted: self.unrestricted_lua, memory_limit: self.lua_memory_limit << 20 }
+        petrel_lua::LuaSettings {
+            unrestricted: self.unrestricted_lua,
+            memory_limit: self.lua_memory_limit << 20,
+            event_time_limit: std::time::Duration::from_secs_f64(self.lua_time_limit.max(0.001)),
+        }
     }
 }
 
