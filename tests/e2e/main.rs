@@ -5,6 +5,7 @@ mod delivery_engine;
 mod egress;
 mod eight_bit;
 mod full_disk;
+mod held_queue;
 mod http;
 mod http_hardening;
 mod lua_isolation;

@@ -80,6 +80,8 @@ pub struct ScheduledQueueSummary {
     pub oldest_age_secs: Option<u64>,
     pub last_error: Option<String>,
     pub suspended: bool,
+    /// Why the queue holds its messages: its `get_queue_config` failed.
+    pub held: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -65,6 +65,9 @@ pub(crate) fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> 
 }
 
 fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
+    if let Err(why) = crate::event_names::check(&event) {
+        return Err(mlua::Error::runtime(format!("{}: {why}", caller_location(lua))));
+    }
     let events: Table = lua.named_registry_value(EVENTS)?;
     if events.contains_key(event.as_str())? {
         let where_ = caller_location(lua);

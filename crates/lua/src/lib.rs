@@ -12,6 +12,7 @@
 
 mod engine;
 mod error;
+mod event_names;
 mod events;
 mod init;
 mod kumo;

@@ -85,6 +85,7 @@ impl AdminOps for DaemonAdmin {
                 oldest_age_secs: q.oldest.map(|t| (now - t).num_seconds().max(0) as u64),
                 last_error: q.last_error,
                 suspended: q.suspended,
+                held: q.held,
             })
             .collect();
         let ready = self

@@ -62,3 +62,50 @@ fn serve_refuses_to_start_on_a_broken_policy() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("init.lua:3:"), "{stderr}");
 }
+
+/// `validate` on a policy whose init is valid and whose `events` follow.
+fn validate_events(events: &str, args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("init.lua");
+    let policy = format!(
+        "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '{}/spool' }}\nend)\n{events}\n",
+        dir.path().display()
+    );
+    std::fs::write(&path, policy).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["validate", "--policy"])
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn a_misspelt_or_unraised_event_is_an_error_with_its_line() {
+    let (ok, stderr) = validate_events("kumo.on('smtp_server_mesage_received', function(msg) end)", &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("init.lua:5:") && stderr.contains("did you mean \"smtp_server_message_received\""),
+        "{stderr}"
+    );
+    let (ok, stderr) = validate_events("kumo.on('get_egress_source', function(name) end)", &[]);
+    assert!(!ok);
+    assert!(stderr.contains("init.lua:5:") && stderr.contains("does not raise"), "{stderr}");
+}
+
+#[test]
+fn config_events_are_tried_with_sample_domains() {
+    let typo =
+        "kumo.on('get_queue_config', function(domain)\n  return kumo.make_queue_config { retry_intervl = '1m' }\nend)";
+    let (ok, stderr) = validate_events(typo, &[]);
+    assert!(!ok, "a typo inside make_queue_config is caught before the first message");
+    assert!(stderr.contains("init.lua:6:") && stderr.contains("retry_intervl"), "{stderr}");
+
+    let only_some = "kumo.on('get_egress_path_config', function(domain, source, site)\n  if domain == 'broken.example' then return nil + 1 end\nend)";
+    let (ok, _) = validate_events(only_some, &[]);
+    assert!(ok, "fine for example.com");
+    let (ok, stderr) = validate_events(only_some, &["--sample-domain", "broken.example"]);
+    assert!(!ok);
+    assert!(stderr.contains("init.lua:6:") && stderr.contains("broken.example"), "{stderr}");
+}

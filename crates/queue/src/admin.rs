@@ -49,6 +49,8 @@ pub struct ScheduledSummary {
     pub oldest: Option<chrono::DateTime<chrono::Utc>>,
     pub last_error: Option<String>,
     pub suspended: bool,
+    /// Why the queue is held (its `get_queue_config` failed).
+    pub held: Option<String>,
 }
 
 impl QueueManager {
@@ -93,6 +95,7 @@ impl QueueManager {
                 oldest: q.oldest(),
                 last_error: q.last_error(),
                 suspended: self.is_suspended(q),
+                held: q.held(),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

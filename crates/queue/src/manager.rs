@@ -160,8 +160,12 @@ impl QueueManager {
                     Ok(config) => queue.set_config(config),
                     Err(e) => {
                         tracing::error!(queue = queue.name(), error = %e, "get_queue_config failed; holding the queue");
-                        if self.pause(CONFIG_RETRY).await {
-                            return;
+                        queue.hold(e.to_string());
+                        // A reload (which wakes every queue) asks again at once.
+                        tokio::select! {
+                            _ = tokio::time::sleep(CONFIG_RETRY) => {}
+                            _ = queue.wake.notified() => {}
+                            _ = self.shutdown.cancelled() => return,
                         }
                         continue;
                     }
@@ -192,14 +196,6 @@ impl QueueManager {
                     }
                 }
             }
-        }
-    }
-
-    /// Sleep, or return true at shutdown.
-    async fn pause(&self, wait: Duration) -> bool {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => false,
-            _ = self.shutdown.cancelled() => true,
         }
     }
 

@@ -18,6 +18,8 @@ pub struct ScheduledQueue {
     wrr: Mutex<HashMap<String, Wrr>>,
     waiting: Mutex<BTreeMap<(DateTime<Utc>, SpoolId), Message>>,
     last_error: Mutex<Option<String>>,
+    /// Why the queue is held: its `get_queue_config` failed.
+    held: Mutex<Option<String>>,
     pub(crate) wake: Notify,
 }
 
@@ -30,6 +32,7 @@ impl ScheduledQueue {
             wrr: Mutex::new(HashMap::new()),
             waiting: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
+            held: Mutex::new(None),
             wake: Notify::new(),
         }
     }
@@ -52,6 +55,16 @@ impl ScheduledQueue {
 
     pub(crate) fn set_config(&self, config: QueueConfig) {
         *self.config.lock() = Some(Arc::new(config));
+        *self.held.lock() = None;
+    }
+
+    /// Why the queue holds its messages, when its config could not be had.
+    pub fn held(&self) -> Option<String> {
+        self.held.lock().clone()
+    }
+
+    pub(crate) fn hold(&self, reason: String) {
+        *self.held.lock() = Some(reason);
     }
 
     /// The reply of the last failed attempt, for operators.

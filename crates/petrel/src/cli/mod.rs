@@ -6,6 +6,7 @@ mod client;
 mod logs;
 mod show;
 mod spool;
+mod validate;
 
 use crate::{Daemon, DaemonOptions, system_hostname};
 use clap::{Args, Parser, Subcommand};
@@ -15,7 +16,6 @@ use petrel_lua::{InitConfig, PolicyEngine};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "petrel", version, about = "A mail transfer agent for high-volume senders, scripted in Lua")]
@@ -98,6 +98,10 @@ enum Command {
         policy: PathBuf,
         #[command(flatten)]
         lua: LuaArgs,
+        /// A recipient domain to try the config events with (repeatable;
+        /// example.com when none is given).
+        #[arg(long = "sample-domain", value_name = "DOMAIN")]
+        sample_domains: Vec<String>,
     },
     /// Scheduled and ready queues of the running daemon.
     Queue {
@@ -268,7 +272,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { policy, lua } => return serve(policy, lua.settings()),
-        Command::Validate { policy, lua } => return validate(policy, lua.settings()),
+        Command::Validate { policy, lua, sample_domains } => {
+            return validate::run(&policy, lua.settings(), &sample_domains);
+        }
         Command::Logs { command: LogsCommand::Tail { dir, policy, lines, follow } } => {
             tail(dir, &policy, lines, follow)
         }
@@ -466,24 +472,6 @@ async fn wait_for_stop_signal() -> std::time::Duration {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
             int
-        }
-    }
-}
-
-fn validate(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
-    let metrics = Arc::new(petrel_telemetry::Metrics::new());
-    match PolicyEngine::load_with(&policy, &system_hostname(), metrics, lua) {
-        Ok(engine) => {
-            println!("{} is valid.\n", policy.display());
-            print!("{}", describe(&engine.current().config));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{} is invalid:", policy.display());
-            for error in &e.errors {
-                eprintln!("  {error}");
-            }
-            ExitCode::FAILURE
         }
     }
 }

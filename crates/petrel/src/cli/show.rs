@@ -38,12 +38,16 @@ fn age(v: &Value) -> String {
 pub fn queue_summary(v: &Value) -> String {
     let mut scheduled = table(&["SCHEDULED QUEUE", "MESSAGES", "OLDEST", "STATE", "LAST ERROR"]);
     for q in v["scheduled"].as_array().into_iter().flatten() {
-        let state = if q["suspended"].as_bool() == Some(true) { "suspended" } else { "active" };
+        let state = match (&q["held"], q["suspended"].as_bool()) {
+            (Value::String(why), _) => format!("held: {why}"),
+            (_, Some(true)) => "suspended".into(),
+            _ => "active".into(),
+        };
         scheduled.add_row(vec![
             text(&q["name"]),
             text(&q["messages"]),
             age(&q["oldest_age_secs"]),
-            state.into(),
+            state,
             text(&q["last_error"]),
         ]);
     }
