@@ -201,3 +201,24 @@ async fn a_changed_listener_keeps_its_socket_and_an_unbindable_one_refuses_the_r
     assert!(banner(addr).await.contains("after.test"), "nothing of the refused policy applied");
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_nothing_changed_is_a_no_op_and_a_changed_module_counts() {
+    let ws = Workspace::new();
+    std::fs::write(ws.dir.path().join("settings.lua"), "return { retry = '20m' }\n").unwrap();
+    let events = "local settings = require 'settings'\nkumo.on('get_queue_config', function()\n  return kumo.make_queue_config { retry_interval = settings.retry }\nend)";
+    let policy = ws.policy("  kumo.start_http_listener { listen = '127.0.0.1:0' }", events);
+    let daemon = TestDaemon::start(&policy).unwrap();
+
+    let same = reload(&daemon).await.json();
+    assert_eq!((same["unchanged"].as_bool(), same["generation"].as_u64()), (Some(true), Some(1)), "{same}");
+    // Rewriting the same bytes (what `touch` and many editors do) is no change either.
+    std::fs::write(&policy, std::fs::read(&policy).unwrap()).unwrap();
+    assert_eq!(reload(&daemon).await.json()["unchanged"], true);
+    assert_eq!(daemon.controls.policy_generation(), 1);
+
+    std::fs::write(ws.dir.path().join("settings.lua"), "return { retry = '5m' }\n").unwrap();
+    let changed = reload(&daemon).await.json();
+    assert_eq!((changed["unchanged"].as_bool(), changed["generation"].as_u64()), (Some(false), Some(2)), "{changed}");
+    daemon.stop();
+}

@@ -152,6 +152,10 @@ pub struct RouteExplanation {
 pub struct ReloadOutcome {
     pub success: bool,
     pub generation: Option<u64>,
+    /// The policy and every file it was built from read as before: nothing
+    /// was reloaded (the generation stays).
+    #[serde(default)]
+    pub unchanged: bool,
     #[schema(value_type = Object)]
     pub changes: serde_json::Value,
     pub errors: Vec<String>,

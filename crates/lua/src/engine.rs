@@ -35,6 +35,8 @@ pub struct Generation {
     /// generation runs the same script, so they all agree).
     events: std::collections::HashSet<String>,
     settings: LuaSettings,
+    /// The files this generation was built from.
+    pub fingerprint: crate::Fingerprint,
 }
 
 fn max_states() -> usize {
@@ -51,12 +53,16 @@ impl Generation {
     ) -> Result<Self, PolicyLoadError> {
         let lua = new_state(path, &settings)?;
         lua.set_app_data(InitCollector::new(default_hostname.to_string()));
+        lua.set_app_data(crate::fingerprint::DataFiles::default());
         let init_result = match handler(&lua, "init") {
             Ok(Some(init)) => init.call::<()>(()).map_err(|e| describe(&e)),
             Ok(None) => Err(format!("{}: the policy registers no init event (kumo.on('init', ...))", path.display())),
             Err(e) => Err(describe(&e)),
         };
         let mut collector = lua.remove_app_data::<InitCollector>().expect("set above");
+        let mut files = lua.remove_app_data::<crate::fingerprint::DataFiles>().expect("set above").0;
+        files.insert(path.to_path_buf());
+        files.extend(crate::fingerprint::required_modules(&lua).unwrap_or_default());
         let events = crate::kumo::registered_events(&lua).unwrap_or_default();
         let has_http_auth = HTTP_AUTH_EVENTS.iter().any(|e| matches!(handler(&lua, e), Ok(Some(_))));
         collector.check_http_auth(has_http_auth);
@@ -70,10 +76,18 @@ impl Generation {
                 }
             };
         }
+        let config = config?;
+        for listener in &config.listeners {
+            files.extend(listener.tls_certificate.iter().chain(&listener.tls_private_key).cloned());
+        }
+        for listener in &config.http_listeners {
+            files.extend(listener.tls_certificate.iter().chain(&listener.tls_private_key).cloned());
+        }
         Ok(Self {
             number,
             path: path.to_path_buf(),
-            config: Arc::new(config?),
+            fingerprint: crate::Fingerprint::of(files),
+            config: Arc::new(config),
             idle: Mutex::new(vec![lua]),
             permits: Semaphore::new(max_states()),
             created: std::sync::atomic::AtomicUsize::new(1),

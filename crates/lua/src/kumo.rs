@@ -230,6 +230,7 @@ async fn sleep(_: Lua, seconds: f64) -> mlua::Result<()> {
 }
 
 fn json_load(lua: &Lua, path: &str) -> mlua::Result<Value> {
+    crate::fingerprint::note_data_file(lua, std::path::Path::new(path));
     let text = std::fs::read_to_string(path).map_err(|e| mlua::Error::runtime(format!("json_load {path}: {e}")))?;
     json_parse(lua, &text).map_err(|e| mlua::Error::runtime(format!("{path}: {e}")))
 }

@@ -14,6 +14,7 @@ mod engine;
 mod error;
 mod event_names;
 mod events;
+mod fingerprint;
 mod init;
 mod kumo;
 mod message;
@@ -22,5 +23,6 @@ mod state;
 
 pub use engine::{Generation, PolicyEngine};
 pub use error::PolicyLoadError;
+pub use fingerprint::Fingerprint;
 pub use init::InitConfig;
 pub use state::LuaSettings;

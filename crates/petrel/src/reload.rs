@@ -152,6 +152,7 @@ impl Reloader {
         ReloadOutcome {
             success: false,
             generation: Some(self.parts.engine.current().number),
+            unchanged: false,
             changes: json!({}),
             errors,
         }
@@ -160,6 +161,17 @@ impl Reloader {
     /// Load, validate, bind, swap, reconcile. Concurrent calls queue up.
     pub async fn reload(&self) -> ReloadOutcome {
         let mut listeners = self.listeners.lock().await;
+        let running = self.parts.engine.current();
+        if running.fingerprint.unchanged() {
+            tracing::info!(generation = running.number, "policy files unchanged; nothing to reload");
+            return ReloadOutcome {
+                success: true,
+                generation: Some(running.number),
+                unchanged: true,
+                changes: json!({}),
+                errors: Vec::new(),
+            };
+        }
         let next = match self.parts.engine.prepare(&self.parts.hostname) {
             Ok(next) => next,
             Err(e) => return self.refused(e.errors),
@@ -233,7 +245,13 @@ impl Reloader {
         self.parts.queues.refresh_configs();
         self.parts.dispatcher.retire_ready_queues();
         tracing::info!(generation = generation.number, %changes, "policy reloaded");
-        ReloadOutcome { success: true, generation: Some(generation.number), changes, errors: Vec::new() }
+        ReloadOutcome {
+            success: true,
+            generation: Some(generation.number),
+            unchanged: false,
+            changes,
+            errors: Vec::new(),
+        }
     }
 
     fn stop_removed(&self, listeners: &mut Listeners, smtp: Vec<usize>, http: Vec<usize>) -> Vec<String> {

@@ -7,13 +7,24 @@ use common::{free_port, serve, signal};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn reload_generation(endpoint: &str) -> u64 {
+fn reload_outcome(endpoint: &str) -> serde_json::Value {
     let out =
         Command::new(env!("CARGO_BIN_EXE_petrel")).args(["reload", "--json", "--endpoint", endpoint]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["success"], true, "{v}");
-    v["generation"].as_u64().unwrap()
+    v
+}
+
+fn reload_generation(endpoint: &str) -> u64 {
+    reload_outcome(endpoint)["generation"].as_u64().unwrap()
+}
+
+/// An edit that changes the policy's bytes but not what it does.
+fn edit(policy: &std::path::Path, n: usize) {
+    let mut text = std::fs::read_to_string(policy).unwrap();
+    text.push_str(&format!("-- edit {n}\n"));
+    std::fs::write(policy, text).unwrap();
 }
 
 #[test]
@@ -31,11 +42,17 @@ fn sighup_and_petrel_reload_both_reload() {
     .unwrap();
     let mut child = serve(&policy, port, Stdio::null());
     let endpoint = format!("http://127.0.0.1:{port}");
+    edit(&policy, 1);
     signal(&child, "-HUP");
     std::thread::sleep(Duration::from_millis(500));
     // SIGHUP made generation 2, so this reload makes 3.
+    edit(&policy, 2);
     assert_eq!(reload_generation(&endpoint), 3);
+    edit(&policy, 3);
     assert_eq!(reload_generation(&endpoint), 4);
+    // Nothing changed since: a reload is a no-op that says so.
+    let same = reload_outcome(&endpoint);
+    assert_eq!((same["unchanged"].as_bool(), same["generation"].as_u64()), (Some(true), Some(4)), "{same}");
     signal(&child, "-TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM ends the daemon cleanly: {status}");

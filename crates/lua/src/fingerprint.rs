@@ -1,0 +1,66 @@
+//! What a generation was built from: the policy file, the Lua modules it
+//! required, the data files it read through `kumo.*` loaders and the
+//! certificate files its listeners use. A reload whose files all read the
+//! same as the running generation's is a no-op.
+
+use mlua::{Lua, Table};
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+/// Files read through `kumo.json_load` (and later loaders) while a state
+/// ran; kept as app data of the state that ran `init`.
+#[derive(Default)]
+pub(crate) struct DataFiles(pub BTreeSet<PathBuf>);
+
+/// Record that `path` was read by a `kumo.*` loader.
+pub(crate) fn note_data_file(lua: &Lua, path: &Path) {
+    if let Some(mut files) = lua.app_data_mut::<DataFiles>() {
+        files.0.insert(path.to_path_buf());
+    }
+}
+
+/// The files of a generation and a hash of their contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub files: BTreeSet<PathBuf>,
+    pub hash: u64,
+}
+
+impl Fingerprint {
+    pub(crate) fn of(files: BTreeSet<PathBuf>) -> Self {
+        let hash = hash_files(&files);
+        Self { files, hash }
+    }
+
+    /// Whether the same files still read the same.
+    pub fn unchanged(&self) -> bool {
+        hash_files(&self.files) == self.hash
+    }
+}
+
+fn hash_files(files: &BTreeSet<PathBuf>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in files {
+        file.hash(&mut hasher);
+        // A missing file hashes as such, so its return is a change too.
+        std::fs::read(file).ok().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// The files of the Lua modules `require` loaded into `lua`.
+pub(crate) fn required_modules(lua: &Lua) -> mlua::Result<BTreeSet<PathBuf>> {
+    let package: Table = lua.globals().get("package")?;
+    let loaded: Table = package.get("loaded")?;
+    let search_path: String = package.get("path")?;
+    let searchpath: mlua::Function = package.get("searchpath")?;
+    let mut files = BTreeSet::new();
+    for pair in loaded.pairs::<String, mlua::Value>() {
+        let (name, _) = pair?;
+        if let Some(file) = searchpath.call::<Option<String>>((name, search_path.clone()))? {
+            files.insert(PathBuf::from(file));
+        }
+    }
+    Ok(files)
+}
