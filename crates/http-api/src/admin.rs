@@ -111,14 +111,17 @@ pub async fn bounce(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiErro
 }
 
 #[utoipa::path(post, path = "/api/admin/rebind/v1", request_body = RebindRequest,
-    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad request")))]
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 422, description = "No such egress pool; nothing was moved")))]
 pub async fn rebind(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: RebindRequest = parse_json(&body)?;
     check_selector(&request.selector())?;
     if request.to_queue.is_some() == request.to_pool.is_some() {
         return Err(ApiError::bad_request("to_pool", "give exactly one of to_queue or to_pool"));
     }
-    Ok(done(Some(s.admin.rebind(&request).await)))
+    match s.admin.rebind(&request).await {
+        Ok(moved) => Ok(done(Some(moved))),
+        Err(e) => Err(ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: e, field: Some("to_pool".into()) }),
+    }
 }
 
 #[utoipa::path(post, path = "/api/admin/reload/v1",

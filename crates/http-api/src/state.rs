@@ -168,7 +168,9 @@ pub trait AdminOps: Send + Sync + 'static {
     fn resume(&self, selector: &QueueSelector);
     fn suspend_source(&self, name: &str) -> bool;
     fn resume_source(&self, name: &str) -> bool;
-    async fn rebind(&self, request: &RebindRequest) -> usize;
+    /// Move waiting messages; `Err` names what the target lacks (an
+    /// unknown pool), and nothing moves.
+    async fn rebind(&self, request: &RebindRequest) -> Result<usize, String>;
     async fn bounce(&self, selector: &QueueSelector, reason: &str) -> usize;
     fn queue_summary(&self) -> QueueSummary;
     async fn inspect(&self, id: &str, want_body: bool) -> Option<MessageInfo>;

@@ -60,13 +60,19 @@ impl AdminOps for DaemonAdmin {
         known
     }
 
-    async fn rebind(&self, request: &RebindRequest) -> usize {
+    async fn rebind(&self, request: &RebindRequest) -> Result<usize, String> {
         let target = match (&request.to_queue, &request.to_pool) {
             (Some(queue), _) => RebindTarget::Queue(queue.clone()),
-            (None, Some(pool)) => RebindTarget::Pool(pool.clone()),
-            (None, None) => return 0,
+            (None, Some(pool)) => {
+                // Unknown, the mail would silently fall back to the default pool.
+                if self.engine.current().config.registry.pool(pool).is_none() {
+                    return Err(format!("no egress pool named {pool:?}"));
+                }
+                RebindTarget::Pool(pool.clone())
+            }
+            (None, None) => return Ok(0),
         };
-        self.queues.rebind(&filter(&request.selector()), &target).await
+        Ok(self.queues.rebind(&filter(&request.selector()), &target).await)
     }
 
     async fn bounce(&self, selector: &QueueSelector, reason: &str) -> usize {

@@ -77,6 +77,10 @@ end)
     let line = out.lines().find(|l| l.contains("dest.example")).unwrap_or_else(|| panic!("no queue line in:\n{out}"));
     assert!(line.contains("suspended") && line.contains(" 1 "), "{line}");
     assert_eq!(sink.received_count(), 0, "held while suspended");
+    // A pool that does not exist is refused; nothing moves to the default IP.
+    let (ok, _, err) = petrel(args(&["rebind", "--queue", "dest.example", "--to-pool", "nope"], &endpoint)).await;
+    assert!(!ok, "rebind to an unknown pool must fail");
+    assert!(err.contains("422") && err.contains("no egress pool named \"nope\""), "{err}");
 
     // The Reception record names the message; inspect shows it, body included.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -30,6 +30,9 @@ pub enum SpoolError {
     /// salvages what is readable.
     #[error("the spool at {} is damaged: {reason}", path.display())]
     Damaged { path: std::path::PathBuf, reason: String },
+    /// Another process (a second daemon) has the spool open.
+    #[error("the spool at {} is in use by process {pid} (another petrel serve?)", path.display())]
+    InUse { path: std::path::PathBuf, pid: i32 },
     #[error("message {0} is not in the spool")]
     NotFound(SpoolId),
     #[error("spool record {key} is corrupt: {reason}")]

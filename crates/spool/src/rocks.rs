@@ -127,8 +127,25 @@ pub(crate) fn db_options(recovery: DBRecoveryMode) -> Options {
     opts
 }
 
+/// The process holding RocksDB's lock on the database at `path`, if
+/// another one does (RocksDB takes an fcntl write lock on `LOCK`).
+fn lock_holder(path: &Path) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path.join("LOCK")).ok()?;
+    // SAFETY: a zeroed flock is a valid argument; F_GETLK only fills it in.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: `file` is open for the duration of the call.
+    let ok = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) } == 0;
+    (ok && lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid)
+}
+
 fn open_db(path: &Path) -> Result<DB, SpoolError> {
     std::fs::create_dir_all(path).map_err(|e| SpoolError::Storage(format!("{}: {e}", path.display())))?;
+    if let Some(pid) = lock_holder(path) {
+        return Err(SpoolError::InUse { path: path.to_path_buf(), pid });
+    }
     let opts = db_options(DBRecoveryMode::TolerateCorruptedTailRecords);
     let cfs = [META_CF, DATA_CF].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
     DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {

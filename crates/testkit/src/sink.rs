@@ -91,8 +91,18 @@ impl Sink {
         Self::launch("127.0.0.1:0".parse().unwrap(), script, Some(self_signed_acceptor())).await
     }
 
+    /// Like [`Sink::start_at`], but a port in use is an error, not a panic.
+    pub async fn try_start_at(addr: SocketAddr, script: ReplyScript) -> std::io::Result<Sink> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::serve_on(listener, script, None))
+    }
+
     async fn launch(addr: SocketAddr, script: ReplyScript, tls: Option<TlsAcceptor>) -> Sink {
         let listener = TcpListener::bind(addr).await.expect("sink bind");
+        Self::serve_on(listener, script, tls)
+    }
+
+    fn serve_on(listener: TcpListener, script: ReplyScript, tls: Option<TlsAcceptor>) -> Sink {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let st = state.clone();

@@ -38,12 +38,16 @@ struct Remote {
 /// Which scheduled queues: by name, or by the parts of their names.
 #[derive(Args, Clone, Default)]
 struct Selector {
+    /// A scheduled queue by its full name (`campaign:tenant@domain`).
     #[arg(long)]
     queue: Option<String>,
+    /// Every queue for this recipient domain.
     #[arg(long)]
     domain: Option<String>,
+    /// Every queue of this tenant.
     #[arg(long)]
     tenant: Option<String>,
+    /// Every queue of this campaign.
     #[arg(long)]
     campaign: Option<String>,
 }
@@ -86,6 +90,7 @@ impl LuaArgs {
 enum Command {
     /// Run the MTA with a policy.
     Serve {
+        /// The policy file.
         #[arg(long, default_value = "policy/init.lua")]
         policy: PathBuf,
         #[command(flatten)]
@@ -94,6 +99,7 @@ enum Command {
     /// Load a policy, run its init event, and show the sources, pools and
     /// listeners it defines; exits non-zero on any error.
     Validate {
+        /// The policy file.
         #[arg(long, default_value = "policy/init.lua")]
         policy: PathBuf,
         #[command(flatten)]
@@ -126,12 +132,14 @@ enum Command {
     },
     /// Stop sending from an egress source; its pools' other sources take over.
     SuspendSource {
+        /// The egress source's name.
         name: String,
         #[command(flatten)]
         remote: Remote,
     },
     /// Send from an egress source again.
     ResumeSource {
+        /// The egress source's name.
         name: String,
         #[command(flatten)]
         remote: Remote,
@@ -140,6 +148,7 @@ enum Command {
     Bounce {
         #[command(flatten)]
         selector: Selector,
+        /// Why, for the AdminBounce log records.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -149,8 +158,10 @@ enum Command {
     Rebind {
         #[command(flatten)]
         selector: Selector,
+        /// The egress pool the messages should leave from.
         #[arg(long, conflicts_with = "to_queue", required_unless_present = "to_queue")]
         to_pool: Option<String>,
+        /// The scheduled queue the messages should move to.
         #[arg(long)]
         to_queue: Option<String>,
         #[command(flatten)]
@@ -163,10 +174,13 @@ enum Command {
     },
     /// Send a test message through the HTTP API.
     Inject {
+        /// The envelope sender (and From: header).
         #[arg(long)]
         from: String,
+        /// A recipient; repeat for more.
         #[arg(long, required = true)]
         to: Vec<String>,
+        /// The Subject: header.
         #[arg(long, default_value = "Test message from petrel")]
         subject: String,
         /// Message text (the body).
@@ -180,6 +194,7 @@ enum Command {
     },
     /// Show a spooled message.
     Inspect {
+        /// The spool id (32 hex digits, as in the logs and the 250 reply).
         id: String,
         /// Include the message text.
         #[arg(long)]
@@ -190,8 +205,10 @@ enum Command {
     /// Explain, without sending, the queue, pool, source, path and hosts a
     /// message would take, and why.
     Route {
+        /// The envelope sender of the message to route.
         #[arg(long)]
         from: String,
+        /// The recipient of the message to route.
         #[arg(long)]
         to: String,
         /// Meta the message would carry (`tenant=acme`), repeatable.
@@ -220,6 +237,7 @@ enum SpoolCommand {
         /// The spool directory (default: the one the policy defines).
         #[arg(long)]
         path: Option<PathBuf>,
+        /// The policy file.
         #[arg(long, default_value = "policy/init.lua")]
         policy: PathBuf,
     },
@@ -227,8 +245,10 @@ enum SpoolCommand {
     /// unusable records and the ids of lost ones to --quarantine. The
     /// damaged spool is left untouched.
     Repair {
+        /// The damaged spool directory (default: the one the policy defines).
         #[arg(long)]
         path: Option<PathBuf>,
+        /// The policy file.
         #[arg(long, default_value = "policy/init.lua")]
         policy: PathBuf,
         /// An empty or new directory for the salvaged spool.
@@ -253,10 +273,13 @@ enum LogsCommand {
         /// The log directory (default: the one the policy configures).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The policy file.
         #[arg(long, default_value = "policy/init.lua")]
         policy: PathBuf,
+        /// How many of the newest records to print first.
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
+        /// Keep printing records as they are written.
         #[arg(short, long)]
         follow: bool,
     },
@@ -270,6 +293,13 @@ fn parse_meta(text: &str) -> Result<(String, String), String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // A command whose output goes into `head` should end quietly when
+        // the reader leaves, as Unix tools do, not panic on the write. The
+        // daemon keeps SIGPIPE ignored: a closed socket is an error there.
+        // SAFETY: no other thread runs yet; restoring a default disposition.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Serve { policy, lua } => return serve(policy, lua.settings()),
         Command::Validate { policy, lua, sample_domains } => {

@@ -19,10 +19,17 @@ struct Args {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let code = args.reply;
-    let sink = Sink::start_at(args.listen, Arc::new(move |_, _| (code, format!("sink replies {code}")))).await;
+    let sink = match Sink::try_start_at(args.listen, Arc::new(move |_, _| (code, format!("sink replies {code}")))).await
+    {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("petrel-sink: cannot listen on {}: {e}", args.listen);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     println!("petrel-sink listening on {} (replying {code}); Ctrl-C to stop", sink.addr());
     let mut shown = 0;
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
@@ -46,4 +53,5 @@ async fn main() {
     for (source, n) in tally {
         println!("  {source:<40} {n}");
     }
+    std::process::ExitCode::SUCCESS
 }
