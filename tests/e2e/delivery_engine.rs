@@ -182,3 +182,21 @@ async fn recipients_of_one_message_share_a_transaction_per_domain() {
     let delivered = ws.records().into_iter().filter(|r| r.kind == RecordType::Delivery).count();
     assert_eq!(delivered, 5, "each recipient still has its own log record");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_receiver_closed_while_idle_is_replaced_without_a_failed_attempt() {
+    let sink = Sink::start().await;
+    sink.set_hang_up_after_data(true);
+    let ws = Workspace::new();
+    let daemon = TestDaemon::start(&ws.policy("", &smart_host_events(sink.addr(), "retry_interval = '1h',"))).unwrap();
+    for i in 0..3 {
+        assert_eq!(inject(daemon.smtp[0], 1, 1, move |_| ("s@a.example".into(), format!("r{i}@b.example"))).await, 1);
+        assert!(eventually(Duration::from_secs(10), || sink.received_count() == i + 1).await, "message {i}");
+        // Let the worker sit on the connection the sink has just closed.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    daemon.stop();
+    let failures: Vec<_> = ws.records().into_iter().filter(|r| r.kind == RecordType::TransientFailure).collect();
+    assert!(failures.is_empty(), "a stale connection is no failed attempt: {failures:?}");
+    assert!(sink.total_connections() >= 3, "each message got a fresh connection");
+}

@@ -42,15 +42,39 @@ fn for_peer(caps: &petrel_smtp_client::Capabilities, data: &Arc<[u8]>) -> Result
     }
 }
 
-/// Send `batch` over `client`. Returns each message's outcome and whether
-/// the connection can carry another transaction. Messages whose body turns
-/// out to differ go back to the front of the ready queue.
+/// What became of a batch.
+pub(crate) enum Transmitted {
+    /// Each message's outcome, and whether the connection can carry
+    /// another transaction.
+    Done(Vec<(Dispatched, Outcome)>, bool),
+    /// A reused connection turned out closed (the peer dropped it while it
+    /// was idle) before anything was accepted: `retry` goes again on a
+    /// fresh connection, and no attempt is counted; `done` failed before
+    /// the transaction (an unreadable body) and is reported as usual.
+    Stale { retry: Vec<Dispatched>, done: Vec<(Dispatched, Outcome)> },
+}
+
+/// Whether `e`, at the start of a transaction on a reused connection, means
+/// only that the peer had closed it while idle.
+fn stale(e: &petrel_smtp_client::ClientError) -> bool {
+    use petrel_smtp_client::{ClientError, Phase};
+    match e {
+        ClientError::Io { .. } | ClientError::Protocol { .. } => true,
+        ClientError::Rejected { phase: Phase::MailFrom, reply } => reply.code == 421,
+        _ => false,
+    }
+}
+
+/// Send `batch` over `client`. Messages whose body turns out to differ go
+/// back to the front of the ready queue. `reused`: the connection carried
+/// an earlier transaction.
 pub(crate) async fn transmit(
     ready: &ReadyQueue,
     dispatcher: &Dispatcher,
     client: &mut SmtpClient,
     batch: Vec<Dispatched>,
-) -> (Vec<(Dispatched, Outcome)>, bool) {
+    reused: bool,
+) -> Transmitted {
     let mut done = Vec::with_capacity(batch.len());
     let mut items: Vec<Dispatched> = Vec::with_capacity(batch.len());
     let mut shared: Option<Arc<[u8]>> = None;
@@ -67,7 +91,7 @@ pub(crate) async fn transmit(
             },
         }
     }
-    let Some(data) = shared else { return (done, true) };
+    let Some(data) = shared else { return Transmitted::Done(done, true) };
     let sender = items[0].message.sender.email().to_string();
     let recipients: Vec<String> = items.iter().map(|i| i.message.recipient.email().to_string()).collect();
     let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
@@ -75,7 +99,7 @@ pub(crate) async fn transmit(
         Ok(data) => data,
         Err(outcome) => {
             done.extend(items.into_iter().map(|item| (item, outcome.clone())));
-            return (done, true);
+            return Transmitted::Done(done, true);
         }
     };
     let smtputf8 = petrel_message::has_8bit_headers(&data);
@@ -90,13 +114,17 @@ pub(crate) async fn transmit(
                 };
                 done.push((item, outcome));
             }
-            (done, reusable)
+            Transmitted::Done(done, reusable)
+        }
+        Err(e) if reused && stale(&e) => {
+            tracing::debug!(error = %e, "a reused connection was closed by the peer; sending again on a new one");
+            Transmitted::Stale { retry: items, done }
         }
         Err(e) => {
             let reusable = e.connection_usable() && client.rset().await.is_ok();
             let outcome = Outcome::from_client(&e);
             done.extend(items.into_iter().map(|item| (item, outcome.clone())));
-            (done, reusable)
+            Transmitted::Done(done, reusable)
         }
     }
 }

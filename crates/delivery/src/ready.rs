@@ -1,7 +1,7 @@
 //! A ready queue: messages bound for one site from one source, drained by up
 //! to `connection_limit` connection workers that reuse their sessions.
 
-use crate::batch::{compatible, transmit};
+use crate::batch::{Transmitted, compatible, transmit};
 use crate::dispatcher::{Destination, Dispatcher};
 use crate::outcome::{Attempt, Outcome, report};
 use crate::path::EgressPathConfig;
@@ -261,8 +261,20 @@ impl ReadyQueue {
                 }
             }
             let (peer, tls) = (Some(client.peer_addr()), client.tls_info().cloned());
-            let (results, reusable) = transmit(&self, &dispatcher, client, batch).await;
             let attempt = self.attempt(peer, tls);
+            let (results, reusable) = match transmit(&self, &dispatcher, client, batch, sent > 0).await {
+                Transmitted::Done(results, reusable) => (results, reusable),
+                Transmitted::Stale { retry, done } => {
+                    conn = None;
+                    for item in retry.into_iter().rev() {
+                        self.put_back(item);
+                    }
+                    for (item, outcome) in done {
+                        report(&dispatcher, &attempt, item, &outcome).await;
+                    }
+                    continue;
+                }
+            };
             for (item, outcome) in results {
                 report(&dispatcher, &attempt, item, &outcome).await;
             }

@@ -85,10 +85,22 @@ impl SmtpClient {
         self.write(Phase::MailFrom, &batch).await?;
         let mail_reply = self.read_reply(Phase::MailFrom).await?;
         let mut rcpt_replies = Vec::with_capacity(recipients.len());
+        let mut closing = (mail_reply.code == 421).then(|| (Phase::MailFrom, mail_reply.clone()));
         for _ in recipients {
-            rcpt_replies.push(self.read_reply(Phase::RcptTo).await?);
+            match self.read_reply(Phase::RcptTo).await {
+                Ok(reply) => {
+                    if reply.code == 421 && closing.is_none() {
+                        closing = Some((Phase::RcptTo, reply.clone()));
+                    }
+                    rcpt_replies.push(reply);
+                }
+                Err(e) => return Err(closing_reply(closing, e)),
+            }
         }
-        let data_reply = self.read_reply(Phase::Data).await?;
+        let data_reply = match self.read_reply(Phase::Data).await {
+            Ok(reply) => reply,
+            Err(e) => return Err(closing_reply(closing, e)),
+        };
         let any_accepted = rcpt_replies.iter().any(|r| r.is_positive());
         if data_reply.code == 354 && !(mail_reply.is_positive() && any_accepted) {
             // RFC 2920 §3.1: the server took DATA with nobody to deliver to;
@@ -118,5 +130,15 @@ impl SmtpClient {
         self.write(Phase::Data, b"DATA\r\n").await?;
         let data_reply = self.read_reply(Phase::Data).await?;
         Ok((rcpt_replies, Some(data_reply)))
+    }
+}
+
+/// A server that says `421` and hangs up mid-pipeline: its own reply is the
+/// outcome, not the connection loss that follows it, so what it said (and
+/// its enhanced code) reaches the logs and the retry rules.
+fn closing_reply(closing: Option<(Phase, Reply)>, lost: ClientError) -> ClientError {
+    match closing {
+        Some((phase, reply)) => ClientError::Rejected { phase, reply },
+        None => lost,
     }
 }

@@ -101,3 +101,31 @@ async fn line_breaks_in_envelope_addresses_are_never_sent() {
     client.send("a@x.test", "r@y.test", b"x\r\n").await.unwrap();
     assert_eq!(sink.received_count(), 1, "the connection is still good");
 }
+
+#[tokio::test]
+async fn a_421_before_the_server_hangs_up_is_the_outcome_not_the_lost_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(b"220 busy.test\r\n").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await.unwrap();
+        s.write_all(b"250-busy.test\r\n250 PIPELINING\r\n").await.unwrap();
+        // MAIL, RCPT and DATA arrive pipelined: accept MAIL, refuse RCPT, hang up.
+        let _ = s.read(&mut buf).await.unwrap();
+        s.write_all(b"250 2.1.0 ok\r\n421 4.7.0 too many connections\r\n").await.unwrap();
+    });
+    let opts = ConnectOptions::new(Some("127.0.0.2".parse().unwrap()), addr, "mta2.test");
+    let mut client = SmtpClient::connect(&opts).await.unwrap();
+    let err = client.send("a@x.test", "r@y.test", b"x\r\n").await.unwrap_err();
+    match &err {
+        ClientError::Rejected { phase: Phase::RcptTo, reply } => {
+            assert_eq!((reply.code, reply.enhanced.unwrap().to_string()), (421, "4.7.0".to_string()));
+            assert!(reply.text.contains("too many connections"));
+        }
+        other => panic!("the server's own reply was lost: {other}"),
+    }
+    assert!(!err.is_permanent() && !err.connection_usable());
+}

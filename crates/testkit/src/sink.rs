@@ -43,6 +43,9 @@ struct State {
     seven_bit: std::sync::atomic::AtomicBool,
     /// Every MAIL FROM line as sent, for checking parameters.
     mail_lines: Mutex<Vec<String>>,
+    /// Hang up right after answering each message, without a 421 (as a
+    /// server that drops idle clients does).
+    hang_up_after_data: std::sync::atomic::AtomicBool,
 }
 
 pub struct Sink {
@@ -78,6 +81,11 @@ impl Sink {
         let sink = Self::start().await;
         sink.state.seven_bit.store(true, Ordering::SeqCst);
         sink
+    }
+
+    /// From now on, close each connection right after answering a message.
+    pub fn set_hang_up_after_data(&self, on: bool) {
+        self.state.hang_up_after_data.store(on, Ordering::SeqCst);
     }
 
     /// The MAIL FROM command lines received, parameters included.
@@ -299,7 +307,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 // LMTP answers the end of data once per recipient.
                 let answers = if lmtp { recipients.len() } else { 1 };
                 recipients.clear();
-                format!("{code} {text}\r\n").repeat(answers).into_bytes()
+                let reply = format!("{code} {text}\r\n").repeat(answers).into_bytes();
+                if conn.state.hang_up_after_data.load(Ordering::SeqCst) {
+                    stream.write_all(&reply).await?;
+                    return Ok(End::Closed);
+                }
+                reply
             }
             Ok(Command::Rset) => {
                 recipients.clear();
