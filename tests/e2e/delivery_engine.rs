@@ -200,3 +200,37 @@ async fn a_connection_the_receiver_closed_while_idle_is_replaced_without_a_faile
     assert!(failures.is_empty(), "a stale connection is no failed attempt: {failures:?}");
     assert!(sink.total_connections() >= 3, "each message got a fresh connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_message_rate_holds_for_messages_that_cannot_share_a_transaction() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    // Suspend delivery until all 40 are queued, so pacing alone sets the pace.
+    let events = format!(
+        "{}\n{}",
+        smart_host_events(sink.addr(), ""),
+        path_events("max_message_rate = '20/s', connection_limit = 4")
+    );
+    let daemon = TestDaemon::start(&ws.policy("", &events)).unwrap();
+    daemon.controls.suspend_queue("b.example");
+    // Same sender, domain and size, different bodies: each needs its own
+    // transaction, and none may use up a rate slot it does not send.
+    let opts = petrel_smtp_client::ConnectOptions::new(Some("127.0.0.1".parse().unwrap()), daemon.smtp[0], "i.test");
+    let mut client = petrel_smtp_client::SmtpClient::connect(&opts).await.unwrap();
+    for i in 0..40 {
+        let body = format!("Subject: paced\r\n\r\nbody {i:03}\r\n");
+        client.send("s@a.example", &format!("r{i:02}@b.example"), body.as_bytes()).await.unwrap();
+    }
+    client.quit().await;
+    let started = std::time::Instant::now();
+    daemon.controls.resume_queue("b.example");
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 40).await, "got {}", sink.received_count());
+    let took = started.elapsed();
+    // 40 at 20/s: the first at once, the last 1.95 s later (±10 %, plus slack for the last reply).
+    println!("40 messages at max_message_rate 20/s took {took:?}");
+    assert!(took >= Duration::from_millis(1750) && took <= Duration::from_millis(2600), "took {took:?}");
+    let order: Vec<String> = sink.received().iter().map(|m| m.recipients[0].clone()).collect();
+    let expected: Vec<String> = (0..40).map(|i| format!("r{i:02}@b.example")).collect();
+    assert_eq!(order, expected, "delivered in arrival order");
+    daemon.stop();
+}

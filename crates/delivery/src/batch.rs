@@ -77,6 +77,7 @@ pub(crate) async fn transmit(
 ) -> Transmitted {
     let mut done = Vec::with_capacity(batch.len());
     let mut items: Vec<Dispatched> = Vec::with_capacity(batch.len());
+    let mut other_bodies = Vec::new();
     let mut shared: Option<Arc<[u8]>> = None;
     for mut item in batch {
         match body(dispatcher, &mut item).await {
@@ -87,11 +88,22 @@ pub(crate) async fn transmit(
                     items.push(item);
                 }
                 Some(first) if **first == *data => items.push(item),
-                Some(_) => ready.put_back(item),
+                Some(_) => other_bodies.push(item),
             },
         }
     }
+    // Back to the front in their order, so arrival order holds.
+    for item in other_bodies.into_iter().rev() {
+        ready.put_back(item);
+    }
     let Some(data) = shared else { return Transmitted::Done(done, true) };
+    // `max_message_rate` counts messages sent, so the pacing waits only for
+    // the ones this transaction really carries.
+    if let Some(throttle) = &ready.message_rate {
+        for _ in &items {
+            throttle.wait().await;
+        }
+    }
     let sender = items[0].message.sender.email().to_string();
     let recipients: Vec<String> = items.iter().map(|i| i.message.recipient.email().to_string()).collect();
     let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();

@@ -40,7 +40,8 @@ pub(crate) struct ReadyQueue {
     destination: Destination,
     path: EgressPathConfig,
     ehlo: String,
-    message_rate: Option<Throttle>,
+    /// `max_message_rate`, paced per message actually sent (see `batch`).
+    pub(crate) message_rate: Option<Throttle>,
     connection_rate: Option<Throttle>,
     slots: Mutex<Slots>,
     wake: Notify,
@@ -255,11 +256,6 @@ impl ReadyQueue {
                 }
             }
             let client = &mut conn.as_mut().expect("connected above").client;
-            if let Some(throttle) = &self.message_rate {
-                for _ in &batch {
-                    throttle.wait().await;
-                }
-            }
             let (peer, tls) = (Some(client.peer_addr()), client.tls_info().cloned());
             let attempt = self.attempt(peer, tls);
             let (results, reusable) = match transmit(&self, &dispatcher, client, batch, sent > 0).await {
