@@ -16,3 +16,4 @@ mod policy_errors;
 mod recovery;
 mod relay;
 mod reload;
+mod route_agrees;

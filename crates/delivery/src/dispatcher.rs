@@ -210,14 +210,10 @@ impl Dispatcher {
     ) -> Option<(Arc<ReadyQueue>, Dispatched)> {
         let registry = self.handles.policy.registry();
         let config = queue.config().unwrap_or_default();
-        let wanted = message.meta_str("egress_pool").or(config.egress_pool.as_deref()).unwrap_or(DEFAULT_NAME);
-        let pool = match registry.pool(wanted) {
-            Some(pool) => pool.clone(),
-            None => {
-                tracing::warn!(id = %message.id, pool = wanted, "egress pool is not defined; using the default pool");
-                registry.pool(DEFAULT_NAME).expect("the registry always has a default pool").clone()
-            }
-        };
+        let (pool, choice) = crate::route::choose_pool(&registry, message.meta_str("egress_pool"), &config);
+        if let crate::route::PoolChoice::Undefined(wanted) = &choice {
+            tracing::warn!(id = %message.id, pool = %wanted, "egress pool is not defined; using the default pool");
+        }
         let destination = match self.destination(&config.protocol, &message).await {
             Ok(d) => d,
             Err(outcome) => {
@@ -231,9 +227,7 @@ impl Dispatcher {
             }
         };
         let site = destination.plan.site();
-        let picked = queue.pick_source(&pool, |source| {
-            !self.is_source_suspended(source) && !self.health.is_skipped(source) && !self.is_full(source, &site)
-        });
+        let picked = queue.pick_source(&pool, |source| self.source_available(source, Some(&site)).is_ok());
         let Some(source_name) = picked else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
             self.hold(message);
@@ -253,7 +247,11 @@ impl Dispatcher {
         Some((ready, item))
     }
 
-    async fn destination(&self, protocol: &DeliveryProtocol, message: &Message) -> Result<Destination, Outcome> {
+    pub(crate) async fn destination(
+        &self,
+        protocol: &DeliveryProtocol,
+        message: &Message,
+    ) -> Result<Destination, Outcome> {
         let DeliveryProtocol::Smtp { mx_list } = protocol;
         match mx_list {
             Some(hosts) => Ok(Destination { plan: MxPlan::in_order(hosts), explicit: true }),
@@ -271,7 +269,7 @@ impl Dispatcher {
         self.handles.queues.insert(message);
     }
 
-    fn is_full(&self, source: &str, site: &str) -> bool {
+    pub(crate) fn is_full(&self, source: &str, site: &str) -> bool {
         self.ready.lock().get(&ready_name(source, site)).is_some_and(|r| r.is_full())
     }
 
@@ -290,8 +288,7 @@ impl Dispatcher {
             }
         }
         let path = self.handles.policy.egress_path_config(routing_domain, &source.name, site).await?;
-        let ehlo = path.ehlo_domain.clone().or_else(|| source.ehlo_domain.clone());
-        let ehlo = ehlo.unwrap_or_else(|| self.handles.default_ehlo.clone());
+        let ehlo = crate::route::ehlo_name(&path, source, &self.handles.default_ehlo);
         let created = Arc::new(ReadyQueue::new(name.clone(), source.clone(), site.into(), destination, path, ehlo));
         let mut ready = self.ready.lock();
         let entry = ready.entry(name).or_insert_with(|| created.clone());

@@ -14,7 +14,9 @@ mod outcome;
 mod path;
 mod rate;
 mod ready;
+mod route;
 
 pub use dispatcher::{Dispatcher, DispatcherHandles, ReadySummary};
 pub use path::{EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy, default_prohibited_hosts};
 pub use rate::{Rate, Throttle};
+pub use route::{HostRoute, PoolChoice, Route, RouteDestination, choose_pool, ehlo_name};

@@ -54,6 +54,17 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// One line for operators: code, enhanced code and text.
+    pub fn describe(&self) -> String {
+        let r = match self {
+            Outcome::Delivered(r) | Outcome::Failed { response: r, .. } => r,
+        };
+        let enhanced = r.enhanced_code.as_deref().map(|e| format!(" {e}")).unwrap_or_default();
+        format!("{}{enhanced} {}", r.code, r.content)
+    }
+}
+
 fn response(reply: &Reply) -> ResponseInfo {
     ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
 }

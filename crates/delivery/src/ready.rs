@@ -293,9 +293,7 @@ impl ReadyQueue {
         let resolver = &dispatcher.handles.resolver;
         let mut last: Option<ClientError> = None;
         let mut prohibited = Vec::new();
-        for host in self.destination.plan.attempt_order() {
-            let (name, port) = split_host_port(&host, self.path.smtp_port);
-            let port = self.source.remote_port.unwrap_or(port);
+        for (name, port) in crate::route::endpoints(&self.destination, &self.path, &self.source) {
             let addresses = match resolver.resolve_ip(&name).await {
                 Ok(addresses) => addresses,
                 Err(e) => {
@@ -357,37 +355,5 @@ impl ReadyQueue {
             }
             other => other,
         }
-    }
-}
-
-/// `host`, `host:port`, `ip`, `ip:port` or `[ipv6]:port`.
-fn split_host_port(entry: &str, default_port: u16) -> (String, u16) {
-    if let Ok(addr) = entry.parse::<SocketAddr>() {
-        return (addr.ip().to_string(), addr.port());
-    }
-    if let Some(inner) = entry.strip_prefix('[').and_then(|e| e.strip_suffix(']')) {
-        return (inner.to_string(), default_port);
-    }
-    match entry.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse() {
-            Ok(port) => (host.to_string(), port),
-            Err(_) => (entry.to_string(), default_port),
-        },
-        _ => (entry.to_string(), default_port),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_host_port;
-
-    #[test]
-    fn host_and_port_forms() {
-        assert_eq!(split_host_port("mx.example", 25), ("mx.example".into(), 25));
-        assert_eq!(split_host_port("mx.example:2525", 25), ("mx.example".into(), 2525));
-        assert_eq!(split_host_port("127.0.0.1:26", 25), ("127.0.0.1".into(), 26));
-        assert_eq!(split_host_port("[::1]:27", 25), ("::1".into(), 27));
-        assert_eq!(split_host_port("[::1]", 25), ("::1".into(), 25));
-        assert_eq!(split_host_port("::1", 25), ("::1".into(), 25));
     }
 }

@@ -139,10 +139,16 @@ pub struct RouteExplanation {
     pub pool_reason: String,
     pub egress_source: String,
     pub source_address: Option<String>,
+    /// Sources of the pool passed over now, each with why.
+    pub skipped_sources: Vec<String>,
     pub ehlo_domain: String,
     pub site: String,
+    /// `host:port`, with each address (and whether `prohibited_hosts`
+    /// removes it), in the order delivery tries them.
     pub hosts: Vec<String>,
     pub hosts_reason: String,
+    /// What DNS answered when the destination could not be found.
+    pub dns_error: Option<String>,
     #[schema(value_type = Object)]
     pub egress_path: serde_json::Value,
 }

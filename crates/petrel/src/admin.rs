@@ -1,16 +1,14 @@
 //! The admin API's operations, carried out on the running daemon.
 
 use async_trait::async_trait;
-use petrel_delivery::{Dispatcher, EgressPolicy};
-use petrel_dns::Resolver;
-use petrel_egress::DEFAULT_NAME;
+use petrel_delivery::{Dispatcher, EgressPolicy, PoolChoice, Route};
 use petrel_http_api::{
     AdminOps, MessageInfo, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadOutcome,
     RouteExplanation, RouteRequest, ScheduledQueueSummary,
 };
 use petrel_lua::PolicyEngine;
 use petrel_message::{EnvelopeAddress, Message, SpoolId};
-use petrel_queue::{DeliveryProtocol, QueueFilter, QueueKey, QueueManager, QueuePolicy, RebindTarget};
+use petrel_queue::{DeliveryProtocol, QueueConfig, QueueFilter, QueueKey, QueueManager, QueuePolicy, RebindTarget};
 use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
 use petrel_spool::Spool;
 use std::sync::Arc;
@@ -22,7 +20,6 @@ pub(crate) struct DaemonAdmin {
     pub queues: Arc<QueueManager>,
     pub dispatcher: Arc<Dispatcher>,
     pub spool: Arc<dyn Spool>,
-    pub resolver: Arc<dyn Resolver>,
 }
 
 fn filter(selector: &QueueSelector) -> QueueFilter {
@@ -170,59 +167,72 @@ async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<Ro
     }
     let queue = message.queue_name();
     let config = admin.engine.queue_config(&QueueKey::of(&message)).await.map_err(|e| e.to_string())?;
-    let registry = admin.engine.registry();
-    let (pool_name, pool_reason) = match (message.meta_str("egress_pool"), &config.egress_pool) {
-        (Some(p), _) if given_pool.as_deref() == Some(p) => {
-            (p.to_string(), "meta egress_pool given with the message".to_string())
-        }
-        (Some(p), _) => (p.to_string(), "meta egress_pool set by smtp_server_message_received".to_string()),
-        (None, Some(p)) => (p.clone(), format!("egress_pool of get_queue_config for queue {queue}")),
-        (None, None) => {
-            (DEFAULT_NAME.to_string(), "no pool set by the message or its queue: the default pool".to_string())
-        }
+    let peek = |pool: &Arc<petrel_egress::EgressPool>, available: &dyn Fn(&str) -> bool| {
+        admin.queues.peek_source(&queue, pool, available)
     };
-    let (pool, pool_reason) = match registry.pool(&pool_name) {
-        Some(pool) => (pool.clone(), pool_reason),
-        None => (
-            registry.pool(DEFAULT_NAME).expect("always defined").clone(),
-            format!("pool {pool_name:?} is not defined: the default pool"),
-        ),
+    let route = admin.dispatcher.explain(&message, &config, peek).await;
+    Ok(explanation(queue, given_pool.as_deref(), &config, route))
+}
+
+/// The route as operators read it, every decision with its reason.
+fn explanation(queue: String, given_pool: Option<&str>, config: &QueueConfig, route: Route) -> RouteExplanation {
+    let pool_reason = match &route.pool_choice {
+        PoolChoice::Meta if given_pool.is_some() => "meta egress_pool given with the message".to_string(),
+        PoolChoice::Meta => "meta egress_pool set by smtp_server_message_received".to_string(),
+        PoolChoice::QueueConfig => format!("egress_pool of get_queue_config for queue {queue}"),
+        PoolChoice::Default => "no pool set by the message or its queue: the default pool".to_string(),
+        PoolChoice::Undefined(name) => format!("pool {name:?} is not defined: the default pool"),
     };
-    let source_name = admin.queues.peek_source(&queue, &pool).ok_or("every source of the pool has weight 0")?;
-    let source = registry.source(&source_name).cloned().ok_or("unknown source")?;
-    let DeliveryProtocol::Smtp { mx_list } = &config.protocol;
-    let (plan, hosts_reason) = match mx_list {
-        Some(list) => (petrel_dns::MxPlan::in_order(list), "mx_list of get_queue_config (smart host)".to_string()),
-        None => {
-            let domain = message.routing_domain().to_string();
-            let plan = admin.resolver.resolve_mx(&domain).await.map_err(|e| e.to_string())?;
-            let reason = if plan.implicit {
-                format!("{domain} has no MX: its own address")
-            } else {
-                format!("MX records of {domain}")
-            };
-            (plan, reason)
-        }
-    };
-    let site = plan.site();
-    let path = admin
-        .engine
-        .egress_path_config(message.routing_domain(), &source.name, &site)
-        .await
-        .map_err(|e| e.to_string())?;
-    let ehlo = path.ehlo_domain.clone().or(source.ehlo_domain.clone()).unwrap_or_else(crate::system_hostname);
-    let weights: Vec<String> = pool.entries.iter().map(|e| format!("{}={}", e.source, e.weight)).collect();
-    Ok(RouteExplanation {
+    let weights: Vec<String> = route.pool.entries.iter().map(|e| format!("{}={}", e.source, e.weight)).collect();
+    let skipped: Vec<String> = route.skipped.iter().map(|(s, why)| format!("{s}: {why}")).collect();
+    let source = route.source.clone();
+    let mut out = RouteExplanation {
         queue,
-        egress_pool: pool.name.clone(),
+        egress_pool: route.pool.name.clone(),
         pool_reason: format!("{pool_reason}; weights {}", weights.join(", ")),
-        egress_source: source.name.clone(),
-        source_address: source.source_address.map(|a| a.to_string()),
-        ehlo_domain: ehlo,
-        site,
-        hosts: plan.attempt_order(),
-        hosts_reason,
-        egress_path: serde_json::json!({
+        egress_source: source.as_ref().map_or_else(|| "(none available now)".into(), |s| s.name.clone()),
+        source_address: source.as_ref().and_then(|s| s.source_address).map(|a| a.to_string()),
+        skipped_sources: skipped,
+        ehlo_domain: String::new(),
+        site: String::new(),
+        hosts: Vec::new(),
+        hosts_reason: String::new(),
+        dns_error: None,
+        egress_path: serde_json::json!({}),
+    };
+    let DeliveryProtocol::Smtp { mx_list } = &config.protocol;
+    let destination = match route.destination {
+        Ok(d) => d,
+        Err(dns) => {
+            out.hosts_reason = format!("DNS for {} failed", out.queue);
+            out.dns_error = Some(dns);
+            return out;
+        }
+    };
+    out.site = destination.site.clone();
+    out.ehlo_domain = destination.ehlo.clone().unwrap_or_default();
+    out.hosts_reason = match (mx_list, destination.implicit_mx) {
+        (Some(_), _) => "mx_list of get_queue_config (smart host)".into(),
+        (None, true) => "no MX records: the domain's own address".into(),
+        (None, false) => "MX records, by preference".into(),
+    };
+    for host in &destination.hosts {
+        let addresses: Vec<String> = host
+            .addresses
+            .iter()
+            .map(|(ip, prohibited)| if *prohibited { format!("{ip} prohibited") } else { ip.to_string() })
+            .collect();
+        let detail = match &host.error {
+            Some(e) => format!(" ({e})"),
+            None if addresses.is_empty() => String::new(),
+            None => format!(" ({})", addresses.join(", ")),
+        };
+        out.hosts.push(format!("{}:{}{detail}", host.name, host.port));
+    }
+    if let Some(e) = &destination.path_error {
+        out.egress_path = serde_json::json!({ "error": e });
+    } else if let (Some(path), Some(source)) = (&destination.path, &source) {
+        out.egress_path = serde_json::json!({
             "connection_limit": path.connection_limit,
             "max_deliveries_per_connection": path.max_deliveries_per_connection,
             "max_recipients_per_batch": path.max_recipients_per_batch,
@@ -232,6 +242,7 @@ async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<Ro
             "smtp_port": source.remote_port.unwrap_or(path.smtp_port),
             "idle_timeout_secs": path.idle_timeout.as_secs(),
             "use_lmtp": path.use_lmtp,
-        }),
-    })
+        });
+    }
+    out
 }

@@ -123,7 +123,6 @@ impl Daemon {
             dispatcher: dispatcher.clone(),
             spool: spool.clone(),
             logger,
-            resolver,
             hostname: system_hostname(),
             shutdown: shutdown.clone(),
         });

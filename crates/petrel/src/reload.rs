@@ -6,7 +6,6 @@
 use crate::admin::DaemonAdmin;
 use crate::daemon::DaemonError;
 use petrel_delivery::Dispatcher;
-use petrel_dns::Resolver;
 use petrel_egress::Registry;
 use petrel_http_api::{ApiState, HttpListener, HttpListenerConfig, ReloadOutcome};
 use petrel_lua::{InitConfig, PolicyEngine};
@@ -26,7 +25,6 @@ pub(crate) struct Parts {
     pub dispatcher: Arc<Dispatcher>,
     pub spool: Arc<dyn Spool>,
     pub logger: Logger,
-    pub resolver: Arc<dyn Resolver>,
     pub hostname: String,
     pub shutdown: CancellationToken,
 }
@@ -85,7 +83,6 @@ impl Reloader {
                 queues: parts.queues.clone(),
                 dispatcher: parts.dispatcher.clone(),
                 spool: parts.spool.clone(),
-                resolver: parts.resolver.clone(),
                 reloader: me.clone(),
             });
             Reloader { parts, smtp_handles, admin, listeners: Default::default(), addrs: Default::default() }

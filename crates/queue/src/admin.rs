@@ -102,12 +102,17 @@ impl QueueManager {
         out
     }
 
-    /// The source `pool` would give this queue's next message, without
-    /// moving its round-robin state (for `route`).
-    pub fn peek_source(&self, queue: &str, pool: &std::sync::Arc<petrel_egress::EgressPool>) -> Option<String> {
+    /// The source `pool` would give this queue's next message among those
+    /// `available`, without moving its round-robin state (for `route`).
+    pub fn peek_source(
+        &self,
+        queue: &str,
+        pool: &std::sync::Arc<petrel_egress::EgressPool>,
+        available: &dyn Fn(&str) -> bool,
+    ) -> Option<String> {
         match self.queue(queue) {
-            Some(q) => q.peek_source(pool),
-            None => petrel_egress::Wrr::new(pool.clone(), 0).pick(|_| true).map(str::to_string),
+            Some(q) => q.peek_source(pool, available),
+            None => petrel_egress::Wrr::new(pool.clone(), 0).pick(available).map(str::to_string),
         }
     }
 

@@ -103,13 +103,13 @@ impl ScheduledQueue {
     }
 
     /// What `pick_source` would return, leaving the state untouched.
-    pub fn peek_source(&self, pool: &Arc<EgressPool>) -> Option<String> {
+    pub fn peek_source(&self, pool: &Arc<EgressPool>, available: &dyn Fn(&str) -> bool) -> Option<String> {
         let states = self.wrr.lock();
         let mut state = match states.get(&pool.name) {
             Some(s) if **s.pool() == **pool => s.clone(),
             _ => Wrr::new(pool.clone(), 0),
         };
-        state.pick(|_| true).map(str::to_string)
+        state.pick(available).map(str::to_string)
     }
 
     pub(crate) fn push(&self, due: DateTime<Utc>, message: Message) {

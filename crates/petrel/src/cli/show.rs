@@ -72,18 +72,23 @@ pub fn route(v: &Value) -> String {
     ]);
     t.add_row(vec!["egress pool".into(), text(&v["egress_pool"]), text(&v["pool_reason"])]);
     let address = v["source_address"].as_str().unwrap_or("system default");
-    t.add_row(vec![
-        "egress source".into(),
-        format!("{} ({address})", text(&v["egress_source"])),
-        "next weighted round-robin pick for the queue".into(),
-    ]);
+    let skipped: Vec<String> = v["skipped_sources"].as_array().into_iter().flatten().map(text).collect();
+    let why = match skipped.is_empty() {
+        true => "next weighted round-robin pick for the queue".to_string(),
+        false => format!("next weighted round-robin pick; skipped {}", skipped.join("; ")),
+    };
+    t.add_row(vec!["egress source".into(), format!("{} ({address})", text(&v["egress_source"])), why]);
     t.add_row(vec![
         "EHLO as".into(),
         text(&v["ehlo_domain"]),
         "egress path ehlo_domain, else the source's, else the host name".into(),
     ]);
     let hosts: Vec<String> = v["hosts"].as_array().into_iter().flatten().map(text).collect();
-    t.add_row(vec!["destination".into(), hosts.join(", "), text(&v["hosts_reason"])]);
+    let hosts = match v["dns_error"].as_str() {
+        Some(e) => format!("none: {e}"),
+        None => hosts.join(", "),
+    };
+    t.add_row(vec!["destination".into(), hosts, text(&v["hosts_reason"])]);
     t.add_row(vec!["site".into(), text(&v["site"]), "ready queue key: sorted destination host set".into()]);
     let mut path = table(&["EGRESS PATH SETTING", "VALUE"]);
     for (k, value) in v["egress_path"].as_object().into_iter().flatten() {

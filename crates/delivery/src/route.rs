@@ -1,0 +1,221 @@
+//! The routing decision, in one place for delivery and for `petrel route`:
+//! which pool (and why), which source (and which were skipped), which hosts
+//! with which ports, which EHLO name. The dispatcher routes real messages
+//! with these functions and [`Dispatcher::explain`] walks a would-be message
+//! through the same ones, so the two cannot disagree.
+
+use crate::dispatcher::{Destination, Dispatcher};
+use crate::path::EgressPathConfig;
+use petrel_egress::{DEFAULT_NAME, EgressPool, EgressSource, Registry};
+use petrel_message::Message;
+use petrel_queue::QueueConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Why a message uses the pool it uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolChoice {
+    /// Its `egress_pool` meta.
+    Meta,
+    /// The `egress_pool` of its queue's `get_queue_config`.
+    QueueConfig,
+    /// Neither names one.
+    Default,
+    /// The pool it names is not defined (any more): the default pool.
+    Undefined(String),
+}
+
+/// The pool for a message with `meta_pool` whose queue config says `config`.
+pub fn choose_pool(
+    registry: &Registry,
+    meta_pool: Option<&str>,
+    config: &QueueConfig,
+) -> (Arc<EgressPool>, PoolChoice) {
+    let (wanted, choice) = match (meta_pool, config.egress_pool.as_deref()) {
+        (Some(p), _) => (p, PoolChoice::Meta),
+        (None, Some(p)) => (p, PoolChoice::QueueConfig),
+        (None, None) => (DEFAULT_NAME, PoolChoice::Default),
+    };
+    match registry.pool(wanted) {
+        Some(pool) => (pool.clone(), choice),
+        None => {
+            let default = registry.pool(DEFAULT_NAME).expect("the registry always has a default pool").clone();
+            (default, PoolChoice::Undefined(wanted.to_string()))
+        }
+    }
+}
+
+/// The EHLO name a source uses toward a site.
+pub fn ehlo_name(path: &EgressPathConfig, source: &EgressSource, default: &str) -> String {
+    path.ehlo_domain.clone().or_else(|| source.ehlo_domain.clone()).unwrap_or_else(|| default.to_string())
+}
+
+/// Each host of a destination with the port a connection to it uses: the
+/// host's own (`host:2526`), else the path's `smtp_port`, and a source's
+/// `remote_port` over both.
+pub fn endpoints(destination: &Destination, path: &EgressPathConfig, source: &EgressSource) -> Vec<(String, u16)> {
+    destination
+        .plan
+        .attempt_order()
+        .iter()
+        .map(|host| {
+            let (name, port) = split_host_port(host, path.smtp_port);
+            (name, source.remote_port.unwrap_or(port))
+        })
+        .collect()
+}
+
+/// `host`, `host:port`, `ip`, `ip:port` or `[ipv6]:port`.
+pub(crate) fn split_host_port(entry: &str, default_port: u16) -> (String, u16) {
+    if let Ok(addr) = entry.parse::<SocketAddr>() {
+        return (addr.ip().to_string(), addr.port());
+    }
+    if let Some(inner) = entry.strip_prefix('[').and_then(|e| e.strip_suffix(']')) {
+        return (inner.to_string(), default_port);
+    }
+    match entry.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(port) => (host.to_string(), port),
+            Err(_) => (entry.to_string(), default_port),
+        },
+        _ => (entry.to_string(), default_port),
+    }
+}
+
+/// One host of an explained route.
+#[derive(Debug, Clone)]
+pub struct HostRoute {
+    pub name: String,
+    pub port: u16,
+    /// Its addresses; `prohibited` ones (`prohibited_hosts`, for hosts found
+    /// through DNS) are skipped by delivery.
+    pub addresses: Vec<(std::net::IpAddr, bool)>,
+    pub error: Option<String>,
+}
+
+/// Everything delivery would decide for a message, without sending it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub pool: Arc<EgressPool>,
+    pub pool_choice: PoolChoice,
+    /// `None` when every source of the pool is skipped now.
+    pub source: Option<Arc<EgressSource>>,
+    /// Sources passed over, with why (suspended, unusable).
+    pub skipped: Vec<(String, &'static str)>,
+    /// `Err` with what DNS answered when the destination cannot be found.
+    pub destination: Result<RouteDestination, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteDestination {
+    pub site: String,
+    /// From the policy (`mx_list`), or found through DNS.
+    pub explicit: bool,
+    pub implicit_mx: bool,
+    pub hosts: Vec<HostRoute>,
+    pub path: Option<EgressPathConfig>,
+    pub path_error: Option<String>,
+    pub ehlo: Option<String>,
+}
+
+impl Dispatcher {
+    /// Whether the selector may pick `source` now (for `site`, when known).
+    pub(crate) fn source_available(&self, source: &str, site: Option<&str>) -> Result<(), &'static str> {
+        if self.is_source_suspended(source) {
+            Err("suspended")
+        } else if self.health.is_skipped(source) {
+            Err("unusable (its address will not bind)")
+        } else if site.is_some_and(|site| self.is_full(source, site)) {
+            Err("its ready queue is full")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Route a would-be message as delivery would, without queueing it,
+    /// moving any round-robin state or opening a connection. `peek` gives
+    /// the source the queue's selector would pick next, given a filter.
+    pub async fn explain(
+        &self,
+        message: &Message,
+        config: &QueueConfig,
+        peek: impl Fn(&Arc<EgressPool>, &dyn Fn(&str) -> bool) -> Option<String>,
+    ) -> Route {
+        let registry = self.handles.policy.registry();
+        let (pool, pool_choice) = choose_pool(&registry, message.meta_str("egress_pool"), config);
+        let destination = self.destination(&config.protocol, message).await;
+        let site = destination.as_ref().ok().map(|d| d.plan.site());
+        let mut skipped = Vec::new();
+        for entry in &pool.entries {
+            if let Err(why) = self.source_available(&entry.source, site.as_deref()) {
+                skipped.push((entry.source.clone(), why));
+            }
+        }
+        let available = |s: &str| self.source_available(s, site.as_deref()).is_ok();
+        let source = peek(&pool, &available).and_then(|name| registry.source(&name).cloned());
+        let destination = match destination {
+            Err(outcome) => Err(outcome.describe()),
+            Ok(destination) => Ok(self.explain_destination(message, destination, source.as_deref()).await),
+        };
+        Route { pool, pool_choice, source, skipped, destination }
+    }
+
+    async fn explain_destination(
+        &self,
+        message: &Message,
+        destination: Destination,
+        source: Option<&EgressSource>,
+    ) -> RouteDestination {
+        let site = destination.plan.site();
+        let (path, path_error) = match source {
+            Some(s) => match self.handles.policy.egress_path_config(message.routing_domain(), &s.name, &site).await {
+                Ok(path) => (Some(path), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            None => (None, None),
+        };
+        let mut hosts = Vec::new();
+        if let (Some(path), Some(source)) = (&path, source) {
+            for (name, port) in endpoints(&destination, path, source) {
+                let (addresses, error) = match self.handles.resolver.resolve_ip(&name).await {
+                    Ok(ips) => {
+                        let prohibited = |ip: &std::net::IpAddr| {
+                            !destination.explicit && path.prohibited_hosts.iter().any(|n| n.contains(ip))
+                        };
+                        (ips.iter().map(|ip| (*ip, prohibited(ip))).collect(), None)
+                    }
+                    Err(e) => (Vec::new(), Some(e.to_string())),
+                };
+                hosts.push(HostRoute { name, port, addresses, error });
+            }
+        }
+        let ehlo = match (&path, source) {
+            (Some(path), Some(source)) => Some(ehlo_name(path, source, &self.handles.default_ehlo)),
+            _ => None,
+        };
+        RouteDestination {
+            site,
+            explicit: destination.explicit,
+            implicit_mx: destination.plan.implicit,
+            hosts,
+            path,
+            path_error,
+            ehlo,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn host_and_port_forms() {
+        assert_eq!(split_host_port("mx.example", 25), ("mx.example".into(), 25));
+        assert_eq!(split_host_port("mx.example:2525", 25), ("mx.example".into(), 2525));
+        assert_eq!(split_host_port("127.0.0.1:26", 25), ("127.0.0.1".into(), 26));
+        assert_eq!(split_host_port("[::1]:27", 25), ("::1".into(), 27));
+        assert_eq!(split_host_port("[::1]", 25), ("::1".into(), 25));
+        assert_eq!(split_host_port("::1", 25), ("::1".into(), 25));
+    }
+}
