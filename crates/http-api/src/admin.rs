@@ -187,7 +187,7 @@ pub struct Liveness {
 #[utoipa::path(get, path = "/api/check-liveness/v1",
     responses((status = 200, body = Liveness), (status = 503, body = Liveness, description = "The spool cannot write")))]
 pub async fn liveness(State(s): Shared) -> Response {
-    if s.spool.is_healthy() {
+    if s.intake.accepting() {
         Json(Liveness { status: "ok".into() }).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(Liveness { status: "spool cannot write".into() })).into_response()

@@ -18,6 +18,6 @@ pub use listener::{HttpListener, HttpListenerConfig};
 pub use openapi::openapi_json;
 pub use serve::HttpLimits;
 pub use state::{
-    AdminOps, ApiState, AuthInfo, InjectPolicy, InjectPolicyError, MessageInfo, QueueSelector, QueueSummary,
+    AdminOps, ApiState, AuthInfo, InjectPolicy, MessageInfo, PolicyError, QueueSelector, QueueSummary,
     ReadyQueueSummary, RebindRequest, ReloadOutcome, RouteExplanation, RouteRequest, ScheduledQueueSummary,
 };

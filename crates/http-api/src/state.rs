@@ -2,8 +2,6 @@
 
 use async_trait::async_trait;
 use petrel_message::Message;
-use petrel_queue::QueueManager;
-use petrel_spool::Spool;
 use petrel_telemetry::Logger;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -18,15 +16,9 @@ pub struct AuthInfo {
     pub trusted_host: bool,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum InjectPolicyError {
-    /// `kumo.reject` in `http_message_generated`: this recipient fails.
-    #[error("rejected: {code} {text}")]
-    Reject { code: u16, text: String },
-    /// The policy itself failed; the recipient fails, nothing is spooled.
-    #[error("policy error: {0}")]
-    Failed(String),
-}
+/// A refusal or failure of `http_message_generated`: the same type the
+/// SMTP listener's policy uses.
+pub use petrel_queue::PolicyError;
 
 /// Decisions the HTTP listener asks of policy (`http_server_validate_auth_basic`,
 /// `http_server_validate_auth_bearer`, `http_message_generated`).
@@ -34,7 +26,7 @@ pub enum InjectPolicyError {
 pub trait InjectPolicy: Send + Sync + 'static {
     async fn validate_basic(&self, user: &str, password: &str) -> Result<bool, String>;
     async fn validate_bearer(&self, token: &str) -> Result<bool, String>;
-    async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), InjectPolicyError>;
+    async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), PolicyError>;
 }
 
 /// Which scheduled queues an admin action applies to: a queue by name, or
@@ -187,8 +179,9 @@ pub trait AdminOps: Send + Sync + 'static {
 
 /// Everything a handler may touch; one per listener.
 pub struct ApiState {
-    pub spool: Arc<dyn Spool>,
-    pub queues: Arc<QueueManager>,
+    /// Where injected mail goes (spool, Reception log, queues).
+    pub intake: petrel_queue::Intake,
+    /// For `/metrics`.
     pub logger: Logger,
     pub policy: Arc<dyn InjectPolicy>,
     pub admin: Arc<dyn AdminOps>,

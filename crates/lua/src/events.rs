@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, Value};
 use petrel_delivery::{EgressPathConfig, EgressPolicy, EgressPolicyError};
 use petrel_egress::Registry;
-use petrel_http_api::{AuthInfo, InjectPolicy, InjectPolicyError};
+use petrel_http_api::{AuthInfo, InjectPolicy};
 use petrel_message::{EnvelopeAddress, Message};
 use petrel_queue::{QueueConfig, QueueKey, QueuePolicy, QueuePolicyError};
 use petrel_smtp_server::{ConnMeta, ListenerDomain, PolicyError, SessionPolicy};
@@ -48,6 +48,8 @@ async fn message_event(
     Ok(())
 }
 
+/// A handler's error as the core sees it: `kumo.reject` carries its reply;
+/// anything else is a failure (the client is told to retry).
 fn session_error(e: mlua::Error) -> PolicyError {
     match e.downcast_ref::<Rejection>() {
         Some(r) => PolicyError::Reject { code: r.code, text: r.text.clone() },
@@ -166,13 +168,8 @@ impl InjectPolicy for PolicyEngine {
         verdict.map(|r| r.unwrap_or(false)).map_err(|e| describe(&e))
     }
 
-    async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), InjectPolicyError> {
-        message_event(self, "http_message_generated", message, object(auth)).await.map_err(|e| {
-            match e.downcast_ref::<Rejection>() {
-                Some(r) => InjectPolicyError::Reject { code: r.code, text: r.text.clone() },
-                None => InjectPolicyError::Failed(describe(&e)),
-            }
-        })
+    async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), PolicyError> {
+        message_event(self, "http_message_generated", message, object(auth)).await.map_err(session_error)
     }
 }
 

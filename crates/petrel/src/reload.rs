@@ -9,7 +9,7 @@ use petrel_delivery::Dispatcher;
 use petrel_egress::Registry;
 use petrel_http_api::{ApiState, HttpListener, HttpListenerConfig, ReloadOutcome};
 use petrel_lua::{InitConfig, PolicyEngine};
-use petrel_queue::QueueManager;
+use petrel_queue::{Intake, QueueManager};
 use petrel_smtp_server::{Listener, ListenerConfig, Prepared, ServerHandles};
 use petrel_spool::Spool;
 use petrel_telemetry::Logger;
@@ -27,6 +27,13 @@ pub(crate) struct Parts {
     pub logger: Logger,
     pub hostname: String,
     pub shutdown: CancellationToken,
+}
+
+impl Parts {
+    /// The one admission path both listeners use.
+    fn intake(&self) -> Intake {
+        Intake::new(self.spool.clone(), self.queues.clone(), self.logger.clone())
+    }
 }
 
 #[derive(Default)]
@@ -72,12 +79,7 @@ fn pair<N, R>(
 impl Reloader {
     pub(crate) fn new(parts: Parts) -> Arc<Self> {
         Arc::new_cyclic(|me: &Weak<Reloader>| {
-            let smtp_handles = Arc::new(ServerHandles {
-                spool: parts.spool.clone(),
-                queues: parts.queues.clone(),
-                logger: parts.logger.clone(),
-                policy: parts.engine.clone(),
-            });
+            let smtp_handles = Arc::new(ServerHandles { intake: parts.intake(), policy: parts.engine.clone() });
             let admin = Arc::new(DaemonAdmin {
                 engine: parts.engine.clone(),
                 queues: parts.queues.clone(),
@@ -91,8 +93,7 @@ impl Reloader {
 
     fn api_state(&self, config: &HttpListenerConfig) -> Arc<ApiState> {
         Arc::new(ApiState {
-            spool: self.parts.spool.clone(),
-            queues: self.parts.queues.clone(),
+            intake: self.parts.intake(),
             logger: self.parts.logger.clone(),
             policy: self.parts.engine.clone(),
             admin: self.admin.clone(),

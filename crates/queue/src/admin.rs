@@ -112,7 +112,10 @@ impl QueueManager {
     ) -> Option<String> {
         match self.queue(queue) {
             Some(q) => q.peek_source(pool, available),
-            None => petrel_egress::Wrr::new(pool.clone(), 0).pick(available).map(str::to_string),
+            None => {
+                let start = crate::scheduled::start_position(queue, &pool.name);
+                petrel_egress::Wrr::new(pool.clone(), start).pick(available).map(str::to_string)
+            }
         }
     }
 

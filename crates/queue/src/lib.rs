@@ -8,10 +8,12 @@
 
 mod admin;
 mod config;
+mod intake;
 mod manager;
 mod scheduled;
 
 pub use admin::{QueueFilter, RebindTarget, ScheduledSummary};
 pub use config::{DeliveryProtocol, QueueConfig, QueueKey, QueuePolicy, QueuePolicyError, retry_delay};
+pub use intake::{Intake, PolicyError, ReceptionInfo};
 pub use manager::{Due, QueueManager, RetryDecision};
 pub use scheduled::ScheduledQueue;

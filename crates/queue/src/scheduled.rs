@@ -23,6 +23,16 @@ pub struct ScheduledQueue {
     pub(crate) wake: Notify,
 }
 
+/// Where a queue's round-robin over a pool starts: spread over queues (so
+/// many small queues do not all begin with the same source) yet fixed by
+/// the names, so `petrel route` can tell a new queue's first pick.
+pub fn start_position(queue: &str, pool: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (queue, pool).hash(&mut hasher);
+    hasher.finish()
+}
+
 impl ScheduledQueue {
     pub(crate) fn new(name: String, key: QueueKey) -> Self {
         Self {
@@ -95,9 +105,10 @@ impl ScheduledQueue {
     /// definition differs from the one the state was built for.
     pub fn pick_source(&self, pool: &Arc<EgressPool>, available: impl Fn(&str) -> bool) -> Option<String> {
         let mut states = self.wrr.lock();
-        let state = states.entry(pool.name.clone()).or_insert_with(|| Wrr::new(pool.clone(), rand::random()));
+        let start = start_position(&self.name, &pool.name);
+        let state = states.entry(pool.name.clone()).or_insert_with(|| Wrr::new(pool.clone(), start));
         if **state.pool() != **pool {
-            *state = Wrr::new(pool.clone(), rand::random());
+            *state = Wrr::new(pool.clone(), start);
         }
         state.pick(available).map(str::to_string)
     }
@@ -107,7 +118,7 @@ impl ScheduledQueue {
         let states = self.wrr.lock();
         let mut state = match states.get(&pool.name) {
             Some(s) if **s.pool() == **pool => s.clone(),
-            _ => Wrr::new(pool.clone(), 0),
+            _ => Wrr::new(pool.clone(), start_position(&self.name, &pool.name)),
         };
         state.pick(available).map(str::to_string)
     }

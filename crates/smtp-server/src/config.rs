@@ -121,16 +121,7 @@ pub struct ListenerDomain {
     pub relay_from: Vec<IpNet>,
 }
 
-/// How a policy hook refused or failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PolicyError {
-    /// `kumo.reject(code, text)`: refuse with this reply.
-    #[error("rejected: {code} {text}")]
-    Reject { code: u16, text: String },
-    /// The policy itself failed (a Lua error): the client is told to retry.
-    #[error("policy error: {0}")]
-    Failed(String),
-}
+pub use petrel_queue::PolicyError;
 
 /// Decisions the listener asks of policy, one per SMTP phase. The Lua crate
 /// implements them with the `smtp_server_*` events; each defaults to

@@ -3,9 +3,7 @@
 use crate::config::{ListenerConfig, SessionPolicy};
 use crate::session::Session;
 use arc_swap::ArcSwap;
-use petrel_queue::QueueManager;
-use petrel_spool::Spool;
-use petrel_telemetry::Logger;
+use petrel_queue::Intake;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,9 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 /// What sessions need from the rest of the daemon.
 pub struct ServerHandles {
-    pub spool: Arc<dyn Spool>,
-    pub queues: Arc<QueueManager>,
-    pub logger: Logger,
+    /// Where accepted mail goes (spool, Reception log, queues).
+    pub intake: Intake,
     pub policy: Arc<dyn SessionPolicy>,
 }
 

@@ -5,7 +5,7 @@ use crate::config::PolicyError;
 use crate::session::Session;
 use petrel_message::Message;
 use petrel_smtp_proto::{EnhancedCode, Reply};
-use petrel_telemetry::{RecordType, ResponseInfo};
+use petrel_telemetry::ResponseInfo;
 use std::sync::Arc;
 
 /// A policy's `kumo.reject(code, "5.7.1 text")` → reply; the enhanced code
@@ -81,15 +81,17 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
             m.set_meta("authn_id", id.clone().into());
         }
     }
+    let from = petrel_queue::ReceptionInfo {
+        peer_address: conn.received_from.clone(),
+        protocol: protocol.into(),
+        tls: session.conn.tls_info(),
+    };
     for message in &mut messages {
         match handles.policy.message_received(message, &conn).await {
             Ok(()) => {}
             Err(PolicyError::Reject { code, text }) => {
                 let reply = rejection(code, &text);
-                let mut record = handles.logger.record(RecordType::Rejection, message, response_info(&reply));
-                record.peer_address = Some(conn.received_from.clone());
-                record.reception_protocol = Some(protocol.into());
-                handles.logger.log(record);
+                handles.intake.rejected(message, &from, response_info(&reply));
                 return reply;
             }
             Err(PolicyError::Failed(error)) => {
@@ -98,21 +100,10 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
             }
         }
     }
-    if let Err(e) = handles.spool.store(&messages).await {
+    let reply = Reply::new(250, Some("2.0.0"), accepted_text(&messages));
+    if let Err(e) = handles.intake.admit(messages, &from, &response_info(&reply)).await {
         tracing::error!(error = %e, "cannot spool a received message");
         return insufficient_storage();
-    }
-    let reply = Reply::new(250, Some("2.0.0"), accepted_text(&messages));
-    for message in messages {
-        let mut record = handles.logger.record(RecordType::Reception, &message, response_info(&reply));
-        record.peer_address = Some(conn.received_from.clone());
-        record.reception_protocol = Some(protocol.into());
-        if let Some((version, cipher)) = session.conn.tls_info() {
-            record.tls_protocol_version = Some(version);
-            record.tls_cipher = Some(cipher);
-        }
-        handles.logger.log(record);
-        handles.queues.insert(message);
     }
     reply
 }

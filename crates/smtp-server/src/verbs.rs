@@ -114,7 +114,7 @@ impl Session {
         if self.sender.is_some() {
             return reply(503, "5.5.1", "Sender already given");
         }
-        if !self.handles.spool.is_healthy() {
+        if !self.handles.intake.accepting() {
             return crate::reception::insufficient_storage();
         }
         let mut smtputf8 = false;

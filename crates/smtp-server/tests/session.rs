@@ -1,7 +1,7 @@
 //! The listener over real sockets with a real spool: replies and what ends
 //! up spooled for each kind of client behaviour.
 
-use petrel_queue::{QueueConfig, QueueManager};
+use petrel_queue::{Intake, QueueConfig, QueueManager};
 use petrel_smtp_server::{AcceptAll, Listener, ListenerConfig, ServerHandles};
 use petrel_spool::{RocksSpool, Spool, SpoolPaths};
 use petrel_telemetry::Logger;
@@ -26,12 +26,8 @@ async fn server(configure: impl FnOnce(&mut ListenerConfig)) -> Server {
     let (queues, due) =
         QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
     std::mem::forget(due); // nothing is delivered in these tests
-    let handles = Arc::new(ServerHandles {
-        spool: spool.clone(),
-        queues,
-        logger: Logger::disabled(),
-        policy: Arc::new(AcceptAll),
-    });
+    let intake = Intake::new(spool.clone(), queues, Logger::disabled());
+    let handles = Arc::new(ServerHandles { intake, policy: Arc::new(AcceptAll) });
     let mut config = ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test");
     configure(&mut config);
     let listener = Listener::start(config, handles, &shutdown).await.unwrap();

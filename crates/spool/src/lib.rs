@@ -3,6 +3,7 @@
 //! [`RocksSpool`] keeps meta and body in RocksDB and makes every store
 //! durable (a synced write, shared by concurrent writers) before it returns.
 
+mod memory;
 mod rocks;
 mod rocks_log;
 mod salvage;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use petrel_message::{Message, SpoolId};
 use std::sync::Arc;
 
+pub use memory::MemorySpool;
 pub use rocks::{RocksSpool, SpoolPaths};
 pub use salvage::{SalvageReport, check, repair};
 pub use space::{SpoolReserves, StorageReserve, Threshold};

@@ -7,12 +7,12 @@
 mod build;
 
 use crate::error::{ApiError, parse_json};
-use crate::state::{ApiState, AuthInfo, InjectPolicyError};
+use crate::state::{ApiState, AuthInfo, PolicyError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use petrel_telemetry::{RecordType, ResponseInfo};
+use petrel_telemetry::ResponseInfo;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::sync::Arc;
@@ -148,16 +148,20 @@ pub async fn inject(
             Err(e) => {
                 response.failed_recipients.push(message.recipient.to_string());
                 response.errors.push(match &e {
-                    InjectPolicyError::Reject { code, text } => format!("{}: {code} {text}", message.recipient),
-                    InjectPolicyError::Failed(_) => format!("{}: policy error, try again later", message.recipient),
+                    PolicyError::Reject { code, text } => format!("{}: {code} {text}", message.recipient),
+                    PolicyError::Failed(_) => format!("{}: policy error, try again later", message.recipient),
                 });
-                if let InjectPolicyError::Failed(detail) = e {
+                if let PolicyError::Failed(detail) = e {
                     tracing::error!(peer = %auth.peer_address, error = %detail, "http_message_generated failed");
                 }
             }
         }
     }
-    if let Err(e) = state.spool.store(&accepted).await {
+    let from =
+        petrel_queue::ReceptionInfo { peer_address: auth.peer_address.clone(), protocol: "HTTP".into(), tls: None };
+    let ok = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "injected".into() };
+    let count = accepted.len();
+    if let Err(e) = state.intake.admit(accepted, &from, &ok).await {
         tracing::error!(error = %e, "cannot spool injected messages");
         return Err(match e {
             petrel_spool::SpoolError::NoSpace => {
@@ -166,15 +170,7 @@ pub async fn inject(
             _ => ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the spool cannot accept messages now"),
         });
     }
-    for message in accepted {
-        let ok = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "injected".into() };
-        let mut record = state.logger.record(RecordType::Reception, &message, ok);
-        record.peer_address = Some(auth.peer_address.clone());
-        record.reception_protocol = Some("HTTP".into());
-        state.logger.log(record);
-        state.queues.insert(message);
-        response.success_count += 1;
-    }
+    response.success_count += count;
     response.fail_count = response.failed_recipients.len();
     Ok(Json(response))
 }

@@ -54,7 +54,8 @@ pub async fn listen(spool: Arc<dyn Spool>, config: ListenerConfig) -> (SocketAdd
     let (queues, due) =
         QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
     std::mem::forget(due);
-    let handles = Arc::new(ServerHandles { spool, queues, logger: Logger::disabled(), policy: Arc::new(TestPolicy) });
+    let intake = petrel_queue::Intake::new(spool, queues, Logger::disabled());
+    let handles = Arc::new(ServerHandles { intake, policy: Arc::new(TestPolicy) });
     let listener = Listener::start(config, handles, &shutdown).await.unwrap();
     (listener.local_addr(), shutdown.drop_guard())
 }
