@@ -55,6 +55,7 @@ pub struct Dispatcher {
     ready: Mutex<HashMap<String, Arc<ReadyQueue>>>,
     suspended_sources: Mutex<HashSet<String>>,
     pub(crate) health: crate::health::SourceHealth,
+    pub(crate) selectors: crate::selector::Selectors,
 }
 
 /// Where a message is going: its hosts, and whether the policy named them.
@@ -73,6 +74,7 @@ impl Dispatcher {
             ready: Mutex::new(HashMap::new()),
             suspended_sources: Mutex::new(HashSet::new()),
             health: Default::default(),
+            selectors: Default::default(),
         })
     }
 
@@ -227,7 +229,9 @@ impl Dispatcher {
             }
         };
         let site = destination.plan.site();
-        let picked = queue.pick_source(&pool, |source| self.source_available(source, Some(&site)).is_ok());
+        let available = |source: &str| self.source_available(source, Some(&site)).is_ok();
+        let live = |name: &str| self.handles.queues.queue(name).is_some();
+        let picked = self.selectors.pick(queue.name(), &pool, available, live);
         let Some(source_name) = picked else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
             self.hold(message);

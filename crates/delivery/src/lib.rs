@@ -15,6 +15,7 @@ mod path;
 mod rate;
 mod ready;
 mod route;
+mod selector;
 
 pub use dispatcher::{Dispatcher, DispatcherHandles, ReadySummary};
 pub use path::{EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy, default_prohibited_hosts};

@@ -132,15 +132,9 @@ impl Dispatcher {
         }
     }
 
-    /// Route a would-be message as delivery would, without queueing it,
-    /// moving any round-robin state or opening a connection. `peek` gives
-    /// the source the queue's selector would pick next, given a filter.
-    pub async fn explain(
-        &self,
-        message: &Message,
-        config: &QueueConfig,
-        peek: impl Fn(&Arc<EgressPool>, &dyn Fn(&str) -> bool) -> Option<String>,
-    ) -> Route {
+    /// Route a would-be message of `queue` as delivery would, without
+    /// queueing it, moving any round-robin state or opening a connection.
+    pub async fn explain(&self, queue: &str, message: &Message, config: &QueueConfig) -> Route {
         let registry = self.handles.policy.registry();
         let (pool, pool_choice) = choose_pool(&registry, message.meta_str("egress_pool"), config);
         let destination = self.destination(&config.protocol, message).await;
@@ -152,7 +146,7 @@ impl Dispatcher {
             }
         }
         let available = |s: &str| self.source_available(s, site.as_deref()).is_ok();
-        let source = peek(&pool, &available).and_then(|name| registry.source(&name).cloned());
+        let source = self.selectors.peek(queue, &pool, &available).and_then(|name| registry.source(&name).cloned());
         let destination = match destination {
             Err(outcome) => Err(outcome.describe()),
             Ok(destination) => Ok(self.explain_destination(message, destination, source.as_deref()).await),

@@ -167,10 +167,7 @@ async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<Ro
     }
     let queue = message.queue_name();
     let config = admin.engine.queue_config(&QueueKey::of(&message)).await.map_err(|e| e.to_string())?;
-    let peek = |pool: &Arc<petrel_egress::EgressPool>, available: &dyn Fn(&str) -> bool| {
-        admin.queues.peek_source(&queue, pool, available)
-    };
-    let route = admin.dispatcher.explain(&message, &config, peek).await;
+    let route = admin.dispatcher.explain(&queue, &message, &config).await;
     Ok(explanation(queue, given_pool.as_deref(), &config, route))
 }
 

@@ -102,23 +102,6 @@ impl QueueManager {
         out
     }
 
-    /// The source `pool` would give this queue's next message among those
-    /// `available`, without moving its round-robin state (for `route`).
-    pub fn peek_source(
-        &self,
-        queue: &str,
-        pool: &std::sync::Arc<petrel_egress::EgressPool>,
-        available: &dyn Fn(&str) -> bool,
-    ) -> Option<String> {
-        match self.queue(queue) {
-            Some(q) => q.peek_source(pool, available),
-            None => {
-                let start = crate::scheduled::start_position(queue, &pool.name);
-                petrel_egress::Wrr::new(pool.clone(), start).pick(available).map(str::to_string)
-            }
-        }
-    }
-
     /// Move every waiting message of matching queues to another queue or
     /// pool (Momentum's "reroute queue"); they become due at once. Returns
     /// how many moved.
