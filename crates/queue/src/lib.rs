@@ -1,10 +1,11 @@
 //! Scheduled queues: where messages wait for their next attempt.
 //!
 //! Each queue (named `campaign:tenant@domain!routing_domain`) holds its
-//! messages ordered by due time (meta only, never bodies), its settings from
-//! the policy ([`QueuePolicy`]), and its own weighted round-robin state for
-//! choosing egress sources. Due messages are handed to the delivery layer
-//! through a channel; failures come back through [`QueueManager::retry`].
+//! messages ordered by due time (meta only, never bodies) and its settings
+//! from the policy ([`QueuePolicy`]). Due messages are handed to the
+//! delivery layer (which chooses their sources) through a channel; failures
+//! come back through [`QueueManager::retry`]. [`Intake`] is how received
+//! mail enters: spooled, logged, queued.
 
 mod admin;
 mod config;
