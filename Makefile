@@ -32,6 +32,9 @@ build: deps
 lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
+	@command -v cargo-machete >/dev/null 2>&1 || cargo install --locked --quiet cargo-machete
+	cargo machete
 
 fmt:
 	cargo fmt --all

@@ -1,6 +1,7 @@
 //! End-to-end: the daemon in-process, a real RocksDB spool in a temp dir,
 //! a real SMTP sink on loopback, mail injected over SMTP.
 
+mod architecture;
 mod delivery_engine;
 mod egress;
 mod eight_bit;

@@ -33,6 +33,7 @@ pub async fn connect_from(source: Option<IpAddr>, target: SocketAddr) -> Result<
 }
 
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // socket2 has no setter for IP_BIND_ADDRESS_NO_PORT
 fn set_bind_no_port(socket: &Socket) {
     use std::os::fd::AsRawFd;
     let on: libc::c_int = 1;

@@ -1,4 +1,4 @@
-//! The ESMTP listener: accepts connections, runs one [`session`] per client,
+//! The ESMTP listener: accepts connections, runs one session per client,
 //! and turns each accepted DATA into one spooled message per recipient. The
 //! `250` goes out only after the spool has made every message durable.
 //!

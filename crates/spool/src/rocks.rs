@@ -129,6 +129,7 @@ pub(crate) fn db_options(recovery: DBRecoveryMode) -> Options {
 
 /// The process holding RocksDB's lock on the database at `path`, if
 /// another one does (RocksDB takes an fcntl write lock on `LOCK`).
+#[allow(unsafe_code)] // fcntl(F_GETLK): asks who holds RocksDB's lock
 fn lock_holder(path: &Path) -> Option<i32> {
     use std::os::fd::AsRawFd;
     let file = std::fs::OpenOptions::new().read(true).write(true).open(path.join("LOCK")).ok()?;

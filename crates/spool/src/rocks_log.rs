@@ -3,6 +3,9 @@
 //! on the spool's disk (cpp/logger.cc says why: on a full disk that file
 //! is what aborts librocksdb 7.8).
 
+// FFI to the C++ shim: the only way to reach these RocksDB settings.
+#![allow(unsafe_code)]
+
 use rocksdb::Options;
 use std::ffi::c_void;
 

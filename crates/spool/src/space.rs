@@ -98,6 +98,7 @@ struct Stat {
     free_inodes: u64,
 }
 
+#[allow(unsafe_code)] // libc's statvfs: no maintained crate in the tree wraps it
 fn statvfs(path: &Path) -> std::io::Result<Stat> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;

@@ -294,11 +294,7 @@ fn parse_meta(text: &str) -> Result<(String, String), String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
-        // A command whose output goes into `head` should end quietly when
-        // the reader leaves, as Unix tools do, not panic on the write. The
-        // daemon keeps SIGPIPE ignored: a closed socket is an error there.
-        // SAFETY: no other thread runs yet; restoring a default disposition.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        end_quietly_on_closed_pipe();
     }
     let result = match cli.command {
         Command::Serve { policy, lua } => return serve(policy, lua.settings()),
@@ -330,6 +326,15 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command whose output goes into `head` should end quietly when the
+/// reader leaves, as Unix tools do, not panic on the write. The daemon
+/// keeps SIGPIPE ignored: a closed socket is an error there, not an end.
+#[allow(unsafe_code)] // restoring a signal's default disposition via libc
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: called before any other thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 fn print(remote: &Remote, value: &Value, human: impl FnOnce(&Value) -> String) {
