@@ -8,12 +8,14 @@
 //! mail enters: spooled, logged, queued.
 
 mod admin;
+mod clock;
 mod config;
 mod intake;
 mod manager;
 mod scheduled;
 
 pub use admin::{QueueFilter, RebindTarget, ScheduledSummary};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DeliveryProtocol, QueueConfig, QueueKey, QueuePolicy, QueuePolicyError, retry_delay};
 pub use intake::{Intake, PolicyError, ReceptionInfo};
 pub use manager::{Due, QueueManager, RetryDecision};

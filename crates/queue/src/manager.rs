@@ -44,6 +44,7 @@ pub struct QueueManager {
     shutdown: CancellationToken,
     /// Queue tasks run here even when an operator call comes from elsewhere.
     runtime: tokio::runtime::Handle,
+    clock: Arc<dyn crate::Clock>,
 }
 
 impl QueueManager {
@@ -53,6 +54,18 @@ impl QueueManager {
         spool: Arc<dyn Spool>,
         logger: Logger,
         shutdown: CancellationToken,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Due>) {
+        Self::with_clock(policy, spool, logger, shutdown, Arc::new(crate::SystemClock))
+    }
+
+    /// As [`QueueManager::new`], with due times, retries and expiry read
+    /// from `clock`.
+    pub fn with_clock(
+        policy: Arc<dyn QueuePolicy>,
+        spool: Arc<dyn Spool>,
+        logger: Logger,
+        shutdown: CancellationToken,
+        clock: Arc<dyn crate::Clock>,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Due>) {
         let (due_tx, due_rx) = mpsc::unbounded_channel();
         let manager = Arc::new(Self {
@@ -64,6 +77,7 @@ impl QueueManager {
             due_tx,
             shutdown,
             runtime: tokio::runtime::Handle::current(),
+            clock,
         });
         (manager, due_rx)
     }
@@ -73,7 +87,7 @@ impl QueueManager {
     /// when the attempt starts, so a backlog costs meta, not bodies.
     pub fn insert(self: &Arc<Self>, mut message: Message) {
         message.data = None;
-        let due = message.due.unwrap_or_else(Utc::now);
+        let due = message.due.unwrap_or_else(|| self.clock.now());
         let name = message.queue_name();
         let mut queues = self.queues.lock();
         let queue = queues.entry(name.clone()).or_insert_with(|| {
@@ -115,7 +129,7 @@ impl QueueManager {
         queue.set_last_error(last);
         let config = queue.config().unwrap_or_default();
         let jitter = rand::random_range(-1.0..=1.0);
-        let next = Utc::now() + retry_delay(&config, message.num_attempts.max(1), jitter);
+        let next = self.clock.now() + retry_delay(&config, message.num_attempts.max(1), jitter);
         let expires = message.created + config.max_age;
         if next >= expires {
             self.expire(message, last).await;
@@ -177,13 +191,12 @@ impl QueueManager {
                     _ = self.shutdown.cancelled() => return,
                 }
             }
-            let now = Utc::now();
+            let now = self.clock.now();
             match queue.next_due() {
                 Some(due) if due <= now => self.release(&queue, now).await,
                 Some(due) => {
-                    let wait = (due - now).to_std().unwrap_or_default();
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.clock.sleep_until(due, IDLE_QUEUE) => {}
                         _ = queue.wake.notified() => {}
                         _ = self.shutdown.cancelled() => return,
                     }

@@ -1,7 +1,7 @@
 //! Scheduled queues with a real spool: release, retry timing, expiry.
 
 use petrel_message::{EnvelopeAddress, Message};
-use petrel_queue::{QueueConfig, QueueManager, RetryDecision};
+use petrel_queue::{ManualClock, QueueConfig, QueueManager, RetryDecision};
 use petrel_spool::{RocksSpool, Spool, SpoolPaths};
 use petrel_telemetry::{LogConfig, Logger, RecordType, ResponseInfo, read_records};
 use std::sync::Arc;
@@ -18,49 +18,57 @@ fn message(tenant: &str) -> Message {
     m
 }
 
+/// The next release, waiting at most 100 ms of real time.
+async fn next(due: &mut tokio::sync::mpsc::UnboundedReceiver<petrel_queue::Due>) -> Option<petrel_queue::Due> {
+    tokio::time::timeout(Duration::from_millis(100), due.recv()).await.ok().flatten()
+}
+
 #[tokio::test]
 async fn due_messages_are_released_retried_and_expired() {
     let dir = tempfile::tempdir().unwrap();
     let spool: Arc<dyn Spool> =
         Arc::new(RocksSpool::open(&SpoolPaths { meta: dir.path().join("s"), data: dir.path().join("s") }).unwrap());
     let (logger, log_thread) = Logger::start(&LogConfig::new(dir.path().join("logs")), Default::default()).unwrap();
+    // Real retry settings; a manual clock moves through them at once.
     let config = QueueConfig {
-        retry_interval: Duration::from_millis(300),
-        max_age: Duration::from_secs(2),
+        retry_interval: Duration::from_secs(20 * 60),
+        max_age: Duration::from_secs(3 * 3600),
         ..Default::default()
     };
     let shutdown = CancellationToken::new();
-    let (manager, mut due) = QueueManager::new(Arc::new(config), spool.clone(), logger.clone(), shutdown.clone());
+    let clock = Arc::new(ManualClock::new());
+    let (manager, mut due) =
+        QueueManager::with_clock(Arc::new(config), spool.clone(), logger.clone(), shutdown.clone(), clock.clone());
 
     let m = message("acme");
     spool.store(std::slice::from_ref(&m)).await.unwrap();
     manager.insert(m.clone());
-    let first = tokio::time::timeout(Duration::from_secs(2), due.recv()).await.unwrap().unwrap();
+    let first = next(&mut due).await.expect("released at once");
     assert_eq!(first.queue.name(), "acme@b.example");
     assert_eq!(first.messages.len(), 1);
     assert_eq!(first.messages[0].id, m.id);
 
-    // A retry waits about retry_interval before coming back.
+    // A retry waits about retry_interval (with jitter) before coming back.
     let last = ResponseInfo { code: 451, enhanced_code: None, content: "later".into() };
     let mut failed = first.messages[0].clone();
     failed.num_attempts = 1;
-    let started = std::time::Instant::now();
     assert!(matches!(manager.retry(&first.queue, failed, &last).await, RetryDecision::Scheduled(_)));
     assert_eq!(manager.waiting(), 1);
-    let again = tokio::time::timeout(Duration::from_secs(2), due.recv()).await.unwrap().unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(250), "retried too early");
+    clock.advance(Duration::from_secs(10 * 60));
+    assert!(next(&mut due).await.is_none(), "not before retry_interval (less its jitter)");
+    clock.advance(Duration::from_secs(20 * 60));
+    let again = next(&mut due).await.expect("due after retry_interval");
     assert!(again.messages[0].data.is_none(), "waiting messages keep no body");
 
     // Attempts double the delay until the next one no longer fits max_age.
     let mut msg = again.messages[0].clone();
     let mut decision = RetryDecision::Expired;
-    for attempt in 2..10 {
+    for attempt in 2..20 {
         msg.num_attempts = attempt;
         decision = manager.retry(&again.queue, msg.clone(), &last).await;
-        if decision == RetryDecision::Expired {
-            break;
-        }
-        msg = tokio::time::timeout(Duration::from_secs(3), due.recv()).await.unwrap().unwrap().messages.remove(0);
+        let RetryDecision::Scheduled(at) = decision else { break };
+        clock.advance((at - petrel_queue::Clock::now(&*clock)).to_std().unwrap_or_default());
+        msg = next(&mut due).await.expect("released after its delay").messages.remove(0);
     }
     assert_eq!(decision, RetryDecision::Expired);
     assert!(spool.enumerate().unwrap().is_empty(), "expired message left the spool");
