@@ -18,6 +18,7 @@ pub use listener::{HttpListener, HttpListenerConfig};
 pub use openapi::openapi_json;
 pub use serve::HttpLimits;
 pub use state::{
-    AdminOps, ApiState, AuthInfo, InjectPolicy, MessageInfo, PolicyError, QueueSelector, QueueSummary,
-    ReadyQueueSummary, RebindRequest, ReloadOutcome, RouteExplanation, RouteRequest, ScheduledQueueSummary,
+    AdminOps, ApiState, AuthInfo, ChangedDefinition, DefinitionChanges, InjectPolicy, ListenerChanges, MessageInfo,
+    PolicyError, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadChanges, ReloadOutcome,
+    RouteExplanation, RouteRequest, ScheduledQueueSummary,
 };

@@ -145,6 +145,41 @@ pub struct RouteExplanation {
     pub egress_path: serde_json::Value,
 }
 
+/// What a reload changed in sources or pools.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DefinitionChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<ChangedDefinition>,
+}
+
+/// A source or pool defined differently after a reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChangedDefinition {
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub before: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub after: serde_json::Value,
+}
+
+/// Listeners a reload started, stopped or gave new settings (`smtp ADDR`,
+/// `http ADDR`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ListenerChanges {
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
+    pub updated: Vec<String>,
+}
+
+/// Everything a reload changed; empty when it was refused or unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadChanges {
+    pub sources: DefinitionChanges,
+    pub pools: DefinitionChanges,
+    pub listeners: ListenerChanges,
+}
+
 /// The result of a reload request.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReloadOutcome {
@@ -154,8 +189,7 @@ pub struct ReloadOutcome {
     /// was reloaded (the generation stays).
     #[serde(default)]
     pub unchanged: bool,
-    #[schema(value_type = Object)]
-    pub changes: serde_json::Value,
+    pub changes: ReloadChanges,
     pub errors: Vec<String>,
 }
 

@@ -7,13 +7,16 @@ use crate::admin::DaemonAdmin;
 use crate::daemon::DaemonError;
 use petrel_delivery::Dispatcher;
 use petrel_egress::Registry;
-use petrel_http_api::{ApiState, HttpListener, HttpListenerConfig, ReloadOutcome};
+use petrel_http_api::{
+    ApiState, ChangedDefinition, DefinitionChanges, HttpListener, HttpListenerConfig, ListenerChanges, ReloadChanges,
+    ReloadOutcome,
+};
 use petrel_lua::{InitConfig, PolicyEngine};
 use petrel_queue::{Intake, QueueManager};
 use petrel_smtp_server::{Listener, ListenerConfig, Prepared, ServerHandles};
 use petrel_spool::Spool;
 use petrel_telemetry::Logger;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use tokio_util::sync::CancellationToken;
@@ -151,7 +154,7 @@ impl Reloader {
             success: false,
             generation: Some(self.parts.engine.current().number),
             unchanged: false,
-            changes: json!({}),
+            changes: ReloadChanges::default(),
             errors,
         }
     }
@@ -166,7 +169,7 @@ impl Reloader {
                 success: true,
                 generation: Some(running.number),
                 unchanged: true,
-                changes: json!({}),
+                changes: ReloadChanges::default(),
                 errors: Vec::new(),
             };
         }
@@ -214,10 +217,11 @@ impl Reloader {
         let old = self.parts.engine.commit(next);
         let generation = self.parts.engine.current();
 
-        let mut changes = json!({
-            "sources": registry_changes(&old.config.registry, &generation.config.registry, true),
-            "pools": registry_changes(&old.config.registry, &generation.config.registry, false),
-        });
+        let mut changes = ReloadChanges {
+            sources: registry_changes(&old.config.registry, &generation.config.registry, true),
+            pools: registry_changes(&old.config.registry, &generation.config.registry, false),
+            listeners: ListenerChanges::default(),
+        };
         let mut started: Vec<String> = new_smtp.iter().map(|l| format!("smtp {}", l.local_addr())).collect();
         started.extend(new_http.iter().map(|l| format!("http {}", l.local_addr())));
         let mut updated = Vec::new();
@@ -236,13 +240,13 @@ impl Reloader {
         listeners.smtp.extend(new_smtp);
         listeners.http.extend(new_http);
         self.record_addrs(&listeners);
-        changes["listeners"] = json!({ "started": started, "stopped": stopped, "updated": updated });
+        changes.listeners = ListenerChanges { started, stopped, updated };
 
         // Queues ask the new policy for their settings; waiting work is
         // routed again under the new sources and pools.
         self.parts.queues.refresh_configs();
         self.parts.dispatcher.retire_ready_queues();
-        tracing::info!(generation = generation.number, %changes, "policy reloaded");
+        tracing::info!(generation = generation.number, changes = ?changes, "policy reloaded");
         ReloadOutcome {
             success: true,
             generation: Some(generation.number),
@@ -275,7 +279,7 @@ impl Reloader {
 }
 
 /// Added, removed and changed sources (or pools) between two registries.
-fn registry_changes(old: &Registry, new: &Registry, sources: bool) -> Value {
+fn registry_changes(old: &Registry, new: &Registry, sources: bool) -> DefinitionChanges {
     let items = |r: &Registry| -> Vec<(String, Value)> {
         if sources {
             r.sources().map(|s| (s.name.clone(), serde_json::to_value(&**s).expect("serializable"))).collect()
@@ -285,16 +289,16 @@ fn registry_changes(old: &Registry, new: &Registry, sources: bool) -> Value {
     };
     let (before, after) = (items(old), items(new));
     let find = |list: &[(String, Value)], name: &str| list.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-    let added: Vec<&String> = after.iter().filter(|(n, _)| find(&before, n).is_none()).map(|(n, _)| n).collect();
-    let removed: Vec<&String> = before.iter().filter(|(n, _)| find(&after, n).is_none()).map(|(n, _)| n).collect();
-    let changed: Vec<Value> = after
+    let added = after.iter().filter(|(n, _)| find(&before, n).is_none()).map(|(n, _)| n.clone()).collect();
+    let removed = before.iter().filter(|(n, _)| find(&after, n).is_none()).map(|(n, _)| n.clone()).collect();
+    let changed = after
         .iter()
         .filter_map(|(n, v)| match find(&before, n) {
-            Some(old) if old != *v => Some(json!({ "name": n, "before": old, "after": v })),
+            Some(old) if old != *v => Some(ChangedDefinition { name: n.clone(), before: old, after: v.clone() }),
             _ => None,
         })
         .collect();
-    json!({ "added": added, "removed": removed, "changed": changed })
+    DefinitionChanges { added, removed, changed }
 }
 
 /// Reload whenever a `.lua`, `.toml` or `.json` file in `dir` changes;

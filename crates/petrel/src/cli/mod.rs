@@ -391,7 +391,7 @@ fn remote(command: Command) -> anyhow::Result<()> {
             let v = Api::new(&remote.endpoint).post("/api/admin/reload/v1", &json!({}))?;
             print(&remote, &v, |v| match v["unchanged"].as_bool() {
                 Some(true) => format!("unchanged: the policy files read as before (generation {})\n", v["generation"]),
-                _ => format!("reloaded: generation {}\n{}\n", v["generation"], v["changes"]),
+                _ => show::reload(v),
             });
         }
         Command::Inject { from, to, subject, body, file, remote } => {

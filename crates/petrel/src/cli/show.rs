@@ -97,6 +97,28 @@ pub fn route(v: &Value) -> String {
     format!("{t}\n\n{path}\n")
 }
 
+/// `petrel reload`: the new generation and what changed, one line each.
+pub fn reload(v: &Value) -> String {
+    let mut out = format!("reloaded: generation {}\n", v["generation"]);
+    let names = |x: &Value| -> Vec<String> { x.as_array().into_iter().flatten().map(text).collect() };
+    for kind in ["sources", "pools"] {
+        let c = &v["changes"][kind];
+        let changed: Vec<String> = c["changed"].as_array().into_iter().flatten().map(|d| text(&d["name"])).collect();
+        for (what, list) in [("added", names(&c["added"])), ("removed", names(&c["removed"])), ("changed", changed)] {
+            if !list.is_empty() {
+                out.push_str(&format!("  {kind} {what}: {}\n", list.join(", ")));
+            }
+        }
+    }
+    for what in ["started", "stopped", "updated"] {
+        let list = names(&v["changes"]["listeners"][what]);
+        if !list.is_empty() {
+            out.push_str(&format!("  listeners {what}: {}\n", list.join(", ")));
+        }
+    }
+    out
+}
+
 pub fn message(v: &Value) -> String {
     let mut t = table(&["FIELD", "VALUE"]);
     for key in ["id", "sender", "recipient", "queue", "created", "num_attempts", "due", "size"] {
