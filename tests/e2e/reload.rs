@@ -222,3 +222,34 @@ async fn a_reload_with_nothing_changed_is_a_no_op_and_a_changed_module_counts() 
     assert_eq!((changed["unchanged"].as_bool(), changed["generation"].as_u64()), (Some(false), Some(2)), "{changed}");
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_leaves_a_path_alone_keeps_its_connection() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let events = smart_host_events(sink.addr(), "");
+    let init = |extra: &str| format!("  kumo.start_http_listener {{ listen = '127.0.0.1:0' }}\n{extra}");
+    let daemon = TestDaemon::start(&ws.policy(&init(""), &events)).unwrap();
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r1@b.example".into())).await, 1);
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
+    assert_eq!(sink.total_connections(), 1);
+
+    // An unrelated pool appears: the default source's path is untouched.
+    let other = "  kumo.define_egress_source { name = 'x', source_address = '127.0.0.9' }\n  kumo.define_egress_pool { name = 'other', entries = { { name = 'x' } } }";
+    ws.policy(&init(other), &events);
+    let reply = reload(&daemon).await;
+    assert_eq!(reply.json()["changes"]["pools"]["added"], serde_json::json!(["other"]), "{}", reply.body);
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r2@b.example".into())).await, 1);
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 2).await);
+    assert_eq!(sink.total_connections(), 1, "the idle connection was kept across the reload");
+
+    // A changed path config (a new EHLO name) retires it.
+    let path = "kumo.on('get_egress_path_config', function() return kumo.make_egress_path { ehlo_domain = 'renamed.test' } end)";
+    ws.policy(&init(other), &format!("{events}\n{path}"));
+    assert_eq!(reload(&daemon).await.status, 200);
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r3@b.example".into())).await, 1);
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 3).await);
+    assert_eq!(sink.received()[2].ehlo, "renamed.test");
+    assert_eq!(sink.total_connections(), 2, "a new connection for the new path settings");
+    daemon.stop();
+}

@@ -91,17 +91,37 @@ impl Dispatcher {
         }
     }
 
-    /// After a reload: every ready queue stops taking work once its current
-    /// transactions end, and the messages waiting in them go back to their
-    /// scheduled queues, to be routed again with the new sources, pools and
-    /// path settings. Nothing in flight is interrupted.
-    pub fn retire_ready_queues(&self) {
-        let retired: Vec<Arc<ReadyQueue>> = self.ready.lock().drain().map(|(_, q)| q).collect();
-        for queue in retired {
+    /// After a reload: ready queues whose source is affected (redefined,
+    /// removed, or in a pool that changed) or whose egress path config now
+    /// reads differently stop taking work once their current transactions
+    /// end, and their waiting messages go back to their scheduled queues to
+    /// be routed again. The others keep their connections and their mail.
+    /// Returns how many were retired.
+    pub async fn retire_changed_ready_queues(&self, affected_sources: &HashSet<String>) -> usize {
+        let all: Vec<(String, Arc<ReadyQueue>)> =
+            self.ready.lock().iter().map(|(k, q)| (k.clone(), q.clone())).collect();
+        let mut retired = 0;
+        for (name, queue) in all {
+            let changed = affected_sources.contains(&queue.source.name)
+                || match self
+                    .handles
+                    .policy
+                    .egress_path_config(&queue.routing_domain, &queue.source.name, &queue.site)
+                    .await
+                {
+                    Ok(path) => path != queue.path,
+                    Err(_) => true,
+                };
+            if !changed {
+                continue;
+            }
+            self.ready.lock().remove(&name);
             for item in queue.retire() {
                 self.requeue(item.message);
             }
+            retired += 1;
         }
+        retired
     }
 
     /// Stop sending from a source (Momentum's `suspend_delivery` on a
@@ -293,7 +313,15 @@ impl Dispatcher {
         }
         let path = self.handles.policy.egress_path_config(routing_domain, &source.name, site).await?;
         let ehlo = crate::route::ehlo_name(&path, source, &self.handles.default_ehlo);
-        let created = Arc::new(ReadyQueue::new(name.clone(), source.clone(), site.into(), destination, path, ehlo));
+        let created = Arc::new(ReadyQueue::new(
+            name.clone(),
+            source.clone(),
+            site.into(),
+            routing_domain.into(),
+            destination,
+            path,
+            ehlo,
+        ));
         let mut ready = self.ready.lock();
         let entry = ready.entry(name).or_insert_with(|| created.clone());
         if entry.source != *source {

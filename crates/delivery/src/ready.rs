@@ -37,8 +37,10 @@ pub(crate) struct ReadyQueue {
     pub name: String,
     pub source: Arc<EgressSource>,
     pub site: String,
+    /// The routing domain its path config was asked for.
+    pub routing_domain: String,
     destination: Destination,
-    path: EgressPathConfig,
+    pub(crate) path: EgressPathConfig,
     ehlo: String,
     /// `max_message_rate`, paced per message actually sent (see `batch`).
     pub(crate) message_rate: Option<Throttle>,
@@ -71,6 +73,7 @@ impl ReadyQueue {
         name: String,
         source: Arc<EgressSource>,
         site: String,
+        routing_domain: String,
         destination: Destination,
         path: EgressPathConfig,
         ehlo: String,
@@ -80,6 +83,7 @@ impl ReadyQueue {
             name,
             source,
             site,
+            routing_domain,
             destination,
             message_rate: path.max_message_rate.map(Throttle::new),
             connection_rate: path.max_connection_rate.map(Throttle::new),

@@ -245,7 +245,9 @@ impl Reloader {
         // Queues ask the new policy for their settings; waiting work is
         // routed again under the new sources and pools.
         self.parts.queues.refresh_configs();
-        self.parts.dispatcher.retire_ready_queues();
+        let affected = affected_sources(&old.config.registry, &generation.config.registry, &changes);
+        let retired = self.parts.dispatcher.retire_changed_ready_queues(&affected).await;
+        tracing::debug!(retired, "ready queues retired by the reload");
         tracing::info!(generation = generation.number, changes = ?changes, "policy reloaded");
         ReloadOutcome {
             success: true,
@@ -279,6 +281,24 @@ impl Reloader {
 }
 
 /// Added, removed and changed sources (or pools) between two registries.
+/// Sources whose ready queues a reload must empty: redefined or removed
+/// ones, and every source (before or after) of a pool that changed, so
+/// waiting mail is spread by the new weights.
+fn affected_sources(old: &Registry, new: &Registry, changes: &ReloadChanges) -> std::collections::HashSet<String> {
+    let mut affected: std::collections::HashSet<String> = changes.sources.removed.iter().cloned().collect();
+    affected.extend(changes.sources.changed.iter().map(|c| c.name.clone()));
+    let pools =
+        changes.pools.added.iter().chain(&changes.pools.removed).chain(changes.pools.changed.iter().map(|c| &c.name));
+    for pool in pools {
+        for registry in [old, new] {
+            if let Some(p) = registry.pool(pool) {
+                affected.extend(p.entries.iter().map(|e| e.source.clone()));
+            }
+        }
+    }
+    affected
+}
+
 fn registry_changes(old: &Registry, new: &Registry, sources: bool) -> DefinitionChanges {
     let items = |r: &Registry| -> Vec<(String, Value)> {
         if sources {
