@@ -14,7 +14,7 @@ mod state;
 
 pub use error::ApiError;
 pub use inject::{InjectRequest, InjectResponse};
-pub use listener::{HttpListener, HttpListenerConfig};
+pub use listener::{HttpListener, HttpListenerConfig, TlsIdentity};
 pub use openapi::openapi_json;
 pub use serve::HttpLimits;
 pub use state::{

@@ -76,6 +76,9 @@ fn router(state: Arc<ApiState>) -> Router {
     protected.merge(public).layer(DefaultBodyLimit::max(state.max_request_size)).with_state(state)
 }
 
+/// A listener's TLS identity, as [`HttpListener::prepare`] reads it.
+pub type TlsIdentity = Arc<rustls::ServerConfig>;
+
 /// A running HTTP listener. Requests go to the router current when they
 /// arrive, so a reload can change its settings without closing the socket;
 /// a renewed certificate is used for the next handshake.
@@ -156,7 +159,7 @@ impl HttpListener {
     /// Check new settings without applying them: the TLS identity they
     /// need (read again from its files), or why they cannot apply. Turning
     /// TLS on or off takes a restart.
-    pub fn prepare(&self, config: &HttpListenerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    pub fn prepare(&self, config: &HttpListenerConfig) -> Result<Option<TlsIdentity>, String> {
         if config.use_tls != self.config.use_tls {
             return Err(format!("HTTP listener {}: turning use_tls on or off takes a restart", config.listen));
         }

@@ -6,6 +6,7 @@
 mod admin;
 pub mod cli;
 mod daemon;
+mod listeners;
 mod reload;
 
 pub use daemon::{Controls, Daemon, DaemonError, DaemonOptions, system_hostname};

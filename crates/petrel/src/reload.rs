@@ -5,15 +5,15 @@
 
 use crate::admin::DaemonAdmin;
 use crate::daemon::DaemonError;
+use crate::listeners::ListenerContext;
 use petrel_delivery::Dispatcher;
 use petrel_egress::Registry;
 use petrel_http_api::{
-    ApiState, ChangedDefinition, DefinitionChanges, HttpListener, HttpListenerConfig, ListenerChanges, ReloadChanges,
-    ReloadOutcome,
+    ApiState, ChangedDefinition, DefinitionChanges, HttpListenerConfig, ReloadChanges, ReloadOutcome,
 };
 use petrel_lua::{InitConfig, PolicyEngine};
 use petrel_queue::{Intake, QueueManager};
-use petrel_smtp_server::{Listener, ListenerConfig, Prepared, ServerHandles};
+use petrel_smtp_server::ServerHandles;
 use petrel_spool::Spool;
 use petrel_telemetry::Logger;
 use serde_json::Value;
@@ -39,44 +39,13 @@ impl Parts {
     }
 }
 
-#[derive(Default)]
-struct Listeners {
-    smtp: Vec<Listener>,
-    http: Vec<HttpListener>,
-}
-
 /// Owns the listeners and carries out reloads, one at a time.
 pub struct Reloader {
     parts: Parts,
     smtp_handles: Arc<ServerHandles>,
     admin: Arc<DaemonAdmin>,
-    listeners: tokio::sync::Mutex<Listeners>,
+    listeners: tokio::sync::Mutex<crate::listeners::Listeners>,
     addrs: parking_lot::Mutex<(Vec<SocketAddr>, Vec<SocketAddr>)>,
-}
-
-/// Pair new configurations with running listeners by configured address
-/// (in order, for repeated addresses such as port 0): `(new index, running
-/// index)` for kept ones, then the new ones to start and running ones to stop.
-fn pair<N, R>(
-    new: &[N],
-    running: &[R],
-    key_new: impl Fn(&N) -> SocketAddr,
-    key_running: impl Fn(&R) -> SocketAddr,
-) -> (Vec<(usize, usize)>, Vec<usize>, Vec<usize>) {
-    let mut taken = vec![false; running.len()];
-    let mut kept = Vec::new();
-    let mut added = Vec::new();
-    for (i, n) in new.iter().enumerate() {
-        match (0..running.len()).find(|&j| !taken[j] && key_running(&running[j]) == key_new(n)) {
-            Some(j) => {
-                taken[j] = true;
-                kept.push((i, j));
-            }
-            None => added.push(i),
-        }
-    }
-    let removed = (0..running.len()).filter(|&j| !taken[j]).collect();
-    (kept, added, removed)
 }
 
 impl Reloader {
@@ -105,36 +74,20 @@ impl Reloader {
         })
     }
 
-    async fn start_smtp(&self, config: &ListenerConfig) -> Result<Listener, DaemonError> {
-        Listener::start(config.clone(), self.smtp_handles.clone(), &self.parts.shutdown)
-            .await
-            .map_err(|e| DaemonError::Listen { addr: config.listen, source: e })
-    }
-
-    async fn start_http(&self, config: &HttpListenerConfig) -> Result<HttpListener, DaemonError> {
-        HttpListener::start(config, self.api_state(config), &self.parts.shutdown)
-            .await
-            .map_err(|e| DaemonError::Listen { addr: config.listen, source: e })
+    fn context<'a>(
+        &'a self,
+        api_state: &'a (dyn Fn(&HttpListenerConfig) -> Arc<ApiState> + Sync),
+    ) -> ListenerContext<'a> {
+        ListenerContext { smtp: &self.smtp_handles, api_state, shutdown: &self.parts.shutdown }
     }
 
     /// Bind the listeners of the first generation.
     pub(crate) async fn start_listeners(&self, config: &InitConfig) -> Result<(), DaemonError> {
         let mut listeners = self.listeners.lock().await;
-        for c in &config.listeners {
-            listeners.smtp.push(self.start_smtp(c).await?);
-        }
-        for c in &config.http_listeners {
-            listeners.http.push(self.start_http(c).await?);
-        }
-        self.record_addrs(&listeners);
+        let api_state = |c: &HttpListenerConfig| self.api_state(c);
+        listeners.start_all(config, &self.context(&api_state)).await?;
+        *self.addrs.lock() = listeners.addrs();
         Ok(())
-    }
-
-    fn record_addrs(&self, listeners: &Listeners) {
-        *self.addrs.lock() = (
-            listeners.smtp.iter().map(|l| l.local_addr()).collect(),
-            listeners.http.iter().map(|l| l.local_addr()).collect(),
-        );
     }
 
     pub fn smtp_addrs(&self) -> Vec<SocketAddr> {
@@ -178,69 +131,20 @@ impl Reloader {
             Err(e) => return self.refused(e.errors),
         };
         let config = next.config.clone();
-        let (smtp_kept, smtp_added, smtp_removed) =
-            pair(&config.listeners, &listeners.smtp, |c| c.listen, |l| l.config().listen);
-        let (http_kept, http_added, http_removed) =
-            pair(&config.http_listeners, &listeners.http, |c| c.listen, |l| l.config().listen);
-        // Check new settings and bind everything new before committing: a
-        // bad certificate or a listener that cannot bind refuses the reload.
-        let mut prepared = Vec::new();
-        for &(i, j) in &smtp_kept {
-            if *listeners.smtp[j].config() != config.listeners[i] {
-                match Prepared::new(config.listeners[i].clone()) {
-                    Ok(p) => prepared.push((j, p)),
-                    Err(e) => return self.refused(vec![format!("listener {}: {e}", config.listeners[i].listen)]),
-                }
-            }
-        }
-        let mut http_tls = Vec::new();
-        for &(i, j) in &http_kept {
-            match listeners.http[j].prepare(&config.http_listeners[i]) {
-                Ok(tls) => http_tls.push(tls),
-                Err(e) => return self.refused(vec![e]),
-            }
-        }
-        let mut new_smtp = Vec::new();
-        let mut new_http = Vec::new();
-        for &i in &smtp_added {
-            match self.start_smtp(&config.listeners[i]).await {
-                Ok(l) => new_smtp.push(l),
-                Err(e) => return self.abandon(new_smtp, new_http, e),
-            }
-        }
-        for &i in &http_added {
-            match self.start_http(&config.http_listeners[i]).await {
-                Ok(l) => new_http.push(l),
-                Err(e) => return self.abandon(new_smtp, new_http, e),
-            }
-        }
+        let api_state = |c: &HttpListenerConfig| self.api_state(c);
+        let context = self.context(&api_state);
+        let staged = match listeners.stage(&config, &context).await {
+            Ok(staged) => staged,
+            Err(e) => return self.refused(vec![e]),
+        };
         let old = self.parts.engine.commit(next);
         let generation = self.parts.engine.current();
-
-        let mut changes = ReloadChanges {
+        let changes = ReloadChanges {
             sources: registry_changes(&old.config.registry, &generation.config.registry, true),
             pools: registry_changes(&old.config.registry, &generation.config.registry, false),
-            listeners: ListenerChanges::default(),
+            listeners: listeners.apply(staged, &config, &context),
         };
-        let mut started: Vec<String> = new_smtp.iter().map(|l| format!("smtp {}", l.local_addr())).collect();
-        started.extend(new_http.iter().map(|l| format!("http {}", l.local_addr())));
-        let mut updated = Vec::new();
-        for (j, p) in prepared {
-            listeners.smtp[j].apply(p);
-            updated.push(format!("smtp {}", listeners.smtp[j].local_addr()));
-        }
-        for (&(i, j), tls) in http_kept.iter().zip(http_tls) {
-            let state = self.api_state(&config.http_listeners[i]);
-            if *listeners.http[j].config() != config.http_listeners[i] {
-                updated.push(format!("http {}", listeners.http[j].local_addr()));
-            }
-            listeners.http[j].update(&config.http_listeners[i], state, tls);
-        }
-        let stopped = self.stop_removed(&mut listeners, smtp_removed, http_removed);
-        listeners.smtp.extend(new_smtp);
-        listeners.http.extend(new_http);
-        self.record_addrs(&listeners);
-        changes.listeners = ListenerChanges { started, stopped, updated };
+        *self.addrs.lock() = listeners.addrs();
 
         // Queues ask the new policy for their settings; waiting work is
         // routed again under the new sources and pools.
@@ -257,30 +161,8 @@ impl Reloader {
             errors: Vec::new(),
         }
     }
-
-    fn stop_removed(&self, listeners: &mut Listeners, smtp: Vec<usize>, http: Vec<usize>) -> Vec<String> {
-        let mut stopped = Vec::new();
-        for j in smtp.into_iter().rev() {
-            let l = listeners.smtp.remove(j);
-            l.stop();
-            stopped.push(format!("smtp {}", l.local_addr()));
-        }
-        for j in http.into_iter().rev() {
-            let l = listeners.http.remove(j);
-            l.stop();
-            stopped.push(format!("http {}", l.local_addr()));
-        }
-        stopped
-    }
-
-    fn abandon(&self, smtp: Vec<Listener>, http: Vec<HttpListener>, error: DaemonError) -> ReloadOutcome {
-        smtp.iter().for_each(Listener::stop);
-        http.iter().for_each(HttpListener::stop);
-        self.refused(vec![error.to_string()])
-    }
 }
 
-/// Added, removed and changed sources (or pools) between two registries.
 /// Sources whose ready queues a reload must empty: redefined or removed
 /// ones, and every source (before or after) of a pool that changed, so
 /// waiting mail is spread by the new weights.
@@ -299,6 +181,7 @@ fn affected_sources(old: &Registry, new: &Registry, changes: &ReloadChanges) -> 
     affected
 }
 
+/// Added, removed and changed sources (or pools) between two registries.
 fn registry_changes(old: &Registry, new: &Registry, sources: bool) -> DefinitionChanges {
     let items = |r: &Registry| -> Vec<(String, Value)> {
         if sources {
