@@ -114,3 +114,27 @@ async fn route_explains_prohibited_mx_hosts_and_dns_failures_as_delivery_meets_t
     assert!(eventually(Duration::from_secs(10), bounced).await, "delivery refuses the prohibited host too");
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_and_delivery_agree_over_ipv6_and_lmtp() {
+    let sink = Sink::start_at("[::1]:0".parse().unwrap(), std::sync::Arc::new(|_, _| (250, "2.0.0 ok".into()))).await;
+    let ws = Workspace::new();
+    let init = "  kumo.start_http_listener { listen = '127.0.0.1:0' }\n  kumo.define_egress_source { name = 'v6', source_address = '::1', ehlo_domain = 'v6.petrel.test' }\n  kumo.define_egress_pool { name = 'default', entries = { { name = 'v6' } } }";
+    let events = format!(
+        "kumo.on('get_queue_config', function() return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '{}' }} }} }} }} end)\nkumo.on('get_egress_path_config', function() return kumo.make_egress_path {{ use_lmtp = true }} end)",
+        sink.addr()
+    );
+    let daemon = TestDaemon::start(&ws.policy(init, &events)).unwrap();
+    let route = explain(&daemon, "r@v6.example", json!({})).await;
+    assert_eq!(route["hosts"][0].as_str().unwrap(), format!("[::1]:{} (::1)", sink.addr().port()), "{route}");
+    assert_eq!(
+        (route["egress_path"]["use_lmtp"].as_bool(), route["ehlo_domain"].as_str()),
+        (Some(true), Some("v6.petrel.test"))
+    );
+    assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "r@v6.example".into())).await, 1);
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
+    let got = sink.received().pop().unwrap();
+    assert_eq!((got.peer.ip().to_string(), got.ehlo.as_str()), ("::1".to_string(), "v6.petrel.test"));
+    assert!(sink.lmtp_sessions() >= 1, "delivered over LMTP, as route said");
+    daemon.stop();
+}

@@ -224,7 +224,8 @@ fn explanation(queue: String, given_pool: Option<&str>, config: &QueueConfig, ro
             None if addresses.is_empty() => String::new(),
             None => format!(" ({})", addresses.join(", ")),
         };
-        out.hosts.push(format!("{}:{}{detail}", host.name, host.port));
+        let name = if host.name.contains(':') { format!("[{}]", host.name) } else { host.name.clone() };
+        out.hosts.push(format!("{name}:{}{detail}", host.port));
     }
     if let Some(e) = &destination.path_error {
         out.egress_path = serde_json::json!({ "error": e });

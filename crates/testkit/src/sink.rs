@@ -43,6 +43,8 @@ struct State {
     seven_bit: std::sync::atomic::AtomicBool,
     /// Every MAIL FROM line as sent, for checking parameters.
     mail_lines: Mutex<Vec<String>>,
+    /// Sessions that greeted with LHLO.
+    lmtp_sessions: AtomicUsize,
     /// Hang up right after answering each message, without a 421 (as a
     /// server that drops idle clients does).
     hang_up_after_data: std::sync::atomic::AtomicBool,
@@ -86,6 +88,11 @@ impl Sink {
     /// From now on, close each connection right after answering a message.
     pub fn set_hang_up_after_data(&self, on: bool) {
         self.state.hang_up_after_data.store(on, Ordering::SeqCst);
+    }
+
+    /// How many sessions greeted with LHLO (LMTP).
+    pub fn lmtp_sessions(&self) -> usize {
+        self.state.lmtp_sessions.load(Ordering::SeqCst)
     }
 
     /// The MAIL FROM command lines received, parameters included.
@@ -242,6 +249,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         let reply: Vec<u8> = match parse_command(&line) {
             Ok(Command::Ehlo(name) | Command::Lhlo(name)) => {
                 lmtp = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"LHLO");
+                if lmtp {
+                    conn.state.lmtp_sessions.fetch_add(1, Ordering::SeqCst);
+                }
                 ehlo = name;
                 let tls = if conn.offer_tls { "250-STARTTLS\r\n" } else { "" };
                 let eight_bit =
