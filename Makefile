@@ -35,6 +35,8 @@ lint: deps
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 	@command -v cargo-machete >/dev/null 2>&1 || cargo install --locked --quiet cargo-machete
 	cargo machete
+	@command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
+	cargo deny check bans
 
 fmt:
 	cargo fmt --all
