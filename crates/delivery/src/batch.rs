@@ -3,9 +3,9 @@
 //! reception) go out as one MAIL with several RCPTs, up to
 //! `max_recipients_per_batch`.
 
-use crate::dispatcher::Dispatcher;
+use crate::context::{Dispatched, DispatcherHandles};
 use crate::outcome::Outcome;
-use crate::ready::{Dispatched, ReadyQueue};
+use crate::rate::Throttle;
 use petrel_smtp_client::SmtpClient;
 use std::sync::Arc;
 
@@ -16,11 +16,11 @@ pub(crate) fn compatible(first: &Dispatched, other: &Dispatched) -> bool {
     a.sender == b.sender && a.size == b.size && a.recipient.domain().eq_ignore_ascii_case(b.recipient.domain())
 }
 
-async fn body(dispatcher: &Dispatcher, item: &mut Dispatched) -> Result<Arc<[u8]>, Outcome> {
+async fn body(handles: &DispatcherHandles, item: &mut Dispatched) -> Result<Arc<[u8]>, Outcome> {
     if let Some(data) = &item.message.data {
         return Ok(data.clone());
     }
-    match dispatcher.handles.spool.load_data(item.message.id).await {
+    match handles.spool.load_data(item.message.id).await {
         Ok(data) => {
             item.message.data = Some(data.clone());
             Ok(data)
@@ -65,12 +65,20 @@ fn stale(e: &petrel_smtp_client::ClientError) -> bool {
     }
 }
 
+/// What a transaction needs from its ready queue.
+pub(crate) struct Lane<'a> {
+    pub handles: &'a DispatcherHandles,
+    /// `max_message_rate`, paced per message sent.
+    pub message_rate: Option<&'a Throttle>,
+    /// Back to the front of the ready queue, for the next transaction.
+    pub put_back: &'a (dyn Fn(Dispatched) + Sync),
+}
+
 /// Send `batch` over `client`. Messages whose body turns out to differ go
 /// back to the front of the ready queue. `reused`: the connection carried
 /// an earlier transaction.
 pub(crate) async fn transmit(
-    ready: &ReadyQueue,
-    dispatcher: &Dispatcher,
+    lane: Lane<'_>,
     client: &mut SmtpClient,
     batch: Vec<Dispatched>,
     reused: bool,
@@ -80,7 +88,7 @@ pub(crate) async fn transmit(
     let mut other_bodies = Vec::new();
     let mut shared: Option<Arc<[u8]>> = None;
     for mut item in batch {
-        match body(dispatcher, &mut item).await {
+        match body(lane.handles, &mut item).await {
             Err(outcome) => done.push((item, outcome)),
             Ok(data) => match &shared {
                 None => {
@@ -94,12 +102,12 @@ pub(crate) async fn transmit(
     }
     // Back to the front in their order, so arrival order holds.
     for item in other_bodies.into_iter().rev() {
-        ready.put_back(item);
+        (lane.put_back)(item);
     }
     let Some(data) = shared else { return Transmitted::Done(done, true) };
     // `max_message_rate` counts messages sent, so the pacing waits only for
     // the ones this transaction really carries.
-    if let Some(throttle) = &ready.message_rate {
+    if let Some(throttle) = lane.message_rate {
         for _ in &items {
             throttle.wait().await;
         }

@@ -1,21 +1,17 @@
 //! Routing a due message to a ready queue: pool, source, site.
 
+use crate::context::{Destination, Dispatched, DispatcherHandles};
 use crate::outcome::{Attempt, Outcome, report};
-use crate::path::EgressPolicy;
-use crate::ready::{Dispatched, ReadyQueue};
+use crate::ready::{ReadyHost, ReadyQueue};
 use parking_lot::Mutex;
-use petrel_dns::{MxPlan, Resolver};
+use petrel_dns::MxPlan;
 use petrel_egress::{DEFAULT_NAME, EgressSource};
 use petrel_message::Message;
-use petrel_queue::{DeliveryProtocol, Due, QueueManager, ScheduledQueue};
-use petrel_smtp_client::TlsConfigs;
-use petrel_spool::Spool;
-use petrel_telemetry::Logger;
+use petrel_queue::{DeliveryProtocol, Due, ScheduledQueue};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// How long a message waits when every source of its pool is unavailable.
 const NO_SOURCE_DELAY: Duration = Duration::from_secs(5);
@@ -35,19 +31,6 @@ pub struct ReadySummary {
     pub source_unhealthy: bool,
 }
 
-/// What the dispatcher works with; shared by its ready queues.
-pub struct DispatcherHandles {
-    pub queues: Arc<QueueManager>,
-    pub spool: Arc<dyn Spool>,
-    pub logger: Logger,
-    pub policy: Arc<dyn EgressPolicy>,
-    pub resolver: Arc<dyn Resolver>,
-    pub tls: TlsConfigs,
-    /// EHLO name for sources that set none (the machine's host name).
-    pub default_ehlo: String,
-    pub shutdown: CancellationToken,
-}
-
 pub struct Dispatcher {
     pub(crate) handles: DispatcherHandles,
     /// Every connection worker, so shutdown can wait for attempts in flight.
@@ -56,14 +39,6 @@ pub struct Dispatcher {
     suspended_sources: Mutex<HashSet<String>>,
     pub(crate) health: crate::health::SourceHealth,
     pub(crate) selectors: crate::selector::Selectors,
-}
-
-/// Where a message is going: its hosts, and whether the policy named them.
-pub(crate) struct Destination {
-    pub plan: MxPlan,
-    /// A smart host (`mx_list`) chosen by the operator; `prohibited_hosts`
-    /// guards only destinations found through DNS.
-    pub explicit: bool,
 }
 
 impl Dispatcher {
@@ -147,6 +122,19 @@ impl Dispatcher {
         self.suspended_sources.lock().contains(name)
     }
 
+    /// Whether the selector may pick `source` now (for `site`, when known).
+    pub(crate) fn source_available(&self, source: &str, site: Option<&str>) -> Result<(), &'static str> {
+        if self.is_source_suspended(source) {
+            Err("suspended")
+        } else if self.health.is_skipped(source) {
+            Err("unusable (its address will not bind)")
+        } else if site.is_some_and(|site| self.is_full(source, site)) {
+            Err("its ready queue is full")
+        } else {
+            Ok(())
+        }
+    }
+
     /// A source failed before reaching any host (its address would not
     /// bind): skip it for a while and send `items` again through the
     /// selector, which gives them another source of their pool.
@@ -163,7 +151,7 @@ impl Dispatcher {
         self.handles.logger.metrics().source_unhealthy.with_label_values(&[source]).set(1);
         let outcome = Outcome::from_client(error);
         for item in items {
-            crate::outcome::log_attempt(self, attempt, &item.message, &item.pool, &outcome);
+            crate::outcome::log_attempt(&self.handles, attempt, &item.message, &item.pool, &outcome);
             self.requeue(item.message);
         }
     }
@@ -218,8 +206,9 @@ impl Dispatcher {
                 groups.entry(ready.name.clone()).or_insert_with(|| (ready, Vec::new())).1.push(item);
             }
         }
+        let host: Arc<dyn ReadyHost> = self.clone();
         for (ready, items) in groups.into_values() {
-            ready.push_many(items, self);
+            ready.push_many(items, &host);
         }
     }
 
@@ -244,7 +233,7 @@ impl Dispatcher {
                 let site = message.routing_domain().to_string();
                 let attempt = Attempt { source: &source, site: &site, peer: None, tls: None };
                 let item = Dispatched { queue, message, pool: pool.name.clone() };
-                report(self, &attempt, item, &outcome).await;
+                report(&self.handles, &attempt, item, &outcome).await;
                 return None;
             }
         };
@@ -328,6 +317,27 @@ impl Dispatcher {
             *entry = created;
         }
         Ok(entry.clone())
+    }
+}
+
+impl ReadyHost for Dispatcher {
+    fn handles(&self) -> &DispatcherHandles {
+        &self.handles
+    }
+    fn is_source_suspended(&self, source: &str) -> bool {
+        Dispatcher::is_source_suspended(self, source)
+    }
+    fn requeue(&self, message: Message) {
+        Dispatcher::requeue(self, message)
+    }
+    fn source_worked(&self, source: &str) {
+        Dispatcher::source_worked(self, source)
+    }
+    fn source_failed(&self, attempt: &Attempt<'_>, error: &petrel_smtp_client::ClientError, items: Vec<Dispatched>) {
+        Dispatcher::source_failed(self, attempt, error, items)
+    }
+    fn spawn_worker(&self, worker: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+        self.workers.spawn(worker);
     }
 }
 

@@ -8,7 +8,9 @@
 //! messages, and reports every outcome: delivered, retry, or bounce.
 
 mod batch;
+mod context;
 mod dispatcher;
+mod explain;
 mod health;
 mod outcome;
 mod path;
@@ -17,7 +19,8 @@ mod ready;
 mod route;
 mod selector;
 
-pub use dispatcher::{Dispatcher, DispatcherHandles, ReadySummary};
+pub use context::DispatcherHandles;
+pub use dispatcher::{Dispatcher, ReadySummary};
 pub use path::{EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy, default_prohibited_hosts};
 pub use rate::{Rate, Throttle};
 pub use route::{HostRoute, PoolChoice, Route, RouteDestination, choose_pool, ehlo_name};

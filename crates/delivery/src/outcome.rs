@@ -1,7 +1,6 @@
 //! What happens after an attempt: log it, then remove, retry or bounce.
 
-use crate::dispatcher::Dispatcher;
-use crate::ready::Dispatched;
+use crate::context::{Dispatched, DispatcherHandles};
 use petrel_dns::DnsError;
 use petrel_egress::EgressSource;
 use petrel_smtp_client::{ClientError, Phase};
@@ -79,7 +78,7 @@ pub(crate) struct Attempt<'a> {
 
 /// Write the log record of an attempt; returns its type.
 pub(crate) fn log_attempt(
-    dispatcher: &Dispatcher,
+    handles: &DispatcherHandles,
     attempt: &Attempt<'_>,
     message: &petrel_message::Message,
     pool: &str,
@@ -90,7 +89,7 @@ pub(crate) fn log_attempt(
         Outcome::Failed { permanent: true, response } => (RecordType::Bounce, response),
         Outcome::Failed { permanent: false, response } => (RecordType::TransientFailure, response),
     };
-    let logger = &dispatcher.handles.logger;
+    let logger = &handles.logger;
     let mut record = logger.record(kind, message, response.clone());
     record.site = attempt.site.to_string();
     record.peer_address = attempt.peer.map(|p| p.to_string());
@@ -105,11 +104,10 @@ pub(crate) fn log_attempt(
     kind
 }
 
-pub(crate) async fn report(dispatcher: &Dispatcher, attempt: &Attempt<'_>, item: Dispatched, outcome: &Outcome) {
-    let handles = &dispatcher.handles;
+pub(crate) async fn report(handles: &DispatcherHandles, attempt: &Attempt<'_>, item: Dispatched, outcome: &Outcome) {
     let Dispatched { queue, mut message, pool } = item;
     message.num_attempts += 1;
-    let kind = log_attempt(dispatcher, attempt, &message, &pool, outcome);
+    let kind = log_attempt(handles, attempt, &message, &pool, outcome);
     let response = match outcome {
         Outcome::Delivered(r) | Outcome::Failed { response: r, .. } => r,
     };

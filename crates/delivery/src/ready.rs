@@ -1,15 +1,13 @@
 //! A ready queue: messages bound for one site from one source, drained by up
 //! to `connection_limit` connection workers that reuse their sessions.
 
-use crate::batch::{Transmitted, compatible, transmit};
-use crate::dispatcher::{Destination, Dispatcher};
+use crate::batch::{Lane, Transmitted, compatible, transmit};
+use crate::context::{Destination, Dispatched, DispatcherHandles};
 use crate::outcome::{Attempt, Outcome, report};
 use crate::path::EgressPathConfig;
 use crate::rate::Throttle;
 use parking_lot::Mutex;
 use petrel_egress::EgressSource;
-use petrel_message::Message;
-use petrel_queue::ScheduledQueue;
 use petrel_smtp_client::{ClientError, ConnectOptions, SmtpClient, TlsMode};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,10 +17,18 @@ use tokio::sync::Notify;
 /// Most messages a ready queue holds before its source counts as full.
 const READY_CAPACITY: usize = 1024;
 
-pub(crate) struct Dispatched {
-    pub queue: Arc<ScheduledQueue>,
-    pub message: Message,
-    pub pool: String,
+/// What a ready queue's workers ask of the dispatcher that owns them. The
+/// trait lives here, so this module never imports the dispatcher's.
+pub(crate) trait ReadyHost: Send + Sync + 'static {
+    fn handles(&self) -> &DispatcherHandles;
+    fn is_source_suspended(&self, source: &str) -> bool;
+    /// Back to the scheduled queue, due now, without counting an attempt.
+    fn requeue(&self, message: petrel_message::Message);
+    fn source_worked(&self, source: &str);
+    /// The source failed before reaching any host; `items` go elsewhere.
+    fn source_failed(&self, attempt: &Attempt<'_>, error: &ClientError, items: Vec<Dispatched>);
+    /// Run a connection worker, tracked so shutdown can wait for it.
+    fn spawn_worker(&self, worker: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
 }
 
 struct Slots {
@@ -108,7 +114,7 @@ impl ReadyQueue {
 
     /// Queue messages; wake idle connections and open more, up to
     /// `connection_limit`, for what the idle ones cannot take.
-    pub fn push_many(self: &Arc<Self>, items: Vec<Dispatched>, dispatcher: &Arc<Dispatcher>) {
+    pub fn push_many(self: &Arc<Self>, items: Vec<Dispatched>, dispatcher: &Arc<dyn ReadyHost>) {
         let mut slots = self.slots.lock();
         let count = items.len();
         slots.items.extend(items);
@@ -119,7 +125,7 @@ impl ReadyQueue {
         let room = self.path.connection_limit.max(1).saturating_sub(slots.workers);
         for _ in 0..wanted.min(room) {
             slots.workers += 1;
-            dispatcher.workers.spawn(self.clone().worker(dispatcher.clone()));
+            dispatcher.spawn_worker(Box::pin(self.clone().worker(dispatcher.clone())));
         }
     }
 
@@ -184,8 +190,8 @@ impl ReadyQueue {
         self.slots.lock().items.drain(..).collect()
     }
 
-    async fn worker(self: Arc<Self>, dispatcher: Arc<Dispatcher>) {
-        let shutdown = dispatcher.handles.shutdown.clone();
+    async fn worker(self: Arc<Self>, dispatcher: Arc<dyn ReadyHost>) {
+        let shutdown = dispatcher.handles().shutdown.clone();
         let mut conn: Option<Open> = None;
         let mut sent = 0usize;
         loop {
@@ -230,10 +236,10 @@ impl ReadyQueue {
                 continue;
             }
             if conn.is_none() {
-                match self.connect(&dispatcher).await {
+                match self.connect(&*dispatcher).await {
                     Ok(client) => {
                         dispatcher.source_worked(&self.source.name);
-                        let gauge = dispatcher.handles.logger.metrics().connection_opened(&self.source.name);
+                        let gauge = dispatcher.handles().logger.metrics().connection_opened(&self.source.name);
                         conn = Some(Open { client, _gauge: gauge });
                         sent = 0;
                     }
@@ -253,7 +259,7 @@ impl ReadyQueue {
                         tracing::warn!(ready_queue = %self.name, outcome = ?outcome, "connection failed");
                         let attempt = self.attempt(None, None);
                         for other in batch.into_iter().chain(self.take_all()) {
-                            report(&dispatcher, &attempt, other, &outcome).await;
+                            report(dispatcher.handles(), &attempt, other, &outcome).await;
                         }
                         continue;
                     }
@@ -262,7 +268,10 @@ impl ReadyQueue {
             let client = &mut conn.as_mut().expect("connected above").client;
             let (peer, tls) = (Some(client.peer_addr()), client.tls_info().cloned());
             let attempt = self.attempt(peer, tls);
-            let (results, reusable) = match transmit(&self, &dispatcher, client, batch, sent > 0).await {
+            let put_back = |item: Dispatched| self.put_back(item);
+            let lane =
+                Lane { handles: dispatcher.handles(), message_rate: self.message_rate.as_ref(), put_back: &put_back };
+            let (results, reusable) = match transmit(lane, client, batch, sent > 0).await {
                 Transmitted::Done(results, reusable) => (results, reusable),
                 Transmitted::Stale { retry, done } => {
                     conn = None;
@@ -270,13 +279,13 @@ impl ReadyQueue {
                         self.put_back(item);
                     }
                     for (item, outcome) in done {
-                        report(&dispatcher, &attempt, item, &outcome).await;
+                        report(dispatcher.handles(), &attempt, item, &outcome).await;
                     }
                     continue;
                 }
             };
             for (item, outcome) in results {
-                report(&dispatcher, &attempt, item, &outcome).await;
+                report(dispatcher.handles(), &attempt, item, &outcome).await;
             }
             sent += 1;
             if !reusable || sent >= self.path.max_deliveries_per_connection.max(1) {
@@ -293,8 +302,8 @@ impl ReadyQueue {
     }
 
     /// Connect to the site's hosts in preference order until one answers.
-    async fn connect(&self, dispatcher: &Dispatcher) -> Result<SmtpClient, ConnectFailure> {
-        let resolver = &dispatcher.handles.resolver;
+    async fn connect(&self, dispatcher: &dyn ReadyHost) -> Result<SmtpClient, ConnectFailure> {
+        let resolver = &dispatcher.handles().resolver;
         let mut last: Option<ClientError> = None;
         let mut prohibited = Vec::new();
         for (name, port) in crate::route::endpoints(&self.destination, &self.path, &self.source) {
@@ -340,7 +349,7 @@ impl ReadyQueue {
     /// on a new connection in clear.
     async fn connect_one(
         &self,
-        dispatcher: &Dispatcher,
+        dispatcher: &dyn ReadyHost,
         name: &str,
         target: SocketAddr,
     ) -> Result<SmtpClient, ClientError> {
@@ -349,7 +358,7 @@ impl ReadyQueue {
         opts.server_name = name.to_string();
         opts.timeouts = self.path.timeouts;
         opts.tls = tls;
-        opts.tls_configs = Some(dispatcher.handles.tls.clone());
+        opts.tls_configs = Some(dispatcher.handles().tls.clone());
         opts.lmtp = self.path.use_lmtp;
         match SmtpClient::connect(&opts).await {
             Err(ClientError::Tls { detail }) if tls == TlsMode::OpportunisticInsecure => {

@@ -1,13 +1,12 @@
 //! The routing decision, in one place for delivery and for `petrel route`:
-//! which pool (and why), which source (and which were skipped), which hosts
-//! with which ports, which EHLO name. The dispatcher routes real messages
-//! with these functions and [`Dispatcher::explain`] walks a would-be message
-//! through the same ones, so the two cannot disagree.
+//! which pool (and why), which hosts with which ports, which EHLO name. The
+//! dispatcher routes real messages with these functions and
+//! `Dispatcher::explain` (`explain.rs`) walks a would-be message through the
+//! same ones, so the two cannot disagree.
 
-use crate::dispatcher::{Destination, Dispatcher};
+use crate::context::Destination;
 use crate::path::EgressPathConfig;
 use petrel_egress::{DEFAULT_NAME, EgressPool, EgressSource, Registry};
-use petrel_message::Message;
 use petrel_queue::QueueConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,87 +115,6 @@ pub struct RouteDestination {
     pub path: Option<EgressPathConfig>,
     pub path_error: Option<String>,
     pub ehlo: Option<String>,
-}
-
-impl Dispatcher {
-    /// Whether the selector may pick `source` now (for `site`, when known).
-    pub(crate) fn source_available(&self, source: &str, site: Option<&str>) -> Result<(), &'static str> {
-        if self.is_source_suspended(source) {
-            Err("suspended")
-        } else if self.health.is_skipped(source) {
-            Err("unusable (its address will not bind)")
-        } else if site.is_some_and(|site| self.is_full(source, site)) {
-            Err("its ready queue is full")
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Route a would-be message of `queue` as delivery would, without
-    /// queueing it, moving any round-robin state or opening a connection.
-    pub async fn explain(&self, queue: &str, message: &Message, config: &QueueConfig) -> Route {
-        let registry = self.handles.policy.registry();
-        let (pool, pool_choice) = choose_pool(&registry, message.meta_str("egress_pool"), config);
-        let destination = self.destination(&config.protocol, message).await;
-        let site = destination.as_ref().ok().map(|d| d.plan.site());
-        let mut skipped = Vec::new();
-        for entry in &pool.entries {
-            if let Err(why) = self.source_available(&entry.source, site.as_deref()) {
-                skipped.push((entry.source.clone(), why));
-            }
-        }
-        let available = |s: &str| self.source_available(s, site.as_deref()).is_ok();
-        let source = self.selectors.peek(queue, &pool, &available).and_then(|name| registry.source(&name).cloned());
-        let destination = match destination {
-            Err(outcome) => Err(outcome.describe()),
-            Ok(destination) => Ok(self.explain_destination(message, destination, source.as_deref()).await),
-        };
-        Route { pool, pool_choice, source, skipped, destination }
-    }
-
-    async fn explain_destination(
-        &self,
-        message: &Message,
-        destination: Destination,
-        source: Option<&EgressSource>,
-    ) -> RouteDestination {
-        let site = destination.plan.site();
-        let (path, path_error) = match source {
-            Some(s) => match self.handles.policy.egress_path_config(message.routing_domain(), &s.name, &site).await {
-                Ok(path) => (Some(path), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
-            None => (None, None),
-        };
-        let mut hosts = Vec::new();
-        if let (Some(path), Some(source)) = (&path, source) {
-            for (name, port) in endpoints(&destination, path, source) {
-                let (addresses, error) = match self.handles.resolver.resolve_ip(&name).await {
-                    Ok(ips) => {
-                        let prohibited = |ip: &std::net::IpAddr| {
-                            !destination.explicit && path.prohibited_hosts.iter().any(|n| n.contains(ip))
-                        };
-                        (ips.iter().map(|ip| (*ip, prohibited(ip))).collect(), None)
-                    }
-                    Err(e) => (Vec::new(), Some(e.to_string())),
-                };
-                hosts.push(HostRoute { name, port, addresses, error });
-            }
-        }
-        let ehlo = match (&path, source) {
-            (Some(path), Some(source)) => Some(ehlo_name(path, source, &self.handles.default_ehlo)),
-            _ => None,
-        };
-        RouteDestination {
-            site,
-            explicit: destination.explicit,
-            implicit_mx: destination.plan.implicit,
-            hosts,
-            path,
-            path_error,
-            ehlo,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,78 @@
+//! `petrel route`: a would-be message walked through the same routing
+//! functions and source availability the dispatcher uses, without queueing
+//! it, moving any round-robin state or opening a connection.
+
+use crate::context::Destination;
+use crate::dispatcher::Dispatcher;
+use crate::route::{HostRoute, Route, RouteDestination, choose_pool, ehlo_name, endpoints};
+use petrel_egress::EgressSource;
+use petrel_message::Message;
+use petrel_queue::QueueConfig;
+
+impl Dispatcher {
+    /// Route a would-be message of `queue` as delivery would, without
+    /// queueing it, moving any round-robin state or opening a connection.
+    pub async fn explain(&self, queue: &str, message: &Message, config: &QueueConfig) -> Route {
+        let registry = self.handles.policy.registry();
+        let (pool, pool_choice) = choose_pool(&registry, message.meta_str("egress_pool"), config);
+        let destination = self.destination(&config.protocol, message).await;
+        let site = destination.as_ref().ok().map(|d| d.plan.site());
+        let mut skipped = Vec::new();
+        for entry in &pool.entries {
+            if let Err(why) = self.source_available(&entry.source, site.as_deref()) {
+                skipped.push((entry.source.clone(), why));
+            }
+        }
+        let available = |s: &str| self.source_available(s, site.as_deref()).is_ok();
+        let source = self.selectors.peek(queue, &pool, &available).and_then(|name| registry.source(&name).cloned());
+        let destination = match destination {
+            Err(outcome) => Err(outcome.describe()),
+            Ok(destination) => Ok(self.explain_destination(message, destination, source.as_deref()).await),
+        };
+        Route { pool, pool_choice, source, skipped, destination }
+    }
+
+    async fn explain_destination(
+        &self,
+        message: &Message,
+        destination: Destination,
+        source: Option<&EgressSource>,
+    ) -> RouteDestination {
+        let site = destination.plan.site();
+        let (path, path_error) = match source {
+            Some(s) => match self.handles.policy.egress_path_config(message.routing_domain(), &s.name, &site).await {
+                Ok(path) => (Some(path), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            None => (None, None),
+        };
+        let mut hosts = Vec::new();
+        if let (Some(path), Some(source)) = (&path, source) {
+            for (name, port) in endpoints(&destination, path, source) {
+                let (addresses, error) = match self.handles.resolver.resolve_ip(&name).await {
+                    Ok(ips) => {
+                        let prohibited = |ip: &std::net::IpAddr| {
+                            !destination.explicit && path.prohibited_hosts.iter().any(|n| n.contains(ip))
+                        };
+                        (ips.iter().map(|ip| (*ip, prohibited(ip))).collect(), None)
+                    }
+                    Err(e) => (Vec::new(), Some(e.to_string())),
+                };
+                hosts.push(HostRoute { name, port, addresses, error });
+            }
+        }
+        let ehlo = match (&path, source) {
+            (Some(path), Some(source)) => Some(ehlo_name(path, source, &self.handles.default_ehlo)),
+            _ => None,
+        };
+        RouteDestination {
+            site,
+            explicit: destination.explicit,
+            implicit_mx: destination.plan.implicit,
+            hosts,
+            path,
+            path_error,
+            ehlo,
+        }
+    }
+}
