@@ -1,7 +1,8 @@
 //! AUTH PLAIN and LOGIN (RFC 4954), checked by `smtp_server_auth_plain`.
 
 use crate::io::{ConnError, Line};
-use crate::session::{Session, policy_reply, reply};
+use crate::replies::{policy_reply, reply};
+use crate::session::Session;
 use base64::Engine;
 use petrel_smtp_proto::Reply;
 

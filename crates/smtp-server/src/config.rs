@@ -3,8 +3,10 @@
 use async_trait::async_trait;
 use ipnet::IpNet;
 use petrel_message::{EnvelopeAddress, Message};
+use petrel_queue::Intake;
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One `kumo.start_esmtp_listener{...}`.
@@ -169,6 +171,13 @@ impl SessionPolicy for AcceptAll {
     async fn message_received(&self, _: &mut Message, _: &ConnMeta) -> Result<(), PolicyError> {
         Ok(())
     }
+}
+
+/// What sessions need from the rest of the daemon.
+pub struct ServerHandles {
+    /// Where accepted mail goes (spool, Reception log, queues).
+    pub intake: Intake,
+    pub policy: Arc<dyn SessionPolicy>,
 }
 
 #[cfg(test)]

@@ -11,9 +11,12 @@ mod io;
 mod listener;
 mod peers;
 mod reception;
+mod replies;
 mod session;
 mod tls;
 mod verbs;
 
-pub use config::{AcceptAll, ConnMeta, ListenerConfig, ListenerDomain, PolicyError, SessionPolicy, parse_cidr};
-pub use listener::{Listener, Prepared, ServerHandles};
+pub use config::{
+    AcceptAll, ConnMeta, ListenerConfig, ListenerDomain, PolicyError, ServerHandles, SessionPolicy, parse_cidr,
+};
+pub use listener::{Listener, Prepared};

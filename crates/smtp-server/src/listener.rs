@@ -1,9 +1,8 @@
 //! Accepting connections for one listener.
 
-use crate::config::{ListenerConfig, SessionPolicy};
+use crate::config::{ListenerConfig, ServerHandles};
 use crate::session::Session;
 use arc_swap::ArcSwap;
-use petrel_queue::Intake;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,13 +10,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-
-/// What sessions need from the rest of the daemon.
-pub struct ServerHandles {
-    /// Where accepted mail goes (spool, Reception log, queues).
-    pub intake: Intake,
-    pub policy: Arc<dyn SessionPolicy>,
-}
 
 /// Settings ready to serve: the configuration and its TLS identity.
 pub struct Prepared {

@@ -2,21 +2,12 @@
 //! queue, log; and only then answer 250.
 
 use crate::config::PolicyError;
+use crate::replies::{insufficient_storage, rejection};
 use crate::session::Session;
 use petrel_message::Message;
-use petrel_smtp_proto::{EnhancedCode, Reply};
+use petrel_smtp_proto::Reply;
 use petrel_telemetry::ResponseInfo;
 use std::sync::Arc;
-
-/// A policy's `kumo.reject(code, "5.7.1 text")` → reply; the enhanced code
-/// may lead the text.
-pub(crate) fn rejection(code: u16, text: &str) -> Reply {
-    let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
-    match EnhancedCode::parse(first) {
-        Some(enhanced) => Reply { code, enhanced: Some(enhanced), text: rest.to_string() },
-        None => Reply { code, enhanced: None, text: text.to_string() },
-    }
-}
 
 fn response_info(reply: &Reply) -> ResponseInfo {
     ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
@@ -31,11 +22,6 @@ fn accepted_text(messages: &[Message]) -> String {
         0 => format!("OK ids={}", ids.join(",")),
         more => format!("OK ids={} and {more} more", ids.join(",")),
     }
-}
-
-/// RFC 3463 4.3.1 "mail system full": the spool cannot take mail now.
-pub(crate) fn insufficient_storage() -> Reply {
-    Reply::new(452, Some("4.3.1"), "Insufficient system storage, try again later")
 }
 
 /// Limits on what the client sent, before the policy sees it.

@@ -1,8 +1,9 @@
 //! One client session: its state and the command loop.
 
-use crate::config::{ConnMeta, ListenerConfig, PolicyError};
+use crate::config::ServerHandles;
+use crate::config::{ConnMeta, ListenerConfig};
 use crate::io::{Conn, ConnError, Line};
-use crate::listener::ServerHandles;
+use crate::replies::reply;
 use petrel_message::EnvelopeAddress;
 use petrel_smtp_proto::Reply;
 use std::net::SocketAddr;
@@ -10,21 +11,6 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-
-pub(crate) fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
-    Reply::new(code, Some(enhanced), text)
-}
-
-/// A policy refusal or failure as the client sees it.
-pub(crate) fn policy_reply(error: PolicyError, phase: &str, peer: SocketAddr) -> Reply {
-    match error {
-        PolicyError::Reject { code, text } => crate::reception::rejection(code, &text),
-        PolicyError::Failed(e) => {
-            tracing::error!(%peer, error = %e, "{phase} policy event failed");
-            reply(451, "4.3.0", "Temporary policy failure, try again later")
-        }
-    }
-}
 
 /// Whether the command loop goes on.
 pub(crate) enum Flow {

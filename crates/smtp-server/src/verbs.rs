@@ -3,7 +3,8 @@
 use crate::auth::auth;
 use crate::io::ConnError;
 use crate::reception::receive;
-use crate::session::{Flow, Session, policy_reply, reply};
+use crate::replies::{insufficient_storage, policy_reply, reply};
+use crate::session::{Flow, Session};
 use petrel_message::EnvelopeAddress;
 use petrel_smtp_proto::{Command, EsmtpParam, Mailbox, Reply, ReversePath, parse_command};
 
@@ -115,7 +116,7 @@ impl Session {
             return reply(503, "5.5.1", "Sender already given");
         }
         if !self.handles.intake.accepting() {
-            return crate::reception::insufficient_storage();
+            return insufficient_storage();
         }
         let mut smtputf8 = false;
         for param in &params {
