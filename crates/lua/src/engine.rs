@@ -166,9 +166,6 @@ pub struct PolicyEngine {
     settings: LuaSettings,
 }
 
-/// Default for [`PolicyEngine::set_event_time_limit`].
-pub const EVENT_TIME_LIMIT: Duration = Duration::from_secs(10);
-
 impl PolicyEngine {
     pub fn load(path: &Path, default_hostname: &str) -> Result<Self, PolicyLoadError> {
         Self::load_with_metrics(path, default_hostname, Arc::new(Metrics::new()))

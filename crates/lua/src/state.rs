@@ -6,6 +6,9 @@ use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 use std::path::Path;
 use std::time::Instant;
 
+/// Default longest run of one event (see [`LuaSettings`]).
+pub const EVENT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How policy states are built (`petrel serve --unrestricted-lua`,
 /// `--lua-memory-limit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +26,7 @@ pub struct LuaSettings {
 
 impl Default for LuaSettings {
     fn default() -> Self {
-        Self { unrestricted: false, memory_limit: 256 * 1024 * 1024, event_time_limit: crate::engine::EVENT_TIME_LIMIT }
+        Self { unrestricted: false, memory_limit: 256 * 1024 * 1024, event_time_limit: EVENT_TIME_LIMIT }
     }
 }
 

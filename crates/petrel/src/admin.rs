@@ -13,9 +13,14 @@ use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
 use petrel_spool::Spool;
 use std::sync::Arc;
 
+/// A reload as the admin API starts it; `None` once the daemon is gone.
+pub(crate) type ReloadFn =
+    Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ReloadOutcome>> + Send>> + Send + Sync>;
+
 pub(crate) struct DaemonAdmin {
-    /// Weak: the reloader owns the listeners whose handlers own this.
-    pub reloader: std::sync::Weak<crate::reload::Reloader>,
+    /// Runs a reload; it holds the reloader weakly, since the reloader owns
+    /// the listeners whose handlers own this.
+    pub reload: ReloadFn,
     pub engine: Arc<PolicyEngine>,
     pub queues: Arc<QueueManager>,
     pub dispatcher: Arc<Dispatcher>,
@@ -134,7 +139,7 @@ impl AdminOps for DaemonAdmin {
     }
 
     async fn reload(&self) -> Option<ReloadOutcome> {
-        Some(self.reloader.upgrade()?.reload().await)
+        (self.reload)().await
     }
 }
 
@@ -153,7 +158,7 @@ async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<Ro
     let conn = ConnMeta {
         received_from: "127.0.0.1:0".into(),
         received_via: "127.0.0.1:0".into(),
-        hostname: crate::system_hostname(),
+        hostname: crate::host::system_hostname(),
         ehlo_domain: Some("route.check".into()),
         authn_id: None,
         tls: false,

@@ -1,13 +1,15 @@
 //! Wiring the crates into a running MTA, and taking it down again.
 
+pub use crate::error::DaemonError;
+pub use crate::host::system_hostname;
 use crate::reload::{Parts, Reloader, watch};
 use petrel_delivery::{Dispatcher, DispatcherHandles};
-use petrel_dns::{DnsError, HickoryResolver, Resolver};
+use petrel_dns::{HickoryResolver, Resolver};
 use petrel_http_api::ReloadOutcome;
-use petrel_lua::{InitConfig, PolicyEngine, PolicyLoadError};
+use petrel_lua::{InitConfig, PolicyEngine};
 use petrel_queue::{QueueFilter, QueueManager, RebindTarget};
 use petrel_smtp_client::TlsConfigs;
-use petrel_spool::{RocksSpool, Spool, SpoolError};
+use petrel_spool::{RocksSpool, Spool};
 use petrel_telemetry::{Logger, Metrics};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,29 +30,6 @@ impl DaemonOptions {
     pub fn new(policy: impl Into<PathBuf>) -> Self {
         Self { policy: policy.into(), watch_policy: true, lua: Default::default() }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error("policy error:\n{0}")]
-    Policy(#[from] PolicyLoadError),
-    #[error("cannot set up DNS resolution: {0}")]
-    Dns(#[from] DnsError),
-    #[error("cannot open the spool: {0}")]
-    Spool(#[from] SpoolError),
-    #[error("cannot start the log writer in {dir}: {source}")]
-    Logs { dir: PathBuf, source: std::io::Error },
-    #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
-}
-
-/// The machine's host name, for banners and EHLO when the policy sets none.
-pub fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 type LogThread = Option<std::thread::JoinHandle<()>>;

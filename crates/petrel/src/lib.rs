@@ -6,6 +6,8 @@
 mod admin;
 pub mod cli;
 mod daemon;
+mod error;
+mod host;
 mod listeners;
 mod reload;
 

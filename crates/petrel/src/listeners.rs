@@ -4,7 +4,7 @@
 //! bad certificate or a busy port refuses the reload; [`Listeners::apply`]
 //! switches over once the new policy is committed.
 
-use crate::daemon::DaemonError;
+use crate::error::DaemonError;
 use petrel_http_api::{ApiState, HttpListener, HttpListenerConfig, ListenerChanges, TlsIdentity};
 use petrel_lua::InitConfig;
 use petrel_smtp_server::{Listener, ListenerConfig, Prepared, ServerHandles};

@@ -4,7 +4,7 @@
 //! leaves everything as it was.
 
 use crate::admin::DaemonAdmin;
-use crate::daemon::DaemonError;
+use crate::error::DaemonError;
 use crate::listeners::ListenerContext;
 use petrel_delivery::Dispatcher;
 use petrel_egress::Registry;
@@ -57,7 +57,13 @@ impl Reloader {
                 queues: parts.queues.clone(),
                 dispatcher: parts.dispatcher.clone(),
                 spool: parts.spool.clone(),
-                reloader: me.clone(),
+                reload: {
+                    let me = me.clone();
+                    Box::new(move || {
+                        let me = me.clone();
+                        Box::pin(async move { Some(me.upgrade()?.reload().await) })
+                    })
+                },
             });
             Reloader { parts, smtp_handles, admin, listeners: Default::default(), addrs: Default::default() }
         })
