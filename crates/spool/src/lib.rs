@@ -8,6 +8,7 @@ mod rocks;
 mod rocks_log;
 mod salvage;
 mod space;
+mod wal_scan;
 
 use async_trait::async_trait;
 use petrel_message::{Message, SpoolId};

@@ -454,7 +454,7 @@ impl Spool for RocksSpool {
                 Ok(m) => m,
                 Err(e) => {
                     // Left in place (with its body) for `petrel spool repair`.
-                    tracing::error!(key = %crate::salvage::key_name(&key), error = %e, "unreadable spool record");
+                    tracing::error!(key = %crate::wal_scan::key_name(&key), error = %e, "unreadable spool record");
                     unreadable += 1;
                     keep.insert(key);
                     continue;
@@ -470,7 +470,7 @@ impl Spool for RocksSpool {
             messages.push(message);
         }
         let found: HashSet<SpoolId> = messages.iter().map(|m| m.id).collect();
-        let lost = crate::salvage::lost_from_wal(&self.paths, &found);
+        let lost = crate::wal_scan::lost_from_wal(&self.paths, &found);
         if !lost.is_empty() {
             let ids: Vec<String> = lost.iter().take(20).map(|id| id.to_string()).collect();
             tracing::error!(
