@@ -154,12 +154,14 @@ async fn a_source_whose_address_will_not_bind_is_skipped_and_its_share_goes_to_t
         petrel_e2e::http("GET", format!("http://{}/api/admin/queue-summary/v1", daemon.http[0]), vec![], None).await;
     assert!(summary.body.contains("\"source_unhealthy\":true"), "{}", summary.body);
     daemon.stop();
-    // Only the first message met the broken source; it says why.
+    // Only the messages routed to the broken source before its first failure
+    // met it (one, or a few under load, never its share of ten); each
+    // record says why.
     let records = ws.records();
     let failures: Vec<_> = records
         .iter()
         .filter(|r| !matches!(r.kind, petrel_telemetry::RecordType::Delivery | petrel_telemetry::RecordType::Reception))
         .collect();
-    assert_eq!(failures.len(), 1, "{failures:?}");
-    assert!(failures[0].response.content.contains("cannot bind source address 192.0.2.1"));
+    assert!((1..=3).contains(&failures.len()), "{failures:?}");
+    assert!(failures.iter().all(|f| f.response.content.contains("cannot bind source address 192.0.2.1")));
 }
