@@ -455,6 +455,10 @@ fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Handlers go in before any listener binds: a SIGHUP or SIGTERM that
+        // arrives as soon as the ports answer must not kill the process.
+        use tokio::signal::unix::{SignalKind, signal};
+        let (hangup, terminate) = (signal(SignalKind::hangup()).ok(), signal(SignalKind::terminate()).ok());
         let daemon = match Daemon::start(DaemonOptions { lua, ..DaemonOptions::new(policy.clone()) }).await {
             Ok(d) => d,
             Err(e) => {
@@ -472,8 +476,8 @@ fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
         for addr in daemon.http_addrs() {
             println!("petrel: HTTP listening on {addr}");
         }
-        let hangups = tokio::spawn(reload_on_sighup(daemon.reloader()));
-        let grace = wait_for_stop_signal().await;
+        let hangups = tokio::spawn(reload_on_sighup(daemon.reloader(), hangup));
+        let grace = wait_for_stop_signal(terminate).await;
         hangups.abort();
         let _ = hangups.await;
         println!("petrel: shutting down (deliveries in flight get up to {}s)", grace.as_secs());
@@ -483,9 +487,8 @@ fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
 }
 
 /// SIGHUP reloads the policy, as with most daemons.
-async fn reload_on_sighup(reloader: std::sync::Arc<crate::Reloader>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+async fn reload_on_sighup(reloader: std::sync::Arc<crate::Reloader>, hangup: Option<tokio::signal::unix::Signal>) {
+    let Some(mut hangup) = hangup else { return };
     while hangup.recv().await.is_some() {
         let outcome = reloader.reload().await;
         match outcome.success {
@@ -497,17 +500,16 @@ async fn reload_on_sighup(reloader: std::sync::Arc<crate::Reloader>) {
 
 /// SIGTERM stops gracefully (30 s for deliveries in flight); SIGINT (Ctrl-C)
 /// the same, faster (3 s).
-async fn wait_for_stop_signal() -> std::time::Duration {
-    use tokio::signal::unix::{SignalKind, signal};
+async fn wait_for_stop_signal(terminate: Option<tokio::signal::unix::Signal>) -> std::time::Duration {
     let (term, int) = (std::time::Duration::from_secs(30), std::time::Duration::from_secs(3));
-    match signal(SignalKind::terminate()) {
-        Ok(mut sigterm) => {
+    match terminate {
+        Some(mut sigterm) => {
             tokio::select! {
                 _ = sigterm.recv() => term,
                 _ = tokio::signal::ctrl_c() => int,
             }
         }
-        Err(_) => {
+        None => {
             let _ = tokio::signal::ctrl_c().await;
             int
         }
