@@ -5,11 +5,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// A refused request: its status, what is wrong, and the field at fault.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
+    /// The HTTP status answered.
     pub status: StatusCode,
+    /// What is wrong, for a person.
     pub message: String,
+    /// The request field at fault (`recipients[2].email`), when there is one.
     pub field: Option<String>,
 }
 
@@ -21,6 +25,7 @@ struct Body<'a> {
 }
 
 impl ApiError {
+    /// A `400` naming `field` (empty: the request as a whole).
     pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         let message = message.into();
@@ -28,6 +33,7 @@ impl ApiError {
         Self { status: StatusCode::BAD_REQUEST, message, field: Some(field).filter(|f| !f.is_empty()) }
     }
 
+    /// Any status, with no field.
     pub fn status(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, message: message.into(), field: None }
     }

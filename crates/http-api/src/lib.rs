@@ -3,6 +3,9 @@
 //! describes them. Policy decisions reach it through [`InjectPolicy`];
 //! operator actions through [`AdminOps`], which the daemon implements.
 
+// Every public item is documented: the API's types are its OpenAPI schema.
+#![deny(missing_docs)]
+
 mod admin;
 mod auth;
 mod error;

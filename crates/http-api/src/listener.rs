@@ -25,21 +25,27 @@ use tower::ServiceExt;
 /// One `kumo.start_http_listener{...}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpListenerConfig {
+    /// Where to listen.
     pub listen: SocketAddr,
     /// Clients allowed in without credentials.
     pub trusted_hosts: Vec<ipnet::IpNet>,
     /// Largest request body, after gzip decompression.
     pub max_request_size: usize,
+    /// Serve HTTPS with the certificate and key below.
     pub use_tls: bool,
+    /// PEM certificate chain.
     pub tls_certificate: Option<PathBuf>,
+    /// PEM private key.
     pub tls_private_key: Option<PathBuf>,
     /// A hash of the certificate and key files' contents, so a reload sees
     /// a renewed certificate at the same paths.
     pub tls_fingerprint: u64,
+    /// Connection cap and deadlines.
     pub limits: HttpLimits,
 }
 
 impl HttpListenerConfig {
+    /// Defaults: loopback trusted, 2 MiB bodies, no TLS, default limits.
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
@@ -116,6 +122,7 @@ impl Accept for TlsListener {
 }
 
 impl HttpListener {
+    /// Bind and serve with `state` until `shutdown` (or [`HttpListener::stop`]).
     pub async fn start(
         config: &HttpListenerConfig,
         state: Arc<ApiState>,
@@ -148,10 +155,12 @@ impl HttpListener {
         Ok(Self { local_addr, config: config.clone(), router: current, limits, tls, stop })
     }
 
+    /// The bound address (the real port when the policy said 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
+    /// The settings in force.
     pub fn config(&self) -> &HttpListenerConfig {
         &self.config
     }
@@ -188,6 +197,7 @@ impl HttpListener {
         self.config = config.clone();
     }
 
+    /// Stop accepting; connections in progress get a graceful close.
     pub fn stop(&self) {
         self.stop.cancel();
     }

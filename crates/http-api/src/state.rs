@@ -10,9 +10,11 @@ use utoipa::ToSchema;
 /// Who made an HTTP request, as the policy sees it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuthInfo {
+    /// The client's `address:port`.
     pub peer_address: String,
     /// The authenticated user (Basic) or `"bearer"`; empty for trusted hosts.
     pub identity: String,
+    /// The client is in the listener's `trusted_hosts` (no credentials asked).
     pub trusted_host: bool,
 }
 
@@ -24,8 +26,11 @@ pub use petrel_queue::PolicyError;
 /// `http_server_validate_auth_bearer`, `http_message_generated`).
 #[async_trait]
 pub trait InjectPolicy: Send + Sync + 'static {
+    /// Whether HTTP Basic credentials are accepted; `Err` when the policy failed.
     async fn validate_basic(&self, user: &str, password: &str) -> Result<bool, String>;
+    /// Whether a bearer token is accepted; `Err` when the policy failed.
     async fn validate_bearer(&self, token: &str) -> Result<bool, String>;
+    /// May edit an injected message (one recipient's copy) or refuse it.
     async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), PolicyError>;
 }
 
@@ -34,18 +39,28 @@ pub trait InjectPolicy: Send + Sync + 'static {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSelector {
+    /// A scheduled queue by its full name (`campaign:tenant@domain`).
     pub queue: Option<String>,
+    /// Every queue for this recipient domain.
     pub domain: Option<String>,
+    /// Every queue of this tenant.
     pub tenant: Option<String>,
+    /// Every queue of this campaign.
     pub campaign: Option<String>,
 }
 
+/// Move the waiting messages of the selected queues to another queue or
+/// pool (give exactly one of `to_queue`, `to_pool`).
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RebindRequest {
+    /// A scheduled queue by its full name.
     pub queue: Option<String>,
+    /// Every queue for this recipient domain.
     pub domain: Option<String>,
+    /// Every queue of this tenant.
     pub tenant: Option<String>,
+    /// Every queue of this campaign.
     pub campaign: Option<String>,
     /// Move the messages to this scheduled queue …
     pub to_queue: Option<String>,
@@ -54,6 +69,7 @@ pub struct RebindRequest {
 }
 
 impl RebindRequest {
+    /// The queues the request selects.
     pub fn selector(&self) -> QueueSelector {
         QueueSelector {
             queue: self.queue.clone(),
@@ -64,58 +80,85 @@ impl RebindRequest {
     }
 }
 
+/// One scheduled queue: messages waiting for their next attempt.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ScheduledQueueSummary {
+    /// `campaign:tenant@domain!routing_domain`.
     pub name: String,
+    /// Messages waiting.
     pub messages: usize,
     /// Age of the oldest waiting message, in seconds.
     pub oldest_age_secs: Option<u64>,
+    /// The reply of the last failed attempt.
     pub last_error: Option<String>,
+    /// Held by an operator until resumed.
     pub suspended: bool,
     /// Why the queue holds its messages: its `get_queue_config` failed.
     pub held: Option<String>,
 }
 
+/// One ready queue: messages due now, by egress source and destination site.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReadyQueueSummary {
+    /// `source->site`.
     pub name: String,
+    /// The egress source the messages leave from.
     pub source: String,
+    /// The destination hosts, sorted (the connection-sharing key).
     pub site: String,
+    /// Messages waiting for a connection.
     pub messages: usize,
+    /// Connection workers (connected, connecting or idle).
     pub connections: usize,
+    /// The source is suspended by an operator.
     pub source_suspended: bool,
     /// The source cannot be used (its address does not bind) and is
     /// skipped for a back-off period.
     pub source_unhealthy: bool,
 }
 
+/// Every queue of the daemon (`mailq`, `kcli queue-summary`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct QueueSummary {
+    /// Scheduled queues, by name.
     pub scheduled: Vec<ScheduledQueueSummary>,
+    /// Ready queues, by name.
     pub ready: Vec<ReadyQueueSummary>,
 }
 
 /// A spooled message, for `inspect`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MessageInfo {
+    /// The spool id.
     pub id: String,
+    /// The envelope sender.
     pub sender: String,
+    /// The envelope recipient (one per spooled message).
     pub recipient: String,
+    /// Its scheduled queue.
     pub queue: String,
+    /// When it was received (RFC 3339).
     pub created: String,
+    /// Delivery attempts so far.
     pub num_attempts: u32,
+    /// When its next attempt is due (RFC 3339), if scheduled.
     pub due: Option<String>,
+    /// Octets of the message.
     pub size: usize,
+    /// The meta map set by the policy.
     #[schema(value_type = Object)]
     pub meta: serde_json::Map<String, serde_json::Value>,
     /// The message text, when asked for with `want_body=true`.
     pub body: Option<String>,
 }
 
+/// A would-be message to route without sending it.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRequest {
+    /// The envelope sender.
     pub sender: String,
+    /// The envelope recipient.
     pub recipient: String,
     /// Meta the reception events would see (`tenant`, `campaign`, ...).
     #[serde(default)]
@@ -126,21 +169,30 @@ pub struct RouteRequest {
 /// The path a message would take, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RouteExplanation {
+    /// The scheduled queue it would wait in.
     pub queue: String,
+    /// The egress pool it would leave from.
     pub egress_pool: String,
+    /// Why that pool, and its weights.
     pub pool_reason: String,
+    /// The source the next weighted round-robin pick gives.
     pub egress_source: String,
+    /// That source's address; none for the system default.
     pub source_address: Option<String>,
     /// Sources of the pool passed over now, each with why.
     pub skipped_sources: Vec<String>,
+    /// The EHLO name the connection would use.
     pub ehlo_domain: String,
+    /// The ready-queue key: the sorted destination host set.
     pub site: String,
     /// `host:port`, with each address (and whether `prohibited_hosts`
     /// removes it), in the order delivery tries them.
     pub hosts: Vec<String>,
+    /// Where the hosts came from (smart host, MX records, implicit MX).
     pub hosts_reason: String,
     /// What DNS answered when the destination could not be found.
     pub dns_error: Option<String>,
+    /// The egress path settings for that source and site.
     #[schema(value_type = Object)]
     pub egress_path: serde_json::Value,
 }
@@ -148,17 +200,23 @@ pub struct RouteExplanation {
 /// What a reload changed in sources or pools.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DefinitionChanges {
+    /// Defined now and not before.
     pub added: Vec<String>,
+    /// Defined before and not now.
     pub removed: Vec<String>,
+    /// Defined both times, differently.
     pub changed: Vec<ChangedDefinition>,
 }
 
 /// A source or pool defined differently after a reload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChangedDefinition {
+    /// The source or pool.
     pub name: String,
+    /// Its definition before the reload.
     #[schema(value_type = Object)]
     pub before: serde_json::Value,
+    /// Its definition after the reload.
     #[schema(value_type = Object)]
     pub after: serde_json::Value,
 }
@@ -167,45 +225,63 @@ pub struct ChangedDefinition {
 /// `http ADDR`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ListenerChanges {
+    /// Listeners the new policy added, already accepting.
     pub started: Vec<String>,
+    /// Listeners it removed (sessions in progress finish).
     pub stopped: Vec<String>,
+    /// Kept listeners that took new settings.
     pub updated: Vec<String>,
 }
 
 /// Everything a reload changed; empty when it was refused or unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReloadChanges {
+    /// Egress sources added, removed or redefined.
     pub sources: DefinitionChanges,
+    /// Egress pools added, removed or redefined.
     pub pools: DefinitionChanges,
+    /// Listeners started, stopped or updated.
     pub listeners: ListenerChanges,
 }
 
 /// The result of a reload request.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReloadOutcome {
+    /// The new policy runs (or nothing had changed).
     pub success: bool,
+    /// The policy generation in force after the request.
     pub generation: Option<u64>,
     /// The policy and every file it was built from read as before: nothing
     /// was reloaded (the generation stays).
     #[serde(default)]
     pub unchanged: bool,
+    /// What the reload changed.
     pub changes: ReloadChanges,
+    /// Why a refused reload was refused, each with its policy line.
     pub errors: Vec<String>,
 }
 
 /// Operator actions, implemented by the daemon.
 #[async_trait]
 pub trait AdminOps: Send + Sync + 'static {
+    /// Hold the selected scheduled queues.
     fn suspend(&self, selector: &QueueSelector);
+    /// Release the selected scheduled queues.
     fn resume(&self, selector: &QueueSelector);
+    /// Stop sending from an egress source; false when there is none by that name.
     fn suspend_source(&self, name: &str) -> bool;
+    /// Send from an egress source again; false when there is none by that name.
     fn resume_source(&self, name: &str) -> bool;
     /// Move waiting messages; `Err` names what the target lacks (an
     /// unknown pool), and nothing moves.
     async fn rebind(&self, request: &RebindRequest) -> Result<usize, String>;
+    /// Bounce the waiting messages of the selected queues; how many.
     async fn bounce(&self, selector: &QueueSelector, reason: &str) -> usize;
+    /// Every scheduled and ready queue.
     fn queue_summary(&self) -> QueueSummary;
+    /// A spooled message, if the id names one.
     async fn inspect(&self, id: &str, want_body: bool) -> Option<MessageInfo>;
+    /// Route a would-be message; `Err` when the request itself is unusable.
     async fn route(&self, request: &RouteRequest) -> Result<RouteExplanation, String>;
     /// `None` when hot reload is not available.
     async fn reload(&self) -> Option<ReloadOutcome>;
@@ -217,8 +293,11 @@ pub struct ApiState {
     pub intake: petrel_queue::Intake,
     /// For `/metrics`.
     pub logger: Logger,
+    /// Authentication and `http_message_generated`.
     pub policy: Arc<dyn InjectPolicy>,
+    /// Operator actions.
     pub admin: Arc<dyn AdminOps>,
+    /// Clients let in without credentials.
     pub trusted_hosts: Vec<ipnet::IpNet>,
     /// Largest request body accepted, after gzip decompression.
     pub max_request_size: usize,

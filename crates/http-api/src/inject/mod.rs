@@ -22,12 +22,15 @@ pub use build::build_messages;
 
 type Substitutions = serde_json::Map<String, serde_json::Value>;
 
+/// `POST /api/inject/v1`: one message per recipient, from a template.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InjectRequest {
     /// The envelope sender (`MAIL FROM`); empty for a null sender.
     pub envelope_sender: String,
+    /// Who gets a copy, each with their own substitutions.
     pub recipients: Vec<InjectRecipient>,
+    /// The message: a complete RFC 5322 template, or parts to build one.
     pub content: Content,
     /// Template variables for every recipient.
     #[serde(default)]
@@ -86,11 +89,16 @@ pub struct Attachment {
     pub file_name: Option<String>,
 }
 
+/// What an injection did, per KumoMTA's response shape.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 pub struct InjectResponse {
+    /// Messages spooled.
     pub success_count: usize,
+    /// Recipients refused (by the policy) or failed.
     pub fail_count: usize,
+    /// Those recipients.
     pub failed_recipients: Vec<String>,
+    /// Why, one line each.
     pub errors: Vec<String>,
 }
 
