@@ -3,6 +3,9 @@
 //! directory, Prometheus metrics counted from those same events, and the
 //! `tracing` subscriber for diagnostics.
 
+// Every public item is documented: the records are Petrel's log format.
+#![deny(missing_docs)]
+
 mod metrics;
 mod record;
 mod writer;

@@ -5,6 +5,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+/// Petrel's Prometheus metrics (served at `/metrics`).
 pub struct Metrics {
     registry: Registry,
     /// `event` is the log record type; pool and source are empty for
@@ -12,6 +13,7 @@ pub struct Metrics {
     messages: IntCounterVec,
     /// Messages waiting in scheduled queues, and in ready queues.
     pub scheduled_messages: IntGauge,
+    /// Messages in ready queues.
     pub ready_messages: IntGauge,
     /// Open outbound connections per egress source.
     pub connections: IntGaugeVec,
@@ -33,6 +35,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric, registered and at zero.
     pub fn new() -> Self {
         let registry = Registry::new();
         let messages = IntCounterVec::new(
@@ -91,6 +94,7 @@ impl Metrics {
         }
     }
 
+    /// Count one message event (a record type) for its pool and source.
     pub fn count(&self, event: &str, pool: Option<&str>, source: Option<&str>) {
         self.messages.with_label_values(&[event, pool.unwrap_or(""), source.unwrap_or("")]).inc();
     }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 /// `kumo.configure_local_logs{...}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
+    /// Where segments are written.
     pub log_dir: PathBuf,
     /// Start a new segment past this many uncompressed bytes.
     pub max_file_size: u64,
@@ -28,6 +29,7 @@ pub struct LogConfig {
 }
 
 impl LogConfig {
+    /// zstd level 3 segments of at most 1 GB (KumoMTA's defaults), no age limit.
     pub fn new(log_dir: impl Into<PathBuf>) -> Self {
         Self {
             log_dir: log_dir.into(),
@@ -72,6 +74,7 @@ impl Logger {
         Ok((Self { tx: Some(tx), config: Some(cfg), metrics }, handle))
     }
 
+    /// The metrics every logged event is counted in.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -90,6 +93,7 @@ impl Logger {
         record
     }
 
+    /// Count and write one record (without blocking the caller).
     pub fn log(&self, mut record: LogRecord) {
         self.metrics.count(record.kind.as_str(), record.egress_pool.as_deref(), record.egress_source.as_deref());
         if let Some(keep) = self.config.as_ref().and_then(|c| c.meta.as_ref()) {
