@@ -1,8 +1,10 @@
 //! Egress sources (a source IP and EHLO name: Momentum's bindings), egress
 //! pools (weighted groups of sources: binding groups), the validated registry
 //! a policy builds, and the smooth weighted round-robin selector. Pure logic,
-//! no I/O: the policy layer fills a [`RegistryBuilder`], the queue layer picks
-//! sources with a [`Wrr`].
+//! no I/O: the policy layer fills a [`RegistryBuilder`], the delivery layer
+//! picks sources with a [`Wrr`].
+
+#![deny(missing_docs)]
 
 mod registry;
 mod wrr;

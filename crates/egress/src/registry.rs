@@ -10,53 +10,71 @@ use std::sync::Arc;
 /// Name of the built-in source and pool, used when nothing else applies.
 pub const DEFAULT_NAME: &str = "default";
 
+/// A source IP and EHLO name mail leaves from (Momentum's binding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EgressSource {
+    /// Its name in pools, logs and the API.
     pub name: String,
     /// Bind address; `None` lets the kernel choose (the machine's default).
     pub source_address: Option<IpAddr>,
+    /// The EHLO name it greets with (its PTR name, usually).
     pub ehlo_domain: Option<String>,
     /// Overrides the destination port for everything sent from this source.
     pub remote_port: Option<u16>,
 }
 
 impl EgressSource {
+    /// A source with only a name: the machine's address and host name.
     pub fn named(name: impl Into<String>) -> Self {
         Self { name: name.into(), source_address: None, ehlo_domain: None, remote_port: None }
     }
 }
 
+/// One source of a pool and its weight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PoolEntry {
+    /// The source's name.
     pub source: String,
     /// Share of picks; 0 keeps the entry but disables it.
     pub weight: u32,
 }
 
+/// Weighted sources a message may leave from (Momentum's binding group).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EgressPool {
+    /// Its name, as messages and queue configs name it.
     pub name: String,
+    /// Its sources, in policy order.
     pub entries: Vec<PoolEntry>,
 }
 
 impl EgressPool {
+    /// The sum of the weights: the length of one round-robin cycle.
     pub fn total_weight(&self) -> u64 {
         self.entries.iter().map(|e| u64::from(e.weight)).sum()
     }
 }
 
+/// What is wrong with a set of sources and pools.
+#[allow(missing_docs)] // the fields are named by the messages
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryErrorKind {
+    /// A source or pool name that logs and selectors could not carry.
     #[error("invalid {what} name {name:?}: names must be non-empty, without spaces or colons")]
     InvalidName { what: &'static str, name: String },
+    /// A name defined twice.
     #[error("{what} {name:?} is defined twice (first at {first})")]
     Duplicate { what: &'static str, name: String, first: String },
+    /// A pool entry naming no defined source.
     #[error("pool {pool:?} names unknown source {source_name:?}")]
     UnknownSource { pool: String, source_name: String },
+    /// A weight below zero.
     #[error("pool {pool:?} has a negative weight {weight} for source {source_name:?}")]
     NegativeWeight { pool: String, source_name: String, weight: i64 },
+    /// A pool that could never pick a source.
     #[error("pool {pool:?} has no usable entry (no sources, or every weight is 0)")]
     NoUsableEntry { pool: String },
+    /// A `source_address` that is not an IP address.
     #[error("source {source_name:?} has an invalid source_address {address:?}")]
     InvalidAddress { source_name: String, address: String },
 }
@@ -64,7 +82,9 @@ pub enum RegistryErrorKind {
 /// A registry error with the policy location it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryError {
+    /// `file:line` of the definition at fault.
     pub origin: String,
+    /// What is wrong.
     pub kind: RegistryErrorKind,
 }
 
@@ -88,6 +108,7 @@ pub struct RegistryBuilder {
 }
 
 impl RegistryBuilder {
+    /// An empty builder; `build` adds the built-in `default` source and pool.
     pub fn new() -> Self {
         Self::default()
     }
@@ -192,9 +213,11 @@ impl Default for Registry {
 }
 
 impl Registry {
+    /// A source by name.
     pub fn source(&self, name: &str) -> Option<&Arc<EgressSource>> {
         self.sources.get(name)
     }
+    /// A pool by name.
     pub fn pool(&self, name: &str) -> Option<&Arc<EgressPool>> {
         self.pools.get(name)
     }
