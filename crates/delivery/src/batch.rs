@@ -30,10 +30,15 @@ async fn body(handles: &DispatcherHandles, item: &mut Dispatched) -> Result<Arc<
 }
 
 /// The body as this peer can take it: 8-bit bodies become quoted-printable
-/// for a peer without 8BITMIME (RFC 6152). 8-bit headers cannot be
-/// converted; they need SMTPUTF8, which `send_batch` insists on.
-fn for_peer(caps: &petrel_smtp_client::Capabilities, data: &Arc<[u8]>) -> Result<Arc<[u8]>, Outcome> {
-    if caps.eight_bit_mime || !petrel_message::has_8bit(data) || petrel_message::has_8bit_headers(data) {
+/// for a peer without 8BITMIME (RFC 6152). A message with 8-bit headers
+/// (`utf8_headers`) is left as it is: it needs SMTPUTF8, which
+/// `send_batch` insists on.
+fn for_peer(
+    caps: &petrel_smtp_client::Capabilities,
+    data: &Arc<[u8]>,
+    utf8_headers: bool,
+) -> Result<Arc<[u8]>, Outcome> {
+    if caps.eight_bit_mime || utf8_headers || !petrel_message::has_8bit(data) {
         return Ok(data.clone());
     }
     match petrel_message::to_7bit(data) {
@@ -115,14 +120,15 @@ pub(crate) async fn transmit(
     let sender = items[0].message.sender.email().to_string();
     let recipients: Vec<String> = items.iter().map(|i| i.message.recipient.email().to_string()).collect();
     let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
-    let data = match for_peer(client.capabilities(), &data) {
+    // Conversion rewrites bodies only, so the headers decide SMTPUTF8 either way.
+    let smtputf8 = petrel_message::has_8bit_headers(&data);
+    let data = match for_peer(client.capabilities(), &data, smtputf8) {
         Ok(data) => data,
         Err(outcome) => {
             done.extend(items.into_iter().map(|item| (item, outcome.clone())));
             return Transmitted::Done(done, true);
         }
     };
-    let smtputf8 = petrel_message::has_8bit_headers(&data);
     match client.send_batch(&sender, &refs, &data, smtputf8).await {
         Ok(results) => {
             // With every recipient refused, DATA was never sent: reset.

@@ -11,9 +11,11 @@ use std::sync::Arc;
 /// Selectors kept before the ones of queues that are gone are dropped.
 const SWEEP_AT: usize = 10_000;
 
+/// Queue name → pool name → selector. Nested so a pick looks up by `&str`
+/// and allocates only when a queue or pool is seen for the first time.
 #[derive(Default)]
 pub(crate) struct Selectors {
-    by_queue: Mutex<HashMap<(String, String), Wrr>>,
+    by_queue: Mutex<HashMap<String, HashMap<String, Wrr>>>,
 }
 
 /// Where a queue's round-robin over a pool starts: spread over queues (so
@@ -37,23 +39,25 @@ impl Selectors {
         live: impl Fn(&str) -> bool,
     ) -> Option<String> {
         let mut all = self.by_queue.lock();
-        if all.len() >= SWEEP_AT {
-            all.retain(|(q, _), _| live(q));
+        if !all.contains_key(queue) {
+            if all.len() >= SWEEP_AT {
+                all.retain(|q, _| live(q));
+            }
+            all.insert(queue.to_string(), HashMap::new());
         }
-        let key = (queue.to_string(), pool.name.clone());
-        let start = start_position(queue, &pool.name);
-        let state = all.entry(key).or_insert_with(|| Wrr::new(pool.clone(), start));
-        if **state.pool() != **pool {
-            // A redefined pool starts a new cycle with its new weights.
-            *state = Wrr::new(pool.clone(), start);
+        let pools = all.get_mut(queue).expect("inserted above");
+        let current = pools.get(&pool.name).is_some_and(|s| **s.pool() == **pool);
+        if !current {
+            // New, or a redefined pool: a new cycle with its weights.
+            pools.insert(pool.name.clone(), Wrr::new(pool.clone(), start_position(queue, &pool.name)));
         }
-        state.pick(available).map(str::to_string)
+        pools.get_mut(&pool.name).expect("inserted above").pick(available).map(str::to_string)
     }
 
     /// What `pick` would return, leaving the state untouched.
     pub fn peek(&self, queue: &str, pool: &Arc<EgressPool>, available: &dyn Fn(&str) -> bool) -> Option<String> {
         let all = self.by_queue.lock();
-        let mut state = match all.get(&(queue.to_string(), pool.name.clone())) {
+        let mut state = match all.get(queue).and_then(|pools| pools.get(&pool.name)) {
             Some(s) if **s.pool() == **pool => s.clone(),
             _ => Wrr::new(pool.clone(), start_position(queue, &pool.name)),
         };

@@ -11,9 +11,9 @@ use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -55,8 +55,9 @@ pub(crate) async fn serve(
     limits: Arc<arc_swap::ArcSwap<HttpLimits>>,
     stop: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.load().max_connections));
-    let mut capacity = limits.load().max_connections;
+    // Counted, not a semaphore: the cap is read at each accept, so a reload
+    // that lowers it applies at once.
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             a = incoming.next() => a,
@@ -64,21 +65,34 @@ pub(crate) async fn serve(
         };
         let Some((io, peer)) = accepted else { return };
         let now = **limits.load();
-        if now.max_connections > capacity {
-            slots.add_permits(now.max_connections - capacity);
-            capacity = now.max_connections;
-        }
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        if open.load(Ordering::SeqCst) >= now.max_connections {
             tracing::warn!(%peer, "HTTP connection limit reached; closing a new connection");
             drop(io);
             continue;
-        };
+        }
+        let slot = Slot::take(&open);
         let app = app.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             let _slot = slot;
             serve_one(io, peer, app, now, stop).await;
         });
+    }
+}
+
+/// One open connection, counted while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -202,3 +202,15 @@ async fn a_nul_in_the_content_is_refused() {
     assert!(c.cmd("Subject: x\r\n\r\nbefore\0after\r\n.").await.starts_with("554 5.6.0"));
     assert_eq!(spooled(&s).await, 0);
 }
+
+#[tokio::test]
+async fn a_session_past_its_longest_duration_is_closed() {
+    let s = server(|c| c.max_session_duration = Duration::from_millis(300)).await;
+    let mut c = connect_from(&s, "127.0.0.1").await;
+    assert!(c.cmd("EHLO client.test").await.starts_with("250"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(c.cmd("NOOP").await.starts_with("250"), "the command in hand is answered");
+    let closing = c.reply().await;
+    assert!(closing.starts_with("421 4.4.2"), "{closing}");
+    assert_eq!(c.reply().await, "", "closed");
+}

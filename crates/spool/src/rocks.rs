@@ -106,6 +106,11 @@ impl Drop for RocksSpool {
     }
 }
 
+/// While a failed write has the database closed for reopening.
+fn reopening() -> SpoolError {
+    SpoolError::Storage("the spool is being reopened after a write error".into())
+}
+
 fn storage(e: rocksdb::Error) -> SpoolError {
     SpoolError::Storage(e.into_string())
 }
@@ -149,13 +154,9 @@ fn open_db(path: &Path) -> Result<DB, SpoolError> {
     }
     let opts = db_options(DBRecoveryMode::TolerateCorruptedTailRecords);
     let cfs = [META_CF, DATA_CF].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
-    DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
-        let text = e.into_string();
-        if text.starts_with("Corruption") {
-            SpoolError::Damaged { path: path.to_path_buf(), reason: text }
-        } else {
-            SpoolError::Storage(format!("{}: {text}", path.display()))
-        }
+    DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| match e.kind() {
+        rocksdb::ErrorKind::Corruption => SpoolError::Damaged { path: path.to_path_buf(), reason: e.into_string() },
+        _ => SpoolError::Storage(format!("{}: {}", path.display(), e.into_string())),
     })
 }
 
@@ -208,9 +209,7 @@ impl RocksSpool {
     }
 
     fn dbs(&self) -> Result<Arc<Dbs>, SpoolError> {
-        self.dbs
-            .load_full()
-            .ok_or_else(|| SpoolError::Storage("the spool is being reopened after a write error".into()))
+        self.dbs.load_full().ok_or_else(reopening)
     }
 }
 
@@ -268,7 +267,7 @@ impl Writer {
             let options = if group.iter().any(|r| r.durable) { &synced } else { &unsynced };
             let result = match self.dbs.load_full() {
                 Some(dbs) => apply(&group, &dbs, options).map_err(SpoolError::Storage),
-                None => Err(SpoolError::Storage("the spool is being reopened after a write error".into())),
+                None => Err(reopening()),
             };
             match &result {
                 Ok(()) => self.recovered(),
@@ -294,7 +293,8 @@ impl Writer {
     /// directory), so it runs before every group of receptions: a burst
     /// cannot run past the reserve between two checks.
     fn check_space(&mut self) {
-        let dirs = [(&self.paths.meta, &self.reserve.meta), (&self.paths.data, &self.reserve.data)];
+        let data = (self.paths.data != self.paths.meta).then_some((&self.paths.data, &self.reserve.data));
+        let dirs = std::iter::once((&self.paths.meta, &self.reserve.meta)).chain(data);
         let short = dirs.into_iter().find_map(|(path, reserve)| reserve.shortfall(path));
         let was_short = self.health.short.swap(short.is_some(), Ordering::Relaxed);
         match (short, was_short) {
@@ -304,11 +304,14 @@ impl Writer {
         }
     }
 
+    /// The first failure reopens at once; while failing, `maintain` tries
+    /// again once a second, so a stream of refused writes never turns into
+    /// a stream of reopens.
     fn failed(&mut self, error: &SpoolError) {
         if !self.health.failing.swap(true, Ordering::Relaxed) {
             tracing::error!(%error, "spool write failed; new mail is deferred until the spool writes again");
+            self.reopen();
         }
-        self.reopen();
     }
 
     fn recovered(&self) {

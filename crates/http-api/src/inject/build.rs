@@ -80,6 +80,11 @@ fn context(globals: &Substitutions, recipient: &InjectRecipient) -> Substitution
 fn render_raw(templates: &Templates, ctx: &Substitutions, i: usize) -> Result<Vec<u8>, ApiError> {
     let data = crlf(&templates.render("content", &minijinja::Value::from_serialize(ctx), i)?);
     check_raw(&data)?;
+    // Only a value with a line break can add a header line; without one
+    // (the usual case) the second rendering would be the same text.
+    if !ctx.values().any(has_line_break) {
+        return Ok(data);
+    }
     let flat: Substitutions = ctx.iter().map(|(k, v)| (k.clone(), without_line_breaks(v))).collect();
     let reference = crlf(&templates.render("content", &minijinja::Value::from_serialize(&flat), i)?);
     if header_names(&data) != header_names(&reference) {
@@ -135,6 +140,15 @@ fn header_names(data: &[u8]) -> Vec<String> {
         .filter_map(|line| line.iter().position(|&b| b == b':').map(|c| line[..c].to_ascii_lowercase()))
         .map(|name| String::from_utf8_lossy(&name).into_owned())
         .collect()
+}
+
+fn has_line_break(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains(['\r', '\n']),
+        serde_json::Value::Array(a) => a.iter().any(has_line_break),
+        serde_json::Value::Object(o) => o.values().any(has_line_break),
+        _ => false,
+    }
 }
 
 /// The same context with every line break in a substituted value turned
