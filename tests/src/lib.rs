@@ -18,9 +18,13 @@ enum Stop {
 
 /// A daemon running on a dedicated runtime and thread.
 pub struct TestDaemon {
+    /// SMTP listener addresses.
     pub smtp: Vec<SocketAddr>,
+    /// HTTP listener addresses.
     pub http: Vec<SocketAddr>,
+    /// Messages recovered from the spool at start.
     pub recovered: usize,
+    /// Operator actions on the running daemon.
     pub controls: Controls,
     stop: mpsc::Sender<Stop>,
     thread: std::thread::JoinHandle<()>,
@@ -32,6 +36,7 @@ impl TestDaemon {
         Self::start_with(DaemonOptions { watch_policy: false, ..DaemonOptions::new(policy) })
     }
 
+    /// Start a daemon with `options`; the error says why it did not start.
     pub fn start_with(options: DaemonOptions) -> Result<Self, String> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
@@ -61,10 +66,12 @@ impl TestDaemon {
         Ok(Self { smtp, http, recovered, controls, stop: stop_tx, thread })
     }
 
+    /// Stop as `SIGTERM` would, and wait for it.
     pub fn stop(self) {
         self.finish(Stop::Graceful);
     }
 
+    /// Stop without any shutdown work, as a crash would.
     pub fn crash(self) {
         self.finish(Stop::Crash);
     }
@@ -80,14 +87,17 @@ impl TestDaemon {
 
 /// A temp dir holding a policy, its spool and its logs.
 pub struct Workspace {
+    /// The temp dir; removed on drop.
     pub dir: tempfile::TempDir,
 }
 
 impl Workspace {
+    /// A fresh temp dir.
     pub fn new() -> Self {
         Self { dir: tempfile::tempdir().unwrap() }
     }
 
+    /// Where the daemon writes its logs.
     pub fn logs(&self) -> PathBuf {
         self.dir.path().join("logs")
     }
@@ -112,6 +122,7 @@ end)
         path
     }
 
+    /// Every log record written so far, in order.
     pub fn records(&self) -> Vec<petrel_telemetry::LogRecord> {
         petrel_telemetry::read_records(&self.logs()).unwrap_or_default()
     }
@@ -173,11 +184,14 @@ pub async fn inject(
 
 /// An HTTP response as a test sees it.
 pub struct HttpReply {
+    /// The HTTP status code.
     pub status: u16,
+    /// The body as text.
     pub body: String,
 }
 
 impl HttpReply {
+    /// The body parsed as JSON (`null` when it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }

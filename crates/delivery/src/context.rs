@@ -14,14 +14,21 @@ use tokio_util::sync::CancellationToken;
 
 /// What the dispatcher works with; shared by its ready queues.
 pub struct DispatcherHandles {
+    /// Scheduled queues: retries go back to them, finished messages leave them.
     pub queues: Arc<QueueManager>,
+    /// Where message bodies are read from and finished messages removed.
     pub spool: Arc<dyn Spool>,
+    /// Delivery, TransientFailure and Bounce records, and the delivery metrics.
     pub logger: Logger,
+    /// Sources, pools and per-path settings, as the policy has them now.
     pub policy: Arc<dyn EgressPolicy>,
+    /// MX and address lookups.
     pub resolver: Arc<dyn Resolver>,
+    /// Client TLS settings (verifying and not).
     pub tls: TlsConfigs,
     /// EHLO name for sources that set none (the machine's host name).
     pub default_ehlo: String,
+    /// Cancelled once when the daemon stops.
     pub shutdown: CancellationToken,
 }
 

@@ -19,18 +19,24 @@ const NO_SOURCE_DELAY: Duration = Duration::from_secs(5);
 /// What an operator sees of one ready queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadySummary {
+    /// `source->site`.
     pub name: String,
+    /// The egress source it sends from.
     pub source: String,
+    /// The destination site (its MX host set).
     pub site: String,
+    /// Messages waiting in it.
     pub messages: usize,
     /// Connection workers (connected, connecting or idle).
     pub connections: usize,
+    /// The source is suspended by an operator.
     pub source_suspended: bool,
     /// The source failed in a way no destination causes (its address does
     /// not bind) and is skipped for a while.
     pub source_unhealthy: bool,
 }
 
+/// Takes due messages from the scheduled queues, gives each a pool, source and site, and runs the ready queues that send them.
 pub struct Dispatcher {
     pub(crate) handles: DispatcherHandles,
     /// Every connection worker, so shutdown can wait for attempts in flight.
@@ -42,6 +48,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// A dispatcher with no ready queues yet.
     pub fn new(handles: DispatcherHandles) -> Arc<Self> {
         Arc::new(Self {
             handles,
@@ -114,10 +121,12 @@ impl Dispatcher {
         }
     }
 
+    /// Let the selector pick `name` again.
     pub fn resume_source(&self, name: &str) {
         self.suspended_sources.lock().remove(name);
     }
 
+    /// Whether an operator suspended `name`.
     pub fn is_source_suspended(&self, name: &str) -> bool {
         self.suspended_sources.lock().contains(name)
     }

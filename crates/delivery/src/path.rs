@@ -13,20 +13,27 @@ use std::time::Duration;
 pub struct EgressPathConfig {
     /// Most concurrent connections from the source to the site.
     pub connection_limit: usize,
+    /// Transactions on one connection before it is closed (KumoMTA's default 1024).
     pub max_deliveries_per_connection: usize,
     /// Most recipients (messages sharing a body) in one transaction.
     pub max_recipients_per_batch: usize,
+    /// Messages per period from this source to this site; `None` is unlimited.
     pub max_message_rate: Option<Rate>,
+    /// New connections per period from this source to this site.
     pub max_connection_rate: Option<Rate>,
+    /// STARTTLS use (`enable_tls`).
     pub enable_tls: TlsMode,
+    /// Port for hosts that name none.
     pub smtp_port: u16,
     /// Overrides the source's `ehlo_domain` for this path.
     pub ehlo_domain: Option<String>,
     /// How long an unused connection stays open.
     pub idle_timeout: Duration,
+    /// How long each step of a transaction may wait for the server.
     pub timeouts: Timeouts,
     /// Addresses never contacted for MX-resolved destinations (mail loops).
     pub prohibited_hosts: Vec<IpNet>,
+    /// Speak LMTP instead of SMTP.
     pub use_lmtp: bool,
 }
 
@@ -54,6 +61,7 @@ impl Default for EgressPathConfig {
     }
 }
 
+/// The policy could not produce a path config (a Lua error or a bad value).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct EgressPolicyError(pub String);
@@ -65,6 +73,7 @@ pub struct EgressPolicyError(pub String);
 pub trait EgressPolicy: Send + Sync + 'static {
     /// The registry in force now; a reload makes this return a new one.
     fn registry(&self) -> Arc<Registry>;
+    /// `get_egress_path_config` for a message of `routing_domain` sent from `source` to `site`.
     async fn egress_path_config(
         &self,
         routing_domain: &str,
@@ -75,7 +84,9 @@ pub trait EgressPolicy: Send + Sync + 'static {
 
 /// One registry and one path configuration for everything.
 pub struct FixedEgressPolicy {
+    /// The sources and pools.
     pub registry: Arc<Registry>,
+    /// The settings used for every path.
     pub path: EgressPathConfig,
 }
 

@@ -7,7 +7,9 @@ use tokio::time::Instant;
 /// A number of events per period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
+    /// How many per period.
     pub limit: u32,
+    /// The period.
     pub per: Duration,
 }
 
@@ -43,6 +45,7 @@ pub struct Throttle {
 }
 
 impl Throttle {
+    /// A throttle spacing events evenly at `rate`; the first may go at once.
     pub fn new(rate: Rate) -> Self {
         Self { interval: rate.interval(), next: Mutex::new(Instant::now()) }
     }

@@ -84,18 +84,23 @@ pub(crate) fn split_host_port(entry: &str, default_port: u16) -> (String, u16) {
 /// One host of an explained route.
 #[derive(Debug, Clone)]
 pub struct HostRoute {
+    /// The host name (or address) as the destination gives it.
     pub name: String,
+    /// The port a connection to it uses.
     pub port: u16,
     /// Its addresses; `prohibited` ones (`prohibited_hosts`, for hosts found
     /// through DNS) are skipped by delivery.
     pub addresses: Vec<(std::net::IpAddr, bool)>,
+    /// Why its addresses could not be found, if they could not.
     pub error: Option<String>,
 }
 
 /// Everything delivery would decide for a message, without sending it.
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// The pool the message is sent through.
     pub pool: Arc<EgressPool>,
+    /// Why that pool.
     pub pool_choice: PoolChoice,
     /// `None` when every source of the pool is skipped now.
     pub source: Option<Arc<EgressSource>>,
@@ -105,15 +110,22 @@ pub struct Route {
     pub destination: Result<RouteDestination, String>,
 }
 
+/// Where a routed message would go.
 #[derive(Debug, Clone)]
 pub struct RouteDestination {
+    /// The site: the destination's host set, shared by domains with the same MX hosts.
     pub site: String,
     /// From the policy (`mx_list`), or found through DNS.
     pub explicit: bool,
+    /// The domain has no MX record and its own address is used.
     pub implicit_mx: bool,
+    /// The hosts in the order delivery tries them.
     pub hosts: Vec<HostRoute>,
+    /// The path config of the chosen source toward the site.
     pub path: Option<EgressPathConfig>,
+    /// Why `get_egress_path_config` failed, if it did.
     pub path_error: Option<String>,
+    /// The EHLO name the connection would announce.
     pub ehlo: Option<String>,
 }
 

@@ -2,9 +2,12 @@
 
 use rand::seq::SliceRandom;
 
+/// One MX record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MxHost {
+    /// Lower is tried first.
     pub preference: u16,
+    /// The exchange's host name, without the trailing dot.
     pub name: String,
 }
 

@@ -9,25 +9,36 @@ use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{Resolver as Hickory, TokioResolver};
 use std::net::{IpAddr, SocketAddr};
 
+/// Why a lookup gave no usable answer; only `Transient` is worth retrying.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {
+    /// The domain does not exist.
     #[error("domain {0} does not exist (NXDOMAIN)")]
     NxDomain(String),
+    /// The domain publishes a null MX (RFC 7505).
     #[error("domain {0} accepts no mail (null MX)")]
     NullMx(String),
+    /// Neither MX nor address records exist.
     #[error("{0} has no MX and no address records")]
     NoAddress(String),
     /// SERVFAIL, timeouts, unreachable servers: try again later.
     #[error("DNS lookup for {name} failed: {detail}")]
-    Transient { name: String, detail: String },
+    Transient {
+        /// The name that was looked up.
+        name: String,
+        /// What the resolver reported.
+        detail: String,
+    },
 }
 
 impl DnsError {
+    /// Whether the answer is final (the message should bounce).
     pub fn is_permanent(&self) -> bool {
         !matches!(self, DnsError::Transient { .. })
     }
 }
 
+/// The lookups delivery needs; the hickory implementation is [`HickoryResolver`], tests may use a fixed one.
 #[async_trait]
 pub trait Resolver: Send + Sync + 'static {
     /// The MX plan for a domain.

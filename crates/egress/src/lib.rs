@@ -4,8 +4,6 @@
 //! no I/O: the policy layer fills a [`RegistryBuilder`], the delivery layer
 //! picks sources with a [`Wrr`].
 
-#![deny(missing_docs)]
-
 mod registry;
 mod wrr;
 

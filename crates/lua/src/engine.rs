@@ -25,8 +25,11 @@ pub(crate) const HTTP_AUTH_EVENTS: [&str; 2] = ["http_server_validate_auth_basic
 /// per-message events. States are created on demand up to a bound, so a
 /// slow handler makes callers wait rather than grow memory without limit.
 pub struct Generation {
+    /// Counts up from 1 with each committed reload.
     pub number: u64,
+    /// The policy file it was loaded from.
     pub path: PathBuf,
+    /// What `init` declared.
     pub config: Arc<InitConfig>,
     idle: Mutex<Vec<Lua>>,
     permits: Semaphore,
@@ -167,6 +170,7 @@ pub struct PolicyEngine {
 }
 
 impl PolicyEngine {
+    /// Load the policy at `path` and run its `init` event.
     pub fn load(path: &Path, default_hostname: &str) -> Result<Self, PolicyLoadError> {
         Self::load_with_metrics(path, default_hostname, Arc::new(Metrics::new()))
     }
@@ -192,6 +196,7 @@ impl PolicyEngine {
         Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit, settings })
     }
 
+    /// The generation in force now.
     pub fn current(&self) -> Arc<Generation> {
         self.current.load_full()
     }

@@ -6,10 +6,12 @@ use std::fmt;
 /// where the policy allows it to be known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyLoadError {
+    /// One line per problem.
     pub errors: Vec<String>,
 }
 
 impl PolicyLoadError {
+    /// An error with a single problem.
     pub fn one(message: impl Into<String>) -> Self {
         Self { errors: vec![message.into()] }
     }

@@ -23,7 +23,9 @@ pub(crate) fn note_data_file(lua: &Lua, path: &Path) {
 /// The files of a generation and a hash of their contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
+    /// Every file the policy read while loading (the script and what it required or loaded).
     pub files: BTreeSet<PathBuf>,
+    /// A hash over their paths and contents.
     pub hash: u64,
 }
 

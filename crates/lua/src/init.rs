@@ -13,12 +13,17 @@ use std::sync::Arc;
 /// The validated result of running `init`.
 #[derive(Debug, Clone)]
 pub struct InitConfig {
+    /// Egress sources and pools.
     pub registry: Arc<Registry>,
+    /// `kumo.start_esmtp_listener` calls.
     pub listeners: Vec<ListenerConfig>,
+    /// `kumo.start_http_listener` calls.
     pub http_listeners: Vec<petrel_http_api::HttpListenerConfig>,
+    /// `kumo.define_spool` directories.
     pub spool: SpoolPaths,
     /// Free space and inodes each spool directory keeps (`min_free_*`).
     pub spool_reserves: petrel_spool::SpoolReserves,
+    /// `kumo.configure_local_logs`, if called.
     pub logs: Option<LogConfig>,
     /// `kumo.dns.configure_resolver`; `None` uses the system resolver.
     pub name_servers: Option<Vec<std::net::SocketAddr>>,

@@ -8,11 +8,13 @@ use std::fmt;
 #[serde(try_from = "String", into = "String")]
 pub struct EnvelopeAddress(String);
 
+/// An address that does not parse as RFC 5321 mailbox syntax.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid envelope address {0:?}: expected user@domain")]
 pub struct AddressError(pub String);
 
 impl EnvelopeAddress {
+    /// The null reverse path `<>`.
     pub fn null() -> Self {
         Self(String::new())
     }
@@ -33,15 +35,19 @@ impl EnvelopeAddress {
         }
     }
 
+    /// Whether this is `<>`.
     pub fn is_null(&self) -> bool {
         self.0.is_empty()
     }
+    /// `user@domain`, or the empty string for `<>`.
     pub fn email(&self) -> &str {
         &self.0
     }
+    /// The local part.
     pub fn user(&self) -> &str {
         self.0.rsplit_once('@').map(|(u, _)| u).unwrap_or("")
     }
+    /// The domain part.
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
     }

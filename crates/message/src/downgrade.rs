@@ -7,10 +7,13 @@
 
 use mail_parser::{Encoding, HeaderName, MessageParser, PartType};
 
+/// Why a message cannot be sent to a server without 8BITMIME.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DowngradeError {
+    /// A header has 8-bit bytes, which transfer encodings cannot carry.
     #[error("the message headers contain 8-bit octets; the peer must offer SMTPUTF8")]
     EightBitHeaders,
+    /// The MIME structure cannot be parsed to re-encode its parts.
     #[error("the message cannot be parsed as MIME for conversion to 7 bits")]
     Unparsable,
 }

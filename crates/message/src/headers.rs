@@ -7,8 +7,10 @@
 /// Why a header edit was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
+    /// The header name is empty or has characters RFC 5322 forbids.
     #[error("invalid header name {0:?}")]
     InvalidName(String),
+    /// The value holds a line break that would start another header.
     #[error("header value for {0:?} contains a bare CR or LF")]
     InvalidValue(String),
 }
@@ -70,6 +72,7 @@ pub struct HeaderCounts {
     pub octets: usize,
 }
 
+/// Count the header fields and `Received:` headers of a message.
 pub fn header_counts(data: &[u8]) -> HeaderCounts {
     let mut counts = HeaderCounts { octets: header_block_end(data), ..Default::default() };
     for (name, ..) in headers(data) {

@@ -3,15 +3,18 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A message's id: a UUIDv7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SpoolId(uuid::Uuid);
 
+/// Text or bytes that are not a spool id.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("invalid spool id {0:?}: expected 32 hex digits")]
 pub struct SpoolIdError(pub String);
 
 impl SpoolId {
+    /// A fresh id for now.
     pub fn new() -> Self {
         Self(uuid::Uuid::now_v7())
     }
@@ -19,12 +22,15 @@ impl SpoolId {
     pub fn max() -> Self {
         Self(uuid::Uuid::max())
     }
+    /// The 16 bytes, as the spool keys records.
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
+    /// From the spool's 16-byte key.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SpoolIdError> {
         uuid::Uuid::from_slice(bytes).map(Self).map_err(|_| SpoolIdError(format!("{bytes:02x?}")))
     }
+    /// From its text form (hex, with or without dashes).
     pub fn parse(s: &str) -> Result<Self, SpoolIdError> {
         uuid::Uuid::try_parse(s).map(Self).map_err(|_| SpoolIdError(s.to_string()))
     }

@@ -14,12 +14,18 @@ pub type Meta = serde_json::Map<String, serde_json::Value>;
 /// delivered, so messages waiting in queues cost no body memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
+    /// Its spool id.
     pub id: SpoolId,
+    /// The envelope sender.
     pub sender: EnvelopeAddress,
+    /// The envelope recipient (one per message, as in KumoMTA).
     pub recipient: EnvelopeAddress,
+    /// Metadata set by policy and reception (`queue`, `tenant`, `egress_pool`, …).
     #[serde(default)]
     pub meta: Meta,
+    /// When it was received.
     pub created: DateTime<Utc>,
+    /// Delivery attempts so far.
     #[serde(default)]
     pub num_attempts: u32,
     /// When the next attempt is due; `None` means now.
@@ -28,11 +34,13 @@ pub struct Message {
     /// Body length, kept in the meta record so logs know it without the body.
     #[serde(default)]
     pub size: usize,
+    /// The body, when it is loaded; delivery reads it from the spool on demand.
     #[serde(skip)]
     pub data: Option<Arc<[u8]>>,
 }
 
 impl Message {
+    /// A new message with a fresh id, received now.
     pub fn new(sender: EnvelopeAddress, recipient: EnvelopeAddress, data: Arc<[u8]>) -> Self {
         Self {
             id: SpoolId::new(),
@@ -58,6 +66,7 @@ impl Message {
         self.meta.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty())
     }
 
+    /// Set one metadata value.
     pub fn set_meta(&mut self, key: impl Into<String>, value: serde_json::Value) {
         self.meta.insert(key.into(), value);
     }
@@ -67,6 +76,7 @@ impl Message {
         self.meta_str("routing_domain").unwrap_or_else(|| self.recipient.domain())
     }
 
+    /// What its scheduled queue's name is built from.
     pub fn queue_parts(&self) -> QueueNameParts<'_> {
         QueueNameParts {
             campaign: self.meta_str("campaign"),
@@ -85,6 +95,7 @@ impl Message {
         }
     }
 
+    /// Size of the body in bytes (as recorded at reception when the body is not loaded).
     pub fn size(&self) -> usize {
         self.data.as_ref().map_or(self.size, |d| d.len())
     }
@@ -93,12 +104,17 @@ impl Message {
 /// The pieces a queue name is built from, as `get_queue_config` receives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueNameParts<'a> {
+    /// `campaign` meta.
     pub campaign: Option<&'a str>,
+    /// `tenant` meta.
     pub tenant: Option<&'a str>,
+    /// The recipient domain.
     pub domain: &'a str,
+    /// `routing_domain` meta.
     pub routing_domain: Option<&'a str>,
 }
 
+/// KumoMTA's queue name: `campaign:tenant@domain!routing_domain`, with absent parts left out.
 pub fn queue_name(parts: &QueueNameParts<'_>) -> String {
     let mut name = String::new();
     if let Some(c) = parts.campaign {

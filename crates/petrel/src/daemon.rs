@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// What `petrel serve` is started with.
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
+    /// The policy script (`init.lua`).
     pub policy: PathBuf,
     /// Reload when a policy file in the policy's directory changes.
     pub watch_policy: bool,
@@ -27,6 +29,7 @@ pub struct DaemonOptions {
 }
 
 impl DaemonOptions {
+    /// Options for `policy` with every default.
     pub fn new(policy: impl Into<PathBuf>) -> Self {
         Self { policy: policy.into(), watch_policy: true, lua: Default::default() }
     }
@@ -60,6 +63,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Open the spool, load the policy, bind the listeners and start delivery.
     pub async fn start(options: DaemonOptions) -> Result<Self, DaemonError> {
         let hostname = system_hostname();
         let metrics = Arc::new(Metrics::new());
@@ -196,6 +200,7 @@ impl Controls {
     pub fn suspend_queue(&self, name: &str) {
         self.queues.suspend_queue(name);
     }
+    /// Release a suspended scheduled queue.
     pub fn resume_queue(&self, name: &str) {
         self.queues.resume_queue(name);
     }
@@ -203,6 +208,7 @@ impl Controls {
     pub fn suspend_source(&self, name: &str) {
         self.dispatcher.suspend_source(name);
     }
+    /// Let a suspended egress source send again.
     pub fn resume_source(&self, name: &str) {
         self.dispatcher.resume_source(name);
     }

@@ -96,10 +96,12 @@ impl Reloader {
         Ok(())
     }
 
+    /// Addresses the SMTP listeners are bound to now.
     pub fn smtp_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.lock().0.clone()
     }
 
+    /// Addresses the HTTP listeners are bound to now.
     pub fn http_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.lock().1.clone()
     }

@@ -11,9 +11,13 @@ use std::sync::Arc;
 /// parts of its name; unset fields match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueFilter {
+    /// A queue by its exact name.
     pub queue: Option<String>,
+    /// Every queue of this recipient domain.
     pub domain: Option<String>,
+    /// Every queue of this tenant.
     pub tenant: Option<String>,
+    /// Every queue of this campaign.
     pub campaign: Option<String>,
 }
 
@@ -23,6 +27,7 @@ impl QueueFilter {
         Self { queue: Some(name.to_string()), ..Default::default() }
     }
 
+    /// Whether the queue `name` with these parts is selected (every given field must match).
     pub fn matches(&self, name: &str, key: &QueueKey) -> bool {
         let eq = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
         self.queue.as_deref().is_none_or(|q| q == name)
@@ -44,10 +49,15 @@ pub enum RebindTarget {
 /// What an operator sees of one scheduled queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduledSummary {
+    /// The queue's name.
     pub name: String,
+    /// Messages in it.
     pub messages: usize,
+    /// When its oldest message was received.
     pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last failure reply of its messages.
     pub last_error: Option<String>,
+    /// An operator suspended it.
     pub suspended: bool,
     /// Why the queue is held (its `get_queue_config` failed).
     pub held: Option<String>,
@@ -60,6 +70,7 @@ impl QueueManager {
         self.suspend_matching(&QueueFilter::named(name));
     }
 
+    /// Lift the suspensions that select queue `name`.
     pub fn resume_queue(&self, name: &str) {
         self.resume_matching(&QueueFilter::named(name));
     }
@@ -80,6 +91,7 @@ impl QueueManager {
         }
     }
 
+    /// Whether a suspension selects `queue`.
     pub fn is_suspended(&self, queue: &crate::ScheduledQueue) -> bool {
         self.suspended.lock().iter().any(|f| f.matches(queue.name(), queue.key()))
     }

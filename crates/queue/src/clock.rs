@@ -8,8 +8,10 @@ use parking_lot::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// Where scheduling reads the time, so tests can move it by hand.
 #[async_trait]
 pub trait Clock: Send + Sync + 'static {
+    /// The time now.
     fn now(&self) -> DateTime<Utc>;
     /// Wait until `at`, or at most `limit` (so a caller can look again).
     async fn sleep_until(&self, at: DateTime<Utc>, limit: Duration);
@@ -44,6 +46,7 @@ impl ManualClock {
         Self { now: Mutex::new(Utc::now()), moved: Notify::new() }
     }
 
+    /// Move the clock forward.
     pub fn advance(&self, by: Duration) {
         *self.now.lock() += chrono::Duration::from_std(by).expect("a sane duration");
         self.moved.notify_waiters();

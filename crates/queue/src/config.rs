@@ -9,16 +9,24 @@ use std::time::Duration;
 pub enum DeliveryProtocol {
     /// SMTP to the routing domain's MX hosts, or to `mx_list` (a smart host,
     /// Momentum's `Gateway`) when given. Entries may carry `:port`.
-    Smtp { mx_list: Option<Vec<String>> },
+    Smtp {
+        /// The hosts to use instead of MX lookup, tried in this order.
+        mx_list: Option<Vec<String>>,
+    },
 }
 
 /// Settings of one scheduled queue (`kumo.make_queue_config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
+    /// The pool to send through, unless the message's meta names one.
     pub egress_pool: Option<String>,
+    /// First retry delay; each later one doubles.
     pub retry_interval: Duration,
+    /// The longest delay between retries.
     pub max_retry_interval: Option<Duration>,
+    /// How long a message may stay queued before it expires.
     pub max_age: Duration,
+    /// How messages of the queue are delivered.
     pub protocol: DeliveryProtocol,
 }
 
@@ -37,13 +45,18 @@ impl Default for QueueConfig {
 /// What `get_queue_config(domain, tenant, campaign, routing_domain)` receives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct QueueKey {
+    /// The recipient domain.
     pub domain: String,
+    /// `tenant` meta.
     pub tenant: Option<String>,
+    /// `campaign` meta.
     pub campaign: Option<String>,
+    /// `routing_domain` meta.
     pub routing_domain: Option<String>,
 }
 
 impl QueueKey {
+    /// The key of the queue `message` belongs to.
     pub fn of(message: &Message) -> Self {
         let parts = message.queue_parts();
         Self {
@@ -55,6 +68,7 @@ impl QueueKey {
     }
 }
 
+/// The policy could not produce a queue config (a Lua error or a bad value).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct QueuePolicyError(pub String);
@@ -63,6 +77,7 @@ pub struct QueuePolicyError(pub String);
 /// `get_queue_config` event, tests with plain Rust.
 #[async_trait]
 pub trait QueuePolicy: Send + Sync + 'static {
+    /// `get_queue_config` for the queue with `key`.
     async fn queue_config(&self, key: &QueueKey) -> Result<QueueConfig, QueuePolicyError>;
 }
 

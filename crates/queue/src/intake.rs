@@ -14,7 +14,12 @@ use std::sync::Arc;
 pub enum PolicyError {
     /// `kumo.reject(code, text)`: refuse with this reply.
     #[error("rejected: {code} {text}")]
-    Reject { code: u16, text: String },
+    Reject {
+        /// The SMTP reply code (4xx or 5xx).
+        code: u16,
+        /// The reply text, which may start with an enhanced status code.
+        text: String,
+    },
     /// The policy itself failed (a Lua error): the client is told to retry.
     #[error("policy error: {0}")]
     Failed(String),
@@ -23,6 +28,7 @@ pub enum PolicyError {
 /// Where a message came from, for its log records.
 #[derive(Debug, Clone)]
 pub struct ReceptionInfo {
+    /// The client's address (`ip:port`), or the HTTP client's.
     pub peer_address: String,
     /// `ESMTP`, `ESMTPS`, `ESMTPA`, `ESMTPSA` or `HTTP`.
     pub protocol: String,
@@ -39,6 +45,7 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// An intake writing to `spool` and queueing in `queues`.
     pub fn new(spool: Arc<dyn Spool>, queues: Arc<QueueManager>, logger: Logger) -> Self {
         Self { spool, queues, logger }
     }

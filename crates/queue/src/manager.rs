@@ -22,18 +22,22 @@ const CONFIG_RETRY: Duration = Duration::from_secs(60);
 /// Messages of one queue whose time has come, released together so that
 /// delivery can group them (one connection, one transaction per body).
 pub struct Due {
+    /// The queue they belong to.
     pub queue: Arc<ScheduledQueue>,
+    /// The messages, in the order they became due.
     pub messages: Vec<Message>,
 }
 
 /// What [`QueueManager::retry`] did with a failed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryDecision {
+    /// Another attempt at this time.
     Scheduled(chrono::DateTime<Utc>),
     /// No further attempt fits in `max_age`: logged and removed.
     Expired,
 }
 
+/// Every scheduled queue, keyed by name, with its timers and the policy that configures it.
 pub struct QueueManager {
     pub(crate) queues: Mutex<HashMap<String, Arc<ScheduledQueue>>>,
     pub(crate) suspended: Mutex<Vec<crate::QueueFilter>>,

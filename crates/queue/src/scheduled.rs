@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+/// Messages of one queue name waiting for their next attempt, with the queue's config.
 pub struct ScheduledQueue {
     name: String,
     key: QueueKey,
@@ -32,9 +33,11 @@ impl ScheduledQueue {
         }
     }
 
+    /// Its name (`campaign:tenant@domain!routing_domain`).
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// What the name is made of.
     pub fn key(&self) -> &QueueKey {
         &self.key
     }
@@ -81,6 +84,7 @@ impl ScheduledQueue {
     pub fn len(&self) -> usize {
         self.waiting.lock().len()
     }
+    /// Whether no message waits in it.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -6,14 +6,23 @@ use std::net::{IpAddr, SocketAddr};
 /// The protocol step a failure happened in, for logs and timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Opening the TCP connection.
     Connect,
+    /// Waiting for the greeting.
     Banner,
+    /// EHLO (or LHLO).
     Ehlo,
+    /// MAIL FROM.
     MailFrom,
+    /// RCPT TO.
     RcptTo,
+    /// DATA, before the body.
     Data,
+    /// After the body, waiting for the final reply.
     DataDot,
+    /// RSET between transactions.
     Rset,
+    /// STARTTLS and the handshake.
     StartTls,
 }
 
@@ -33,30 +42,73 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// How a connection or transaction failed; [`ClientError::is_permanent`] tells whether to bounce.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The source address is not usable on this host (not configured, wrong
     /// family). Transient: an operator can fix it without losing mail.
     #[error("cannot bind source address {address}: {source}")]
-    Bind { address: IpAddr, source: std::io::Error },
+    Bind {
+        /// The egress source's address.
+        address: IpAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The TCP connection could not be made.
     #[error("cannot connect to {target}: {source}")]
-    Connect { target: SocketAddr, source: std::io::Error },
+    Connect {
+        /// The host and port tried.
+        target: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The server did not answer in time.
     #[error("timed out after {secs}s waiting for the {phase} reply")]
-    Timeout { phase: Phase, secs: u64 },
+    Timeout {
+        /// The step that waited.
+        phase: Phase,
+        /// The timeout that ran out.
+        secs: u64,
+    },
     /// The server answered with a non-success reply.
     #[error("{phase} refused: {reply}")]
-    Rejected { phase: Phase, reply: Reply },
+    Rejected {
+        /// The step that was refused.
+        phase: Phase,
+        /// The server's reply.
+        reply: Reply,
+    },
     /// STARTTLS was required but not offered, or the handshake failed.
     #[error("TLS: {detail}")]
-    Tls { detail: String },
+    Tls {
+        /// What went wrong.
+        detail: String,
+    },
+    /// The server sent something that is not SMTP.
     #[error("protocol error during {phase}: {detail}")]
-    Protocol { phase: Phase, detail: String },
+    Protocol {
+        /// The step at which the server misbehaved.
+        phase: Phase,
+        /// What it sent.
+        detail: String,
+    },
+    /// The connection broke.
     #[error("connection lost during {phase}: {source}")]
-    Io { phase: Phase, source: std::io::Error },
+    Io {
+        /// The step in progress.
+        phase: Phase,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The transaction cannot be sent as asked: an address with a line
     /// break, or SMTPUTF8 needed and not offered. Permanent.
     #[error("cannot send: {detail}")]
-    Unsendable { enhanced: &'static str, detail: String },
+    Unsendable {
+        /// The enhanced status code the failure is logged with.
+        enhanced: &'static str,
+        /// Why it cannot be sent.
+        detail: String,
+    },
 }
 
 impl ClientError {
@@ -69,6 +121,7 @@ impl ClientError {
         }
     }
 
+    /// The server's reply, when the failure is one.
     pub fn reply(&self) -> Option<&Reply> {
         match self {
             ClientError::Rejected { reply, .. } => Some(reply),

@@ -13,12 +13,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Per-phase time limits (the names of `kumo.make_egress_path`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
+    /// TCP connect.
     pub connect: Duration,
+    /// The greeting.
     pub banner: Duration,
+    /// The EHLO reply.
     pub ehlo: Duration,
+    /// The MAIL FROM reply.
     pub mail_from: Duration,
+    /// Each RCPT TO reply.
     pub rcpt_to: Duration,
+    /// The DATA reply.
     pub data: Duration,
+    /// The reply after the body.
     pub data_dot: Duration,
 }
 
@@ -51,16 +58,20 @@ impl Timeouts {
     }
 }
 
+/// How to open one connection.
 #[derive(Clone)]
 pub struct ConnectOptions {
     /// The egress source's address; `None` lets the kernel choose.
     pub source: Option<IpAddr>,
+    /// The host and port to connect to.
     pub target: SocketAddr,
     /// The host name the target was found under, for TLS verification.
     pub server_name: String,
     /// Name said in EHLO: the egress source's `ehlo_domain`.
     pub ehlo_domain: String,
+    /// Per-step reply timeouts.
     pub timeouts: Timeouts,
+    /// Whether and how to use STARTTLS.
     pub tls: TlsMode,
     /// Required unless `tls` is `Disabled`.
     pub tls_configs: Option<TlsConfigs>,
@@ -87,11 +98,17 @@ impl ConnectOptions {
 /// What the server said it supports in its EHLO reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capabilities {
+    /// The server answered EHLO (not only HELO).
     pub esmtp: bool,
+    /// PIPELINING is offered.
     pub pipelining: bool,
+    /// The SIZE limit it announced, if any.
     pub size: Option<u64>,
+    /// 8BITMIME is offered.
     pub eight_bit_mime: bool,
+    /// SMTPUTF8 is offered.
     pub smtputf8: bool,
+    /// STARTTLS is offered.
     pub starttls: bool,
 }
 
@@ -216,12 +233,15 @@ impl SmtpClient {
         self.tls_info.as_ref()
     }
 
+    /// What the server announced (after STARTTLS, what it announced then).
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
     }
+    /// The server's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
     }
+    /// The local address the connection left from.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }

@@ -25,6 +25,7 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
+    /// From KumoMTA's `enable_tls` names (`Opportunistic`, `Required`, …); `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "Disabled" => Self::Disabled,
@@ -36,6 +37,7 @@ impl TlsMode {
         })
     }
 
+    /// Whether a connection without TLS must fail.
     pub fn is_required(self) -> bool {
         matches!(self, Self::Required | Self::RequiredInsecure)
     }

@@ -10,7 +10,9 @@ use std::fmt;
 /// A mailbox `local@domain`. The local part keeps its quotes if it had any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
+    /// The local part, unquoted.
     pub local: String,
+    /// The domain, or an address literal such as `[192.0.2.1]`.
     pub domain: String,
 }
 
@@ -23,7 +25,9 @@ impl fmt::Display for Mailbox {
 /// The `MAIL FROM` path: a mailbox or the null path `<>` used by bounces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReversePath {
+    /// `<>`.
     Null,
+    /// A mailbox.
     Mailbox(Mailbox),
 }
 

@@ -9,33 +9,54 @@ pub const MAX_COMMAND_LINE: usize = 512;
 /// upper-cased so callers compare them directly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EsmtpParam {
+    /// The parameter name, upper-cased.
     pub keyword: String,
+    /// Its value after `=`, if any.
     pub value: Option<String>,
 }
 
+/// One parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `EHLO domain`.
     Ehlo(String),
+    /// `HELO domain`.
     Helo(String),
     /// LMTP's greeting (RFC 2033).
     Lhlo(String),
+    /// `MAIL FROM:<path> params`.
     MailFrom {
+        /// The reverse path.
         path: ReversePath,
+        /// ESMTP parameters (`SIZE=`, `BODY=`, `SMTPUTF8`, …).
         params: Vec<EsmtpParam>,
     },
+    /// `RCPT TO:<path> params`.
     RcptTo {
+        /// The recipient.
         path: Mailbox,
+        /// ESMTP parameters.
         params: Vec<EsmtpParam>,
     },
+    /// `DATA`.
     Data,
+    /// `RSET`.
     Rset,
+    /// `NOOP`.
     Noop,
+    /// `QUIT`.
     Quit,
+    /// `STARTTLS`.
     StartTls,
+    /// `VRFY`, answered without disclosing anything.
     Vrfy(String),
+    /// `HELP`.
     Help,
+    /// `AUTH mechanism [initial-response]`.
     Auth {
+        /// The SASL mechanism, upper-cased.
         mechanism: String,
+        /// The initial response, base64 as sent.
         initial: Option<String>,
     },
 }
@@ -43,10 +64,13 @@ pub enum Command {
 /// Why a line is not a command; each maps to the reply RFC 5321 asks for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
+    /// A verb this server does not know (`500`).
     #[error("command not recognized")]
     Unrecognized,
+    /// A known verb with bad arguments (`501`), saying what is wrong.
     #[error("syntax error in parameters: {0}")]
     Syntax(&'static str),
+    /// The line is not valid UTF-8.
     #[error("line is not valid UTF-8 or contains NUL")]
     BadEncoding,
 }

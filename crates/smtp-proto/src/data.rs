@@ -30,12 +30,16 @@ pub const SMUGGLING_TERMINATORS: [&[u8]; 14] = [
 /// RFC 5321 §4.5.3.1.6: a text line is at most 998 octets before its CRLF.
 pub const MAX_LINE: usize = 998;
 
+/// Why a message body is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DataError {
+    /// A CR or LF not part of CRLF (RFC 5321 2.3.8).
     #[error("message contains a bare CR or LF")]
     BareLineEnding,
+    /// A line over the 998-character limit.
     #[error("message has a line longer than 998 octets")]
     LineTooLong,
+    /// More bytes than the listener's `max_message_size`.
     #[error("message exceeds the maximum size of {0} octets")]
     TooLarge(usize),
     /// RFC 5321 §4.5.2 text is printable: a NUL is never relayed.
@@ -85,6 +89,7 @@ pub struct DataReceiver {
 }
 
 impl DataReceiver {
+    /// A reader that refuses bodies over `max_size` bytes.
     pub fn new(max_size: usize) -> Self {
         Self { state: State::LineStart, line_len: 0, max_size, message: Vec::new(), error: None }
     }

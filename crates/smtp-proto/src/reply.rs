@@ -5,12 +5,16 @@ use std::fmt;
 /// An RFC 3463 enhanced status code such as `5.7.1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnhancedCode {
+    /// 2, 4 or 5.
     pub class: u8,
+    /// The subject (`x.SUBJECT.z`).
     pub subject: u16,
+    /// The detail (`x.y.DETAIL`).
     pub detail: u16,
 }
 
 impl EnhancedCode {
+    /// `class.subject.detail`.
     pub const fn new(class: u8, subject: u16, detail: u16) -> Self {
         Self { class, subject, detail }
     }
@@ -38,22 +42,29 @@ impl fmt::Display for EnhancedCode {
 /// without codes; the enhanced code, when present, is kept apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The three-digit code.
     pub code: u16,
+    /// The RFC 3463 enhanced status code, when the reply has one.
     pub enhanced: Option<EnhancedCode>,
+    /// The text, lines joined with `\n`.
     pub text: String,
 }
 
 impl Reply {
+    /// A reply with an enhanced code given as text (`"5.1.1"`); an unparsable one is left out.
     pub fn new(code: u16, enhanced: Option<&str>, text: impl Into<String>) -> Self {
         Self { code, enhanced: enhanced.and_then(EnhancedCode::parse), text: text.into() }
     }
 
+    /// A 2xx or 3xx reply.
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }
+    /// A 4xx reply: try again later.
     pub fn is_transient(&self) -> bool {
         (400..500).contains(&self.code)
     }
+    /// A 5xx reply: do not try again.
     pub fn is_permanent(&self) -> bool {
         self.code >= 500
     }
@@ -99,10 +110,13 @@ impl fmt::Display for Reply {
     }
 }
 
+/// Why bytes from a server are not a reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
+    /// Not `NNN text` or `NNN-text`, or the codes of a multi-line reply differ.
     #[error("malformed reply line")]
     Malformed,
+    /// A line or a reply longer than this many bytes.
     #[error("reply longer than {0} octets")]
     TooLong(usize),
 }

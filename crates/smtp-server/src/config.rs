@@ -12,12 +12,15 @@ use std::time::Duration;
 /// One `kumo.start_esmtp_listener{...}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
+    /// The address to bind.
     pub listen: SocketAddr,
     /// Name in the banner, EHLO reply and Received header.
     pub hostname: String,
     /// Clients allowed to relay (send to any domain).
     pub relay_hosts: Vec<IpNet>,
+    /// Largest message accepted, in bytes.
     pub max_message_size: usize,
+    /// Recipients accepted per transaction.
     pub max_recipients_per_message: usize,
     /// Longest wait for a command line or a chunk of DATA; a client that
     /// stays silent longer gets `421 4.4.2` and is disconnected.
@@ -29,6 +32,7 @@ pub struct ListenerConfig {
     /// PEM files for STARTTLS; without them a self-signed certificate is
     /// generated for `hostname`.
     pub tls_certificate: Option<std::path::PathBuf>,
+    /// The private key for `tls_certificate`.
     pub tls_private_key: Option<std::path::PathBuf>,
     /// A hash of those files' contents, so a reload sees a certificate
     /// renewed in place and takes it for new sessions.
@@ -60,6 +64,7 @@ pub struct ListenerConfig {
 }
 
 impl ListenerConfig {
+    /// A listener on `listen` with KumoMTA's defaults.
     pub fn new(listen: SocketAddr, hostname: impl Into<String>) -> Self {
         Self {
             listen,
@@ -84,6 +89,7 @@ impl ListenerConfig {
         }
     }
 
+    /// Whether `ip` is in `relay_hosts`.
     pub fn may_relay(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
@@ -104,12 +110,17 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
 /// What the policy knows about the client, passed to reception events.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnMeta {
+    /// The client's `ip:port`.
     pub received_from: String,
+    /// The listener's `ip:port`.
     pub received_via: String,
+    /// The listener's host name.
     pub hostname: String,
+    /// The name the client gave in EHLO or HELO.
     pub ehlo_domain: Option<String>,
     /// The identity that authenticated with AUTH, if any.
     pub authn_id: Option<String>,
+    /// The session is encrypted (STARTTLS).
     pub tls: bool,
 }
 
@@ -130,12 +141,15 @@ pub use petrel_queue::PolicyError;
 /// accepting. Nothing here is cached across sessions or clients.
 #[async_trait]
 pub trait SessionPolicy: Send + Sync + 'static {
+    /// `smtp_server_ehlo`: whether to accept the client's EHLO/HELO name.
     async fn ehlo(&self, _domain: &str, _conn: &ConnMeta) -> Result<(), PolicyError> {
         Ok(())
     }
+    /// `smtp_server_mail_from`: whether to accept the sender.
     async fn mail_from(&self, _sender: &EnvelopeAddress, _conn: &ConnMeta) -> Result<(), PolicyError> {
         Ok(())
     }
+    /// `smtp_server_rcpt_to`: whether to accept a recipient.
     async fn rcpt_to(&self, _recipient: &EnvelopeAddress, _conn: &ConnMeta) -> Result<(), PolicyError> {
         Ok(())
     }
@@ -177,6 +191,7 @@ impl SessionPolicy for AcceptAll {
 pub struct ServerHandles {
     /// Where accepted mail goes (spool, Reception log, queues).
     pub intake: Intake,
+    /// Decisions the policy makes during a session.
     pub policy: Arc<dyn SessionPolicy>,
 }
 

@@ -116,10 +116,12 @@ impl Listener {
         Ok(Self { local_addr, current, stop })
     }
 
+    /// The address it is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
+    /// Its configuration now (reload may replace it).
     pub fn config(&self) -> Arc<ListenerConfig> {
         self.current.load().config.clone()
     }

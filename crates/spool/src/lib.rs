@@ -19,6 +19,7 @@ pub use rocks::{RocksSpool, SpoolPaths};
 pub use salvage::{SalvageReport, check, repair};
 pub use space::{SpoolReserves, StorageReserve, Threshold};
 
+/// Why a spool operation failed; [`SpoolError::is_transient`] tells whether to try again.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SpoolError {
     /// The storage refused a read or write (disk full, I/O error). New mail
@@ -32,14 +33,32 @@ pub enum SpoolError {
     /// The database cannot be opened as it is; `petrel spool repair`
     /// salvages what is readable.
     #[error("the spool at {} is damaged: {reason}", path.display())]
-    Damaged { path: std::path::PathBuf, reason: String },
+    Damaged {
+        /// The database directory.
+        path: std::path::PathBuf,
+        /// What RocksDB reported.
+        reason: String,
+    },
     /// Another process (a second daemon) has the spool open.
     #[error("the spool at {} is in use by process {pid} (another petrel serve?)", path.display())]
-    InUse { path: std::path::PathBuf, pid: i32 },
+    InUse {
+        /// The database directory.
+        path: std::path::PathBuf,
+        /// The process holding its lock.
+        pid: i32,
+    },
+    /// No record for this id.
     #[error("message {0} is not in the spool")]
     NotFound(SpoolId),
+    /// A record is stored but does not decode.
     #[error("spool record {key} is corrupt: {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// Why it does not decode.
+        reason: String,
+    },
+    /// The spool was shut down.
     #[error("the spool is closed")]
     Closed,
 }

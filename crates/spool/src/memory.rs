@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// A spool held in memory, for unit tests; it keeps nothing over a restart.
 #[derive(Default)]
 pub struct MemorySpool {
     messages: Mutex<BTreeMap<SpoolId, Message>>,
@@ -17,6 +18,7 @@ pub struct MemorySpool {
 }
 
 impl MemorySpool {
+    /// An empty spool.
     pub fn new() -> Self {
         Self::default()
     }
@@ -31,6 +33,7 @@ impl MemorySpool {
         self.messages.lock().len()
     }
 
+    /// Whether it holds no message.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -41,7 +41,9 @@ const PROBE_KEY: &[u8] = b"petrel-write-probe";
 /// be the same directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolPaths {
+    /// The directory of message metadata.
     pub meta: PathBuf,
+    /// The directory of message bodies.
     pub data: PathBuf,
 }
 
@@ -86,6 +88,7 @@ struct Health {
     short: AtomicBool,
 }
 
+/// The spool on RocksDB: a message is durable once its write is synced.
 pub struct RocksSpool {
     dbs: Arc<ArcSwapOption<Dbs>>,
     paths: SpoolPaths,
@@ -166,6 +169,7 @@ impl RocksSpool {
         Self::open_with(paths, SpoolReserves::default())
     }
 
+    /// Open (or create) the spool with these free-space reserves.
     pub fn open_with(paths: &SpoolPaths, reserve: SpoolReserves) -> Result<Self, SpoolError> {
         let dbs = Arc::new(ArcSwapOption::from_pointee(Dbs::open(paths)?));
         let health = Arc::new(Health::default());

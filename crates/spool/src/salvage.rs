@@ -36,6 +36,7 @@ pub struct SalvageReport {
 }
 
 impl SalvageReport {
+    /// Nothing was lost, quarantined or found damaged.
     pub fn is_clean(&self) -> bool {
         self.quarantined.is_empty() && self.lost.is_empty() && self.damage.is_empty()
     }

@@ -9,7 +9,9 @@ use std::path::Path;
 /// total, or an absolute count (bytes or inodes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Threshold {
+    /// A share of the filesystem, in percent.
     Percent(f64),
+    /// A number of bytes or inodes.
     Absolute(u64),
 }
 
@@ -38,7 +40,9 @@ impl Threshold {
 /// What `kumo.define_spool` asks to keep free. KumoMTA's defaults: 10 % each.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StorageReserve {
+    /// `min_free_space`.
     pub min_free_space: Threshold,
+    /// `min_free_inodes`.
     pub min_free_inodes: Threshold,
 }
 
@@ -81,11 +85,14 @@ impl StorageReserve {
 /// `data` may set different ones).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct SpoolReserves {
+    /// For the meta directory.
     pub meta: StorageReserve,
+    /// For the data directory.
     pub data: StorageReserve,
 }
 
 impl SpoolReserves {
+    /// The same reserve for both directories.
     pub fn uniform(reserve: StorageReserve) -> Self {
         Self { meta: reserve, data: reserve }
     }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+/// A small tmpfs mounted for a test (needs root), unmounted on drop.
 pub struct SmallDisk {
     dir: tempfile::TempDir,
 }
@@ -20,6 +21,7 @@ impl SmallDisk {
         Self { dir }
     }
 
+    /// Where it is mounted.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

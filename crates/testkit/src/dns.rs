@@ -27,6 +27,7 @@ fn name(n: &str) -> Name {
 }
 
 impl Zone {
+    /// An empty zone.
     pub fn new() -> Self {
         Self { ttl: 300, ..Default::default() }
     }
@@ -43,6 +44,7 @@ impl Zone {
         self
     }
 
+    /// Add an MX record.
     pub fn mx(self, domain: &str, preference: u16, exchange: &str) -> Self {
         self.add(domain, RData::MX(MX::new(preference, name(exchange))))
     }
@@ -52,6 +54,7 @@ impl Zone {
         self.add(domain, RData::MX(MX::new(0, Name::root())))
     }
 
+    /// Add an A or AAAA record.
     pub fn addr(self, host: &str, ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(v4) => self.add(host, RData::A(A(v4))),
@@ -59,6 +62,7 @@ impl Zone {
         }
     }
 
+    /// Answer SERVFAIL for `domain`.
     pub fn servfail(mut self, domain: &str) -> Self {
         self.servfail.insert(domain.to_ascii_lowercase());
         self
@@ -108,6 +112,7 @@ impl Drop for DnsServer {
 }
 
 impl DnsServer {
+    /// Serve `zone` on a loopback UDP port.
     pub async fn start(zone: Zone) -> DnsServer {
         // The kernel picks a free UDP port; the same TCP port may be in use
         // (by any test's outgoing connection), so try again until both bind.
@@ -161,6 +166,7 @@ impl DnsServer {
         DnsServer { addr, queries, tasks: vec![udp_task, tcp_task] }
     }
 
+    /// The address to send queries to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -13,10 +13,15 @@ use tokio_rustls::TlsAcceptor;
 /// A message as the sink saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The client's address (which source the message came from).
     pub peer: SocketAddr,
+    /// The EHLO name it gave.
     pub ehlo: String,
+    /// MAIL FROM.
     pub sender: String,
+    /// RCPT TO, in order.
     pub recipients: Vec<String>,
+    /// The body as received.
     pub data: Vec<u8>,
     /// TLS protocol version when the message came over STARTTLS.
     pub tls: Option<String>,
@@ -50,6 +55,7 @@ struct State {
     hang_up_after_data: std::sync::atomic::AtomicBool,
 }
 
+/// An SMTP server on loopback that records what it receives.
 pub struct Sink {
     addr: SocketAddr,
     state: Arc<State>,
@@ -68,6 +74,7 @@ impl Sink {
         Self::start_with(Arc::new(|_, _| (250, "2.0.0 ok".into()))).await
     }
 
+    /// A sink that answers as `script` says.
     pub async fn start_with(script: ReplyScript) -> Sink {
         Self::start_at("127.0.0.1:0".parse().unwrap(), script).await
     }
@@ -140,6 +147,7 @@ impl Sink {
         Sink { addr, state, task }
     }
 
+    /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -159,6 +167,7 @@ impl Sink {
         self.state.received.lock().clone()
     }
 
+    /// Messages received so far.
     pub fn received_count(&self) -> usize {
         self.state.received.lock().len()
     }
@@ -173,6 +182,7 @@ impl Sink {
         self.state.connections.lock().get(&ip).map_or(0, |c| c.1)
     }
 
+    /// Connections accepted so far.
     pub fn total_connections(&self) -> usize {
         self.state.total_connections.load(Ordering::SeqCst)
     }
