@@ -3,10 +3,11 @@
 //! reception) go out as one MAIL with several RCPTs, up to
 //! `max_recipients_per_batch`.
 
-use crate::context::{Dispatched, DispatcherHandles};
+use crate::context::Dispatched;
 use crate::outcome::Outcome;
 use crate::rate::Throttle;
 use petrel_smtp_client::SmtpClient;
+use petrel_spool::Spool;
 use std::sync::Arc;
 
 /// Whether `other` may share a transaction with `first` (before comparing
@@ -16,11 +17,11 @@ pub(crate) fn compatible(first: &Dispatched, other: &Dispatched) -> bool {
     a.sender == b.sender && a.size == b.size && a.recipient.domain().eq_ignore_ascii_case(b.recipient.domain())
 }
 
-async fn body(handles: &DispatcherHandles, item: &mut Dispatched) -> Result<Arc<[u8]>, Outcome> {
+async fn body(spool: &dyn Spool, item: &mut Dispatched) -> Result<Arc<[u8]>, Outcome> {
     if let Some(data) = &item.message.data {
         return Ok(data.clone());
     }
-    match handles.spool.load_data(item.message.id).await {
+    match spool.load_data(item.message.id).await {
         Ok(data) => {
             item.message.data = Some(data.clone());
             Ok(data)
@@ -72,7 +73,8 @@ fn stale(e: &petrel_smtp_client::ClientError) -> bool {
 
 /// What a transaction needs from its ready queue.
 pub(crate) struct Lane<'a> {
-    pub handles: &'a DispatcherHandles,
+    /// Where bodies are read from.
+    pub spool: &'a dyn Spool,
     /// `max_message_rate`, paced per message sent.
     pub message_rate: Option<&'a Throttle>,
     /// Back to the front of the ready queue, for the next transaction.
@@ -93,7 +95,7 @@ pub(crate) async fn transmit(
     let mut other_bodies = Vec::new();
     let mut shared: Option<Arc<[u8]>> = None;
     for mut item in batch {
-        match body(lane.handles, &mut item).await {
+        match body(lane.spool, &mut item).await {
             Err(outcome) => done.push((item, outcome)),
             Ok(data) => match &shared {
                 None => {

@@ -12,24 +12,38 @@ use petrel_telemetry::Logger;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// What the dispatcher works with; shared by its ready queues.
+/// What the dispatcher works with, in the parts each user needs: ready
+/// queues see only `settle` and `connect`.
 pub struct DispatcherHandles {
+    /// Where an attempt's outcome goes.
+    pub settle: Settlement,
+    /// What opening a connection needs.
+    pub connect: Connector,
+    /// Sources, pools and per-path settings, as the policy has them now.
+    pub policy: Arc<dyn EgressPolicy>,
+    /// EHLO name for sources that set none (the machine's host name).
+    pub default_ehlo: String,
+    /// Cancelled once when the daemon stops.
+    pub shutdown: CancellationToken,
+}
+
+/// Where an attempt's outcome is recorded: the log, then the spool (done)
+/// or the scheduled queue (retry). Also where bodies are read from.
+pub struct Settlement {
     /// Scheduled queues: retries go back to them, finished messages leave them.
     pub queues: Arc<QueueManager>,
     /// Where message bodies are read from and finished messages removed.
     pub spool: Arc<dyn Spool>,
     /// Delivery, TransientFailure and Bounce records, and the delivery metrics.
     pub logger: Logger,
-    /// Sources, pools and per-path settings, as the policy has them now.
-    pub policy: Arc<dyn EgressPolicy>,
+}
+
+/// What opening a connection to a destination needs.
+pub struct Connector {
     /// MX and address lookups.
     pub resolver: Arc<dyn Resolver>,
     /// Client TLS settings (verifying and not).
     pub tls: TlsConfigs,
-    /// EHLO name for sources that set none (the machine's host name).
-    pub default_ehlo: String,
-    /// Cancelled once when the daemon stops.
-    pub shutdown: CancellationToken,
 }
 
 /// A message routed to a ready queue.

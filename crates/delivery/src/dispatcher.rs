@@ -157,10 +157,10 @@ impl Dispatcher {
         let source = attempt.source.name.as_str();
         let backoff = self.health.failed(source);
         tracing::error!(source, error = %error, ?backoff, "egress source unusable; skipping it and routing its mail to the pool's other sources");
-        self.handles.logger.metrics().source_unhealthy.with_label_values(&[source]).set(1);
+        self.handles.settle.logger.metrics().source_unhealthy.with_label_values(&[source]).set(1);
         let outcome = Outcome::from_client(error);
         for item in items {
-            crate::outcome::log_attempt(&self.handles, attempt, &item.message, &item.pool, &outcome);
+            crate::outcome::log_attempt(&self.handles.settle, attempt, &item.message, &item.pool, &outcome);
             self.requeue(item.message);
         }
     }
@@ -169,7 +169,7 @@ impl Dispatcher {
     pub(crate) fn source_worked(&self, source: &str) {
         if self.health.recovered(source) {
             tracing::info!(source, "egress source usable again");
-            self.handles.logger.metrics().source_unhealthy.with_label_values(&[source]).set(0);
+            self.handles.settle.logger.metrics().source_unhealthy.with_label_values(&[source]).set(0);
         }
     }
 
@@ -177,7 +177,7 @@ impl Dispatcher {
     pub(crate) fn requeue(&self, mut message: Message) {
         message.due = None;
         message.data = None;
-        self.handles.queues.insert(message);
+        self.handles.settle.queues.insert(message);
     }
 
     /// After the shutdown signal: wait up to `grace` for the attempts in
@@ -242,13 +242,13 @@ impl Dispatcher {
                 let site = message.routing_domain().to_string();
                 let attempt = Attempt { source: &source, site: &site, peer: None, tls: None };
                 let item = Dispatched { queue, message, pool: pool.name.clone() };
-                report(&self.handles, &attempt, item, &outcome).await;
+                report(&self.handles.settle, &attempt, item, &outcome).await;
                 return None;
             }
         };
         let site = destination.plan.site();
         let available = |source: &str| self.source_available(source, Some(&site)).is_ok();
-        let live = |name: &str| self.handles.queues.queue(name).is_some();
+        let live = |name: &str| self.handles.settle.queues.queue(name).is_some();
         let picked = self.selectors.pick(queue.name(), &pool, available, live);
         let Some(source_name) = picked else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
@@ -277,7 +277,7 @@ impl Dispatcher {
         let DeliveryProtocol::Smtp { mx_list } = protocol;
         match mx_list {
             Some(hosts) => Ok(Destination { plan: MxPlan::in_order(hosts), explicit: true }),
-            None => match self.handles.resolver.resolve_mx(message.routing_domain()).await {
+            None => match self.handles.connect.resolver.resolve_mx(message.routing_domain()).await {
                 Ok(plan) => Ok(Destination { plan, explicit: false }),
                 Err(e) => Err(Outcome::from_dns(&e)),
             },
@@ -288,7 +288,7 @@ impl Dispatcher {
     fn hold(&self, mut message: Message) {
         message.due = Some(chrono::Utc::now() + NO_SOURCE_DELAY);
         message.data = None;
-        self.handles.queues.insert(message);
+        self.handles.settle.queues.insert(message);
     }
 
     pub(crate) fn is_full(&self, source: &str, site: &str) -> bool {
@@ -330,8 +330,14 @@ impl Dispatcher {
 }
 
 impl ReadyHost for Dispatcher {
-    fn handles(&self) -> &DispatcherHandles {
-        &self.handles
+    fn settlement(&self) -> &crate::context::Settlement {
+        &self.handles.settle
+    }
+    fn connector(&self) -> &crate::context::Connector {
+        &self.handles.connect
+    }
+    fn shutdown(&self) -> &tokio_util::sync::CancellationToken {
+        &self.handles.shutdown
     }
     fn is_source_suspended(&self, source: &str) -> bool {
         Dispatcher::is_source_suspended(self, source)

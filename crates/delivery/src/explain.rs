@@ -4,7 +4,7 @@
 
 use crate::context::Destination;
 use crate::dispatcher::Dispatcher;
-use crate::route::{HostRoute, Route, RouteDestination, choose_pool, ehlo_name, endpoints};
+use crate::route::{HostRoute, Route, RouteDestination, choose_pool, ehlo_name, endpoints, is_prohibited};
 use petrel_egress::EgressSource;
 use petrel_message::Message;
 use petrel_queue::QueueConfig;
@@ -49,13 +49,8 @@ impl Dispatcher {
         let mut hosts = Vec::new();
         if let (Some(path), Some(source)) = (&path, source) {
             for (name, port) in endpoints(&destination, path, source) {
-                let (addresses, error) = match self.handles.resolver.resolve_ip(&name).await {
-                    Ok(ips) => {
-                        let prohibited = |ip: &std::net::IpAddr| {
-                            !destination.explicit && path.prohibited_hosts.iter().any(|n| n.contains(ip))
-                        };
-                        (ips.iter().map(|ip| (*ip, prohibited(ip))).collect(), None)
-                    }
+                let (addresses, error) = match self.handles.connect.resolver.resolve_ip(&name).await {
+                    Ok(ips) => (ips.iter().map(|ip| (*ip, is_prohibited(&destination, path, ip))).collect(), None),
                     Err(e) => (Vec::new(), Some(e.to_string())),
                 };
                 hosts.push(HostRoute { name, port, addresses, error });

@@ -19,7 +19,7 @@ mod ready;
 mod route;
 mod selector;
 
-pub use context::DispatcherHandles;
+pub use context::{Connector, DispatcherHandles, Settlement};
 pub use dispatcher::{Dispatcher, ReadySummary};
 pub use path::{EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy, default_prohibited_hosts};
 pub use rate::{Rate, Throttle};

@@ -1,6 +1,6 @@
 //! What happens after an attempt: log it, then remove, retry or bounce.
 
-use crate::context::{Dispatched, DispatcherHandles};
+use crate::context::{Dispatched, Settlement};
 use petrel_dns::DnsError;
 use petrel_egress::EgressSource;
 use petrel_smtp_client::{ClientError, Phase};
@@ -78,7 +78,7 @@ pub(crate) struct Attempt<'a> {
 
 /// Write the log record of an attempt; returns its type.
 pub(crate) fn log_attempt(
-    handles: &DispatcherHandles,
+    settle: &Settlement,
     attempt: &Attempt<'_>,
     message: &petrel_message::Message,
     pool: &str,
@@ -89,7 +89,7 @@ pub(crate) fn log_attempt(
         Outcome::Failed { permanent: true, response } => (RecordType::Bounce, response),
         Outcome::Failed { permanent: false, response } => (RecordType::TransientFailure, response),
     };
-    let logger = &handles.logger;
+    let logger = &settle.logger;
     let mut record = logger.record(kind, message, response.clone());
     record.site = attempt.site.to_string();
     record.peer_address = attempt.peer.map(|p| p.to_string());
@@ -104,16 +104,16 @@ pub(crate) fn log_attempt(
     kind
 }
 
-pub(crate) async fn report(handles: &DispatcherHandles, attempt: &Attempt<'_>, item: Dispatched, outcome: &Outcome) {
+pub(crate) async fn report(settle: &Settlement, attempt: &Attempt<'_>, item: Dispatched, outcome: &Outcome) {
     let Dispatched { queue, mut message, pool } = item;
     message.num_attempts += 1;
-    let kind = log_attempt(handles, attempt, &message, &pool, outcome);
+    let kind = log_attempt(settle, attempt, &message, &pool, outcome);
     let response = match outcome {
         Outcome::Delivered(r) | Outcome::Failed { response: r, .. } => r,
     };
     if kind == RecordType::TransientFailure {
-        handles.queues.retry(&queue, message, response).await;
-    } else if let Err(e) = handles.spool.remove(message.id).await {
+        settle.queues.retry(&queue, message, response).await;
+    } else if let Err(e) = settle.spool.remove(message.id).await {
         // Left in the spool, it would be delivered again after a restart.
         tracing::error!(id = %message.id, error = %e, "cannot remove a finished message from the spool");
     }

@@ -2,7 +2,7 @@
 //! to `connection_limit` connection workers that reuse their sessions.
 
 use crate::batch::{Lane, Transmitted, compatible, transmit};
-use crate::context::{Destination, Dispatched, DispatcherHandles};
+use crate::context::{Connector, Destination, Dispatched, Settlement};
 use crate::outcome::{Attempt, Outcome, report};
 use crate::path::EgressPathConfig;
 use crate::rate::Throttle;
@@ -20,7 +20,12 @@ const READY_CAPACITY: usize = 1024;
 /// What a ready queue's workers ask of the dispatcher that owns them. The
 /// trait lives here, so this module never imports the dispatcher's.
 pub(crate) trait ReadyHost: Send + Sync + 'static {
-    fn handles(&self) -> &DispatcherHandles;
+    /// Where outcomes are recorded.
+    fn settlement(&self) -> &Settlement;
+    /// Resolver and TLS settings for connecting.
+    fn connector(&self) -> &Connector;
+    /// Cancelled when the daemon stops.
+    fn shutdown(&self) -> &tokio_util::sync::CancellationToken;
     fn is_source_suspended(&self, source: &str) -> bool;
     /// Back to the scheduled queue, due now, without counting an attempt.
     fn requeue(&self, message: petrel_message::Message);
@@ -191,7 +196,7 @@ impl ReadyQueue {
     }
 
     async fn worker(self: Arc<Self>, dispatcher: Arc<dyn ReadyHost>) {
-        let shutdown = dispatcher.handles().shutdown.clone();
+        let shutdown = dispatcher.shutdown().clone();
         let mut conn: Option<Open> = None;
         let mut sent = 0usize;
         loop {
@@ -239,7 +244,7 @@ impl ReadyQueue {
                 match self.connect(&*dispatcher).await {
                     Ok(client) => {
                         dispatcher.source_worked(&self.source.name);
-                        let gauge = dispatcher.handles().logger.metrics().connection_opened(&self.source.name);
+                        let gauge = dispatcher.settlement().logger.metrics().connection_opened(&self.source.name);
                         conn = Some(Open { client, _gauge: gauge });
                         sent = 0;
                     }
@@ -259,7 +264,7 @@ impl ReadyQueue {
                         tracing::warn!(ready_queue = %self.name, outcome = ?outcome, "connection failed");
                         let attempt = self.attempt(None, None);
                         for other in batch.into_iter().chain(self.take_all()) {
-                            report(dispatcher.handles(), &attempt, other, &outcome).await;
+                            report(dispatcher.settlement(), &attempt, other, &outcome).await;
                         }
                         continue;
                     }
@@ -269,8 +274,11 @@ impl ReadyQueue {
             let (peer, tls) = (Some(client.peer_addr()), client.tls_info().cloned());
             let attempt = self.attempt(peer, tls);
             let put_back = |item: Dispatched| self.put_back(item);
-            let lane =
-                Lane { handles: dispatcher.handles(), message_rate: self.message_rate.as_ref(), put_back: &put_back };
+            let lane = Lane {
+                spool: &*dispatcher.settlement().spool,
+                message_rate: self.message_rate.as_ref(),
+                put_back: &put_back,
+            };
             let (results, reusable) = match transmit(lane, client, batch, sent > 0).await {
                 Transmitted::Done(results, reusable) => (results, reusable),
                 Transmitted::Stale { retry, done } => {
@@ -279,13 +287,13 @@ impl ReadyQueue {
                         self.put_back(item);
                     }
                     for (item, outcome) in done {
-                        report(dispatcher.handles(), &attempt, item, &outcome).await;
+                        report(dispatcher.settlement(), &attempt, item, &outcome).await;
                     }
                     continue;
                 }
             };
             for (item, outcome) in results {
-                report(dispatcher.handles(), &attempt, item, &outcome).await;
+                report(dispatcher.settlement(), &attempt, item, &outcome).await;
             }
             sent += 1;
             if !reusable || sent >= self.path.max_deliveries_per_connection.max(1) {
@@ -303,7 +311,7 @@ impl ReadyQueue {
 
     /// Connect to the site's hosts in preference order until one answers.
     async fn connect(&self, dispatcher: &dyn ReadyHost) -> Result<SmtpClient, ConnectFailure> {
-        let resolver = &dispatcher.handles().resolver;
+        let resolver = &dispatcher.connector().resolver;
         let mut last: Option<ClientError> = None;
         let mut prohibited = Vec::new();
         for (name, port) in crate::route::endpoints(&self.destination, &self.path, &self.source) {
@@ -316,7 +324,7 @@ impl ReadyQueue {
                 }
             };
             for ip in addresses {
-                if !self.destination.explicit && self.path.prohibited_hosts.iter().any(|n| n.contains(&ip)) {
+                if crate::route::is_prohibited(&self.destination, &self.path, &ip) {
                     prohibited.push(format!("{name} ({ip})"));
                     continue;
                 }
@@ -358,7 +366,7 @@ impl ReadyQueue {
         opts.server_name = name.to_string();
         opts.timeouts = self.path.timeouts;
         opts.tls = tls;
-        opts.tls_configs = Some(dispatcher.handles().tls.clone());
+        opts.tls_configs = Some(dispatcher.connector().tls.clone());
         opts.lmtp = self.path.use_lmtp;
         match SmtpClient::connect(&opts).await {
             Err(ClientError::Tls { detail }) if tls == TlsMode::OpportunisticInsecure => {

@@ -64,6 +64,12 @@ pub fn endpoints(destination: &Destination, path: &EgressPathConfig, source: &Eg
         .collect()
 }
 
+/// Whether delivery skips `ip` of a destination: `prohibited_hosts` guards
+/// hosts found through DNS, never a smart host the operator named.
+pub(crate) fn is_prohibited(destination: &Destination, path: &EgressPathConfig, ip: &std::net::IpAddr) -> bool {
+    !destination.explicit && path.prohibited_hosts.iter().any(|n| n.contains(ip))
+}
+
 /// `host`, `host:port`, `ip`, `ip:port` or `[ipv6]:port`.
 pub(crate) fn split_host_port(entry: &str, default_port: u16) -> (String, u16) {
     if let Ok(addr) = entry.parse::<SocketAddr>() {

@@ -1,7 +1,7 @@
 //! Delivery with a real spool and a real sink: source choice by weight,
 //! connection reuse, and the outcome of each reply class.
 
-use petrel_delivery::{Dispatcher, DispatcherHandles, EgressPathConfig, FixedEgressPolicy};
+use petrel_delivery::{Connector, Dispatcher, DispatcherHandles, EgressPathConfig, FixedEgressPolicy, Settlement};
 use petrel_egress::RegistryBuilder;
 use petrel_message::{EnvelopeAddress, Message};
 use petrel_queue::{DeliveryProtocol, QueueConfig, QueueManager};
@@ -42,12 +42,12 @@ fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
     let (queues, due) = QueueManager::new(Arc::new(config), spool.clone(), logger.clone(), shutdown.clone());
     let policy = FixedEgressPolicy { registry: Arc::new(registry.build().unwrap()), path: EgressPathConfig::default() };
     let dispatcher = Dispatcher::new(DispatcherHandles {
-        queues: queues.clone(),
-        spool: spool.clone(),
-        logger,
+        settle: Settlement { queues: queues.clone(), spool: spool.clone(), logger },
+        connect: Connector {
+            resolver: Arc::new(petrel_dns::HickoryResolver::system().unwrap()),
+            tls: petrel_smtp_client::TlsConfigs::new(),
+        },
         policy: Arc::new(policy),
-        resolver: Arc::new(petrel_dns::HickoryResolver::system().unwrap()),
-        tls: petrel_smtp_client::TlsConfigs::new(),
         default_ehlo: "localhost".into(),
         shutdown: shutdown.clone(),
     });

@@ -3,7 +3,7 @@
 pub use crate::error::DaemonError;
 pub use crate::host::system_hostname;
 use crate::reload::{Parts, Reloader, watch};
-use petrel_delivery::{Dispatcher, DispatcherHandles};
+use petrel_delivery::{Connector, Dispatcher, DispatcherHandles, Settlement};
 use petrel_dns::{HickoryResolver, Resolver};
 use petrel_http_api::ReloadOutcome;
 use petrel_lua::{InitConfig, PolicyEngine};
@@ -78,12 +78,9 @@ impl Daemon {
             None => HickoryResolver::system()?,
         });
         let dispatcher = Dispatcher::new(DispatcherHandles {
-            queues: queues.clone(),
-            spool: spool.clone(),
-            logger: logger.clone(),
+            settle: Settlement { queues: queues.clone(), spool: spool.clone(), logger: logger.clone() },
+            connect: Connector { resolver: resolver.clone(), tls: TlsConfigs::new() },
             policy: engine.clone(),
-            resolver: resolver.clone(),
-            tls: TlsConfigs::new(),
             default_ehlo: hostname,
             shutdown: shutdown.clone(),
         });
