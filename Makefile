@@ -8,7 +8,8 @@ export CARGO_TARGET_DIR
 # Above this size (KiB) the shared target dir is wiped before building.
 TARGET_DIR_LIMIT_KIB ?= 20000000
 
-APT_PACKAGES := librocksdb-dev libclang1-14 libclang-common-14-dev
+# iproute2: `ss`, with which a test reads a listening socket's backlog.
+APT_PACKAGES := librocksdb-dev libclang1-14 libclang-common-14-dev iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 POLICY ?= policy/init.lua
 

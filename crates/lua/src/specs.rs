@@ -75,6 +75,7 @@ pub struct EsmtpListenerSpec {
     pub max_recipients_per_message: Option<usize>,
     pub client_timeout: Option<DurationSpec>,
     pub max_connections: Option<usize>,
+    pub listen_backlog: Option<u32>,
     pub max_messages_per_connection: Option<usize>,
     pub tls_certificate: Option<PathBuf>,
     pub tls_private_key: Option<PathBuf>,
@@ -105,6 +106,9 @@ impl EsmtpListenerSpec {
         config.client_timeout = duration(&self.client_timeout, "client_timeout", config.client_timeout)?;
         if let Some(n) = self.max_connections {
             config.max_connections = n.max(1);
+        }
+        if let Some(n) = self.listen_backlog {
+            config.listen_backlog = n.clamp(1, i32::MAX as u32);
         }
         if let Some(n) = self.max_messages_per_connection {
             config.max_messages_per_connection = n.max(1);

@@ -27,6 +27,10 @@ pub struct ListenerConfig {
     pub client_timeout: Duration,
     /// Concurrent sessions; one more gets `421 4.3.2` at connect.
     pub max_connections: usize,
+    /// Connections the kernel queues before the listener accepts them
+    /// (`listen(2)` backlog, capped by `net.core.somaxconn`). Bursts of
+    /// hundreds of one-message clients overflow a small one.
+    pub listen_backlog: u32,
     /// Messages (DATA transactions) per session before `421 4.7.0`.
     pub max_messages_per_connection: usize,
     /// PEM files for STARTTLS; without them a self-signed certificate is
@@ -74,6 +78,7 @@ impl ListenerConfig {
             max_recipients_per_message: 1024,
             client_timeout: Duration::from_secs(300),
             max_connections: 1024,
+            listen_backlog: 4096,
             max_messages_per_connection: 10_000,
             tls_certificate: None,
             tls_private_key: None,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +36,18 @@ pub struct Listener {
     /// Read at each accepted connection, so a reload changes the settings of
     /// new sessions without closing the socket.
     current: Arc<ArcSwap<Prepared>>,
+    /// Shared with the accept loop so a reload can change the backlog.
+    socket: Arc<TcpListener>,
     stop: CancellationToken,
+}
+
+/// A listening socket on `addr` with `backlog` (tokio's own `bind` uses a
+/// fixed 1024).
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Counts a session while it lives.
@@ -57,7 +68,8 @@ impl Listener {
         shutdown: &CancellationToken,
     ) -> std::io::Result<Self> {
         let prepared = Prepared::new(config).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let socket = TcpListener::bind(prepared.config.listen).await?;
+        let socket = Arc::new(bind(prepared.config.listen, prepared.config.listen_backlog)?);
+        let accepting = socket.clone();
         let local_addr = socket.local_addr()?;
         let stop = shutdown.child_token();
         let current = Arc::new(ArcSwap::from_pointee(prepared));
@@ -68,7 +80,7 @@ impl Listener {
         tokio::spawn(async move {
             loop {
                 let (mut stream, peer) = tokio::select! {
-                    accepted = socket.accept() => match accepted {
+                    accepted = accepting.accept() => match accepted {
                         Ok(pair) => pair,
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
@@ -113,7 +125,7 @@ impl Listener {
             }
         });
         tracing::info!(listen = %local_addr, "ESMTP listener started");
-        Ok(Self { local_addr, current, stop })
+        Ok(Self { local_addr, current, socket, stop })
     }
 
     /// The address it is bound to.
@@ -128,6 +140,14 @@ impl Listener {
 
     /// New settings for sessions accepted from now on.
     pub fn apply(&self, prepared: Prepared) {
+        let backlog = prepared.config.listen_backlog;
+        if backlog != self.current.load().config.listen_backlog {
+            // Linux takes a second listen(2) on a listening socket as a new
+            // backlog; connections already queued stay.
+            if let Err(e) = socket2::SockRef::from(&*self.socket).listen(backlog as i32) {
+                tracing::warn!(listen = %self.local_addr, error = %e, "cannot change the listen backlog");
+            }
+        }
         self.current.store(Arc::new(prepared));
     }
 
