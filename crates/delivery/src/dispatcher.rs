@@ -5,7 +5,7 @@ use crate::outcome::{Attempt, Outcome, report};
 use crate::ready::{ReadyHost, ReadyQueue};
 use parking_lot::Mutex;
 use petrel_dns::MxPlan;
-use petrel_egress::{DEFAULT_NAME, EgressSource};
+use petrel_egress::{DEFAULT_NAME, EgressSource, Overflow};
 use petrel_message::Message;
 use petrel_queue::{DeliveryProtocol, Due, ScheduledQueue};
 use std::collections::{HashMap, HashSet};
@@ -132,15 +132,47 @@ impl Dispatcher {
     }
 
     /// Whether the selector may pick `source` now (for `site`, when known).
-    pub(crate) fn source_available(&self, source: &str, site: Option<&str>) -> Result<(), &'static str> {
+    /// A full ready queue counts only for a pool that spills.
+    pub(crate) fn source_available(
+        &self,
+        source: &str,
+        site: Option<&str>,
+        overflow: Overflow,
+    ) -> Result<(), &'static str> {
         if self.is_source_suspended(source) {
             Err("suspended")
         } else if self.health.is_skipped(source) {
             Err("unusable (its address will not bind)")
-        } else if site.is_some_and(|site| self.is_full(source, site)) {
+        } else if overflow == Overflow::Spill && site.is_some_and(|site| self.is_full(source, site)) {
             Err("its ready queue is full")
         } else {
             Ok(())
+        }
+    }
+
+    /// The source the round-robin gives a message of `queue` (`commit`:
+    /// move the round-robin; else only tell what it would give). A spilling
+    /// pool first passes over sources whose ready queue is full; when all
+    /// are full, the message waits for its pick like any other.
+    pub(crate) fn choose_source(
+        &self,
+        queue: &str,
+        pool: &Arc<petrel_egress::EgressPool>,
+        site: Option<&str>,
+        commit: bool,
+    ) -> Option<String> {
+        let live = |name: &str| self.handles.settle.queues.queue(name).is_some();
+        let pick = |overflow: Overflow| {
+            let available = |source: &str| self.source_available(source, site, overflow).is_ok();
+            if commit {
+                self.selectors.pick(queue, pool, available, live)
+            } else {
+                self.selectors.peek(queue, pool, &available)
+            }
+        };
+        match pick(pool.overflow) {
+            None if pool.overflow == Overflow::Spill => pick(Overflow::Wait),
+            picked => picked,
         }
     }
 
@@ -247,10 +279,7 @@ impl Dispatcher {
             }
         };
         let site = destination.plan.site();
-        let available = |source: &str| self.source_available(source, Some(&site)).is_ok();
-        let live = |name: &str| self.handles.settle.queues.queue(name).is_some();
-        let picked = self.selectors.pick(queue.name(), &pool, available, live);
-        let Some(source_name) = picked else {
+        let Some(source_name) = self.choose_source(queue.name(), &pool, Some(&site), true) else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
             self.hold(message);
             return None;

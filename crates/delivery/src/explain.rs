@@ -19,12 +19,12 @@ impl Dispatcher {
         let site = destination.as_ref().ok().map(|d| d.plan.site());
         let mut skipped = Vec::new();
         for entry in &pool.entries {
-            if let Err(why) = self.source_available(&entry.source, site.as_deref()) {
+            if let Err(why) = self.source_available(&entry.source, site.as_deref(), pool.overflow) {
                 skipped.push((entry.source.clone(), why));
             }
         }
-        let available = |s: &str| self.source_available(s, site.as_deref()).is_ok();
-        let source = self.selectors.peek(queue, &pool, &available).and_then(|name| registry.source(&name).cloned());
+        let source =
+            self.choose_source(queue, &pool, site.as_deref(), false).and_then(|name| registry.source(&name).cloned());
         let destination = match destination {
             Err(outcome) => Err(outcome.describe()),
             Ok(destination) => Ok(self.explain_destination(message, destination, source.as_deref()).await),

@@ -35,6 +35,9 @@ pub struct EgressPathConfig {
     pub prohibited_hosts: Vec<IpNet>,
     /// Speak LMTP instead of SMTP.
     pub use_lmtp: bool,
+    /// Messages of the ready queue that keep their body in memory; past it
+    /// they wait without one (and a spilling pool skips the source).
+    pub max_ready: usize,
 }
 
 /// Loopback and unspecified addresses: delivering there is a mail loop.
@@ -46,6 +49,7 @@ impl Default for EgressPathConfig {
     fn default() -> Self {
         Self {
             connection_limit: 32,
+            max_ready: 1024,
             max_deliveries_per_connection: 1024,
             max_recipients_per_batch: 100,
             max_message_rate: None,

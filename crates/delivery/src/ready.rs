@@ -14,9 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// Most messages a ready queue holds before its source counts as full.
-const READY_CAPACITY: usize = 1024;
-
 /// What a ready queue's workers ask of the dispatcher that owns them. The
 /// trait lives here, so this module never imports the dispatcher's.
 pub(crate) trait ReadyHost: Send + Sync + 'static {
@@ -114,7 +111,7 @@ impl ReadyQueue {
     }
 
     pub fn is_full(&self) -> bool {
-        self.len() >= READY_CAPACITY
+        self.len() >= self.path.max_ready
     }
 
     /// Queue messages; wake idle connections and open more, up to
@@ -122,7 +119,15 @@ impl ReadyQueue {
     pub fn push_many(self: &Arc<Self>, items: Vec<Dispatched>, dispatcher: &Arc<dyn ReadyHost>) {
         let mut slots = self.slots.lock();
         let count = items.len();
-        slots.items.extend(items);
+        for mut item in items {
+            // Past `max_ready` a message waits without its body (read back
+            // from the spool when it is sent): a source slower than its
+            // share holds its mail at the cost of the envelopes only.
+            if slots.items.len() >= self.path.max_ready {
+                item.message.data = None;
+            }
+            slots.items.push_back(item);
+        }
         if slots.idle > 0 {
             self.wake.notify_waiters();
         }

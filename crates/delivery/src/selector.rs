@@ -72,7 +72,7 @@ mod tests {
 
     fn pool(name: &str, weights: &[(&str, u32)]) -> Arc<EgressPool> {
         let entries = weights.iter().map(|(s, w)| PoolEntry { source: s.to_string(), weight: *w }).collect();
-        Arc::new(EgressPool { name: name.into(), entries })
+        Arc::new(EgressPool { name: name.into(), entries, overflow: Default::default() })
     }
 
     #[test]

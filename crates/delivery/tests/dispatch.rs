@@ -1,8 +1,10 @@
 //! Delivery with a real spool and a real sink: source choice by weight,
 //! connection reuse, and the outcome of each reply class.
 
-use petrel_delivery::{Connector, Dispatcher, DispatcherHandles, EgressPathConfig, FixedEgressPolicy, Settlement};
-use petrel_egress::RegistryBuilder;
+use petrel_delivery::{
+    Connector, Dispatcher, DispatcherHandles, EgressPathConfig, EgressPolicy, EgressPolicyError, Settlement,
+};
+use petrel_egress::{Overflow, Registry, RegistryBuilder};
 use petrel_message::{EnvelopeAddress, Message};
 use petrel_queue::{DeliveryProtocol, QueueConfig, QueueManager};
 use petrel_spool::{RocksSpool, Spool, SpoolPaths};
@@ -21,6 +23,31 @@ struct Harness {
 }
 
 fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
+    start_with(sink, pool, Overflow::Wait, |_| EgressPathConfig::default())
+}
+
+/// Path settings chosen per source, so one source can be made slower.
+struct PerSource {
+    registry: Arc<Registry>,
+    path: fn(&str) -> EgressPathConfig,
+}
+
+#[async_trait::async_trait]
+impl EgressPolicy for PerSource {
+    fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+    async fn egress_path_config(&self, _: &str, source: &str, _: &str) -> Result<EgressPathConfig, EgressPolicyError> {
+        Ok((self.path)(source))
+    }
+}
+
+fn start_with(
+    sink: &Sink,
+    pool: &[(&str, &str, i64)],
+    overflow: Overflow,
+    path: fn(&str) -> EgressPathConfig,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let spool: Arc<dyn Spool> = Arc::new(
         RocksSpool::open(&SpoolPaths { meta: dir.path().join("spool"), data: dir.path().join("spool") }).unwrap(),
@@ -31,7 +58,7 @@ fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
         registry.define_source(name, Some(ip), Some(format!("{name}.test")), None, "test").unwrap();
     }
     let entries = pool.iter().map(|(n, _, w)| (n.to_string(), *w)).collect();
-    registry.define_pool("shared", entries, "test").unwrap();
+    registry.define_pool("shared", entries, overflow, "test").unwrap();
     let config = QueueConfig {
         egress_pool: Some("shared".into()),
         retry_interval: Duration::from_millis(200),
@@ -40,7 +67,7 @@ fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
     };
     let shutdown = CancellationToken::new();
     let (queues, due) = QueueManager::new(Arc::new(config), spool.clone(), logger.clone(), shutdown.clone());
-    let policy = FixedEgressPolicy { registry: Arc::new(registry.build().unwrap()), path: EgressPathConfig::default() };
+    let policy = PerSource { registry: Arc::new(registry.build().unwrap()), path };
     let dispatcher = Dispatcher::new(DispatcherHandles {
         settle: Settlement { queues: queues.clone(), spool: spool.clone(), logger },
         connect: Connector {
@@ -95,6 +122,48 @@ async fn weights_decide_the_share_of_each_source() {
     let delivered: Vec<_> = records.iter().filter(|r| r.kind == RecordType::Delivery).collect();
     assert_eq!(delivered.len(), 300);
     assert!(delivered.iter().all(|r| r.egress_pool.as_deref() == Some("shared") && r.response.code == 250));
+}
+
+/// Source `a` may open one connection and keep 4 messages ready, `b` eight
+/// and the default, and the receiver takes 20 ms per message: `a`'s ready
+/// queue fills at once.
+fn a_is_slow(source: &str) -> EgressPathConfig {
+    let a = source == "a";
+    EgressPathConfig {
+        connection_limit: if a { 1 } else { 8 },
+        max_ready: if a { 4 } else { 1024 },
+        max_recipients_per_batch: 1,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_source_keeps_its_share_unless_the_pool_spills() {
+    const N: usize = 120;
+    let sink = Sink::start().await;
+    sink.set_reply_delay(Duration::from_millis(20));
+    let h = start_with(&sink, &[("a", "127.0.0.2", 1), ("b", "127.0.0.3", 1)], Overflow::Wait, a_is_slow);
+    h.inject(N).await;
+    assert!(eventually(Duration::from_secs(30), || sink.received_count() == N).await);
+    let got = sink.received();
+    let from_a = got.iter().filter(|m| m.peer.ip().to_string() == "127.0.0.2").count();
+    assert_eq!(from_a, N / 2, "weights hold while a's ready queue is full");
+    // Messages that waited past max_ready had no body in memory: each one
+    // was read back from the spool, unchanged.
+    for m in &got {
+        let i: usize = m.recipients[0].trim_start_matches("user").split('@').next().unwrap().parse().unwrap();
+        assert_eq!(m.data, format!("Subject: {i}\r\n\r\nhello\r\n").into_bytes());
+    }
+    h.finish().await;
+
+    let sink = Sink::start().await;
+    sink.set_reply_delay(Duration::from_millis(20));
+    let h = start_with(&sink, &[("a", "127.0.0.2", 1), ("b", "127.0.0.3", 1)], Overflow::Spill, a_is_slow);
+    h.inject(N).await;
+    assert!(eventually(Duration::from_secs(30), || sink.received_count() == N).await);
+    let from_a = sink.received().iter().filter(|m| m.peer.ip().to_string() == "127.0.0.2").count();
+    assert!(from_a < N / 3, "a spilling pool gives a busy source's mail to the other: a sent {from_a} of {N}");
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod registry;
 mod wrr;
 
 pub use registry::{
-    DEFAULT_NAME, EgressPool, EgressSource, PoolEntry, Registry, RegistryBuilder, RegistryError, RegistryErrorKind,
+    DEFAULT_NAME, EgressPool, EgressSource, Overflow, PoolEntry, Registry, RegistryBuilder, RegistryError,
+    RegistryErrorKind,
 };
 pub use wrr::Wrr;

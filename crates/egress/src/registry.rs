@@ -46,6 +46,34 @@ pub struct EgressPool {
     pub name: String,
     /// Its sources, in policy order.
     pub entries: Vec<PoolEntry>,
+    /// What happens to a message whose chosen source is busy.
+    pub overflow: Overflow,
+}
+
+/// When the source the round-robin picks has a full ready queue (its
+/// connections cannot keep up with the site), the message either waits for
+/// that source, keeping the pool's split exact, or goes to the next source.
+/// Sources that are suspended or whose address does not bind are skipped in
+/// both cases: that is availability, not load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overflow {
+    /// Wait for the picked source (the default): weights are a promise.
+    #[default]
+    Wait,
+    /// Give the message to the next source with room.
+    Spill,
+}
+
+impl Overflow {
+    /// From the policy's `overflow = 'wait' | 'spill'`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "wait" => Some(Self::Wait),
+            "spill" => Some(Self::Spill),
+            _ => None,
+        }
+    }
 }
 
 impl EgressPool {
@@ -104,7 +132,7 @@ fn valid_name(name: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct RegistryBuilder {
     sources: BTreeMap<String, (EgressSource, String)>,
-    pools: BTreeMap<String, (Vec<(String, i64)>, String)>,
+    pools: BTreeMap<String, (Vec<(String, i64)>, Overflow, String)>,
 }
 
 impl RegistryBuilder {
@@ -143,12 +171,18 @@ impl RegistryBuilder {
 
     /// Entries are `(source name, weight)`; weights are checked here, source
     /// names at [`build`](Self::build) since a pool may precede its sources.
-    pub fn define_pool(&mut self, name: &str, entries: Vec<(String, i64)>, origin: &str) -> Result<(), RegistryError> {
+    pub fn define_pool(
+        &mut self,
+        name: &str,
+        entries: Vec<(String, i64)>,
+        overflow: Overflow,
+        origin: &str,
+    ) -> Result<(), RegistryError> {
         let err = |kind| RegistryError { origin: origin.to_string(), kind };
         if !valid_name(name) {
             return Err(err(RegistryErrorKind::InvalidName { what: "pool", name: name.into() }));
         }
-        if let Some((_, first)) = self.pools.get(name) {
+        if let Some((_, _, first)) = self.pools.get(name) {
             return Err(err(RegistryErrorKind::Duplicate { what: "pool", name: name.into(), first: first.clone() }));
         }
         if let Some((source, weight)) = entries.iter().find(|(_, w)| *w < 0) {
@@ -161,7 +195,7 @@ impl RegistryBuilder {
         if entries.iter().all(|(_, w)| *w == 0) {
             return Err(err(RegistryErrorKind::NoUsableEntry { pool: name.into() }));
         }
-        self.pools.insert(name.into(), (entries, origin.into()));
+        self.pools.insert(name.into(), (entries, overflow, origin.into()));
         Ok(())
     }
 
@@ -171,10 +205,12 @@ impl RegistryBuilder {
         self.sources
             .entry(DEFAULT_NAME.into())
             .or_insert_with(|| (EgressSource::named(DEFAULT_NAME), "built-in".into()));
-        self.pools.entry(DEFAULT_NAME.into()).or_insert_with(|| (vec![(DEFAULT_NAME.into(), 1)], "built-in".into()));
+        self.pools
+            .entry(DEFAULT_NAME.into())
+            .or_insert_with(|| (vec![(DEFAULT_NAME.into(), 1)], Overflow::default(), "built-in".into()));
         let mut errors = Vec::new();
         let mut pools = BTreeMap::new();
-        for (name, (entries, origin)) in self.pools {
+        for (name, (entries, overflow, origin)) in self.pools {
             let mut resolved = Vec::with_capacity(entries.len());
             for (source, weight) in entries {
                 if !self.sources.contains_key(&source) {
@@ -187,7 +223,7 @@ impl RegistryBuilder {
                 let weight = u32::try_from(weight).unwrap_or(u32::MAX);
                 resolved.push(PoolEntry { source, weight });
             }
-            pools.insert(name.clone(), Arc::new(EgressPool { name, entries: resolved }));
+            pools.insert(name.clone(), Arc::new(EgressPool { name, entries: resolved, overflow }));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -243,7 +279,7 @@ mod tests {
     fn builds_with_defaults() {
         let mut b = RegistryBuilder::new();
         b.define_source("ip-1", Some("10.0.0.1"), Some("mta1.example".into()), None, "init.lua:3").unwrap();
-        b.define_pool("pool", entries(&[("ip-1", 2), (DEFAULT_NAME, 0)]), "init.lua:4").unwrap();
+        b.define_pool("pool", entries(&[("ip-1", 2), (DEFAULT_NAME, 0)]), Overflow::Wait, "init.lua:4").unwrap();
         let reg = b.build().unwrap();
         assert_eq!(reg.source("ip-1").unwrap().source_address, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(reg.pool(DEFAULT_NAME).unwrap().entries[0].source, DEFAULT_NAME);
@@ -270,12 +306,12 @@ mod tests {
         assert!(dup.to_string().contains("first at init.lua:2"), "{dup}");
         let ip = b.define_source("b", Some("10.0.0.300"), None, None, "init.lua:4").unwrap_err();
         assert!(matches!(ip.kind, RegistryErrorKind::InvalidAddress { .. }));
-        let neg = b.define_pool("p", entries(&[("a", -1)]), "init.lua:5").unwrap_err();
+        let neg = b.define_pool("p", entries(&[("a", -1)]), Overflow::Wait, "init.lua:5").unwrap_err();
         assert!(matches!(neg.kind, RegistryErrorKind::NegativeWeight { .. }));
-        let zero = b.define_pool("p", entries(&[("a", 0)]), "init.lua:6").unwrap_err();
+        let zero = b.define_pool("p", entries(&[("a", 0)]), Overflow::Wait, "init.lua:6").unwrap_err();
         assert!(matches!(zero.kind, RegistryErrorKind::NoUsableEntry { .. }));
-        assert!(b.define_pool("empty", vec![], "init.lua:7").is_err());
-        b.define_pool("p", entries(&[("ghost", 1)]), "init.lua:8").unwrap();
+        assert!(b.define_pool("empty", vec![], Overflow::Wait, "init.lua:7").is_err());
+        b.define_pool("p", entries(&[("ghost", 1)]), Overflow::Wait, "init.lua:8").unwrap();
         let errs = b.build().unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].origin, "init.lua:8");

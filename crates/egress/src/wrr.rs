@@ -67,6 +67,7 @@ mod tests {
         Arc::new(EgressPool {
             name: "p".into(),
             entries: weights.iter().map(|(s, w)| PoolEntry { source: s.to_string(), weight: *w }).collect(),
+            overflow: Default::default(),
         })
     }
 

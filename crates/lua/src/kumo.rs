@@ -121,8 +121,13 @@ fn define_egress_source(lua: &Lua, value: Value) -> mlua::Result<()> {
 
 fn define_egress_pool(lua: &Lua, value: Value) -> mlua::Result<()> {
     record(lua, "define_egress_pool", value, |c, p: PoolSpec, loc| {
+        let overflow = match p.overflow.as_deref() {
+            None => petrel_egress::Overflow::default(),
+            Some(text) => petrel_egress::Overflow::parse(text)
+                .ok_or_else(|| format!("overflow: {text:?} is not 'wait' or 'spill'"))?,
+        };
         let entries = p.entries.into_iter().map(|e| (e.name, e.weight.unwrap_or(1))).collect();
-        c.registry.define_pool(&p.name, entries, loc).map_err(|e| e.kind.to_string())
+        c.registry.define_pool(&p.name, entries, overflow, loc).map_err(|e| e.kind.to_string())
     })
 }
 

@@ -63,6 +63,8 @@ pub struct PoolSpec {
     pub name: String,
     #[serde(default)]
     pub entries: Vec<PoolEntrySpec>,
+    /// Petrel's: `'wait'` (default) or `'spill'` when a source is busy.
+    pub overflow: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +290,7 @@ impl QueueConfigSpec {
 #[serde(deny_unknown_fields)]
 pub struct EgressPathSpec {
     connection_limit: Option<usize>,
+    max_ready: Option<usize>,
     max_deliveries_per_connection: Option<usize>,
     max_recipients_per_batch: Option<usize>,
     smtp_port: Option<u16>,
@@ -337,6 +340,7 @@ impl EgressPathSpec {
             use_lmtp: self.use_lmtp.unwrap_or(d.use_lmtp),
             max_recipients_per_batch: self.max_recipients_per_batch.unwrap_or(d.max_recipients_per_batch).max(1),
             connection_limit: limit,
+            max_ready: self.max_ready.unwrap_or(d.max_ready).max(1),
             max_deliveries_per_connection: self
                 .max_deliveries_per_connection
                 .unwrap_or(d.max_deliveries_per_connection)

@@ -63,6 +63,10 @@ fn every_registry_error_names_file_and_line() {
     assert_points_at(&e, 4, "no usable entry");
     let e = load_errors("  kumo.define_egress_source { name = 'a', ehlo = 'typo' }");
     assert_points_at(&e, 4, "unknown field `ehlo`");
+    let e = load_errors(
+        "  kumo.define_egress_source { name = 'a' }\n  kumo.define_egress_pool { name = 'p', entries = { { name = 'a' } }, overflow = 'overflowing' }",
+    );
+    assert_points_at(&e, 5, "overflow: \"overflowing\" is not 'wait' or 'spill'");
 }
 
 #[test]
@@ -90,7 +94,7 @@ kumo.on('init', function()
   kumo.define_egress_source { name = 'a1', source_address = '127.0.0.2', ehlo_domain = 'a1.test' }
   kumo.define_egress_source { name = 'b1', source_address = '::1', remote_port = 2526 }
   kumo.define_egress_pool { name = 'customer-a', entries = { { name = 'a1' } } }
-  kumo.define_egress_pool { name = 'shared', entries = { { name = 'a1', weight = 1 }, { name = 'b1', weight = 3 } } }
+  kumo.define_egress_pool { name = 'shared', entries = { { name = 'a1', weight = 1 }, { name = 'b1', weight = 3 } }, overflow = 'spill' }
 end)
 
 kumo.on('smtp_server_message_received', function(msg, conn_meta)
@@ -116,7 +120,7 @@ kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
 end)
 
 kumo.on('get_egress_path_config', function(routing_domain, source, site)
-  return kumo.make_egress_path { connection_limit = 2, ehlo_domain = source .. '.path.test' }
+  return kumo.make_egress_path { connection_limit = 2, max_ready = 64, ehlo_domain = source .. '.path.test' }
 end)
 "#;
 
@@ -138,6 +142,8 @@ async fn a_good_policy_builds_its_registry_and_answers_events() {
     assert!(config.listeners[0].may_relay("10.9.9.9".parse().unwrap()));
     let registry = engine.registry();
     assert_eq!(registry.pool("shared").unwrap().total_weight(), 4);
+    assert_eq!(registry.pool("shared").unwrap().overflow, petrel_egress::Overflow::Spill);
+    assert_eq!(registry.pool("customer-a").unwrap().overflow, petrel_egress::Overflow::Wait, "waiting is the default");
     assert_eq!(registry.source("b1").unwrap().remote_port, Some(2526));
     assert!(registry.pool("default").is_some(), "built-in default pool");
 
@@ -172,6 +178,7 @@ async fn a_good_policy_builds_its_registry_and_answers_events() {
 
     let path = engine.egress_path_config("dest.example", "a1", "site").await.unwrap();
     assert_eq!((path.connection_limit, path.ehlo_domain.as_deref()), (2, Some("a1.path.test")));
+    assert_eq!(path.max_ready, 64);
 }
 
 #[tokio::test]

@@ -533,12 +533,16 @@ pub fn describe(config: &InitConfig) -> String {
             or_dash(s.remote_port.map(|p| p.to_string())),
         ]);
     }
-    let mut pools = table(&["POOL", "SOURCE", "WEIGHT", "SHARE"]);
+    let mut pools = table(&["POOL", "SOURCE", "WEIGHT", "SHARE", "WHEN BUSY"]);
     for p in config.registry.pools() {
         let total = p.total_weight().max(1) as f64;
+        let busy = match p.overflow {
+            petrel_egress::Overflow::Wait => "wait",
+            petrel_egress::Overflow::Spill => "spill",
+        };
         for e in &p.entries {
             let share = format!("{:.1}%", 100.0 * f64::from(e.weight) / total);
-            pools.add_row(vec![p.name.clone(), e.source.clone(), e.weight.to_string(), share]);
+            pools.add_row(vec![p.name.clone(), e.source.clone(), e.weight.to_string(), share, busy.into()]);
         }
     }
     let mut http = table(&["HTTP LISTENER", "TRUSTED HOSTS", "TLS"]);
