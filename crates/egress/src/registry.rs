@@ -128,11 +128,14 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == ':')
 }
 
+/// A pool as defined: `(source, weight)` entries, overflow, and its origin.
+type PoolDefinition = (Vec<(String, i64)>, Overflow, String);
+
 /// Collects definitions as the policy's `init` makes them.
 #[derive(Debug, Default)]
 pub struct RegistryBuilder {
     sources: BTreeMap<String, (EgressSource, String)>,
-    pools: BTreeMap<String, (Vec<(String, i64)>, Overflow, String)>,
+    pools: BTreeMap<String, PoolDefinition>,
 }
 
 impl RegistryBuilder {
