@@ -26,6 +26,8 @@ test: deps bounded-cache
 	else \
 		cargo test --workspace --no-fail-fast; \
 	fi
+	cargo build --release -p petrel -p petrel-testkit --bins
+	tests/smoke/release.sh $(CARGO_TARGET_DIR)
 
 build: deps
 	cargo build --workspace

@@ -35,8 +35,21 @@ extern "C" fn petrel_rocksdb_log(level: i32, message: *const u8, len: usize) {
 const WORDS: usize = size_of::<Options>() / size_of::<usize>();
 const _: () = assert!(size_of::<Options>().is_multiple_of(size_of::<usize>()));
 
+/// A fresh `Options` whose every byte is initialized. `Options` holds the
+/// handle and a few `Option`s of reference-counted pointers; a `None` of the
+/// nested `Option` (the block-based table settings) leaves its payload word
+/// uninitialized, which an optimized build fills with stack garbage. Setting
+/// the block-based table factory to its defaults (what RocksDB uses anyway)
+/// makes that word defined.
+fn defined() -> Options {
+    let mut options = Options::default();
+    options.set_block_based_table_factory(&rocksdb::BlockBasedOptions::default());
+    options
+}
+
 fn words(options: &Options) -> [usize; WORDS] {
-    // SAFETY: reads the struct's bytes as plain words; nothing is dereferenced.
+    // SAFETY: only called on values from `defined`, whose bytes are all
+    // initialized; nothing is dereferenced.
     unsafe { std::ptr::read_unaligned(options as *const Options as *const [usize; WORDS]) }
 }
 
@@ -44,11 +57,14 @@ fn words(options: &Options) -> [usize; WORDS] {
 /// one word in which two fresh `Options` differ: each owns its own handle,
 /// while everything else in a default `Options` is equal.
 fn raw_handle(options: &Options) -> Option<*mut c_void> {
-    let (a, b) = (Options::default(), Options::default());
+    let (a, b) = (defined(), defined());
     let (wa, wb) = (words(&a), words(&b));
     let differing: Vec<usize> = (0..WORDS).filter(|&i| wa[i] != wb[i]).collect();
     let [index] = differing[..] else { return None };
-    let handle = words(options)[index] as *mut c_void;
+    // SAFETY: `index` is the handle's word, which every `Options` initializes;
+    // only that word is read.
+    let handle = unsafe { std::ptr::read_unaligned((options as *const Options as *const usize).add(index)) };
+    let handle = handle as *mut c_void;
     (!handle.is_null() && handle.align_offset(align_of::<usize>()) == 0).then_some(handle)
 }
 
