@@ -96,10 +96,24 @@ impl DataReceiver {
 
     /// Feed the next bytes from the client.
     pub fn feed(&mut self, input: &[u8]) -> DataStatus {
-        for (i, &b) in input.iter().enumerate() {
-            if self.step(b) {
+        let mut i = 0;
+        while i < input.len() {
+            if self.state == State::Mid {
+                // Inside a line, ordinary bytes up to the next CR, LF or NUL
+                // are text: take the run at once rather than byte by byte.
+                let rest = &input[i..];
+                let run = rest.iter().position(|&b| matches!(b, b'\r' | b'\n' | 0)).unwrap_or(rest.len());
+                if run > 0 {
+                    self.count_line(run);
+                    self.push(&rest[..run]);
+                    i += run;
+                    continue;
+                }
+            }
+            if self.step(input[i]) {
                 return DataStatus::Done(i + 1);
             }
+            i += 1;
         }
         DataStatus::NeedMore
     }
@@ -184,13 +198,13 @@ impl DataReceiver {
 /// CRLF, and append the `.` line.
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
+    // Each line (after each LF, and at the start) that begins with a dot
+    // gets another one.
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if line.first() == Some(&b'.') {
             out.push(b'.');
         }
-        out.push(b);
-        at_line_start = b == b'\n';
+        out.extend_from_slice(line);
     }
     if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
