@@ -1,16 +1,22 @@
 //! The running policy: generations of loaded configuration, each with its
 //! own bounded pool of Lua states.
 //!
-//! Handlers run on the blocking thread pool, never on the async workers
-//! that carry SMTP sessions and deliveries: a handler that computes for
-//! seconds (until its time limit stops it) delays only its own caller.
+//! Handlers run as async Lua calls polled by the task that asks (an SMTP
+//! session, a delivery): a handler that waits (`kumo.sleep`) yields its
+//! coroutine, and one that computes yields to the scheduler every slice of
+//! instructions (`state::install_deadline_hook`), so neither holds an async
+//! worker; the time limit stops either.
 
 use crate::error::{PolicyLoadError, describe};
 use crate::init::{InitCollector, InitConfig};
 use crate::kumo::handler;
 use crate::state::{Deadline, LuaSettings, new_state};
 use arc_swap::ArcSwap;
-use mlua::Lua;
+use mlua::{Lua, Value};
+
+/// A handler ready to call: the function, its arguments, and what the
+/// caller keeps for reading the result.
+pub(crate) type Prepared<K> = (mlua::Function, mlua::MultiValue, K);
 use parking_lot::Mutex;
 use petrel_telemetry::Metrics;
 use std::path::{Path, PathBuf};
@@ -105,34 +111,44 @@ impl Generation {
         self.created.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Run `f` in one of this generation's states on a blocking thread,
-    /// stopping it at `limit`. A state that ran out of memory is dropped
-    /// rather than reused.
-    async fn call<R: Send + 'static>(
-        self: Arc<Self>,
-        limit: Duration,
-        f: impl FnOnce(&Lua) -> mlua::Result<R> + Send + 'static,
-    ) -> Result<R, mlua::Error> {
-        let _permit = self.permits.acquire().await.expect("never closed");
-        let popped = self.idle.lock().pop();
+    /// A state of this generation: an idle one, or a new one built on a
+    /// blocking thread (it reads and runs the policy file).
+    async fn state(self: &Arc<Self>) -> Result<Lua, mlua::Error> {
+        if let Some(lua) = self.idle.lock().pop() {
+            return Ok(lua);
+        }
         let generation = self.clone();
-        let ran = tokio::task::spawn_blocking(move || {
-            let lua = match popped {
-                Some(lua) => lua,
-                None => {
-                    generation.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    new_state(&generation.path, &generation.settings)
-                        .map_err(|e| mlua::Error::runtime(e.to_string()))?
-                }
-            };
-            lua.set_app_data(Deadline(Instant::now() + limit));
-            let result = f(&lua);
-            lua.remove_app_data::<Deadline>();
-            Ok::<_, mlua::Error>((lua, result))
+        tokio::task::spawn_blocking(move || {
+            generation.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            new_state(&generation.path, &generation.settings).map_err(|e| mlua::Error::runtime(e.to_string()))
         })
         .await
-        .map_err(|e| mlua::Error::runtime(format!("the policy event's thread failed: {e}")))?;
-        let (lua, result) = ran?;
+        .map_err(|e| mlua::Error::runtime(format!("building a Lua state failed: {e}")))?
+    }
+
+    /// Run one handler in one of this generation's states: `prepare` finds
+    /// it and builds its arguments (`None`: nothing to call), the call runs
+    /// as an async Lua call stopped at `limit`, and `finish` reads its
+    /// result. A state that ran out of memory is dropped rather than reused.
+    async fn call<K, R>(
+        self: Arc<Self>,
+        limit: Duration,
+        prepare: impl FnOnce(&Lua) -> mlua::Result<Option<Prepared<K>>>,
+        finish: impl FnOnce(&Lua, Value, K) -> mlua::Result<R>,
+    ) -> Result<Option<R>, mlua::Error> {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        let lua = self.state().await?;
+        let deadline = Instant::now() + limit;
+        lua.set_app_data(Deadline(deadline));
+        let result = async {
+            let Some((func, args, keep)) = prepare(&lua)? else { return Ok(None) };
+            let value = tokio::time::timeout_at(deadline.into(), func.call_async::<Value>(args))
+                .await
+                .unwrap_or_else(|_| Err(mlua::Error::runtime(crate::state::TIME_LIMIT_MESSAGE)))?;
+            finish(&lua, value, keep).map(Some)
+        }
+        .await;
+        lua.remove_app_data::<Deadline>();
         if is_memory_error(&result) {
             tracing::error!(
                 limit = self.settings.memory_limit,
@@ -217,10 +233,11 @@ impl PolicyEngine {
 
     /// Run `f` for `event` in a state of the current generation, timed.
     /// `None` without touching Lua when the policy does not handle `event`.
-    pub(crate) async fn call_event<R: Send + 'static>(
+    pub(crate) async fn call_event<K, R>(
         &self,
         event: &str,
-        f: impl FnOnce(&Lua) -> mlua::Result<Option<R>> + Send + 'static,
+        prepare: impl FnOnce(&Lua) -> mlua::Result<Option<Prepared<K>>>,
+        finish: impl FnOnce(&Lua, Value, K) -> mlua::Result<R>,
     ) -> Result<Option<R>, mlua::Error> {
         let generation = self.current();
         if !generation.events.contains(event) {
@@ -228,7 +245,7 @@ impl PolicyEngine {
         }
         let _timer = self.metrics.lua_timer(event);
         let limit = *self.event_time_limit.lock();
-        generation.call(limit, f).await
+        generation.call(limit, prepare, finish).await
     }
 
     /// Stop any event handler that runs longer than `limit`; its caller gets

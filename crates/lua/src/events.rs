@@ -5,9 +5,8 @@ use crate::error::describe;
 use crate::kumo::{Rejection, handler};
 use crate::message::{LuaAddress, LuaConnMeta, LuaEgressPath, LuaListenerDomain, LuaMessage, LuaQueueConfig};
 use crate::specs::{EgressPathSpec, ListenerDomainSpec, QueueConfigSpec};
-use crate::state::call_handler;
 use async_trait::async_trait;
-use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, Value};
+use mlua::{AnyUserData, IntoLuaMulti, Lua, LuaSerdeExt, Value};
 use petrel_delivery::{EgressPathConfig, EgressPolicy, EgressPolicyError};
 use petrel_egress::Registry;
 use petrel_http_api::{AuthInfo, InjectPolicy};
@@ -34,13 +33,19 @@ async fn message_event(
 ) -> Result<(), mlua::Error> {
     let copy = message.clone();
     let edited = engine
-        .call_event(event, move |lua| {
-            let Some(func) = handler(lua, event)? else { return Ok(None) };
-            let msg = lua.create_userdata(LuaMessage(copy))?;
-            let result: Value = call_handler(lua, &func, (msg.clone(), LuaConnMeta(context)))?;
-            nothing(event, result)?;
-            Ok(Some(msg.take::<LuaMessage>()?.0))
-        })
+        .call_event(
+            event,
+            move |lua| {
+                let Some(func) = handler(lua, event)? else { return Ok(None) };
+                let msg = lua.create_userdata(LuaMessage(copy))?;
+                let args = (msg.clone(), LuaConnMeta(context)).into_lua_multi(lua)?;
+                Ok(Some((func, args, msg)))
+            },
+            move |_, result, msg: AnyUserData| {
+                nothing(event, result)?;
+                Ok(msg.take::<LuaMessage>()?.0)
+            },
+        )
         .await?;
     if let Some(edited) = edited {
         *message = edited;
@@ -64,14 +69,21 @@ async fn call<R: Send + 'static>(
     engine: &PolicyEngine,
     event: &'static str,
     check: fn(&str, Value) -> mlua::Result<R>,
-    args: impl FnOnce(&Lua) -> mlua::Result<mlua::MultiValue> + Send + 'static,
+    args: impl FnOnce(&Lua) -> mlua::Result<mlua::MultiValue>,
 ) -> Result<Option<R>, mlua::Error> {
-    engine
-        .call_event(event, move |lua| match handler(lua, event)? {
-            Some(f) => check(event, call_handler(lua, &f, args(lua)?)?).map(Some),
-            None => Ok(None),
-        })
-        .await
+    engine.call_event(event, move |lua| prepared(lua, event, args), move |_, value, ()| check(event, value)).await
+}
+
+/// `event`'s handler with the arguments `args` builds; `None` without one.
+fn prepared(
+    lua: &Lua,
+    event: &str,
+    args: impl FnOnce(&Lua) -> mlua::Result<mlua::MultiValue>,
+) -> mlua::Result<Option<crate::engine::Prepared<()>>> {
+    match handler(lua, event)? {
+        Some(f) => Ok(Some((f, args(lua)?, ()))),
+        None => Ok(None),
+    }
 }
 
 fn unexpected(event: &str, wanted: &str, got: &Value) -> mlua::Error {
@@ -130,13 +142,14 @@ impl SessionPolicy for PolicyEngine {
         conn: &ConnMeta,
     ) -> Result<Option<ListenerDomain>, PolicyError> {
         let (domain, listener, conn) = (domain.to_string(), listener.to_string(), conn_arg(conn));
-        self.call_event("get_listener_domain", move |lua| {
-            let Some(f) = handler(lua, "get_listener_domain")? else { return Ok(None) };
-            let value: Value = call_handler(lua, &f, (domain, listener, conn))?;
-            from_result(lua, value, |s: ListenerDomainSpec| s.into_domain().map(LuaListenerDomain))
-        })
+        const EVENT: &str = "get_listener_domain";
+        self.call_event(
+            EVENT,
+            move |lua| prepared(lua, EVENT, move |lua| (domain, listener, conn).into_lua_multi(lua)),
+            |lua, value, ()| from_result(lua, value, |s: ListenerDomainSpec| s.into_domain().map(LuaListenerDomain)),
+        )
         .await
-        .map(|d| d.map(|d| d.0))
+        .map(|d| d.flatten().map(|d| d.0))
         .map_err(session_error)
     }
 
@@ -194,13 +207,14 @@ fn from_result<T: 'static + Clone, S: serde::de::DeserializeOwned>(
 impl QueuePolicy for PolicyEngine {
     async fn queue_config(&self, key: &QueueKey) -> Result<QueueConfig, QueuePolicyError> {
         let args = (key.domain.clone(), key.tenant.clone(), key.campaign.clone(), key.routing_domain.clone());
-        self.call_event("get_queue_config", move |lua| {
-            let Some(func) = handler(lua, "get_queue_config")? else { return Ok(None) };
-            let value: Value = call_handler(lua, &func, args)?;
-            from_result(lua, value, |s: QueueConfigSpec| s.into_config().map(LuaQueueConfig))
-        })
+        const EVENT: &str = "get_queue_config";
+        self.call_event(
+            EVENT,
+            move |lua| prepared(lua, EVENT, move |lua| args.into_lua_multi(lua)),
+            |lua, value, ()| from_result(lua, value, |s: QueueConfigSpec| s.into_config().map(LuaQueueConfig)),
+        )
         .await
-        .map(|c| c.map(|c| c.0).unwrap_or_default())
+        .map(|c| c.flatten().map(|c| c.0).unwrap_or_default())
         .map_err(|e| QueuePolicyError(format!("get_queue_config: {}", describe(&e))))
     }
 }
@@ -218,13 +232,14 @@ impl EgressPolicy for PolicyEngine {
         site: &str,
     ) -> Result<EgressPathConfig, EgressPolicyError> {
         let args = (routing_domain.to_string(), source.to_string(), site.to_string());
-        self.call_event("get_egress_path_config", move |lua| {
-            let Some(func) = handler(lua, "get_egress_path_config")? else { return Ok(None) };
-            let value: Value = call_handler(lua, &func, args)?;
-            from_result(lua, value, |s: EgressPathSpec| s.into_config().map(LuaEgressPath))
-        })
+        const EVENT: &str = "get_egress_path_config";
+        self.call_event(
+            EVENT,
+            move |lua| prepared(lua, EVENT, move |lua| args.into_lua_multi(lua)),
+            |lua, value, ()| from_result(lua, value, |s: EgressPathSpec| s.into_config().map(LuaEgressPath)),
+        )
         .await
-        .map(|p| p.map(|p| p.0).unwrap_or_default())
+        .map(|p| p.flatten().map(|p| p.0).unwrap_or_default())
         .map_err(|e| EgressPolicyError(format!("get_egress_path_config: {}", describe(&e))))
     }
 }

@@ -63,38 +63,21 @@ fn sandbox(lua: &Lua) -> mlua::Result<()> {
 /// When the event running in a state must have finished; set per call.
 pub(crate) struct Deadline(pub Instant);
 
-/// Call a handler as an async Lua call: a Lua function that waits
-/// (`kumo.sleep`, and later DNS or HTTP lookups) yields its coroutine
-/// instead of blocking. Events run on a blocking-pool thread (see
-/// `engine`), which drives the call to completion, so waiting holds that
-/// thread and its Lua state, never an async worker. Waiting counts against
-/// the event's time limit like computing does.
-pub(crate) fn call_handler<R: mlua::FromLuaMulti>(
-    lua: &Lua,
-    func: &mlua::Function,
-    args: impl mlua::IntoLuaMulti,
-) -> mlua::Result<R> {
-    let deadline = lua.app_data_ref::<Deadline>().map(|d| d.0);
-    let call = func.call_async::<R>(args);
-    tokio::runtime::Handle::current().block_on(async move {
-        match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.unwrap_or_else(|_| {
-                Err(mlua::Error::runtime("the policy event ran past its time limit and was stopped"))
-            }),
-            None => call.await,
-        }
-    })
-}
+/// The error of an event stopped at its time limit.
+pub(crate) const TIME_LIMIT_MESSAGE: &str = "the policy event ran past its time limit and was stopped";
 
-/// Lua code checks the deadline every so many VM instructions, so a runaway
-/// handler fails its call instead of holding a thread (and its state) forever.
+/// Lua code checks the deadline every slice of VM instructions: past it,
+/// the call fails; before it, the coroutine yields so the async worker
+/// running it serves other tasks before the next slice (cooperative
+/// preemption; mlua resumes a hook-yielded call when polled again). Inside
+/// a C call (a `table.sort` comparator, a `gsub` callback) Lua cannot
+/// yield, and the slice goes on until the call returns or the deadline.
 fn install_deadline_hook(lua: &Lua) -> mlua::Result<()> {
     lua.set_global_hook(HookTriggers::default().every_nth_instruction(10_000), |lua, _| {
         match lua.app_data_ref::<Deadline>() {
-            Some(deadline) if Instant::now() > deadline.0 => {
-                Err(mlua::Error::runtime("the policy event ran past its time limit and was stopped"))
-            }
-            _ => Ok(VmState::Continue),
+            Some(deadline) if Instant::now() > deadline.0 => Err(mlua::Error::runtime(TIME_LIMIT_MESSAGE)),
+            Some(_) => Ok(VmState::Yield),
+            None => Ok(VmState::Continue),
         }
     })
 }
