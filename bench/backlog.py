@@ -75,13 +75,21 @@ def post(port, path, body, method="POST"):
 
 
 def inject(args, port):
-    body_text = "x" * max(0, args.size - 200)
-    content = f"From: bench@sender.example\r\nSubject: backlog\r\n\r\n{body_text}\r\n"
+    header = "From: bench@sender.example\r\nSubject: backlog\r\n\r\n"
+    lines = max(1, (args.size - len(header)) // 78)
+    content = header + ("x" * 76 + "\r\n") * lines
     batches = list(range(0, args.messages, args.batch))
     done = [0]
+    failures = []
     lock = threading.Lock()
 
     def worker(mine):
+        try:
+            send(mine)
+        except Exception as e:  # a failed batch must stop the benchmark
+            failures.append(e)
+
+    def send(mine):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         for start in mine:
             count = min(args.batch, args.messages - start)
@@ -106,6 +114,8 @@ def inject(args, port):
     for t in threads:
         t.join()
     log("")
+    if failures:
+        raise failures[0]
     return args.messages / (time.time() - t0)
 
 
