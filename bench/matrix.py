@@ -101,7 +101,7 @@ class CpuMeter:
                 pass
 
 
-def petrel_policy(path, work, port, sink_port, realistic):
+def petrel_policy(path, work, port, sink_port, realistic, batch=1):
     handlers = ""
     if realistic:
         handlers = """
@@ -132,9 +132,10 @@ kumo.on('get_queue_config', function()
   return kumo.make_queue_config {{ egress_pool = 'bench', protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:{sink_port}' }} }} }} }}
 end)
 -- smtp-source sends byte-identical messages, which Petrel would merge into
--- multi-recipient transactions; Postfix cannot, so keep it fair.
+-- multi-recipient transactions; Postfix cannot, so keep it fair: a batch
+-- carries the recipients of one message at most.
 kumo.on('get_egress_path_config', function()
-  return kumo.make_egress_path {{ max_recipients_per_batch = 1 }}
+  return kumo.make_egress_path {{ max_recipients_per_batch = {batch} }}
 end)
 {handlers}""")
 
@@ -190,7 +191,7 @@ def run_cell(args, shape, clients, setup):
     try:
         if setup.startswith("petrel"):
             policy = os.path.join(work, "init.lua")
-            petrel_policy(policy, work, port, sink_port, setup == "petrel+lua")
+            petrel_policy(policy, work, port, sink_port, setup == "petrel+lua", args.rcpts)
             meter = CpuMeter(setup)
             out = open(os.path.join(work, "petrel.out"), "w")
             daemon = subprocess.Popen(meter.wrap([PETREL, "serve", "--policy", policy]), stdout=out, stderr=out)
