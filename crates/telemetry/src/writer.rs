@@ -126,38 +126,67 @@ fn open_segment(config: &LogConfig) -> std::io::Result<Segment> {
     Ok(Segment { out, written: 0, opened: Instant::now() })
 }
 
+/// How long the writer waits after a burst before looking again: records
+/// of those milliseconds queue up without waking it once each (a wake-up
+/// costs the sending thread a futex call and this one a context switch).
+const LINGER: Duration = Duration::from_millis(5);
+
+/// Longest a written record waits for its segment's flush while records
+/// keep coming.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
 fn write_loop(rx: mpsc::Receiver<LogRecord>, config: &LogConfig) {
     let mut segment: Option<Segment> = None;
     while let Ok(first) = rx.recv() {
+        let mut flushed = Instant::now();
         let mut next = Some(first);
-        while let Some(record) = next {
-            let expired = segment.as_ref().is_some_and(|s| {
-                s.written >= config.max_file_size
-                    || config.max_segment_duration.is_some_and(|d| s.opened.elapsed() >= d)
-            });
-            if expired {
-                segment = None; // dropping finishes the zstd frame
+        loop {
+            while let Some(record) = next {
+                write_record(&mut segment, config, &record);
+                next = rx.try_recv().ok();
             }
-            if segment.is_none() {
-                match open_segment(config) {
-                    Ok(s) => segment = Some(s),
-                    Err(e) => tracing::error!(error = %e, "cannot open a log segment"),
-                }
+            if flushed.elapsed() >= FLUSH_EVERY {
+                flush(&mut segment);
+                flushed = Instant::now();
             }
-            if let Some(s) = segment.as_mut() {
-                let mut line = serde_json::to_vec(&record).expect("log records always serialize");
-                line.push(b'\n');
-                match s.out.write_all(&line) {
-                    Ok(()) => s.written += line.len() as u64,
-                    Err(e) => tracing::error!(error = %e, "cannot write a log record"),
-                }
-            }
+            std::thread::sleep(LINGER);
             next = rx.try_recv().ok();
+            if next.is_none() {
+                break;
+            }
         }
-        // Flush per burst, so readers (and a crash) see records promptly.
-        if let Some(Err(e)) = segment.as_mut().map(|s| s.out.flush()) {
-            tracing::error!(error = %e, "cannot flush the log segment");
+        // Flush when the burst ends, so readers (and a crash) see records
+        // promptly.
+        flush(&mut segment);
+    }
+}
+
+fn write_record(segment: &mut Option<Segment>, config: &LogConfig, record: &LogRecord) {
+    let expired = segment.as_ref().is_some_and(|s| {
+        s.written >= config.max_file_size || config.max_segment_duration.is_some_and(|d| s.opened.elapsed() >= d)
+    });
+    if expired {
+        *segment = None; // dropping finishes the zstd frame
+    }
+    if segment.is_none() {
+        match open_segment(config) {
+            Ok(s) => *segment = Some(s),
+            Err(e) => tracing::error!(error = %e, "cannot open a log segment"),
         }
+    }
+    if let Some(s) = segment.as_mut() {
+        let mut line = serde_json::to_vec(record).expect("log records always serialize");
+        line.push(b'\n');
+        match s.out.write_all(&line) {
+            Ok(()) => s.written += line.len() as u64,
+            Err(e) => tracing::error!(error = %e, "cannot write a log record"),
+        }
+    }
+}
+
+fn flush(segment: &mut Option<Segment>) {
+    if let Some(Err(e)) = segment.as_mut().map(|s| s.out.flush()) {
+        tracing::error!(error = %e, "cannot flush the log segment");
     }
 }
 
