@@ -13,24 +13,19 @@ fn kernel_backlog(port: u16) -> u32 {
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
-async fn start(config: ListenerConfig) -> (Listener, CancellationToken, tempfile::TempDir) {
+async fn start(config: ListenerConfig) -> (Listener, tokio_util::sync::DropGuard, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let spool: Arc<dyn Spool> =
         Arc::new(RocksSpool::open(&SpoolPaths { meta: dir.path().into(), data: dir.path().into() }).unwrap());
-    let shutdown = CancellationToken::new();
-    let (queues, due) =
-        QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
-    std::mem::forget(due);
-    let intake = petrel_queue::Intake::new(spool, queues, Logger::disabled());
-    let handles = Arc::new(ServerHandles { intake, policy: Arc::new(TestPolicy) });
-    (Listener::start(config, handles, &shutdown).await.unwrap(), shutdown, dir)
+    let (listener, guard) = start_listener(spool, config).await;
+    (listener, guard, dir)
 }
 
 #[tokio::test]
 async fn the_default_backlog_is_far_above_tokios_and_a_reload_changes_it() {
     let config = ListenerConfig::new("127.0.0.1:0".parse().unwrap(), "mx.test");
     assert_eq!(config.listen_backlog, 4096);
-    let (listener, shutdown, _dir) = start(config.clone()).await;
+    let (listener, _shutdown, _dir) = start(config.clone()).await;
     let port = listener.local_addr().port();
     // The kernel caps the value at net.core.somaxconn.
     let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
@@ -45,5 +40,4 @@ async fn the_default_backlog_is_far_above_tokios_and_a_reload_changes_it() {
     let mut banner = [0u8; 4];
     stream.read_exact(&mut banner).await.unwrap();
     assert_eq!(&banner, b"220 ");
-    shutdown.cancel();
 }

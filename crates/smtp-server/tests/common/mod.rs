@@ -50,6 +50,12 @@ pub struct Server {
 
 /// A listener over `spool` that never delivers (due messages go nowhere).
 pub async fn listen(spool: Arc<dyn Spool>, config: ListenerConfig) -> (SocketAddr, tokio_util::sync::DropGuard) {
+    let (listener, guard) = start_listener(spool, config).await;
+    (listener.local_addr(), guard)
+}
+
+/// The same, keeping the listener itself (to apply new settings).
+pub async fn start_listener(spool: Arc<dyn Spool>, config: ListenerConfig) -> (Listener, tokio_util::sync::DropGuard) {
     let shutdown = CancellationToken::new();
     let (queues, due) =
         QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
@@ -57,7 +63,7 @@ pub async fn listen(spool: Arc<dyn Spool>, config: ListenerConfig) -> (SocketAdd
     let intake = petrel_queue::Intake::new(spool, queues, Logger::disabled());
     let handles = Arc::new(ServerHandles { intake, policy: Arc::new(TestPolicy) });
     let listener = Listener::start(config, handles, &shutdown).await.unwrap();
-    (listener.local_addr(), shutdown.drop_guard())
+    (listener, shutdown.drop_guard())
 }
 
 pub async fn server(configure: impl FnOnce(&mut ListenerConfig)) -> Server {
