@@ -35,8 +35,8 @@ pub struct EgressPathConfig {
     pub prohibited_hosts: Vec<IpNet>,
     /// Speak LMTP instead of SMTP.
     pub use_lmtp: bool,
-    /// Messages of the ready queue that keep their body in memory; past it
-    /// they wait without one (and a spilling pool skips the source).
+    /// Waiting messages past which the source's ready queue counts as full:
+    /// a pool with `overflow = 'spill'` then passes over the source.
     pub max_ready: usize,
 }
 

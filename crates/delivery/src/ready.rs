@@ -119,15 +119,10 @@ impl ReadyQueue {
     pub fn push_many(self: &Arc<Self>, items: Vec<Dispatched>, dispatcher: &Arc<dyn ReadyHost>) {
         let mut slots = self.slots.lock();
         let count = items.len();
-        for mut item in items {
-            // Past `max_ready` a message waits without its body (read back
-            // from the spool when it is sent): a source slower than its
-            // share holds its mail at the cost of the envelopes only.
-            if slots.items.len() >= self.path.max_ready {
-                item.message.data = None;
-            }
-            slots.items.push_back(item);
-        }
+        // Messages come without their body (their scheduled queue dropped
+        // it; it is read from the spool when sent), so a source slower than
+        // its share holds a backlog at the cost of the envelopes only.
+        slots.items.extend(items);
         if slots.idle > 0 {
             self.wake.notify_waiters();
         }

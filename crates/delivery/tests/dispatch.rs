@@ -148,8 +148,8 @@ async fn a_busy_source_keeps_its_share_unless_the_pool_spills() {
     let got = sink.received();
     let from_a = got.iter().filter(|m| m.peer.ip().to_string() == "127.0.0.2").count();
     assert_eq!(from_a, N / 2, "weights hold while a's ready queue is full");
-    // Messages that waited past max_ready had no body in memory: each one
-    // was read back from the spool, unchanged.
+    // Waiting messages hold no body in memory: each one was read back from
+    // the spool, unchanged.
     for m in &got {
         let i: usize = m.recipients[0].trim_start_matches("user").split('@').next().unwrap().parse().unwrap();
         assert_eq!(m.data, format!("Subject: {i}\r\n\r\nhello\r\n").into_bytes());
