@@ -7,6 +7,7 @@ mod downgrade;
 mod headers;
 mod id;
 mod message;
+mod meta;
 
 pub use address::{AddressError, EnvelopeAddress};
 pub use downgrade::{DowngradeError, has_8bit, has_8bit_headers, to_7bit};
@@ -14,4 +15,5 @@ pub use headers::{
     HeaderCounts, HeaderError, append_header, first_header, header_counts, prepend_header, remove_headers,
 };
 pub use id::{SpoolId, SpoolIdError};
-pub use message::{Message, Meta, QueueNameParts, queue_name};
+pub use message::{Message, QueueNameParts, queue_name};
+pub use meta::Meta;

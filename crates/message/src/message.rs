@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// Policy-set values (`tenant`, `campaign`, `egress_pool`, ...).
-pub type Meta = serde_json::Map<String, serde_json::Value>;
+use crate::meta::Meta;
 
 /// One message for one recipient. Everything but `data` is the spooled meta
 /// record; `data` is held only while the message is being received or

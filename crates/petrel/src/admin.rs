@@ -129,7 +129,7 @@ impl AdminOps for DaemonAdmin {
             num_attempts: message.num_attempts,
             due: message.due.map(|d| d.to_rfc3339()),
             size: message.size,
-            meta: message.meta,
+            meta: message.meta.into(),
             body,
         })
     }
@@ -153,7 +153,7 @@ async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<Ro
     }
     let body = format!("From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: route check\r\n\r\n");
     let mut message = Message::new(sender, recipient, Arc::from(body.into_bytes()));
-    message.meta = request.meta.clone();
+    message.meta = request.meta.clone().into();
     let given_pool = message.meta_str("egress_pool").map(str::to_string);
     let conn = ConnMeta {
         received_from: "127.0.0.1:0".into(),
