@@ -69,11 +69,37 @@ fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
         return Err(mlua::Error::runtime(format!("{}: {why}", caller_location(lua))));
     }
     let events: Table = lua.named_registry_value(EVENTS)?;
-    if events.contains_key(event.as_str())? {
-        let where_ = caller_location(lua);
-        return Err(mlua::Error::runtime(format!("{where_}: event {event:?} already has a handler")));
-    }
+    let func = match events.get::<Option<Function>>(event.as_str())? {
+        None => func,
+        // KumoMTA composes these: handlers run in the order registered until
+        // one returns a value (so helper modules can each add their own).
+        Some(earlier) if CHAINED_EVENTS.contains(&event.as_str()) => chain(lua, earlier, func)?,
+        // Elsewhere the most recent registration is the one used.
+        Some(_) => {
+            tracing::debug!(event, at = %caller_location(lua), "a later kumo.on replaces the earlier handler");
+            func
+        }
+    };
     events.set(event, func)
+}
+
+/// Events whose handlers are called in turn until one returns a value.
+const CHAINED_EVENTS: [&str; 1] = ["get_queue_config"];
+
+/// A handler calling `first`, then `second` when `first` returned nil.
+fn chain(lua: &Lua, first: Function, second: Function) -> mlua::Result<Function> {
+    let make: Function = lua
+        .load(
+            "local first, second = ...\n\
+             return function(...)\n\
+               local result = first(...)\n\
+               if result ~= nil then return result end\n\
+               return second(...)\n\
+             end",
+        )
+        .set_name("=kumo.on")
+        .into_function()?;
+    make.call((first, second))
 }
 
 /// Parse a spec table, naming the function and line on failure.

@@ -250,3 +250,38 @@ async fn a_runaway_handler_is_stopped_and_its_state_reused() {
     }
     assert_eq!(engine.current().states_created(), 1, "one state served every call");
 }
+
+/// KumoMTA's composition rules for `kumo.on`: `get_queue_config` handlers
+/// run in order until one returns a config (so helper modules can each add
+/// theirs); for other events the most recent registration is used.
+#[tokio::test]
+async fn several_handlers_compose_as_in_kumomta() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"{PRELUDE}end)
+kumo.on('get_queue_config', function(domain)
+  if domain == 'first.example' then
+    return kumo.make_queue_config {{ egress_pool = 'from-first' }}
+  end
+end)
+kumo.on('get_queue_config', function(domain)
+  return kumo.make_queue_config {{ egress_pool = 'from-second:' .. domain }}
+end)
+kumo.on('smtp_server_message_received', function(msg) msg:set_meta('seen_by', 'earlier') end)
+kumo.on('smtp_server_message_received', function(msg) msg:set_meta('seen_by', 'later') end)
+"#
+    );
+    let engine = PolicyEngine::load(&write_policy(&dir, &body), "h").unwrap();
+    let key = |domain: &str| QueueKey { domain: domain.into(), tenant: None, campaign: None, routing_domain: None };
+    let first = engine.queue_config(&key("first.example")).await.unwrap();
+    assert_eq!(
+        first.egress_pool.as_deref(),
+        Some("from-first"),
+        "the first handler answered; the second was not asked"
+    );
+    let other = engine.queue_config(&key("other.example")).await.unwrap();
+    assert_eq!(other.egress_pool.as_deref(), Some("from-second:other.example"), "nil from the first asks the next");
+    let mut m = message("a@good.example");
+    engine.message_received(&mut m, &conn()).await.unwrap();
+    assert_eq!(m.meta_str("seen_by"), Some("later"));
+}
