@@ -58,7 +58,8 @@ pub(crate) struct ReadyQueue {
 }
 
 enum Next {
-    Item(Box<Dispatched>),
+    /// A message and the waiting ones that may share its transaction.
+    Batch(Vec<Dispatched>),
     Wait,
     Exit,
 }
@@ -134,10 +135,16 @@ impl ReadyQueue {
         }
     }
 
+    /// The next transaction's messages, taken under one lock so that
+    /// another worker cannot split a batch between its first message and
+    /// its companions.
     fn next(&self, connected: bool) -> Next {
         let mut slots = self.slots.lock();
-        if let Some(item) = slots.items.pop_front() {
-            return Next::Item(Box::new(item));
+        if let Some(first) = slots.items.pop_front() {
+            let max = self.path.max_recipients_per_batch.max(1) - 1;
+            let mut batch = companions(&mut slots, &first, max);
+            batch.insert(0, first);
+            return Next::Batch(batch);
         }
         if connected && !slots.retired {
             slots.idle += 1;
@@ -157,24 +164,6 @@ impl ReadyQueue {
             return true;
         }
         false
-    }
-
-    /// Up to `max` waiting messages that may share `first`'s transaction.
-    fn take_companions(&self, first: &Dispatched, max: usize) -> Vec<Dispatched> {
-        if max == 0 {
-            return Vec::new();
-        }
-        let mut slots = self.slots.lock();
-        let mut taken = Vec::new();
-        let mut i = 0;
-        while i < slots.items.len() && taken.len() < max {
-            if compatible(first, &slots.items[i]) {
-                taken.extend(slots.items.remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        taken
     }
 
     /// Return a message to the front, for the next transaction.
@@ -208,8 +197,8 @@ impl ReadyQueue {
                 }
                 return;
             }
-            let item = match self.next(conn.is_some()) {
-                Next::Item(item) => *item,
+            let batch = match self.next(conn.is_some()) {
+                Next::Batch(batch) => batch,
                 Next::Exit => {
                     if let Some(open) = conn.take() {
                         open.client.quit().await;
@@ -231,8 +220,6 @@ impl ReadyQueue {
                     continue;
                 }
             };
-            let mut batch = vec![item];
-            batch.extend(self.take_companions(&batch[0], self.path.max_recipients_per_batch.max(1) - 1));
             if dispatcher.is_source_suspended(&self.source.name) {
                 // Suspended while these waited: let another source take them.
                 for item in batch {
@@ -377,4 +364,18 @@ impl ReadyQueue {
             other => other,
         }
     }
+}
+
+/// Up to `max` waiting messages that may share `first`'s transaction.
+fn companions(slots: &mut Slots, first: &Dispatched, max: usize) -> Vec<Dispatched> {
+    let mut taken = Vec::new();
+    let mut i = 0;
+    while i < slots.items.len() && taken.len() < max {
+        if compatible(first, &slots.items[i]) {
+            taken.extend(slots.items.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    taken
 }
