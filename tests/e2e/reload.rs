@@ -109,7 +109,9 @@ async fn removing_a_source_moves_its_queued_mail_to_the_rest_of_the_pool() {
     }))
     .await;
     let ws = Workspace::new();
-    let events = smart_host_events(sink.addr(), "egress_pool = 'shared', retry_interval = 1,");
+    // Retries stay 1 s apart: however many times a message was deferred
+    // before the reload, its next attempt (from b) comes within the wait.
+    let events = smart_host_events(sink.addr(), "egress_pool = 'shared', retry_interval = 1, max_retry_interval = 1,");
     let only_a = sources(1, 0).replace(", { name = 'b', weight = 0 }", "");
     let daemon = TestDaemon::start(&ws.policy(&only_a, &events)).unwrap();
     assert_eq!(inject(daemon.smtp[0], 20, 2, |i| ("s@a.example".into(), format!("q{i}@d.example"))).await, 20);
