@@ -86,12 +86,15 @@ pub trait EgressPolicy: Send + Sync + 'static {
     ) -> Result<EgressPathConfig, EgressPolicyError>;
 }
 
-/// One registry and one path configuration for everything.
+/// One registry and fixed path settings: `by_source` for the sources it
+/// names, `path` for every other.
 pub struct FixedEgressPolicy {
     /// The sources and pools.
     pub registry: Arc<Registry>,
-    /// The settings used for every path.
+    /// The settings of every path not in `by_source`.
     pub path: EgressPathConfig,
+    /// Settings for the paths of particular sources.
+    pub by_source: std::collections::HashMap<String, EgressPathConfig>,
 }
 
 #[async_trait]
@@ -99,7 +102,7 @@ impl EgressPolicy for FixedEgressPolicy {
     fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
     }
-    async fn egress_path_config(&self, _: &str, _: &str, _: &str) -> Result<EgressPathConfig, EgressPolicyError> {
-        Ok(self.path.clone())
+    async fn egress_path_config(&self, _: &str, source: &str, _: &str) -> Result<EgressPathConfig, EgressPolicyError> {
+        Ok(self.by_source.get(source).unwrap_or(&self.path).clone())
     }
 }

@@ -142,8 +142,10 @@ impl ReadyQueue {
         let mut slots = self.slots.lock();
         if let Some(first) = slots.items.pop_front() {
             let max = self.path.max_recipients_per_batch.max(1) - 1;
-            let mut batch = companions(&mut slots, &first, max);
-            batch.insert(0, first);
+            let more = companions(&mut slots, &first, max);
+            let mut batch = Vec::with_capacity(1 + more.len());
+            batch.push(first);
+            batch.extend(more);
             return Next::Batch(batch);
         }
         if connected && !slots.retired {

@@ -1,15 +1,14 @@
 //! Delivery with a real spool and a real sink: source choice by weight,
 //! connection reuse, and the outcome of each reply class.
 
-use petrel_delivery::{
-    Connector, Dispatcher, DispatcherHandles, EgressPathConfig, EgressPolicy, EgressPolicyError, Settlement,
-};
-use petrel_egress::{Overflow, Registry, RegistryBuilder};
+use petrel_delivery::{Connector, Dispatcher, DispatcherHandles, EgressPathConfig, FixedEgressPolicy, Settlement};
+use petrel_egress::{Overflow, RegistryBuilder};
 use petrel_message::{EnvelopeAddress, Message};
 use petrel_queue::{DeliveryProtocol, QueueConfig, QueueManager};
 use petrel_spool::{RocksSpool, Spool, SpoolPaths};
 use petrel_telemetry::{LogConfig, Logger, RecordType, read_records};
 use petrel_testkit::{Sink, eventually};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -23,30 +22,15 @@ struct Harness {
 }
 
 fn start(sink: &Sink, pool: &[(&str, &str, i64)]) -> Harness {
-    start_with(sink, pool, Overflow::Wait, |_| EgressPathConfig::default())
+    start_with(sink, pool, Overflow::Wait, HashMap::new())
 }
 
-/// Path settings chosen per source, so one source can be made slower.
-struct PerSource {
-    registry: Arc<Registry>,
-    path: fn(&str) -> EgressPathConfig,
-}
-
-#[async_trait::async_trait]
-impl EgressPolicy for PerSource {
-    fn registry(&self) -> Arc<Registry> {
-        self.registry.clone()
-    }
-    async fn egress_path_config(&self, _: &str, source: &str, _: &str) -> Result<EgressPathConfig, EgressPolicyError> {
-        Ok((self.path)(source))
-    }
-}
-
+/// `by_source`: path settings for some sources (default settings for the rest).
 fn start_with(
     sink: &Sink,
     pool: &[(&str, &str, i64)],
     overflow: Overflow,
-    path: fn(&str) -> EgressPathConfig,
+    by_source: HashMap<String, EgressPathConfig>,
 ) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let spool: Arc<dyn Spool> = Arc::new(
@@ -67,7 +51,8 @@ fn start_with(
     };
     let shutdown = CancellationToken::new();
     let (queues, due) = QueueManager::new(Arc::new(config), spool.clone(), logger.clone(), shutdown.clone());
-    let policy = PerSource { registry: Arc::new(registry.build().unwrap()), path };
+    let registry = Arc::new(registry.build().unwrap());
+    let policy = FixedEgressPolicy { registry, path: EgressPathConfig::default(), by_source };
     let dispatcher = Dispatcher::new(DispatcherHandles {
         settle: Settlement { queues: queues.clone(), spool: spool.clone(), logger },
         connect: Connector {
@@ -127,14 +112,14 @@ async fn weights_decide_the_share_of_each_source() {
 /// Source `a` may open one connection and keep 4 messages ready, `b` eight
 /// and the default, and the receiver takes 20 ms per message: `a`'s ready
 /// queue fills at once.
-fn a_is_slow(source: &str) -> EgressPathConfig {
-    let a = source == "a";
-    EgressPathConfig {
-        connection_limit: if a { 1 } else { 8 },
-        max_ready: if a { 4 } else { 1024 },
+fn a_is_slow() -> HashMap<String, EgressPathConfig> {
+    let path = |connection_limit, max_ready| EgressPathConfig {
+        connection_limit,
+        max_ready,
         max_recipients_per_batch: 1,
         ..Default::default()
-    }
+    };
+    HashMap::from([("a".to_string(), path(1, 4)), ("b".to_string(), path(8, 1024))])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +127,7 @@ async fn a_busy_source_keeps_its_share_unless_the_pool_spills() {
     const N: usize = 120;
     let sink = Sink::start().await;
     sink.set_reply_delay(Duration::from_millis(20));
-    let h = start_with(&sink, &[("a", "127.0.0.2", 1), ("b", "127.0.0.3", 1)], Overflow::Wait, a_is_slow);
+    let h = start_with(&sink, &[("a", "127.0.0.2", 1), ("b", "127.0.0.3", 1)], Overflow::Wait, a_is_slow());
     h.inject(N).await;
     assert!(eventually(Duration::from_secs(30), || sink.received_count() == N).await);
     let got = sink.received();
@@ -158,7 +143,7 @@ async fn a_busy_source_keeps_its_share_unless_the_pool_spills() {
 
     let sink = Sink::start().await;
     sink.set_reply_delay(Duration::from_millis(20));
-    let h = start_with(&sink, &[("a", "127.0.0.2", 1), ("b", "127.0.0.3", 1)], Overflow::Spill, a_is_slow);
+    let h = start_with(&sink, &[("a", "127.0.0.2", 1), ("b", "127.0.0.3", 1)], Overflow::Spill, a_is_slow());
     h.inject(N).await;
     assert!(eventually(Duration::from_secs(30), || sink.received_count() == N).await);
     let from_a = sink.received().iter().filter(|m| m.peer.ip().to_string() == "127.0.0.2").count();

@@ -8,8 +8,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 /// Policy-set values, in the order they were first set.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Meta(Vec<(String, Value)>);
+
+/// Equal when the same keys hold the same values, in any order (as maps).
+impl PartialEq for Meta {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
 
 impl Meta {
     /// No values.
@@ -104,6 +111,10 @@ mod tests {
         assert_eq!(json, r#"{"tenant":"globex","campaign":"spring"}"#);
         let back: Meta = serde_json::from_str(&json).unwrap();
         assert_eq!(back.get("campaign"), meta.get("campaign"));
+        let mut reordered = Meta::new();
+        reordered.insert("campaign".into(), "spring".into());
+        reordered.insert("tenant".into(), "globex".into());
+        assert_eq!(meta, reordered, "equality ignores order, as a map's does");
         meta.retain(|k, _| k == "campaign");
         assert_eq!(meta.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["campaign"]);
     }
