@@ -13,16 +13,16 @@ use crate::kumo::handler;
 use crate::state::{Deadline, LuaSettings, new_state};
 use arc_swap::ArcSwap;
 use mlua::{Lua, Value};
-
-/// A handler ready to call: the function, its arguments, and what the
-/// caller keeps for reading the result.
-pub(crate) type Prepared<K> = (mlua::Function, mlua::MultiValue, K);
 use parking_lot::Mutex;
 use petrel_telemetry::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+
+/// A handler ready to call: the function, its arguments, and what the
+/// caller keeps for reading the result.
+pub(crate) type Prepared<K> = (mlua::Function, mlua::MultiValue, K);
 
 /// Events that authenticate HTTP clients; a listener off loopback needs one.
 pub(crate) const HTTP_AUTH_EVENTS: [&str; 2] = ["http_server_validate_auth_basic", "http_server_validate_auth_bearer"];

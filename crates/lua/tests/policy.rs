@@ -90,7 +90,7 @@ fn definitions_outside_init_are_refused() {
 const GOOD: &str = r#"local kumo = require 'kumo'
 kumo.on('init', function()
   kumo.define_spool { name = 'data', path = '/tmp/petrel-never-opened' }
-  kumo.start_esmtp_listener { listen = '127.0.0.1:0', hostname = 'mx.test', relay_hosts = { '127.0.0.1', '10.0.0.0/8' } }
+  kumo.start_esmtp_listener { listen = '127.0.0.1:0', hostname = 'mx.test', relay_hosts = { '127.0.0.1', '10.0.0.0/8' }, listen_backlog = 512 }
   kumo.define_egress_source { name = 'a1', source_address = '127.0.0.2', ehlo_domain = 'a1.test' }
   kumo.define_egress_source { name = 'b1', source_address = '::1', remote_port = 2526 }
   kumo.define_egress_pool { name = 'customer-a', entries = { { name = 'a1' } } }
@@ -140,6 +140,7 @@ async fn a_good_policy_builds_its_registry_and_answers_events() {
     let config = &generation.config;
     assert_eq!(config.listeners.len(), 1);
     assert!(config.listeners[0].may_relay("10.9.9.9".parse().unwrap()));
+    assert_eq!(config.listeners[0].listen_backlog, 512);
     let registry = engine.registry();
     assert_eq!(registry.pool("shared").unwrap().total_weight(), 4);
     assert_eq!(registry.pool("shared").unwrap().overflow, petrel_egress::Overflow::Spill);
