@@ -260,12 +260,22 @@ impl Dispatcher {
         queue: Arc<ScheduledQueue>,
         message: Message,
     ) -> Option<(Arc<ReadyQueue>, Dispatched)> {
-        let registry = self.handles.policy.registry();
+        let policy = &*self.handles.policy;
+        let registry = policy.registry();
         let config = queue.config().unwrap_or_default();
-        let (pool, choice) = crate::route::choose_pool(&registry, message.meta_str("egress_pool"), &config);
-        if let crate::route::PoolChoice::Undefined(wanted) = &choice {
-            tracing::warn!(id = %message.id, pool = %wanted, "egress pool is not defined; using the default pool");
-        }
+        let chosen = crate::route::choose_pool(policy, &registry, message.meta_str("egress_pool"), &config).await;
+        let (pool, sources) = match chosen {
+            Ok((pool, choice)) => {
+                if let crate::route::PoolChoice::Undefined(wanted) = &choice {
+                    tracing::warn!(id = %message.id, pool = %wanted, "egress pool is not defined; using the default pool");
+                }
+                match crate::route::pool_sources(policy, &registry, &pool).await {
+                    Ok(sources) => (pool, sources),
+                    Err(e) => return self.hold_for(&queue, message, e),
+                }
+            }
+            Err(e) => return self.hold_for(&queue, message, e),
+        };
         let destination = match self.destination(&config.protocol, &message).await {
             Ok(d) => d,
             Err(outcome) => {
@@ -284,8 +294,8 @@ impl Dispatcher {
             self.hold(message);
             return None;
         };
-        let source =
-            registry.source(&source_name).cloned().expect("a validated pool only names its registry's sources");
+        let source = sources.into_iter().find(|s| s.name == source_name).expect("the pick is one of the pool's sources");
+        queue.clear_hold();
         let ready = match self.ready_queue(&source, &site, destination, message.routing_domain()).await {
             Ok(ready) => ready,
             Err(e) => {
@@ -311,6 +321,20 @@ impl Dispatcher {
                 Err(e) => Err(Outcome::from_dns(&e)),
             },
         }
+    }
+
+    /// The pool or its sources could not be had: the message waits without
+    /// an attempt counted, and the queue shows why (`queue summary`).
+    fn hold_for(
+        &self,
+        queue: &ScheduledQueue,
+        message: Message,
+        error: crate::EgressPolicyError,
+    ) -> Option<(Arc<ReadyQueue>, Dispatched)> {
+        tracing::error!(id = %message.id, queue = queue.name(), error = %error, "cannot choose an egress source; holding the message");
+        queue.hold(format!("egress: {error}"));
+        self.hold(message);
+        None
     }
 
     /// Put a message back briefly without counting an attempt.

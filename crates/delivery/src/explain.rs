@@ -12,9 +12,16 @@ use petrel_queue::QueueConfig;
 impl Dispatcher {
     /// Route a would-be message of `queue` as delivery would, without
     /// queueing it, moving any round-robin state or opening a connection.
-    pub async fn explain(&self, queue: &str, message: &Message, config: &QueueConfig) -> Route {
-        let registry = self.handles.policy.registry();
-        let (pool, pool_choice) = choose_pool(&registry, message.meta_str("egress_pool"), config);
+    /// An error when the pool or its sources cannot be had (the policy's
+    /// `get_egress_pool` / `get_egress_source` failed or named nothing).
+    pub async fn explain(&self, queue: &str, message: &Message, config: &QueueConfig) -> Result<Route, String> {
+        let policy = &*self.handles.policy;
+        let registry = policy.registry();
+        let (pool, pool_choice) = match choose_pool(policy, &registry, message.meta_str("egress_pool"), config).await {
+            Ok(chosen) => chosen,
+            Err(e) => return Err(e.to_string()),
+        };
+        let sources = crate::route::pool_sources(policy, &registry, &pool).await.map_err(|e| e.to_string())?;
         let destination = self.destination(&config.protocol, message).await;
         let site = destination.as_ref().ok().map(|d| d.plan.site());
         let mut skipped = Vec::new();
@@ -23,13 +30,14 @@ impl Dispatcher {
                 skipped.push((entry.source.clone(), why));
             }
         }
-        let source =
-            self.choose_source(queue, &pool, site.as_deref(), false).and_then(|name| registry.source(&name).cloned());
+        let source = self
+            .choose_source(queue, &pool, site.as_deref(), false)
+            .and_then(|name| sources.iter().find(|s| s.name == name).cloned());
         let destination = match destination {
             Err(outcome) => Err(outcome.describe()),
             Ok(destination) => Ok(self.explain_destination(message, destination, source.as_deref()).await),
         };
-        Route { pool, pool_choice, source, skipped, destination }
+        Ok(Route { pool, pool_choice, source, skipped, destination })
     }
 
     async fn explain_destination(

@@ -3,7 +3,7 @@
 use crate::rate::Rate;
 use async_trait::async_trait;
 use ipnet::IpNet;
-use petrel_egress::Registry;
+use petrel_egress::{EgressPool, EgressSource, Registry};
 use petrel_smtp_client::{Timeouts, TlsMode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +77,15 @@ pub struct EgressPolicyError(pub String);
 pub trait EgressPolicy: Send + Sync + 'static {
     /// The registry in force now; a reload makes this return a new one.
     fn registry(&self) -> Arc<Registry>;
+    /// A pool the registry does not hold, defined by the policy when first
+    /// used (KumoMTA's `get_egress_pool`); `None` when nothing defines it.
+    async fn egress_pool(&self, _name: &str) -> Result<Option<Arc<EgressPool>>, EgressPolicyError> {
+        Ok(None)
+    }
+    /// A source the registry does not hold (`get_egress_source`).
+    async fn egress_source(&self, _name: &str) -> Result<Option<Arc<EgressSource>>, EgressPolicyError> {
+        Ok(None)
+    }
     /// `get_egress_path_config` for a message of `routing_domain` sent from `source` to `site`.
     async fn egress_path_config(
         &self,

@@ -5,7 +5,7 @@
 //! same ones, so the two cannot disagree.
 
 use crate::context::Destination;
-use crate::path::EgressPathConfig;
+use crate::path::{EgressPathConfig, EgressPolicy, EgressPolicyError};
 use petrel_egress::{DEFAULT_NAME, EgressPool, EgressSource, Registry};
 use petrel_queue::QueueConfig;
 use std::net::SocketAddr;
@@ -24,24 +24,51 @@ pub enum PoolChoice {
     Undefined(String),
 }
 
-/// The pool for a message with `meta_pool` whose queue config says `config`.
-pub fn choose_pool(
+/// The pool for a message with `meta_pool` whose queue config says
+/// `config`: the registry's, else the policy's `get_egress_pool`.
+pub async fn choose_pool(
+    policy: &dyn EgressPolicy,
     registry: &Registry,
     meta_pool: Option<&str>,
     config: &QueueConfig,
-) -> (Arc<EgressPool>, PoolChoice) {
+) -> Result<(Arc<EgressPool>, PoolChoice), EgressPolicyError> {
     let (wanted, choice) = match (meta_pool, config.egress_pool.as_deref()) {
         (Some(p), _) => (p, PoolChoice::Meta),
         (None, Some(p)) => (p, PoolChoice::QueueConfig),
         (None, None) => (DEFAULT_NAME, PoolChoice::Default),
     };
-    match registry.pool(wanted) {
-        Some(pool) => (pool.clone(), choice),
+    if let Some(pool) = registry.pool(wanted) {
+        return Ok((pool.clone(), choice));
+    }
+    match policy.egress_pool(wanted).await? {
+        Some(pool) => Ok((pool, choice)),
         None => {
             let default = registry.pool(DEFAULT_NAME).expect("the registry always has a default pool").clone();
-            (default, PoolChoice::Undefined(wanted.to_string()))
+            Ok((default, PoolChoice::Undefined(wanted.to_string())))
         }
     }
+}
+
+/// The sources of `pool`, in its order: each from the registry, else the
+/// policy's `get_egress_source`. A pool naming a source nothing defines is
+/// an error, so its mail waits with the reason rather than leaving from
+/// some other address.
+pub async fn pool_sources(
+    policy: &dyn EgressPolicy,
+    registry: &Registry,
+    pool: &EgressPool,
+) -> Result<Vec<Arc<EgressSource>>, EgressPolicyError> {
+    let mut sources = Vec::with_capacity(pool.entries.len());
+    for entry in &pool.entries {
+        let source = match registry.source(&entry.source) {
+            Some(source) => source.clone(),
+            None => policy.egress_source(&entry.source).await?.ok_or_else(|| {
+                EgressPolicyError(format!("pool {:?} names unknown source {:?}", pool.name, entry.source))
+            })?,
+        };
+        sources.push(source);
+    }
+    Ok(sources)
 }
 
 /// The EHLO name a source uses toward a site.

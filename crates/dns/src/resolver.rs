@@ -45,6 +45,14 @@ pub trait Resolver: Send + Sync + 'static {
     async fn resolve_mx(&self, domain: &str) -> Result<MxPlan, DnsError>;
     /// Addresses of a host name (an IP literal resolves to itself).
     async fn resolve_ip(&self, host: &str) -> Result<Vec<IpAddr>, DnsError>;
+    /// The TXT records of a name, each record's strings joined.
+    async fn resolve_txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        Err(DnsError::Transient { name: name.to_string(), detail: "this resolver does not look up TXT records".into() })
+    }
+    /// The PTR names of an address.
+    async fn resolve_ptr(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        Err(DnsError::Transient { name: ip.to_string(), detail: "this resolver does not look up PTR records".into() })
+    }
 }
 
 /// hickory-resolver with its TTL-honouring cache.
@@ -139,6 +147,39 @@ impl Resolver for HickoryResolver {
             Ok(lookup) => Ok(lookup.iter().collect()),
             Err(e) if e.is_no_records_found() && !e.is_nx_domain() => Err(DnsError::NoAddress(host.to_string())),
             Err(e) => Err(classify(host, &e)),
+        }
+    }
+
+    async fn resolve_txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        match self.inner.txt_lookup(fqdn(name)).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => {
+                        Some(txt.txt_data.iter().map(|part| String::from_utf8_lossy(part)).collect::<String>())
+                    }
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_no_records_found() && !e.is_nx_domain() => Ok(Vec::new()),
+            Err(e) => Err(classify(name, &e)),
+        }
+    }
+
+    async fn resolve_ptr(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        let name = hickory_resolver::proto::rr::Name::from(ip);
+        match self.inner.reverse_lookup(name).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::PTR(ptr) => Some(ptr.0.to_utf8()),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_no_records_found() && !e.is_nx_domain() => Ok(Vec::new()),
+            Err(e) => Err(classify(&ip.to_string(), &e)),
         }
     }
 }

@@ -76,7 +76,56 @@ impl Overflow {
     }
 }
 
+impl EgressSource {
+    /// A source from its policy fields, checking the name and the address.
+    pub fn parse(
+        name: &str,
+        address: Option<&str>,
+        ehlo_domain: Option<String>,
+        remote_port: Option<u16>,
+    ) -> Result<Self, RegistryErrorKind> {
+        if !valid_name(name) {
+            return Err(RegistryErrorKind::InvalidName { what: "source", name: name.into() });
+        }
+        let source_address = address
+            .map(|a| {
+                a.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| RegistryErrorKind::InvalidAddress { source_name: name.into(), address: a.into() })
+            })
+            .transpose()?;
+        Ok(Self { name: name.into(), source_address, ehlo_domain, remote_port })
+    }
+}
+
+/// A pool's name and weights are usable (its source names are checked
+/// where the sources are known).
+fn check_pool(name: &str, entries: &[(String, i64)]) -> Result<(), RegistryErrorKind> {
+    if !valid_name(name) {
+        return Err(RegistryErrorKind::InvalidName { what: "pool", name: name.into() });
+    }
+    if let Some((source, weight)) = entries.iter().find(|(_, w)| *w < 0) {
+        return Err(RegistryErrorKind::NegativeWeight { pool: name.into(), source_name: source.clone(), weight: *weight });
+    }
+    if entries.iter().all(|(_, w)| *w == 0) {
+        return Err(RegistryErrorKind::NoUsableEntry { pool: name.into() });
+    }
+    Ok(())
+}
+
 impl EgressPool {
+    /// A pool defined outside the registry (the policy's `get_egress_pool`),
+    /// with the same checks; whether its sources exist is decided when
+    /// they are looked up.
+    pub fn parse(name: &str, entries: Vec<(String, i64)>, overflow: Overflow) -> Result<Self, RegistryErrorKind> {
+        check_pool(name, &entries)?;
+        let entries = entries
+            .into_iter()
+            .map(|(source, weight)| PoolEntry { source, weight: u32::try_from(weight).unwrap_or(u32::MAX) })
+            .collect();
+        Ok(Self { name: name.into(), entries, overflow })
+    }
+
     /// The sum of the weights: the length of one round-robin cycle.
     pub fn total_weight(&self) -> u64 {
         self.entries.iter().map(|e| u64::from(e.weight)).sum()
@@ -154,20 +203,10 @@ impl RegistryBuilder {
         origin: &str,
     ) -> Result<(), RegistryError> {
         let err = |kind| RegistryError { origin: origin.to_string(), kind };
-        if !valid_name(name) {
-            return Err(err(RegistryErrorKind::InvalidName { what: "source", name: name.into() }));
-        }
         if let Some((_, first)) = self.sources.get(name) {
             return Err(err(RegistryErrorKind::Duplicate { what: "source", name: name.into(), first: first.clone() }));
         }
-        let source_address = address
-            .map(|a| {
-                a.trim()
-                    .parse::<IpAddr>()
-                    .map_err(|_| err(RegistryErrorKind::InvalidAddress { source_name: name.into(), address: a.into() }))
-            })
-            .transpose()?;
-        let source = EgressSource { name: name.into(), source_address, ehlo_domain, remote_port };
+        let source = EgressSource::parse(name, address, ehlo_domain, remote_port).map_err(err)?;
         self.sources.insert(name.into(), (source, origin.into()));
         Ok(())
     }
@@ -182,22 +221,10 @@ impl RegistryBuilder {
         origin: &str,
     ) -> Result<(), RegistryError> {
         let err = |kind| RegistryError { origin: origin.to_string(), kind };
-        if !valid_name(name) {
-            return Err(err(RegistryErrorKind::InvalidName { what: "pool", name: name.into() }));
-        }
         if let Some((_, _, first)) = self.pools.get(name) {
             return Err(err(RegistryErrorKind::Duplicate { what: "pool", name: name.into(), first: first.clone() }));
         }
-        if let Some((source, weight)) = entries.iter().find(|(_, w)| *w < 0) {
-            return Err(err(RegistryErrorKind::NegativeWeight {
-                pool: name.into(),
-                source_name: source.clone(),
-                weight: *weight,
-            }));
-        }
-        if entries.iter().all(|(_, w)| *w == 0) {
-            return Err(err(RegistryErrorKind::NoUsableEntry { pool: name.into() }));
-        }
+        check_pool(name, &entries).map_err(err)?;
         self.pools.insert(name.into(), (entries, overflow, origin.into()));
         Ok(())
     }

@@ -44,6 +44,8 @@ pub struct Generation {
     /// generation runs the same script, so they all agree).
     events: std::collections::HashSet<String>,
     settings: LuaSettings,
+    /// Caches and handles every state of this generation shares.
+    pub(crate) shared: Arc<crate::shared::Shared>,
     /// The files this generation was built from.
     pub fingerprint: crate::Fingerprint,
 }
@@ -53,21 +55,27 @@ fn max_states() -> usize {
 }
 
 impl Generation {
-    /// Load the policy in a fresh state and run `init`.
+    /// Load the policy in a fresh state and run `pre_init`, then `init`.
     pub fn load(
         path: &Path,
         number: u64,
         default_hostname: &str,
         settings: LuaSettings,
     ) -> Result<Self, PolicyLoadError> {
-        let lua = new_state(path, &settings)?;
+        Self::load_sharing(path, number, default_hostname, settings, Arc::default())
+    }
+
+    fn load_sharing(
+        path: &Path,
+        number: u64,
+        default_hostname: &str,
+        settings: LuaSettings,
+        dns: Arc<crate::dns::DnsSlot>,
+    ) -> Result<Self, PolicyLoadError> {
+        let shared = crate::shared::Shared::new(dns);
+        let lua = new_state(path, &settings, &shared)?;
         lua.set_app_data(InitCollector::new(default_hostname.to_string()));
-        lua.set_app_data(crate::fingerprint::DataFiles::default());
-        let init_result = match handler(&lua, "init") {
-            Ok(Some(init)) => init.call::<()>(()).map_err(|e| describe(&e)),
-            Ok(None) => Err(format!("{}: the policy registers no init event (kumo.on('init', ...))", path.display())),
-            Err(e) => Err(describe(&e)),
-        };
+        let init_result = run_init(&lua, path);
         let mut collector = lua.remove_app_data::<InitCollector>().expect("set above");
         let mut files = lua.remove_app_data::<crate::fingerprint::DataFiles>().expect("set above").0;
         files.insert(path.to_path_buf());
@@ -102,6 +110,7 @@ impl Generation {
             created: std::sync::atomic::AtomicUsize::new(1),
             events,
             settings,
+            shared,
         })
     }
 
@@ -120,7 +129,8 @@ impl Generation {
         let generation = self.clone();
         tokio::task::spawn_blocking(move || {
             generation.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            new_state(&generation.path, &generation.settings).map_err(|e| mlua::Error::runtime(e.to_string()))
+            new_state(&generation.path, &generation.settings, &generation.shared)
+                .map_err(|e| mlua::Error::runtime(e.to_string()))
         })
         .await
         .map_err(|e| mlua::Error::runtime(format!("building a Lua state failed: {e}")))?
@@ -164,6 +174,18 @@ impl Generation {
     }
 }
 
+/// `pre_init` (every handler, in order), then `init`.
+fn run_init(lua: &Lua, path: &Path) -> Result<(), String> {
+    if let Some(pre_init) = handler(lua, "pre_init").map_err(|e| describe(&e))? {
+        pre_init.call::<()>(()).map_err(|e| describe(&e))?;
+    }
+    match handler(lua, "init") {
+        Ok(Some(init)) => init.call::<()>(()).map_err(|e| describe(&e)),
+        Ok(None) => Err(format!("{}: the policy registers no init event (kumo.on('init', ...))", path.display())),
+        Err(e) => Err(describe(&e)),
+    }
+}
+
 fn is_memory_error<R>(result: &mlua::Result<R>) -> bool {
     let Err(mut e) = result.as_ref() else { return false };
     loop {
@@ -183,6 +205,8 @@ pub struct PolicyEngine {
     /// Longest a per-message event may run.
     event_time_limit: Mutex<Duration>,
     settings: LuaSettings,
+    /// The resolver `kumo.dns.*` uses, kept across reloads.
+    dns: Arc<crate::dns::DnsSlot>,
 }
 
 impl PolicyEngine {
@@ -207,9 +231,10 @@ impl PolicyEngine {
         metrics: Arc<Metrics>,
         settings: LuaSettings,
     ) -> Result<Self, PolicyLoadError> {
-        let generation = Generation::load(path, 1, default_hostname, settings)?;
+        let dns = Arc::<crate::dns::DnsSlot>::default();
+        let generation = Generation::load_sharing(path, 1, default_hostname, settings, dns.clone())?;
         let event_time_limit = Mutex::new(settings.event_time_limit);
-        Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit, settings })
+        Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit, settings, dns })
     }
 
     /// The generation in force now.
@@ -221,7 +246,7 @@ impl PolicyEngine {
     /// generation, without touching the running one.
     pub fn prepare(&self, default_hostname: &str) -> Result<Generation, PolicyLoadError> {
         let current = self.current();
-        Generation::load(&current.path, current.number + 1, default_hostname, self.settings)
+        Generation::load_sharing(&current.path, current.number + 1, default_hostname, self.settings, self.dns.clone())
     }
 
     /// Make `next` the generation every later decision uses. Calls already
@@ -246,6 +271,39 @@ impl PolicyEngine {
         let _timer = self.metrics.lua_timer(event);
         let limit = *self.event_time_limit.lock();
         generation.call(limit, prepare, finish).await
+    }
+
+    /// The resolver `kumo.dns.*` lookups use from now on: the daemon's own,
+    /// so policies see the answers (and the name servers) delivery sees.
+    pub fn set_resolver(&self, resolver: Arc<dyn petrel_dns::Resolver>) {
+        self.dns.set(resolver);
+    }
+
+    /// Run the policy's `validate_config` handlers (KumoMTA's deep check,
+    /// which helpers register to check their data files): an error for
+    /// each failure, and one when a handler called `kumo.validation_failed`.
+    pub async fn validate_config(&self) -> Vec<String> {
+        let generation = self.current();
+        if !generation.events.contains("validate_config") {
+            return Vec::new();
+        }
+        let limit = *self.event_time_limit.lock();
+        let result = generation
+            .call(
+                limit,
+                |lua| {
+                    lua.set_app_data(crate::kumo::ValidationFailed(false));
+                    let Some(func) = handler(lua, "validate_config")? else { return Ok(None) };
+                    Ok(Some((func, mlua::MultiValue::new(), ())))
+                },
+                |lua, _, ()| Ok(lua.remove_app_data::<crate::kumo::ValidationFailed>().is_some_and(|f| f.0)),
+            )
+            .await;
+        match result {
+            Ok(Some(true)) => vec!["validate_config: a check called kumo.validation_failed()".to_string()],
+            Ok(_) => Vec::new(),
+            Err(e) => vec![format!("validate_config: {}", describe(&e))],
+        }
     }
 
     /// Stop any event handler that runs longer than `limit`; its caller gets

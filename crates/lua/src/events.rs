@@ -8,7 +8,8 @@ use crate::specs::{EgressPathSpec, ListenerDomainSpec, QueueConfigSpec};
 use async_trait::async_trait;
 use mlua::{AnyUserData, IntoLuaMulti, Lua, LuaSerdeExt, Value};
 use petrel_delivery::{EgressPathConfig, EgressPolicy, EgressPolicyError};
-use petrel_egress::Registry;
+use crate::egress_events::{DEFAULT_TTL, MakePoolSpec, MakeSourceSpec};
+use petrel_egress::{EgressPool, EgressSource, Registry};
 use petrel_http_api::{AuthInfo, InjectPolicy};
 use petrel_message::{EnvelopeAddress, Message};
 use petrel_queue::{QueueConfig, QueueKey, QueuePolicy, QueuePolicyError};
@@ -219,10 +220,74 @@ impl QueuePolicy for PolicyEngine {
     }
 }
 
+/// Ask `event` (`get_egress_pool` / `get_egress_source`) for `name`: its
+/// `kumo.make_*` object or a plain table of the same fields.
+async fn late_bound<T, S>(
+    engine: &PolicyEngine,
+    event: &'static str,
+    name: &str,
+    build: fn(S) -> Result<T, String>,
+) -> Result<Option<T>, EgressPolicyError>
+where
+    T: 'static + Clone + Send,
+    S: serde::de::DeserializeOwned,
+{
+    let arg = name.to_string();
+    engine
+        .call_event(
+            event,
+            move |lua| prepared(lua, event, move |lua| arg.into_lua_multi(lua)),
+            move |lua, value, ()| from_result(lua, value, build),
+        )
+        .await
+        .map(Option::flatten)
+        .map_err(|e| EgressPolicyError(format!("{event}({name:?}): {}", describe(&e))))
+}
+
+/// An answer for another name would put mail under the wrong name in
+/// every log and selector.
+fn check_name(event: &str, asked: &str, answered: &str) -> Result<(), EgressPolicyError> {
+    if asked == answered {
+        Ok(())
+    } else {
+        Err(EgressPolicyError(format!("{event}({asked:?}) returned a definition named {answered:?}")))
+    }
+}
+
 #[async_trait]
 impl EgressPolicy for PolicyEngine {
     fn registry(&self) -> Arc<Registry> {
         self.current().config.registry.clone()
+    }
+
+    async fn egress_pool(&self, name: &str) -> Result<Option<Arc<EgressPool>>, EgressPolicyError> {
+        const EVENT: &str = "get_egress_pool";
+        let shared = self.current().shared.clone();
+        if let Some(known) = shared.egress.pools.get(name) {
+            return Ok(known);
+        }
+        let answer = late_bound(self, EVENT, name, |s: MakePoolSpec| s.build()).await?;
+        if let Some(answer) = &answer {
+            check_name(EVENT, name, &answer.pool.name)?;
+        }
+        let (pool, ttl) = answer.map_or((None, DEFAULT_TTL), |a| (Some(a.pool), a.ttl));
+        shared.egress.pools.put(name, pool.clone(), ttl);
+        Ok(pool)
+    }
+
+    async fn egress_source(&self, name: &str) -> Result<Option<Arc<EgressSource>>, EgressPolicyError> {
+        const EVENT: &str = "get_egress_source";
+        let shared = self.current().shared.clone();
+        if let Some(known) = shared.egress.sources.get(name) {
+            return Ok(known);
+        }
+        let answer = late_bound(self, EVENT, name, |s: MakeSourceSpec| s.build()).await?;
+        if let Some(answer) = &answer {
+            check_name(EVENT, name, &answer.source.name)?;
+        }
+        let (source, ttl) = answer.map_or((None, DEFAULT_TTL), |a| (Some(a.source), a.ttl));
+        shared.egress.sources.put(name, source.clone(), ttl);
+        Ok(source)
     }
 
     async fn egress_path_config(

@@ -2,6 +2,7 @@
 //! event results, and small utilities policies rely on.
 
 use crate::error::caller_location;
+use crate::egress_events::{LuaEgressPool, LuaEgressSource, MakePoolSpec, MakeSourceSpec};
 use crate::init::InitCollector;
 use crate::message::{LuaEgressPath, LuaListenerDomain, LuaQueueConfig};
 use crate::specs::{
@@ -35,17 +36,26 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("make_egress_path", lua.create_function(make_egress_path)?)?;
     kumo.set("make_listener_domain", lua.create_function(make_listener_domain)?)?;
     kumo.set("reject", lua.create_function(reject)?)?;
-    kumo.set("json_encode", lua.create_function(|lua, v: Value| json_encode(lua, v))?)?;
-    kumo.set("json_parse", lua.create_function(|lua, s: String| json_parse(lua, &s))?)?;
-    kumo.set("json_load", lua.create_function(|lua, path: String| json_load(lua, &path))?)?;
+    kumo.set("make_egress_source", lua.create_function(make_egress_source)?)?;
+    kumo.set("make_egress_pool", lua.create_function(make_egress_pool)?)?;
     kumo.set("sleep", lua.create_async_function(sleep)?)?;
-    for (name, level) in
-        [("log_info", tracing::Level::INFO), ("log_warn", tracing::Level::WARN), ("log_error", tracing::Level::ERROR)]
-    {
+    kumo.set("validation_failed", lua.create_function(validation_failed)?)?;
+    kumo.set("traceback", lua.create_function(traceback)?)?;
+    for (name, level) in [
+        ("log_debug", tracing::Level::DEBUG),
+        ("log_info", tracing::Level::INFO),
+        ("log_warn", tracing::Level::WARN),
+        ("log_error", tracing::Level::ERROR),
+    ] {
         kumo.set(name, lua.create_function(move |lua, args: mlua::Variadic<Value>| log(lua, level, args))?)?;
     }
+    crate::serde_fns::install(lua, &kumo)?;
+    crate::regex::install(lua, &kumo)?;
+    crate::domain_map::install(lua, &kumo)?;
+    crate::memoize::install(lua, &kumo)?;
     let dns = lua.create_table()?;
     dns.set("configure_resolver", lua.create_function(configure_resolver)?)?;
+    crate::dns::install(lua, &dns)?;
     kumo.set("dns", dns)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo.clone())?;
@@ -73,7 +83,9 @@ fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
         None => func,
         // KumoMTA composes these: handlers run in the order registered until
         // one returns a value (so helper modules can each add their own).
-        Some(earlier) if CHAINED_EVENTS.contains(&event.as_str()) => chain(lua, earlier, func)?,
+        Some(earlier) if FIRST_ANSWER_EVENTS.contains(&event.as_str()) => chain(lua, CHAIN_FIRST_ANSWER, earlier, func)?,
+        // Every handler of these runs, in the order registered.
+        Some(earlier) if EVERY_HANDLER_EVENTS.contains(&event.as_str()) => chain(lua, CHAIN_EVERY, earlier, func)?,
         // Elsewhere the most recent registration is the one used.
         Some(_) => {
             tracing::debug!(event, at = %caller_location(lua), "a later kumo.on replaces the earlier handler");
@@ -84,26 +96,78 @@ fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
 }
 
 /// Events whose handlers are called in turn until one returns a value.
-const CHAINED_EVENTS: [&str; 1] = ["get_queue_config"];
+const FIRST_ANSWER_EVENTS: [&str; 1] = ["get_queue_config"];
+/// Events whose handlers all run (helper modules each add a check).
+const EVERY_HANDLER_EVENTS: [&str; 2] = ["pre_init", "validate_config"];
 
-/// A handler calling `first`, then `second` when `first` returned nil.
-fn chain(lua: &Lua, first: Function, second: Function) -> mlua::Result<Function> {
-    let make: Function = lua
-        .load(
-            "local first, second = ...\n\
-             return function(...)\n\
-               local result = first(...)\n\
-               if result ~= nil then return result end\n\
-               return second(...)\n\
-             end",
-        )
-        .set_name("=kumo.on")
-        .into_function()?;
+const CHAIN_FIRST_ANSWER: &str = "local first, second = ...\n\
+     return function(...)\n\
+       local result = first(...)\n\
+       if result ~= nil then return result end\n\
+       return second(...)\n\
+     end";
+const CHAIN_EVERY: &str = "local first, second = ...\n\
+     return function(...)\n\
+       first(...)\n\
+       return second(...)\n\
+     end";
+
+/// A handler calling `first` then `second` as `code` composes them.
+fn chain(lua: &Lua, code: &str, first: Function, second: Function) -> mlua::Result<Function> {
+    let make: Function = lua.load(code).set_name("=kumo.on").into_function()?;
     make.call((first, second))
+}
+
+/// Set while `validate_config` runs; `kumo.validation_failed()` marks it.
+pub(crate) struct ValidationFailed(pub bool);
+
+fn validation_failed(lua: &Lua, (): ()) -> mlua::Result<()> {
+    match lua.app_data_mut::<ValidationFailed>() {
+        Some(mut flag) => flag.0 = true,
+        None => tracing::warn!(at = %caller_location(lua), "kumo.validation_failed called outside validate_config"),
+    }
+    Ok(())
+}
+
+/// `kumo.traceback(level)`: the calling stack as a list of frames
+/// `{event, name, source, short_src, line, what}`, innermost first.
+fn traceback(lua: &Lua, level: Option<usize>) -> mlua::Result<Table> {
+    let frames = lua.create_table()?;
+    let mut index = level.unwrap_or(1);
+    loop {
+        let frame = lua.inspect_stack(index, |debug| {
+            let source = debug.source();
+            let names = debug.names();
+            (
+                names.name.map(|n| n.to_string()),
+                source.source.map(|s| s.to_string()),
+                source.short_src.map(|s| s.to_string()),
+                debug.current_line(),
+                source.what.to_string(),
+            )
+        });
+        let Some((name, source, short_src, line, what)) = frame else { break };
+        let entry = lua.create_table()?;
+        entry.set("name", name)?;
+        entry.set("source", source)?;
+        entry.set("short_src", short_src)?;
+        entry.set("curr_line", line)?;
+        entry.set("line", line)?;
+        entry.set("what", what)?;
+        frames.push(entry)?;
+        index += 1;
+    }
+    Ok(frames)
 }
 
 /// Parse a spec table, naming the function and line on failure.
 fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, String> {
+    if let Some(key) = crate::options::unsupported::<T>(what, &value) {
+        return Err(format!(
+            "{}: {what}: option `{key}` is documented by KumoMTA but not supported by Petrel yet",
+            caller_location(lua)
+        ));
+    }
     lua.from_value(value).map_err(|e| format!("{}: {what}: {e}", caller_location(lua)))
 }
 
@@ -231,23 +295,20 @@ fn make_listener_domain(lua: &Lua, value: Value) -> mlua::Result<LuaListenerDoma
     make(lua, "make_listener_domain", value, |s: ListenerDomainSpec| s.into_domain().map(LuaListenerDomain))
 }
 
+fn make_egress_source(lua: &Lua, value: Value) -> mlua::Result<LuaEgressSource> {
+    make(lua, "make_egress_source", value, MakeSourceSpec::build)
+}
+
+fn make_egress_pool(lua: &Lua, value: Value) -> mlua::Result<LuaEgressPool> {
+    make(lua, "make_egress_pool", value, MakePoolSpec::build)
+}
+
 fn reject(lua: &Lua, (code, text): (u16, String)) -> mlua::Result<()> {
     if !(400..600).contains(&code) {
         let location = caller_location(lua);
         return Err(mlua::Error::runtime(format!("{location}: kumo.reject needs a 4xx or 5xx code, not {code}")));
     }
     Err(mlua::Error::external(Rejection { code, text }))
-}
-
-fn json_encode(lua: &Lua, value: Value) -> mlua::Result<String> {
-    let json: serde_json::Value = lua.from_value(value)?;
-    serde_json::to_string(&json).map_err(mlua::Error::external)
-}
-
-fn json_parse(lua: &Lua, text: &str) -> mlua::Result<Value> {
-    let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| mlua::Error::runtime(format!("json_parse: {e}")))?;
-    lua.to_value(&json)
 }
 
 /// `kumo.sleep(seconds)`: waits without holding any async worker (the
@@ -260,12 +321,6 @@ async fn sleep(_: Lua, seconds: f64) -> mlua::Result<()> {
     Ok(())
 }
 
-fn json_load(lua: &Lua, path: &str) -> mlua::Result<Value> {
-    crate::fingerprint::note_data_file(lua, std::path::Path::new(path));
-    let text = std::fs::read_to_string(path).map_err(|e| mlua::Error::runtime(format!("json_load {path}: {e}")))?;
-    json_parse(lua, &text).map_err(|e| mlua::Error::runtime(format!("{path}: {e}")))
-}
-
 fn log(lua: &Lua, level: tracing::Level, args: mlua::Variadic<Value>) -> mlua::Result<()> {
     let location = caller_location(lua);
     let text: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_else(|_| format!("{v:?}"))).collect();
@@ -273,6 +328,7 @@ fn log(lua: &Lua, level: tracing::Level, args: mlua::Variadic<Value>) -> mlua::R
     match level {
         tracing::Level::ERROR => tracing::error!(policy = %location, "{text}"),
         tracing::Level::WARN => tracing::warn!(policy = %location, "{text}"),
+        tracing::Level::DEBUG => tracing::debug!(policy = %location, "{text}"),
         _ => tracing::info!(policy = %location, "{text}"),
     }
     Ok(())

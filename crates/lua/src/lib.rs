@@ -10,14 +10,24 @@
 //! calling the script's event handlers in a bounded pool of Lua states. This
 //! is the only crate that knows Lua exists.
 
+mod dns;
+mod documented;
+mod domain_map;
+mod egress_events;
 mod engine;
 mod error;
 mod event_names;
 mod events;
+mod extras;
 mod fingerprint;
 mod init;
 mod kumo;
+mod memoize;
 mod message;
+mod options;
+mod regex;
+mod serde_fns;
+mod shared;
 mod specs;
 mod state;
 

@@ -84,7 +84,11 @@ fn install_deadline_hook(lua: &Lua) -> mlua::Result<()> {
 
 /// A fresh state that has run the policy's top level (so its handlers are
 /// registered) but not its `init` event.
-pub(crate) fn new_state(path: &Path, settings: &LuaSettings) -> Result<Lua, PolicyLoadError> {
+pub(crate) fn new_state(
+    path: &Path,
+    settings: &LuaSettings,
+    shared: &std::sync::Arc<crate::shared::Shared>,
+) -> Result<Lua, PolicyLoadError> {
     let code = std::fs::read(path)
         .map_err(|e| PolicyLoadError::one(format!("{}: cannot read policy: {e}", path.display())))?;
     let setup = |e: mlua::Error| PolicyLoadError::one(format!("cannot set up Lua: {e}"));
@@ -93,9 +97,13 @@ pub(crate) fn new_state(path: &Path, settings: &LuaSettings) -> Result<Lua, Poli
         sandbox(&lua).map_err(setup)?;
     }
     lua.set_memory_limit(settings.memory_limit).map_err(setup)?;
+    lua.set_app_data(shared.clone());
+    // Data files read by the policy's top level count as its files too.
+    lua.set_app_data(crate::fingerprint::DataFiles::default());
     kumo::install(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     install_deadline_hook(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     add_to_package_path(&lua, path).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
+    crate::extras::install(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     lua.load(code).set_name(format!("@{}", path.display())).exec().map_err(|e| PolicyLoadError::one(describe(&e)))?;
     Ok(lua)
 }

@@ -172,7 +172,7 @@ async fn explain_route(admin: &DaemonAdmin, request: &RouteRequest) -> Result<Ro
     }
     let queue = message.queue_name();
     let config = admin.engine.queue_config(&QueueKey::of(&message)).await.map_err(|e| e.to_string())?;
-    let route = admin.dispatcher.explain(&queue, &message, &config).await;
+    let route = admin.dispatcher.explain(&queue, &message, &config).await?;
     Ok(explanation(queue, given_pool.as_deref(), &config, route))
 }
 

@@ -15,7 +15,8 @@ pub struct ScheduledQueue {
     config: Mutex<Option<Arc<QueueConfig>>>,
     waiting: Mutex<BTreeMap<(DateTime<Utc>, SpoolId), Message>>,
     last_error: Mutex<Option<String>>,
-    /// Why the queue is held: its `get_queue_config` failed.
+    /// Why the queue is held: its `get_queue_config` failed, or its pool
+    /// or sources could not be had.
     held: Mutex<Option<String>>,
     pub(crate) wake: Notify,
 }
@@ -61,8 +62,18 @@ impl ScheduledQueue {
         self.held.lock().clone()
     }
 
-    pub(crate) fn hold(&self, reason: String) {
+    /// Record why the queue's messages cannot move on (shown by `queue
+    /// summary` until the next config or [`clear_hold`](Self::clear_hold)).
+    pub fn hold(&self, reason: String) {
         *self.held.lock() = Some(reason);
+    }
+
+    /// Its messages move again.
+    pub fn clear_hold(&self) {
+        let mut held = self.held.lock();
+        if held.is_some() {
+            *held = None;
+        }
     }
 
     /// The reply of the last failed attempt, for operators.

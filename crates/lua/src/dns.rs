@@ -1,0 +1,116 @@
+//! `kumo.dns.lookup_mx`, `lookup_addr`, `lookup_txt`, `lookup_ptr`: the
+//! daemon's own resolver (the one delivery uses, with its cache and its
+//! `configure_resolver` servers), as async functions that yield while the
+//! query is out.
+
+use arc_swap::ArcSwapOption;
+use mlua::{Lua, Table};
+use petrel_dns::{DnsError, Resolver};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The resolver policies use; the daemon sets it once it has built its
+/// own. Until then (`petrel validate`, a policy's `init`) the system
+/// resolver is used.
+#[derive(Default)]
+pub(crate) struct DnsSlot(ArcSwapOption<Arc<dyn Resolver>>);
+
+impl DnsSlot {
+    pub(crate) fn set(&self, resolver: Arc<dyn Resolver>) {
+        self.0.store(Some(Arc::new(resolver)));
+    }
+
+    fn get(&self) -> mlua::Result<Arc<dyn Resolver>> {
+        if let Some(resolver) = self.0.load_full() {
+            return Ok((*resolver).clone());
+        }
+        let system: Arc<dyn Resolver> = Arc::new(petrel_dns::HickoryResolver::system().map_err(failed)?);
+        self.0.store(Some(Arc::new(system.clone())));
+        Ok(system)
+    }
+}
+
+fn failed(e: DnsError) -> mlua::Error {
+    mlua::Error::runtime(e.to_string())
+}
+
+fn resolver(lua: &Lua) -> mlua::Result<Arc<dyn Resolver>> {
+    let shared = lua.app_data_ref::<Arc<crate::shared::Shared>>().map(|s| s.clone());
+    match shared {
+        Some(shared) => shared.dns.get(),
+        None => Err(mlua::Error::runtime("kumo.dns is not available in this context")),
+    }
+}
+
+/// The optional resolver name argument: only the default one exists.
+fn check_resolver_name(name: Option<String>) -> mlua::Result<()> {
+    match name {
+        None => Ok(()),
+        Some(name) => Err(mlua::Error::runtime(format!(
+            "kumo.dns: resolver {name:?}: alternate resolvers (kumo.dns.define_resolver) are not supported by Petrel yet"
+        ))),
+    }
+}
+
+async fn lookup_mx(lua: Lua, (domain, name): (String, Option<String>)) -> mlua::Result<Table> {
+    check_resolver_name(name)?;
+    let literal = domain.starts_with('[') && domain.ends_with(']');
+    let plan = if literal {
+        petrel_dns::MxPlan::in_order(std::slice::from_ref(&domain))
+    } else {
+        resolver(&lua)?.resolve_mx(&domain).await.map_err(failed)?
+    };
+    let by_pref = lua.create_table()?;
+    let mut groups: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for host in &plan.hosts {
+        groups.entry(host.preference).or_default().push(format!("{}.", host.name));
+    }
+    let mut hosts = Vec::new();
+    for (preference, mut names) in groups {
+        names.sort();
+        hosts.extend(names.iter().cloned());
+        by_pref.set(preference, names)?;
+    }
+    let out = lua.create_table()?;
+    out.set("by_pref", by_pref)?;
+    out.set("hosts", hosts)?;
+    out.set("site_name", plan.site())?;
+    out.set("domain_name", format!("{}.", domain.trim_end_matches('.')))?;
+    out.set("is_domain_literal", literal)?;
+    out.set("is_mx", !literal && !plan.implicit)?;
+    out.set("mta_sts", "None")?;
+    Ok(out)
+}
+
+async fn lookup_addr(lua: Lua, (host, name, strategy): (String, Option<String>, Option<String>)) -> mlua::Result<Vec<String>> {
+    check_resolver_name(name)?;
+    if let Some(strategy) = strategy {
+        return Err(mlua::Error::runtime(format!(
+            "kumo.dns.lookup_addr: the lookup strategy {strategy:?} is not supported by Petrel yet"
+        )));
+    }
+    let ips = resolver(&lua)?.resolve_ip(&host).await.map_err(failed)?;
+    Ok(ips.iter().map(IpAddr::to_string).collect())
+}
+
+async fn lookup_txt(lua: Lua, (domain, name): (String, Option<String>)) -> mlua::Result<Vec<String>> {
+    check_resolver_name(name)?;
+    resolver(&lua)?.resolve_txt(&domain).await.map_err(failed)
+}
+
+async fn lookup_ptr(lua: Lua, (ip, name): (String, Option<String>)) -> mlua::Result<Vec<String>> {
+    check_resolver_name(name)?;
+    let ip: IpAddr =
+        ip.parse().map_err(|_| mlua::Error::runtime(format!("kumo.dns.lookup_ptr: {ip:?} is not an IP address")))?;
+    resolver(&lua)?.resolve_ptr(ip).await.map_err(failed)
+}
+
+/// Add the lookups to the `kumo.dns` table.
+pub(crate) fn install(lua: &Lua, dns: &Table) -> mlua::Result<()> {
+    dns.set("lookup_mx", lua.create_async_function(lookup_mx)?)?;
+    dns.set("lookup_addr", lua.create_async_function(lookup_addr)?)?;
+    dns.set("lookup_txt", lua.create_async_function(lookup_txt)?)?;
+    dns.set("lookup_ptr", lua.create_async_function(lookup_ptr)?)?;
+    Ok(())
+}

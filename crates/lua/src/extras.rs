@@ -1,0 +1,52 @@
+//! Petrel's own `policy-extras` modules (`require 'policy-extras.sources'`
+//! and the rest), built into the binary from `policy/policy-extras/`.
+//!
+//! They are found after the policy's own directory and `package.path`, so
+//! a copy of a module next to the policy (as KumoMTA users keep edited
+//! helpers) wins over the shipped one.
+
+use mlua::{Lua, Table, Value};
+
+/// `(module name, source)` of every shipped helper.
+const MODULES: [(&str, &str); 4] = [
+    ("policy-extras.policy_utils", include_str!("../../../policy/policy-extras/policy_utils.lua")),
+    ("policy-extras.sources", include_str!("../../../policy/policy-extras/sources.lua")),
+    ("policy-extras.queue", include_str!("../../../policy/policy-extras/queue.lua")),
+    ("policy-extras.listener_domains", include_str!("../../../policy/policy-extras/listener_domains.lua")),
+];
+
+/// Helpers KumoMTA documents that Petrel does not ship yet: requiring one
+/// fails at load time naming what is missing, never loads a stand-in.
+const NOT_YET: [&str; 4] =
+    ["policy-extras.dkim_sign", "policy-extras.log_hooks", "policy-extras.shaping", "policy-extras.rollup"];
+
+/// Append the searcher for shipped modules to `package.searchers`.
+pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
+    let package: Table = lua.globals().get("package")?;
+    let searchers: Table = package.get("searchers")?;
+    let searcher = lua.create_function(|lua, name: String| {
+        if let Some((_, code)) = MODULES.iter().find(|(module, _)| *module == name) {
+            let chunk = format!("@[petrel]/{}.lua", name.replace('.', "/"));
+            let loader = lua.load(*code).set_name(chunk).into_function()?;
+            return Ok((Value::Function(loader), Value::Nil));
+        }
+        let why = if NOT_YET.contains(&name.as_str()) {
+            format!("\n\tPetrel does not ship {name} yet")
+        } else {
+            format!("\n\tno module '{name}' shipped with Petrel")
+        };
+        Ok((Value::String(lua.create_string(why)?), Value::Nil))
+    })?;
+    searchers.raw_set(searchers.raw_len() + 1, searcher)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_shipped_module_compiles() {
+        let lua = mlua::Lua::new();
+        for (name, code) in super::MODULES {
+            lua.load(code).set_name(name).into_function().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}

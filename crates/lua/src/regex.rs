@@ -1,0 +1,118 @@
+//! `kumo.regex` (also `require 'kumo.regex'`): Rust regular expressions with
+//! the fancy-regex extensions (look-around, back-references), compiled once
+//! and used as an object.
+
+use fancy_regex::{Captures, Regex};
+use mlua::{Lua, Table, UserData, UserDataMethods, Value};
+
+struct LuaRegex(Regex);
+
+fn error(e: fancy_regex::Error) -> mlua::Error {
+    mlua::Error::runtime(format!("regex: {e}"))
+}
+
+fn captures_table(lua: &Lua, re: &Regex, caps: &Captures<'_>) -> mlua::Result<Table> {
+    let table = lua.create_table()?;
+    for (index, group) in caps.iter().enumerate() {
+        if let Some(m) = group {
+            table.raw_set(index as i64, m.as_str())?;
+        }
+    }
+    for name in re.capture_names().flatten() {
+        if let Some(m) = caps.name(name) {
+            table.raw_set(name, m.as_str())?;
+        }
+    }
+    Ok(table)
+}
+
+/// `replacen` with KumoMTA's convention: a limit of 0 replaces every match.
+fn replace(re: &Regex, text: &str, limit: usize, replacement: &str) -> mlua::Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (n, caps) in re.captures_iter(text).enumerate() {
+        if limit != 0 && n >= limit {
+            break;
+        }
+        let caps = caps.map_err(error)?;
+        let whole = caps.get(0).expect("group 0 is the match");
+        out.push_str(&text[last..whole.start()]);
+        caps.expand(replacement, &mut out);
+        last = whole.end();
+    }
+    out.push_str(&text[last..]);
+    Ok(out)
+}
+
+impl UserData for LuaRegex {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("captures", |lua, re, haystack: String| match re.0.captures(&haystack).map_err(error)? {
+            Some(caps) => Ok(Value::Table(captures_table(lua, &re.0, &caps)?)),
+            None => Ok(Value::Nil),
+        });
+        methods.add_method("is_match", |_, re, haystack: String| re.0.is_match(&haystack).map_err(error));
+        methods.add_method("find", |_, re, haystack: String| {
+            Ok(re.0.find(&haystack).map_err(error)?.map(|m| m.as_str().to_string()))
+        });
+        methods.add_method("find_all", |_, re, haystack: String| {
+            re.0.find_iter(&haystack).map(|m| m.map(|m| m.as_str().to_string()).map_err(error)).collect::<Result<
+                Vec<_>,
+                _,
+            >>()
+        });
+        methods.add_method("replace", |_, re, (text, with): (String, String)| replace(&re.0, &text, 1, &with));
+        methods.add_method("replace_all", |_, re, (text, with): (String, String)| replace(&re.0, &text, 0, &with));
+        methods.add_method("replacen", |_, re, (text, limit, with): (String, usize, String)| {
+            replace(&re.0, &text, limit, &with)
+        });
+        methods.add_method("split", |_, re, text: String| {
+            re.0.split(&text).map(|part| part.map(str::to_string).map_err(error)).collect::<Result<Vec<_>, _>>()
+        });
+    }
+}
+
+/// Add `kumo.regex` and make `require 'kumo.regex'` find it.
+pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
+    let module = lua.create_table()?;
+    module.set("compile", lua.create_function(|_, pattern: String| Regex::new(&pattern).map(LuaRegex).map_err(error))?)?;
+    module.set("escape", lua.create_function(|_, text: String| Ok(fancy_regex::escape(&text).into_owned()))?)?;
+    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
+    loaded.set("kumo.regex", module.clone())?;
+    kumo.set("regex", module)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_examples_hold() {
+        let lua = Lua::new();
+        let kumo = lua.create_table().unwrap();
+        install(&lua, &kumo).unwrap();
+        lua.globals().set("kumo", kumo).unwrap();
+        lua.load(
+            r#"
+            local re = kumo.regex.compile "'(?<title>[^']+)'\\s+\\((?<year>\\d{4})\\)"
+            local cap = re:captures "Not my favorite movie: 'Citizen Kane' (1941)."
+            assert(cap[0] == "'Citizen Kane' (1941)" and cap[1] == 'Citizen Kane')
+            assert(cap.title == 'Citizen Kane' and cap.year == '1941')
+            assert(kumo.regex.compile('oo'):is_match('foo'))
+            assert(kumo.regex.compile('o+'):find('fooood') == 'oooo')
+            local words = kumo.regex.compile('\\b\\w{13}\\b'):find_all('Retroactively relinquishing remunerations is reprehensible.')
+            assert(#words == 4 and words[4] == 'reprehensible')
+            assert(kumo.regex.compile('[^01]+'):replace('1078910', '') == '1010')
+            local swap = kumo.regex.compile('(?P<last>[^,\\s]+),\\s+(?P<first>\\S+)')
+            assert(swap:replace('Springsteen, Bruce', '$first $last') == 'Bruce Springsteen')
+            assert(kumo.regex.compile('a'):replacen('aaaa', 2, 'b') == 'bbaa')
+            assert(kumo.regex.compile('a'):replace_all('aaaa', 'b') == 'bbbb')
+            local parts = kumo.regex.compile('[ \\t]+'):split('a b \t  c\td    e')
+            assert(#parts == 5 and parts[5] == 'e')
+            assert(kumo.regex.escape('a.b') == 'a\\.b')
+            assert(kumo.regex.compile('(?<=x)y'):is_match('xy'))
+            "#,
+        )
+        .exec()
+        .unwrap();
+    }
+}
