@@ -316,6 +316,11 @@ impl Dispatcher {
         let DeliveryProtocol::Smtp { mx_list } = protocol;
         match mx_list {
             Some(hosts) => Ok(Destination { plan: MxPlan::in_order(hosts), explicit: true }),
+            // A domain literal names its host; delivery still applies
+            // prohibited_hosts to it, as to any host it did not choose.
+            None if let Some(plan) = MxPlan::literal(message.routing_domain()) => {
+                Ok(Destination { plan, explicit: false })
+            }
             None => match self.handles.connect.resolver.resolve_mx(message.routing_domain()).await {
                 Ok(plan) => Ok(Destination { plan, explicit: false }),
                 Err(e) => Err(Outcome::from_dns(&e)),

@@ -6,5 +6,5 @@
 mod plan;
 mod resolver;
 
-pub use plan::{MxHost, MxPlan};
+pub use plan::{MxHost, MxPlan, domain_literal};
 pub use resolver::{DnsError, HickoryResolver, Resolver};

@@ -50,9 +50,34 @@ impl MxPlan {
     }
 }
 
+/// The address of a domain literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`,
+/// RFC 5321 §4.1.3), which names its host without DNS.
+pub fn domain_literal(domain: &str) -> Option<std::net::IpAddr> {
+    let inner = domain.strip_prefix('[')?.strip_suffix(']')?;
+    let inner = inner.strip_prefix("IPv6:").or_else(|| inner.strip_prefix("ipv6:")).unwrap_or(inner);
+    inner.parse().ok()
+}
+
+impl MxPlan {
+    /// The plan of a domain literal: its address is the one host.
+    pub fn literal(domain: &str) -> Option<Self> {
+        let ip = domain_literal(domain)?;
+        Some(Self { hosts: vec![MxHost { preference: 0, name: ip.to_string() }], implicit: false })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domain_literals_name_their_address() {
+        assert_eq!(domain_literal("[192.0.2.1]"), Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(domain_literal("[IPv6:2001:db8::1]"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(domain_literal("example.com"), None);
+        assert_eq!(domain_literal("[not an ip]"), None);
+        assert_eq!(MxPlan::literal("[127.0.0.9]").unwrap().attempt_order(), ["127.0.0.9"]);
+    }
 
     fn plan(hosts: &[(u16, &str)]) -> MxPlan {
         let mut hosts: Vec<MxHost> =

@@ -55,11 +55,11 @@ fn check_resolver_name(name: Option<String>) -> mlua::Result<()> {
 
 async fn lookup_mx(lua: Lua, (domain, name): (String, Option<String>)) -> mlua::Result<Table> {
     check_resolver_name(name)?;
-    let literal = domain.starts_with('[') && domain.ends_with(']');
-    let plan = if literal {
-        petrel_dns::MxPlan::in_order(std::slice::from_ref(&domain))
-    } else {
-        resolver(&lua)?.resolve_mx(&domain).await.map_err(failed)?
+    let literal = petrel_dns::MxPlan::literal(&domain);
+    let is_literal = literal.is_some();
+    let plan = match literal {
+        Some(plan) => plan,
+        None => resolver(&lua)?.resolve_mx(&domain).await.map_err(failed)?,
     };
     let by_pref = lua.create_table()?;
     let mut groups: BTreeMap<u16, Vec<String>> = BTreeMap::new();
@@ -77,8 +77,8 @@ async fn lookup_mx(lua: Lua, (domain, name): (String, Option<String>)) -> mlua::
     out.set("hosts", hosts)?;
     out.set("site_name", plan.site())?;
     out.set("domain_name", format!("{}.", domain.trim_end_matches('.')))?;
-    out.set("is_domain_literal", literal)?;
-    out.set("is_mx", !literal && !plan.implicit)?;
+    out.set("is_domain_literal", is_literal)?;
+    out.set("is_mx", !is_literal && !plan.implicit)?;
     out.set("mta_sts", "None")?;
     Ok(out)
 }

@@ -292,15 +292,18 @@ impl PolicyEngine {
             .call(
                 limit,
                 |lua| {
-                    lua.set_app_data(crate::kumo::ValidationFailed(false));
+                    lua.set_app_data(crate::kumo::Validation::default());
                     let Some(func) = handler(lua, "validate_config")? else { return Ok(None) };
                     Ok(Some((func, mlua::MultiValue::new(), ())))
                 },
-                |lua, _, ()| Ok(lua.remove_app_data::<crate::kumo::ValidationFailed>().is_some_and(|f| f.0)),
+                |lua, _, ()| Ok(lua.remove_app_data::<crate::kumo::Validation>().unwrap_or_default()),
             )
             .await;
         match result {
-            Ok(Some(true)) => vec!["validate_config: a check called kumo.validation_failed()".to_string()],
+            Ok(Some(validation)) if validation.failed && validation.messages.is_empty() => {
+                vec!["validate_config: a check called kumo.validation_failed()".to_string()]
+            }
+            Ok(Some(validation)) if validation.failed => validation.messages,
             Ok(_) => Vec::new(),
             Err(e) => vec![format!("validate_config: {}", describe(&e))],
         }

@@ -118,12 +118,17 @@ fn chain(lua: &Lua, code: &str, first: Function, second: Function) -> mlua::Resu
     make.call((first, second))
 }
 
-/// Set while `validate_config` runs; `kumo.validation_failed()` marks it.
-pub(crate) struct ValidationFailed(pub bool);
+/// Set while `validate_config` runs: `kumo.validation_failed()` marks it,
+/// and what the checks log as errors or warnings is kept to show the user.
+#[derive(Default)]
+pub(crate) struct Validation {
+    pub failed: bool,
+    pub messages: Vec<String>,
+}
 
 fn validation_failed(lua: &Lua, (): ()) -> mlua::Result<()> {
-    match lua.app_data_mut::<ValidationFailed>() {
-        Some(mut flag) => flag.0 = true,
+    match lua.app_data_mut::<Validation>() {
+        Some(mut validation) => validation.failed = true,
         None => tracing::warn!(at = %caller_location(lua), "kumo.validation_failed called outside validate_config"),
     }
     Ok(())
@@ -325,6 +330,11 @@ fn log(lua: &Lua, level: tracing::Level, args: mlua::Variadic<Value>) -> mlua::R
     let location = caller_location(lua);
     let text: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_else(|_| format!("{v:?}"))).collect();
     let text = text.join(" ");
+    if level <= tracing::Level::WARN {
+        if let Some(mut validation) = lua.app_data_mut::<Validation>() {
+            validation.messages.push(text.clone());
+        }
+    }
     match level {
         tracing::Level::ERROR => tracing::error!(policy = %location, "{text}"),
         tracing::Level::WARN => tracing::warn!(policy = %location, "{text}"),

@@ -24,6 +24,7 @@ mod init;
 mod kumo;
 mod memoize;
 mod message;
+mod message_headers;
 mod options;
 mod regex;
 mod serde_fns;

@@ -441,10 +441,25 @@ impl HttpListenerSpec {
 pub struct ListenerDomainSpec {
     pub relay_to: Option<bool>,
     pub relay_from: Option<Vec<String>>,
+    /// Any authenticated session may relay in Petrel, so these identities
+    /// always may; the list is checked for shape only.
+    pub relay_from_authz: Option<Vec<String>>,
+    /// Accepting and logging bounce (OOB) and feedback (ARF) reports is not
+    /// built yet: `false` is what Petrel does, `true` is refused.
+    pub log_oob: Option<bool>,
+    pub log_arf: Option<bool>,
 }
 
 impl ListenerDomainSpec {
     pub fn into_domain(self) -> Result<petrel_smtp_server::ListenerDomain, String> {
+        for (option, value) in [("log_oob", self.log_oob), ("log_arf", self.log_arf)] {
+            if value == Some(true) {
+                return Err(format!(
+                    "{option} = true: accepting and logging incoming reports is not supported by Petrel yet"
+                ));
+            }
+        }
+        let _ = self.relay_from_authz;
         let relay_from = cidrs(&self.relay_from.unwrap_or_default(), "relay_from")?;
         Ok(petrel_smtp_server::ListenerDomain { relay_to: self.relay_to.unwrap_or(false), relay_from })
     }

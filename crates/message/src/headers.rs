@@ -89,6 +89,25 @@ pub fn first_header(data: &[u8], name: &str) -> Option<String> {
     headers(data).find(|(n, ..)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v, ..)| unfold(v))
 }
 
+/// Every header as `(name, unfolded value)`, in order.
+pub fn all_headers(data: &[u8]) -> Vec<(String, String)> {
+    headers(data).map(|(n, v, ..)| (String::from_utf8_lossy(n).trim().to_string(), unfold(v))).collect()
+}
+
+/// A copy of `data` without the headers whose name `remove` selects.
+pub fn remove_headers_where(data: &[u8], remove: impl Fn(&str) -> bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut last = 0;
+    for (n, _, start, end) in headers(data) {
+        if remove(String::from_utf8_lossy(n).trim()) {
+            out.extend_from_slice(&data[last..start]);
+            last = end;
+        }
+    }
+    out.extend_from_slice(&data[last..]);
+    out
+}
+
 fn header_line(name: &str, value: &str) -> Result<Vec<u8>, HeaderError> {
     let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
     if !valid_name {
@@ -136,16 +155,7 @@ pub fn append_header(data: &[u8], name: &str, value: &str) -> Result<Vec<u8>, He
 
 /// A copy of `data` without any header named `name`.
 pub fn remove_headers(data: &[u8], name: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    let mut last = 0;
-    for (n, _, start, end) in headers(data) {
-        if n.eq_ignore_ascii_case(name.as_bytes()) {
-            out.extend_from_slice(&data[last..start]);
-            last = end;
-        }
-    }
-    out.extend_from_slice(&data[last..]);
-    out
+    remove_headers_where(data, |n| n.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! policy, and the RFC 5322 body with header access and edits.
 
 mod address;
+mod address_header;
+mod conformance;
 mod downgrade;
 mod headers;
 mod id;
@@ -10,9 +12,12 @@ mod message;
 mod meta;
 
 pub use address::{AddressError, EnvelopeAddress};
+pub use address_header::{HeaderMailbox, address_header};
+pub use conformance::{Issue, conformance_issues, fix_conformance};
 pub use downgrade::{DowngradeError, has_8bit, has_8bit_headers, to_7bit};
 pub use headers::{
-    HeaderCounts, HeaderError, append_header, first_header, header_counts, prepend_header, remove_headers,
+    HeaderCounts, HeaderError, all_headers, append_header, first_header, header_counts, prepend_header, remove_headers,
+    remove_headers_where,
 };
 pub use id::{SpoolId, SpoolIdError};
 pub use message::{Message, QueueNameParts, queue_name};

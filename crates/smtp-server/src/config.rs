@@ -135,7 +135,8 @@ pub struct ConnMeta {
 pub struct ListenerDomain {
     /// Anyone may send to this domain (an inbound domain).
     pub relay_to: bool,
-    /// These clients may send to it even without `relay_to`.
+    /// These clients may relay mail *from* this domain (it is the sender's
+    /// domain) to anywhere.
     pub relay_from: Vec<IpNet>,
 }
 

@@ -162,8 +162,19 @@ impl Session {
             return Ok(true);
         }
         let listener = self.local.to_string();
-        match self.handles.policy.listener_domain(domain, &listener, &self.conn_meta()).await {
-            Ok(Some(d)) => Ok(d.relay_to || d.relay_from.iter().any(|net| net.contains(&self.peer.ip()))),
+        let conn = self.conn_meta();
+        // Inbound: anyone may send to a `relay_to` domain.
+        match self.handles.policy.listener_domain(domain, &listener, &conn).await {
+            Ok(Some(d)) if d.relay_to => return Ok(true),
+            Ok(_) => {}
+            Err(e) => return Err(policy_reply(e, "get_listener_domain", self.peer)),
+        }
+        // Outbound: the sender's domain lists this client in `relay_from`.
+        let Some(sender_domain) = self.sender.as_ref().filter(|s| !s.is_null()).map(|s| s.domain().to_string()) else {
+            return Ok(false);
+        };
+        match self.handles.policy.listener_domain(&sender_domain, &listener, &conn).await {
+            Ok(Some(d)) => Ok(d.relay_from.iter().any(|net| net.contains(&self.peer.ip()))),
             Ok(None) => Ok(false),
             Err(e) => Err(policy_reply(e, "get_listener_domain", self.peer)),
         }
