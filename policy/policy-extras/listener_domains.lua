@@ -25,7 +25,7 @@ local OPTIONS = {
 }
 
 local function fail(message)
-  error(message, 4)
+  error(message, 0)
 end
 
 local function check_entry(file, label, entry)
@@ -73,7 +73,7 @@ local function layered(map, domain)
   return params
 end
 
-function mod:setup(files)
+local function setup(self, files)
   local data, where =
     utils.load_data_files(files, 'policy-extras.listener_domains')
   local listeners = data.listener or {}
@@ -100,6 +100,16 @@ function mod:setup(files)
     end
     return kumo.make_listener_domain(params)
   end
+end
+
+-- Errors name the data file and key; raised again here so they point at
+-- the policy line that called setup.
+function mod:setup(files)
+  local ok, result = pcall(setup, self, files)
+  if not ok then
+    error(utils.clean_error(result), 2)
+  end
+  return result
 end
 
 return mod

@@ -64,6 +64,15 @@ function mod.assert_eq(a, b, message)
   end
 end
 
+-- An error's text without the positions inside helpers and Lua's
+-- "runtime error: " prefix, so it reads as the data file and key at fault.
+function mod.clean_error(err)
+  local text = tostring(err)
+  text = text:gsub('runtime error: ', '')
+  text = text:gsub('%[petrel%]/[%w_%-/]+%.lua:%d+: ', '')
+  return text
+end
+
 -- Parse a data file by its extension: `.json` as JSON (comments allowed),
 -- anything else as TOML.
 function mod.load_json_or_toml_file(filename)
@@ -79,13 +88,13 @@ end
 -- key below it, the file it last came from (for error messages).
 function mod.load_data_files(files, what)
   if type(files) ~= 'table' or #files == 0 then
-    error(string.format('%s: setup needs a list of data files', what), 3)
+    error(string.format('%s: setup needs a list of data files', what), 0)
   end
   local data, origin = {}, {}
   for _, file in ipairs(files) do
     local ok, loaded = pcall(mod.load_json_or_toml_file, file)
     if not ok then
-      error(string.format('%s: %s', what, tostring(loaded)), 3)
+      error(string.format('%s: %s', what, mod.clean_error(loaded)), 0)
     end
     for section, value in pairs(loaded) do
       if type(value) == 'table' and type(data[section]) == 'table' then

@@ -37,7 +37,7 @@ local QUEUE_ONLY = { routing_domain = true }
 local TENANT_ONLY = { require_authz = true }
 
 local function fail(message)
-  error(message, 4)
+  error(message, 0)
 end
 
 -- The make_queue_config options of a table: scalars and the protocol
@@ -126,7 +126,7 @@ function Helper:apply(msg)
   end
 end
 
-function mod:setup(files)
+local function setup(self, files)
   local data, where = utils.load_data_files(files, 'policy-extras.queue')
   for key, value in pairs(data) do
     local wanted = TOP_LEVEL[key]
@@ -164,6 +164,16 @@ function mod:setup(files)
     return kumo.make_queue_config(helper:resolve(domain, tenant, campaign))
   end)
   return helper
+end
+
+-- Errors name the data file and key; raised again here so they point at
+-- the policy line that called setup.
+function mod:setup(files)
+  local ok, result = pcall(setup, self, files)
+  if not ok then
+    error(utils.clean_error(result), 2)
+  end
+  return result
 end
 
 return mod

@@ -18,8 +18,7 @@ local mod = {}
 local POOL_ENTRY_KEYS = { weight = true }
 
 local function fail(message)
-  -- Level 4: the policy line that called sources:setup.
-  error(message, 4)
+  error(message, 0)
 end
 
 local function make_source(name, params)
@@ -71,7 +70,7 @@ local function pool_entries(name, pool, where)
   return entries
 end
 
-function mod:setup(files)
+local function setup(self, files)
   local data, where = utils.load_data_files(files, 'policy-extras.sources')
   for key in pairs(data) do
     if key ~= 'source' and key ~= 'pool' then
@@ -131,6 +130,16 @@ function mod:setup(files)
 
   self.data = data
   return self
+end
+
+-- Errors name the data file and key; raised again here so they point at
+-- the policy line that called setup.
+function mod:setup(files)
+  local ok, result = pcall(setup, self, files)
+  if not ok then
+    error(utils.clean_error(result), 2)
+  end
+  return result
 end
 
 return mod

@@ -9,6 +9,7 @@ mod full_disk;
 mod held_queue;
 mod http;
 mod http_hardening;
+mod kumomta_compat;
 mod lua_isolation;
 mod openapi;
 mod operator;

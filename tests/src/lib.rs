@@ -182,6 +182,24 @@ pub async fn inject(
     total
 }
 
+/// Send each `(sender, recipient, body)` on its own connection from
+/// `from` (an address of 127.0.0.0/8, so relay rules can be tested).
+/// Each result is `Ok` for a 250, else the server's reply.
+pub async fn send_each(
+    server: SocketAddr,
+    from: std::net::IpAddr,
+    messages: Vec<(String, String, String)>,
+) -> Vec<Result<(), String>> {
+    let mut results = Vec::new();
+    for (sender, recipient, body) in messages {
+        let opts = ConnectOptions::new(Some(from), server, "injector.test");
+        let mut client = SmtpClient::connect(&opts).await.expect("connect to petrel");
+        results.push(client.send(&sender, &recipient, body.as_bytes()).await.map(|_| ()).map_err(|e| e.to_string()));
+        client.quit().await;
+    }
+    results
+}
+
 /// An HTTP response as a test sees it.
 pub struct HttpReply {
     /// The HTTP status code.

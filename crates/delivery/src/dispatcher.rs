@@ -294,7 +294,8 @@ impl Dispatcher {
             self.hold(message);
             return None;
         };
-        let source = sources.into_iter().find(|s| s.name == source_name).expect("the pick is one of the pool's sources");
+        let source =
+            sources.into_iter().find(|s| s.name == source_name).expect("the pick is one of the pool's sources");
         queue.clear_hold();
         let ready = match self.ready_queue(&source, &site, destination, message.routing_domain()).await {
             Ok(ready) => ready,

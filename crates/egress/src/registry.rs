@@ -105,7 +105,11 @@ fn check_pool(name: &str, entries: &[(String, i64)]) -> Result<(), RegistryError
         return Err(RegistryErrorKind::InvalidName { what: "pool", name: name.into() });
     }
     if let Some((source, weight)) = entries.iter().find(|(_, w)| *w < 0) {
-        return Err(RegistryErrorKind::NegativeWeight { pool: name.into(), source_name: source.clone(), weight: *weight });
+        return Err(RegistryErrorKind::NegativeWeight {
+            pool: name.into(),
+            source_name: source.clone(),
+            weight: *weight,
+        });
     }
     if entries.iter().all(|(_, w)| *w == 0) {
         return Err(RegistryErrorKind::NoUsableEntry { pool: name.into() });

@@ -36,9 +36,9 @@ fn failed(e: DnsError) -> mlua::Error {
 }
 
 fn resolver(lua: &Lua) -> mlua::Result<Arc<dyn Resolver>> {
-    let shared = lua.app_data_ref::<Arc<crate::shared::Shared>>().map(|s| s.clone());
-    match shared {
-        Some(shared) => shared.dns.get(),
+    let slot = lua.app_data_ref::<Arc<DnsSlot>>().map(|s| s.clone());
+    match slot {
+        Some(slot) => slot.get(),
         None => Err(mlua::Error::runtime("kumo.dns is not available in this context")),
     }
 }
@@ -83,7 +83,10 @@ async fn lookup_mx(lua: Lua, (domain, name): (String, Option<String>)) -> mlua::
     Ok(out)
 }
 
-async fn lookup_addr(lua: Lua, (host, name, strategy): (String, Option<String>, Option<String>)) -> mlua::Result<Vec<String>> {
+async fn lookup_addr(
+    lua: Lua,
+    (host, name, strategy): (String, Option<String>, Option<String>),
+) -> mlua::Result<Vec<String>> {
     check_resolver_name(name)?;
     if let Some(strategy) = strategy {
         return Err(mlua::Error::runtime(format!(

@@ -41,9 +41,8 @@ impl DomainMap {
 
 impl UserData for DomainMap {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method(MetaMethod::Index, |_, map, key: String| {
-            Ok(map.get(&key).cloned().unwrap_or(Value::Nil))
-        });
+        methods
+            .add_meta_method(MetaMethod::Index, |_, map, key: String| Ok(map.get(&key).cloned().unwrap_or(Value::Nil)));
         methods.add_meta_method_mut(MetaMethod::NewIndex, |_, map, (key, value): (String, Value)| {
             map.set(&key, value);
             Ok(())

@@ -81,8 +81,9 @@ fn ttl(spec: &Option<DurationSpec>) -> Result<Duration, String> {
 impl MakeSourceSpec {
     pub(crate) fn build(self) -> Result<LuaEgressSource, String> {
         let ttl = ttl(&self.ttl)?;
-        let source = EgressSource::parse(&self.name, self.source_address.as_deref(), self.ehlo_domain, self.remote_port)
-            .map_err(|e| e.to_string())?;
+        let source =
+            EgressSource::parse(&self.name, self.source_address.as_deref(), self.ehlo_domain, self.remote_port)
+                .map_err(|e| e.to_string())?;
         Ok(LuaEgressSource { source: Arc::new(source), ttl })
     }
 }
@@ -92,7 +93,9 @@ impl MakePoolSpec {
         let ttl = ttl(&self.ttl)?;
         let overflow = match self.overflow.as_deref() {
             None => Overflow::default(),
-            Some(text) => Overflow::parse(text).ok_or_else(|| format!("overflow: {text:?} is not 'wait' or 'spill'"))?,
+            Some(text) => {
+                Overflow::parse(text).ok_or_else(|| format!("overflow: {text:?} is not 'wait' or 'spill'"))?
+            }
         };
         let entries = self.entries.into_iter().map(|e| (e.name, e.weight.unwrap_or(1))).collect();
         let pool = EgressPool::parse(&self.name, entries, overflow).map_err(|e| e.to_string())?;

@@ -1,5 +1,6 @@
 //! The core's policy traits, answered by the policy's event handlers.
 
+use crate::egress_events::{DEFAULT_TTL, MakePoolSpec, MakeSourceSpec};
 use crate::engine::PolicyEngine;
 use crate::error::describe;
 use crate::kumo::{Rejection, handler};
@@ -8,7 +9,6 @@ use crate::specs::{EgressPathSpec, ListenerDomainSpec, QueueConfigSpec};
 use async_trait::async_trait;
 use mlua::{AnyUserData, IntoLuaMulti, Lua, LuaSerdeExt, Value};
 use petrel_delivery::{EgressPathConfig, EgressPolicy, EgressPolicyError};
-use crate::egress_events::{DEFAULT_TTL, MakePoolSpec, MakeSourceSpec};
 use petrel_egress::{EgressPool, EgressSource, Registry};
 use petrel_http_api::{AuthInfo, InjectPolicy};
 use petrel_message::{EnvelopeAddress, Message};

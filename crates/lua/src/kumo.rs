@@ -1,8 +1,8 @@
 //! The `kumo` module: registration, init-time definitions, constructors for
 //! event results, and small utilities policies rely on.
 
-use crate::error::caller_location;
 use crate::egress_events::{LuaEgressPool, LuaEgressSource, MakePoolSpec, MakeSourceSpec};
+use crate::error::caller_location;
 use crate::init::InitCollector;
 use crate::message::{LuaEgressPath, LuaListenerDomain, LuaQueueConfig};
 use crate::specs::{
@@ -83,7 +83,9 @@ fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
         None => func,
         // KumoMTA composes these: handlers run in the order registered until
         // one returns a value (so helper modules can each add their own).
-        Some(earlier) if FIRST_ANSWER_EVENTS.contains(&event.as_str()) => chain(lua, CHAIN_FIRST_ANSWER, earlier, func)?,
+        Some(earlier) if FIRST_ANSWER_EVENTS.contains(&event.as_str()) => {
+            chain(lua, CHAIN_FIRST_ANSWER, earlier, func)?
+        }
         // Every handler of these runs, in the order registered.
         Some(earlier) if EVERY_HANDLER_EVENTS.contains(&event.as_str()) => chain(lua, CHAIN_EVERY, earlier, func)?,
         // Elsewhere the most recent registration is the one used.
@@ -330,10 +332,10 @@ fn log(lua: &Lua, level: tracing::Level, args: mlua::Variadic<Value>) -> mlua::R
     let location = caller_location(lua);
     let text: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_else(|_| format!("{v:?}"))).collect();
     let text = text.join(" ");
-    if level <= tracing::Level::WARN {
-        if let Some(mut validation) = lua.app_data_mut::<Validation>() {
-            validation.messages.push(text.clone());
-        }
+    if level <= tracing::Level::WARN
+        && let Some(mut validation) = lua.app_data_mut::<Validation>()
+    {
+        validation.messages.push(text.clone());
     }
     match level {
         tracing::Level::ERROR => tracing::error!(policy = %location, "{text}"),

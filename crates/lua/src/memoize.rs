@@ -111,14 +111,17 @@ struct Entry {
     expires: Instant,
 }
 
+/// One named cache: argument key → entry, least recently used evicted.
+type Cache = Arc<Mutex<lru::LruCache<String, Entry>>>;
+
 /// The caches of one generation, by name.
 #[derive(Default)]
 pub(crate) struct Caches {
-    by_name: Mutex<HashMap<String, Arc<Mutex<lru::LruCache<String, Entry>>>>>,
+    by_name: Mutex<HashMap<String, Cache>>,
 }
 
 impl Caches {
-    fn cache(&self, name: &str, capacity: NonZeroUsize) -> Arc<Mutex<lru::LruCache<String, Entry>>> {
+    fn cache(&self, name: &str, capacity: NonZeroUsize) -> Cache {
         self.by_name
             .lock()
             .entry(name.to_string())
@@ -172,8 +175,8 @@ fn memoize(lua: &Lua, (func, params): (Function, Value)) -> mlua::Result<Functio
         let (func, name) = (func.clone(), name.clone());
         async move {
             let key = key(&lua, &args)?;
-            let caches = lua.app_data_ref::<Arc<crate::shared::Shared>>().map(|s| s.clone());
-            let cache = caches.as_ref().map(|s| s.memo.cache(&name, capacity));
+            let caches = lua.app_data_ref::<Arc<Caches>>().map(|c| c.clone());
+            let cache = caches.as_ref().map(|c| c.cache(&name, capacity));
             if let Some(cache) = &cache {
                 let mut cache = cache.lock();
                 match cache.get(&key) {

@@ -19,6 +19,18 @@ pub(crate) struct LuaListenerDomain(pub petrel_smtp_server::ListenerDomain);
 
 impl UserData for LuaListenerDomain {}
 
+impl AsRef<Message> for LuaMessage {
+    fn as_ref(&self) -> &Message {
+        &self.0
+    }
+}
+
+impl AsMut<Message> for LuaMessage {
+    fn as_mut(&mut self) -> &mut Message {
+        &mut self.0
+    }
+}
+
 impl UserData for LuaQueueConfig {}
 impl UserData for LuaEgressPath {}
 

@@ -2,9 +2,8 @@
 //! remove: address headers, every header, importing `X-` headers into
 //! meta, conformance checks and fixes, scheduling headers.
 
-use crate::message::LuaMessage;
-use mlua::{Lua, MetaMethod, UserData, UserDataFields, UserDataMethods, Value};
-use petrel_message::{HeaderMailbox, Issue, address_header, all_headers, remove_headers_where};
+use mlua::{MetaMethod, UserData, UserDataFields, UserDataMethods, Value};
+use petrel_message::{HeaderMailbox, Issue, Message, address_header, all_headers, remove_headers_where};
 use std::sync::Arc;
 
 /// A parsed address header (`msg:from_header()`): the single-address
@@ -36,9 +35,7 @@ impl UserData for LuaAddressHeader {
         fields.add_field_method_get("domain", |_, h| Ok(h.single()?.domain().map(str::to_string)));
         fields.add_field_method_get("email", |_, h| Ok(h.single()?.address.clone()));
         fields.add_field_method_get("name", |_, h| Ok(h.single()?.name.clone()));
-        fields.add_field_method_get("list", |_, h| {
-            Ok(h.0.iter().cloned().map(LuaHeaderMailbox).collect::<Vec<_>>())
-        });
+        fields.add_field_method_get("list", |_, h| Ok(h.0.iter().cloned().map(LuaHeaderMailbox).collect::<Vec<_>>()));
     }
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method(MetaMethod::ToString, |_, h, ()| Ok(to_json(&h.0)));
@@ -57,11 +54,11 @@ impl UserData for LuaHeaderMailbox {
     }
 }
 
-fn data(m: &LuaMessage) -> &[u8] {
-    m.0.data.as_deref().unwrap_or_default()
+fn data(m: &Message) -> &[u8] {
+    m.data.as_deref().unwrap_or_default()
 }
 
-fn address(m: &LuaMessage, name: &str) -> Option<LuaAddressHeader> {
+fn address(m: &Message, name: &str) -> Option<LuaAddressHeader> {
     address_header(data(m), name).map(LuaAddressHeader)
 }
 
@@ -78,25 +75,24 @@ fn selects(names: &Option<Vec<String>>, header: &str) -> bool {
     }
 }
 
-fn import_x_headers(lua: &Lua, m: &mut LuaMessage, names: Option<Vec<String>>) -> mlua::Result<()> {
-    let _ = lua;
+fn import_x_headers(m: &mut Message, names: Option<Vec<String>>) -> mlua::Result<()> {
     for (name, value) in all_headers(data(m)) {
         if selects(&names, &name) {
-            m.0.set_meta(meta_key(&name), value.into());
+            m.set_meta(meta_key(&name), value.into());
         }
     }
     Ok(())
 }
 
-fn remove_x_headers(m: &mut LuaMessage, names: Option<Vec<String>>) {
+fn remove_x_headers(m: &mut Message, names: Option<Vec<String>>) {
     let edited = remove_headers_where(data(m), |name| selects(&names, name));
-    m.0.set_data(Arc::from(edited));
+    m.set_data(Arc::from(edited));
 }
 
 /// `msg:check_fix_conformance(CHECKS, FIXES)`: the message naming the
 /// checked issues found (for `kumo.reject`), else nil after applying the
 /// fixes asked for. Fixes that would rebuild the message are refused.
-fn check_fix_conformance(m: &mut LuaMessage, checks: &str, fixes: &str) -> mlua::Result<Option<String>> {
+fn check_fix_conformance(m: &mut Message, checks: &str, fixes: &str) -> mlua::Result<Option<String>> {
     let checks = Issue::parse_set(checks).map_err(|e| mlua::Error::runtime(format!("check_fix_conformance: {e}")))?;
     let fixes = Issue::parse_set(fixes).map_err(|e| mlua::Error::runtime(format!("check_fix_conformance: {e}")))?;
     if let Some(unfixable) = fixes.iter().find(|i| !i.is_fixable()) {
@@ -111,10 +107,10 @@ fn check_fix_conformance(m: &mut LuaMessage, checks: &str, fixes: &str) -> mlua:
     }
     let to_fix: Vec<Issue> = found.into_iter().filter(|i| fixes.contains(i)).collect();
     if !to_fix.is_empty() {
-        let host = m.0.sender.domain().to_string();
+        let host = m.sender.domain().to_string();
         let host = if host.is_empty() { "localhost".to_string() } else { host };
         let fixed = petrel_message::fix_conformance(data(m), &to_fix, &host).map_err(mlua::Error::external)?;
-        m.0.set_data(Arc::from(fixed));
+        m.set_data(Arc::from(fixed));
     }
     Ok(None)
 }
@@ -122,7 +118,7 @@ fn check_fix_conformance(m: &mut LuaMessage, checks: &str, fixes: &str) -> mlua:
 /// `msg:import_scheduling_header(NAME, REMOVE)`: nil when the header is
 /// absent; delivery windows and deferred first attempts are not built, so a
 /// message that carries one is refused rather than sent outside its window.
-fn import_scheduling_header(m: &mut LuaMessage, name: &str, remove: bool) -> mlua::Result<Value> {
+fn import_scheduling_header(m: &mut Message, name: &str, remove: bool) -> mlua::Result<Value> {
     if petrel_message::first_header(data(m), name).is_none() {
         return Ok(Value::Nil);
     }
@@ -132,30 +128,35 @@ fn import_scheduling_header(m: &mut LuaMessage, name: &str, remove: bool) -> mlu
     )))
 }
 
-pub(crate) fn add_methods<M: UserDataMethods<LuaMessage>>(methods: &mut M) {
-    methods.add_method("from_header", |_, m, ()| Ok(address(m, "From")));
-    methods.add_method("to_header", |_, m, ()| Ok(address(m, "To")));
-    methods.add_method("get_address_header", |_, m, name: String| Ok(address(m, &name)));
+/// Add the methods to a userdata that holds a message.
+pub(crate) fn add_methods<T, M>(methods: &mut M)
+where
+    T: AsRef<Message> + AsMut<Message>,
+    M: UserDataMethods<T>,
+{
+    methods.add_method("from_header", |_, m, ()| Ok(address(m.as_ref(), "From")));
+    methods.add_method("to_header", |_, m, ()| Ok(address(m.as_ref(), "To")));
+    methods.add_method("get_address_header", |_, m, name: String| Ok(address(m.as_ref(), &name)));
     methods.add_method("get_all_headers", |_, m, ()| {
-        Ok(all_headers(data(m)).into_iter().map(|(n, v)| vec![n, v]).collect::<Vec<_>>())
+        Ok(all_headers(data(m.as_ref())).into_iter().map(|(n, v)| vec![n, v]).collect::<Vec<_>>())
     });
     methods.add_method("get_all_named_header_values", |_, m, name: String| {
-        let values = all_headers(data(m)).into_iter().filter(|(n, _)| n.eq_ignore_ascii_case(&name));
+        let values = all_headers(data(m.as_ref())).into_iter().filter(|(n, _)| n.eq_ignore_ascii_case(&name));
         Ok(values.map(|(_, v)| v).collect::<Vec<_>>())
     });
-    methods.add_method_mut("import_x_headers", |lua, m, names: Option<Vec<String>>| import_x_headers(lua, m, names));
+    methods.add_method_mut("import_x_headers", |_, m, names: Option<Vec<String>>| import_x_headers(m.as_mut(), names));
     methods.add_method_mut("remove_x_headers", |_, m, names: Option<Vec<String>>| {
-        remove_x_headers(m, names);
+        remove_x_headers(m.as_mut(), names);
         Ok(())
     });
     methods.add_method_mut("check_fix_conformance", |_, m, (checks, fixes): (String, Option<String>)| {
-        check_fix_conformance(m, &checks, fixes.as_deref().unwrap_or(""))
+        check_fix_conformance(m.as_mut(), &checks, fixes.as_deref().unwrap_or(""))
     });
     methods.add_method_mut("import_scheduling_header", |_, m, (name, remove): (String, Option<bool>)| {
-        import_scheduling_header(m, &name, remove.unwrap_or(false))
+        import_scheduling_header(m.as_mut(), &name, remove.unwrap_or(false))
     });
     // Every spooled message is written durably before it is acknowledged,
     // so forcing a sync asks for nothing more.
     methods.add_method("set_force_sync", |_, _, _force: bool| Ok(()));
-    methods.add_method("num_attempts", |_, m, ()| Ok(m.0.num_attempts));
+    methods.add_method("num_attempts", |_, m, ()| Ok(m.as_ref().num_attempts));
 }

@@ -55,10 +55,9 @@ impl UserData for LuaRegex {
             Ok(re.0.find(&haystack).map_err(error)?.map(|m| m.as_str().to_string()))
         });
         methods.add_method("find_all", |_, re, haystack: String| {
-            re.0.find_iter(&haystack).map(|m| m.map(|m| m.as_str().to_string()).map_err(error)).collect::<Result<
-                Vec<_>,
-                _,
-            >>()
+            re.0.find_iter(&haystack)
+                .map(|m| m.map(|m| m.as_str().to_string()).map_err(error))
+                .collect::<Result<Vec<_>, _>>()
         });
         methods.add_method("replace", |_, re, (text, with): (String, String)| replace(&re.0, &text, 1, &with));
         methods.add_method("replace_all", |_, re, (text, with): (String, String)| replace(&re.0, &text, 0, &with));
@@ -74,7 +73,8 @@ impl UserData for LuaRegex {
 /// Add `kumo.regex` and make `require 'kumo.regex'` find it.
 pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
     let module = lua.create_table()?;
-    module.set("compile", lua.create_function(|_, pattern: String| Regex::new(&pattern).map(LuaRegex).map_err(error))?)?;
+    module
+        .set("compile", lua.create_function(|_, pattern: String| Regex::new(&pattern).map(LuaRegex).map_err(error))?)?;
     module.set("escape", lua.create_function(|_, text: String| Ok(fancy_regex::escape(&text).into_owned()))?)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo.regex", module.clone())?;

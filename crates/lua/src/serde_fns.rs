@@ -14,7 +14,10 @@ fn to_json(lua: &Lua, value: Value) -> mlua::Result<serde_json::Value> {
 }
 
 fn from_data<T: Serialize>(lua: &Lua, value: &T) -> mlua::Result<Value> {
-    lua.to_value_with(value, mlua::serde::SerializeOptions::new().serialize_none_to_null(false).serialize_unit_to_null(false))
+    lua.to_value_with(
+        value,
+        mlua::serde::SerializeOptions::new().serialize_none_to_null(false).serialize_unit_to_null(false),
+    )
 }
 
 fn error(what: &str, e: impl std::fmt::Display) -> mlua::Error {
@@ -86,7 +89,8 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
             "toml" => "toml_load",
             _ => "yaml_load",
         };
-        serde.set(parse_name.as_str(), lua.create_function(move |lua, s: mlua::LuaString| parse(lua, &s.to_str()?))?)?;
+        serde
+            .set(parse_name.as_str(), lua.create_function(move |lua, s: mlua::LuaString| parse(lua, &s.to_str()?))?)?;
         serde.set(load_name.as_str(), loader(lua, load_what, parse)?)?;
     }
     let encoders: [(&str, Encoder); 5] = [

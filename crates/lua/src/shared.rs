@@ -1,7 +1,7 @@
 //! What the Lua states of one generation share: `kumo.memoize` caches, the
 //! late-bound sources and pools, and the engine's DNS resolver. Every state
-//! finds it in its app data; a reload's new generation brings a new one
-//! (the resolver slot is the engine's, so it carries over).
+//! gets the parts its functions use as app data; a reload's new generation
+//! brings new caches (the resolver slot is the engine's, so it carries over).
 
 use crate::dns::DnsSlot;
 use crate::egress_events::EgressCache;
@@ -9,13 +9,19 @@ use crate::memoize::Caches;
 use std::sync::Arc;
 
 pub(crate) struct Shared {
-    pub memo: Caches,
+    pub memo: Arc<Caches>,
     pub egress: EgressCache,
     pub dns: Arc<DnsSlot>,
 }
 
 impl Shared {
     pub(crate) fn new(dns: Arc<DnsSlot>) -> Arc<Self> {
-        Arc::new(Self { memo: Caches::default(), egress: EgressCache::default(), dns })
+        Arc::new(Self { memo: Arc::default(), egress: EgressCache::default(), dns })
+    }
+
+    /// Hand a state the parts its `kumo.*` functions look up.
+    pub(crate) fn install(&self, lua: &mlua::Lua) {
+        lua.set_app_data(self.memo.clone());
+        lua.set_app_data(self.dns.clone());
     }
 }

@@ -97,7 +97,7 @@ pub(crate) fn new_state(
         sandbox(&lua).map_err(setup)?;
     }
     lua.set_memory_limit(settings.memory_limit).map_err(setup)?;
-    lua.set_app_data(shared.clone());
+    shared.install(&lua);
     // Data files read by the policy's top level count as its files too.
     lua.set_app_data(crate::fingerprint::DataFiles::default());
     kumo::install(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;

@@ -137,11 +137,8 @@ fn canonical_line_endings(data: &[u8]) -> Vec<u8> {
 /// Apply the fixes for `issues` (each [`Issue::is_fixable`]) to `data`.
 /// `host` names the Message-ID's right-hand side.
 pub fn fix_conformance(data: &[u8], issues: &[Issue], host: &str) -> Result<Vec<u8>, crate::HeaderError> {
-    let mut out = if issues.contains(&Issue::NonCanonicalLineEndings) {
-        canonical_line_endings(data)
-    } else {
-        data.to_vec()
-    };
+    let mut out =
+        if issues.contains(&Issue::NonCanonicalLineEndings) { canonical_line_endings(data) } else { data.to_vec() };
     if issues.contains(&Issue::MissingMimeVersion) {
         out = crate::remove_headers(&out, "MIME-Version");
         out = crate::append_header(&out, "MIME-Version", "1.0")?;

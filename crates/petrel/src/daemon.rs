@@ -77,6 +77,8 @@ impl Daemon {
             Some(servers) => HickoryResolver::with_name_servers(servers)?,
             None => HickoryResolver::system()?,
         });
+        // Policies' kumo.dns.* lookups see what delivery sees.
+        engine.set_resolver(resolver.clone());
         let dispatcher = Dispatcher::new(DispatcherHandles {
             settle: Settlement { queues: queues.clone(), spool: spool.clone(), logger: logger.clone() },
             connect: Connector { resolver: resolver.clone(), tls: TlsConfigs::new() },
@@ -212,6 +214,10 @@ impl Controls {
     /// Move waiting messages of matching queues to another queue or pool.
     pub async fn rebind(&self, filter: &QueueFilter, target: &RebindTarget) -> usize {
         self.queues.rebind(filter, target).await
+    }
+    /// Every scheduled queue as `queue summary` shows it.
+    pub fn queue_summary(&self) -> Vec<petrel_queue::ScheduledSummary> {
+        self.queues.summary()
     }
     /// Messages waiting in scheduled queues for their next attempt.
     pub fn waiting(&self) -> usize {

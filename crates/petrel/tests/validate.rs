@@ -89,7 +89,7 @@ fn a_misspelt_or_unraised_event_is_an_error_with_its_line() {
         stderr.contains("init.lua:5:") && stderr.contains("did you mean \"smtp_server_message_received\""),
         "{stderr}"
     );
-    let (ok, stderr) = validate_events("kumo.on('get_egress_source', function(name) end)", &[]);
+    let (ok, stderr) = validate_events("kumo.on('smtp_server_data', function(msg) end)", &[]);
     assert!(!ok);
     assert!(stderr.contains("init.lua:5:") && stderr.contains("does not raise"), "{stderr}");
 }
@@ -108,4 +108,26 @@ fn config_events_are_tried_with_sample_domains() {
     let (ok, stderr) = validate_events(only_some, &["--sample-domain", "broken.example"]);
     assert!(!ok);
     assert!(stderr.contains("init.lua:6:") && stderr.contains("broken.example"), "{stderr}");
+}
+
+#[test]
+fn validate_runs_the_helpers_deep_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = dir.path().join("sources.toml");
+    std::fs::write(
+        &sources,
+        "[source.\"ip-1\"]\nsource_address = \"127.0.0.2\"\n[pool.\"p\".\"ip-1\"]\n[pool.\"p\".\"ghost\"]\n",
+    )
+    .unwrap();
+    let path = dir.path().join("init.lua");
+    let policy = format!(
+        "local kumo = require 'kumo'\nlocal sources = require 'policy-extras.sources'\nsources:setup {{ '{}' }}\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '{}/spool' }}\nend)\n",
+        sources.display(),
+        dir.path().display()
+    );
+    std::fs::write(&path, policy).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_petrel")).args(["validate", "--policy"]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a pool naming an undefined source fails validation");
+    assert!(stderr.contains("sources.toml") && stderr.contains("pool.\"p\" names source \"ghost\""), "{stderr}");
 }

@@ -4,7 +4,7 @@
 //! counts the queries it receives so tests can see caching.
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, MX};
+use hickory_proto::rr::rdata::{A, AAAA, MX, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -60,6 +60,11 @@ impl Zone {
             IpAddr::V4(v4) => self.add(host, RData::A(A(v4))),
             IpAddr::V6(v6) => self.add(host, RData::AAAA(AAAA(v6))),
         }
+    }
+
+    /// Add a TXT record of one string.
+    pub fn txt(self, owner: &str, text: &str) -> Self {
+        self.add(owner, RData::TXT(TXT::new(vec![text.to_string()])))
     }
 
     /// Answer SERVFAIL for `domain`.

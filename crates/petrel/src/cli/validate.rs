@@ -1,7 +1,9 @@
-//! `petrel validate`: load the policy, run `init`, then call each config
-//! event the policy handles with sample arguments, so what would only fail
-//! when the first message arrives (a typo inside `make_queue_config`, a
-//! nil index in `get_egress_path_config`) fails here, with its line.
+//! `petrel validate`: load the policy, run `init`, run the policy's
+//! `validate_config` checks (KumoMTA's deep validation, which the helpers
+//! use for referential checks of their data), then call each config event
+//! the policy handles with sample arguments, so what would only fail when
+//! the first message arrives (a typo inside `make_queue_config`, a nil
+//! index in `get_egress_path_config`) fails here, with its line.
 
 use petrel_delivery::EgressPolicy;
 use petrel_lua::{LuaSettings, PolicyEngine};
@@ -32,7 +34,8 @@ pub(crate) fn run(policy: &Path, lua: LuaSettings, sample_domains: &[String]) ->
             return ExitCode::FAILURE;
         }
     };
-    let errors = runtime.block_on(try_config_events(&engine, &domains));
+    let mut errors = runtime.block_on(engine.validate_config());
+    errors.extend(runtime.block_on(try_config_events(&engine, &domains)));
     if !errors.is_empty() {
         eprintln!("{} fails in its config events:", policy.display());
         for error in &errors {

@@ -1,0 +1,222 @@
+//! The KumoMTA API surface beyond definitions: memoize, late-bound sources
+//! and pools, several handlers for one event, validate_config, DNS lookups
+//! and the message's header methods, each through the engine's policy
+//! traits as the daemon calls them.
+
+mod common;
+
+use common::conn;
+use petrel_delivery::EgressPolicy;
+use petrel_lua::PolicyEngine;
+use petrel_message::{EnvelopeAddress, Message};
+use petrel_queue::{QueueKey, QueuePolicy};
+use petrel_smtp_server::{PolicyError, SessionPolicy};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn policy(dir: &tempfile::TempDir, top: &str, events: &str) -> PathBuf {
+    let path = dir.path().join("init.lua");
+    let text = format!(
+        "local kumo = require 'kumo'\n{top}\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '/tmp/petrel-never-opened' }}\nend)\n{events}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn key(domain: &str) -> QueueKey {
+    QueueKey { domain: domain.into(), tenant: None, campaign: None, routing_domain: None }
+}
+
+async fn pool_of(engine: &PolicyEngine, domain: &str) -> String {
+    engine.queue_config(&key(domain)).await.unwrap().egress_pool.unwrap()
+}
+
+#[tokio::test]
+async fn memoize_caches_per_argument_for_the_generation_and_a_reload_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = r#"local counter = 0
+local function expensive(domain)
+  counter = counter + 1
+  return { pool = domain .. '-' .. tostring(math.random(1, 1000000000)) }
+end
+local cached = kumo.memoize(expensive, { name = 'pools', ttl = '5 minutes', capacity = 10 })
+local uncached = kumo.memoize(expensive, { name = 'never', ttl = 0, capacity = 10 })
+kumo.on('get_queue_config', function(domain)
+  local f = domain:find('^fresh') and uncached or cached
+  return kumo.make_queue_config { egress_pool = f(domain).pool }
+end)"#;
+    let engine = Arc::new(PolicyEngine::load(&policy(&dir, "", events), "host.test").unwrap());
+    let first = pool_of(&engine, "a.test").await;
+    assert!(first.starts_with("a.test-"));
+    assert_eq!(pool_of(&engine, "a.test").await, first, "same arguments: the cached value");
+    assert_ne!(pool_of(&engine, "b.test").await, first, "other arguments: their own value");
+    // Concurrent callers run in several Lua states; they share the cache.
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move { pool_of(&engine, "a.test").await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), first);
+    }
+    assert_ne!(pool_of(&engine, "fresh.test").await, pool_of(&engine, "fresh.test").await, "a zero ttl keeps nothing");
+    let next = engine.prepare("host.test").unwrap();
+    engine.commit(next);
+    assert_ne!(pool_of(&engine, "a.test").await, first, "a reload empties the caches");
+}
+
+#[tokio::test]
+async fn late_bound_pools_and_sources_come_from_their_events_and_are_kept_for_their_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = r#"local asked = 0
+kumo.on('get_egress_pool', function(name)
+  asked = asked + 1
+  if name == 'wrong' then
+    return kumo.make_egress_pool { name = 'other', entries = { { name = 'ip-1' } } }
+  end
+  if name == 'late' then
+    return { name = 'late', entries = { { name = 'ip-1', weight = 3 }, { name = 'ip-2' } } }
+  end
+end)
+kumo.on('get_egress_source', function(name)
+  if name == 'ip-1' then
+    return kumo.make_egress_source { name = 'ip-1', source_address = '127.0.0.2', ehlo_domain = 'one.test', ttl = '1 hour' }
+  end
+end)
+kumo.on('get_queue_config', function()
+  return kumo.make_queue_config { egress_pool = tostring(asked) }
+end)"#;
+    let engine = PolicyEngine::load(&policy(&dir, "", events), "host.test").unwrap();
+    let pool = engine.egress_pool("late").await.unwrap().expect("defined by the event");
+    assert_eq!(
+        pool.entries.iter().map(|e| (e.source.as_str(), e.weight)).collect::<Vec<_>>(),
+        [("ip-1", 3), ("ip-2", 1)]
+    );
+    engine.egress_pool("late").await.unwrap();
+    assert_eq!(pool_of(&engine, "x.test").await, "1", "the second lookup is answered from the cache");
+    assert!(engine.egress_pool("nothing").await.unwrap().is_none());
+    let wrong = engine.egress_pool("wrong").await.unwrap_err().to_string();
+    assert!(wrong.contains("returned a definition named \"other\""), "{wrong}");
+    let source = engine.egress_source("ip-1").await.unwrap().unwrap();
+    assert_eq!(source.source_address, Some("127.0.0.2".parse().unwrap()));
+    assert_eq!(source.ehlo_domain.as_deref(), Some("one.test"));
+    assert!(engine.egress_source("ip-2").await.unwrap().is_none());
+}
+
+#[test]
+fn documented_options_petrel_lacks_are_named_at_load_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = "local s = kumo.make_egress_source { name = 'p', ha_proxy_server = '10.0.0.1:5000', ha_proxy_source_address = '10.0.0.2' }";
+    let err = PolicyEngine::load(&policy(&dir, top, ""), "host.test").err().unwrap().to_string();
+    assert!(err.contains("init.lua:2") && err.contains("`ha_proxy_server`"), "{err}");
+    assert!(err.contains("not supported by Petrel"), "{err}");
+    let top = "local s = kumo.make_egress_source { name = 'p', bogus = 1 }";
+    let err = PolicyEngine::load(&policy(&dir, top, ""), "host.test").err().unwrap().to_string();
+    assert!(err.contains("unknown field `bogus`") && !err.contains("not supported by Petrel"), "{err}");
+    let init = "kumo.start_esmtp_listener { listen = '127.0.0.1:0', deferred_queue = true }";
+    let err = PolicyEngine::load(&policy(&dir, "", &format!("kumo.on('pre_init', function() {init} end)")), "h")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("`deferred_queue`") && err.contains("not supported by Petrel"), "{err}");
+}
+
+#[tokio::test]
+async fn pre_init_and_validate_config_run_every_handler_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = r#"local order = {}
+kumo.on('pre_init', function() table.insert(order, 'first') end)
+kumo.on('pre_init', function() table.insert(order, 'second') end)
+kumo.on('validate_config', function() kumo.log_warn('helper one checked') end)
+kumo.on('validate_config', function()
+  kumo.log_error('pool.p names source ghost')
+  kumo.validation_failed()
+end)
+kumo.on('get_queue_config', function()
+  return kumo.make_queue_config { egress_pool = table.concat(order, ',') }
+end)"#;
+    let engine = PolicyEngine::load(&policy(&dir, "", events), "host.test").unwrap();
+    // Only the state that ran init ran pre_init; queue_config uses it.
+    assert_eq!(pool_of(&engine, "x.test").await, "first,second");
+    let errors = engine.validate_config().await;
+    assert_eq!(errors, ["helper one checked", "pool.p names source ghost"]);
+
+    let quiet = policy(&dir, "", "kumo.on('validate_config', function() kumo.log_warn('fine') end)");
+    let engine = PolicyEngine::load(&quiet, "host.test").unwrap();
+    assert!(engine.validate_config().await.is_empty(), "warnings without validation_failed pass");
+}
+
+#[tokio::test]
+async fn dns_lookups_use_the_engines_resolver() {
+    let zone = petrel_testkit::Zone::new()
+        .mx("dest.test", 20, "mx2.dest.test")
+        .mx("dest.test", 10, "mx1.dest.test")
+        .addr("mx1.dest.test", "127.0.0.9".parse().unwrap())
+        .txt("dest.test", "v=spf1 -all");
+    let dns = petrel_testkit::DnsServer::start(zone).await;
+    let dir = tempfile::tempdir().unwrap();
+    let events = r#"kumo.on('get_queue_config', function(domain)
+  local mx = kumo.dns.lookup_mx(domain)
+  local addr = kumo.dns.lookup_addr(mx.hosts[1]:sub(1, -2))
+  local txt = kumo.dns.lookup_txt(domain)
+  local literal = kumo.dns.lookup_mx('[127.0.0.3]')
+  return kumo.make_queue_config {
+    egress_pool = table.concat(mx.hosts, ',') .. '|' .. mx.by_pref[20][1] .. '|' .. addr[1] .. '|' .. txt[1]
+      .. '|' .. tostring(mx.is_mx) .. '|' .. tostring(literal.is_domain_literal) .. '|' .. literal.hosts[1],
+  }
+end)"#;
+    let engine = PolicyEngine::load(&policy(&dir, "", events), "host.test").unwrap();
+    let resolver = petrel_dns::HickoryResolver::with_name_servers(&[dns.addr()]).unwrap();
+    engine.set_resolver(Arc::new(resolver));
+    assert_eq!(
+        pool_of(&engine, "dest.test").await,
+        "mx1.dest.test.,mx2.dest.test.|mx2.dest.test.|127.0.0.9|v=spf1 -all|true|true|127.0.0.3."
+    );
+    let missing = engine.queue_config(&key("nxdomain.test")).await.unwrap_err().to_string();
+    assert!(missing.contains("does not exist"), "{missing}");
+}
+
+fn message(body: &str) -> Message {
+    let sender = EnvelopeAddress::parse("bounce@sender.test").unwrap();
+    let recipient = EnvelopeAddress::parse("user@dest.test").unwrap();
+    Message::new(sender, recipient, Arc::from(body.as_bytes()))
+}
+
+#[tokio::test]
+async fn header_methods_read_addresses_import_x_headers_and_check_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = r#"kumo.on('smtp_server_message_received', function(msg)
+  local failed = msg:check_fix_conformance('NON_CANONICAL_LINE_ENDINGS', 'MISSING_DATE_HEADER|MISSING_MESSAGE_ID_HEADER')
+  if failed then
+    kumo.reject(552, string.format('5.6.0 %s', failed))
+  end
+  local from = msg:from_header()
+  msg:set_meta('from_domain', from.domain)
+  msg:set_meta('from_name', from.name)
+  msg:set_meta('to_count', #msg:to_header().list)
+  msg:import_x_headers()
+  msg:remove_x_headers { 'x-mailer' }
+end)"#;
+    let engine = PolicyEngine::load(&policy(&dir, "", events), "host.test").unwrap();
+    let mut msg = message(
+        "From: \"News Desk\" <news@brand.test>\r\nTo: a@x.test, b@y.test\r\nX-Campaign-ID: 12345\r\nX-Mailer: foobar\r\nSubject: hi\r\n\r\nbody\r\n",
+    );
+    engine.message_received(&mut msg, &conn()).await.unwrap();
+    assert_eq!(msg.meta_str("from_domain"), Some("brand.test"));
+    assert_eq!(msg.meta_str("from_name"), Some("News Desk"));
+    assert_eq!(msg.meta.get("to_count"), Some(&serde_json::json!(2)));
+    assert_eq!(msg.meta_str("x_campaign_id"), Some("12345"));
+    assert_eq!(msg.meta_str("x_mailer"), Some("foobar"));
+    let data = String::from_utf8(msg.data.as_deref().unwrap().to_vec()).unwrap();
+    assert!(!data.contains("X-Mailer") && data.contains("X-Campaign-ID"), "{data}");
+    assert!(data.contains("\r\nDate: ") && data.contains("\r\nMessage-ID: <"), "missing headers are added: {data}");
+
+    let mut bare_lf = message("From: a@b.test\nSubject: x\n\nbody\n");
+    match engine.message_received(&mut bare_lf, &conn()).await {
+        Err(PolicyError::Reject { code: 552, text }) => {
+            assert_eq!(text, "5.6.0 Message has conformance issues: NON_CANONICAL_LINE_ENDINGS")
+        }
+        other => panic!("{other:?}"),
+    }
+}

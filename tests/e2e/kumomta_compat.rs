@@ -1,0 +1,362 @@
+//! KumoMTA policies as KumoMTA's user guide writes them, run end to end:
+//! the `policy-extras` helpers with their TOML data files, late-bound
+//! sources and pools, listener domains. Each test checks the documented
+//! effect at the sink (source address, EHLO name, queue, relay decision),
+//! not only that the policy loads.
+
+use petrel_e2e::{Sink, TestDaemon, Workspace, eventually, send_each};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A KumoMTA-style policy: `setup` at the top (helpers are set up before
+/// `init`), the usual spool, logs and listener in `init`, then `events`.
+fn kumo_policy(ws: &Workspace, setup: &str, events: &str) -> PathBuf {
+    let root = ws.logs().parent().unwrap().display().to_string();
+    let text = format!(
+        r#"local kumo = require 'kumo'
+{setup}
+kumo.on('init', function()
+  kumo.define_spool {{ name = 'data', path = '{root}/spool', kind = 'RocksDB' }}
+  kumo.define_spool {{ name = 'meta', path = '{root}/meta', kind = 'RocksDB' }}
+  kumo.configure_local_logs {{ log_dir = '{root}/logs', max_segment_duration = '1 minute' }}
+  kumo.start_esmtp_listener {{ listen = '127.0.0.1:0', hostname = 'mail.example.com', relay_hosts = {{ '127.0.0.1' }} }}
+end)
+{events}
+"#
+    );
+    let path = ws.logs().parent().unwrap().join("init.lua");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn data_file(ws: &Workspace, name: &str, text: &str) -> String {
+    let path = ws.logs().parent().unwrap().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn message(sender: &str, recipient: &str, extra_headers: &str) -> (String, String, String) {
+    let body = format!("From: <{sender}>\r\nTo: <{recipient}>\r\n{extra_headers}Subject: compat\r\n\r\nhello\r\n");
+    (sender.to_string(), recipient.to_string(), body)
+}
+
+fn localhost() -> std::net::IpAddr {
+    "127.0.0.1".parse().unwrap()
+}
+
+/// peer address → (messages, EHLO names seen).
+fn by_peer(sink: &Sink) -> HashMap<String, (usize, Vec<String>)> {
+    let mut map: HashMap<String, (usize, Vec<String>)> = HashMap::new();
+    for m in sink.received() {
+        let entry = map.entry(m.peer.ip().to_string()).or_default();
+        entry.0 += 1;
+        if !entry.1.contains(&m.ehlo) {
+            entry.1.push(m.ehlo.clone());
+        }
+    }
+    map
+}
+
+const SOURCES_TOML: &str = r#"
+[source."ip-2"]
+source_address = "127.0.0.2"
+ehlo_domain = 'mta2.examplecorp.test'
+
+[source."ip-3"]
+source_address = "127.0.0.3"
+ehlo_domain = 'mta3.examplecorp.test'
+
+# Pool containing just ip-2, which has weight=1
+[pool."pool-1"]
+[pool."pool-1"."ip-2"]
+
+[pool."pool-2"]
+[pool."pool-2"."ip-2"]
+weight = 1
+
+# We're warming up ip-3... no: ip-3 takes twice ip-2's share
+[pool."pool-2"."ip-3"]
+weight = 2
+"#;
+
+fn queues_toml(sink: &Sink) -> String {
+    format!(
+        r#"
+tenant_header = "X-Tenant"
+remove_tenant_header = true
+campaign_header = "X-Campaign"
+remove_campaign_header = true
+default_tenant = "default-tenant"
+
+[tenant.'default-tenant']
+egress_pool = 'pool-1'
+
+[tenant.'mytenant']
+egress_pool = 'pool-2'
+max_age = '10 hours'
+
+[queue.default]
+max_age = '24 hours'
+protocol = {{ smtp = {{ mx_list = ['{}'] }} }}
+
+[queue.'gmail.test']
+max_age = '22 hours'
+retry_interval = '17 mins'
+"#,
+        sink.addr()
+    )
+}
+
+/// The user guide's "sending IPs" and "queue management" chapters together:
+/// sources.toml defines the IPs and pools, queues.toml maps tenants (from a
+/// header, removed on the way) to pools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_and_queue_helpers_put_each_tenant_on_its_pool() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let sources = data_file(&ws, "sources.toml", SOURCES_TOML);
+    let queues = data_file(&ws, "queues.toml", &queues_toml(&sink));
+    let setup = format!(
+        r#"local sources = require 'policy-extras.sources'
+sources:setup {{ '{sources}' }}
+local queue_module = require 'policy-extras.queue'
+local queue_helper = queue_module:setup {{ '{queues}' }}"#
+    );
+    let events = r#"kumo.on('smtp_server_message_received', function(msg)
+  queue_helper:apply(msg)
+end)"#;
+    let daemon = TestDaemon::start(&kumo_policy(&ws, &setup, events)).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        batch.push(message(
+            "news@sender.test",
+            &format!("t{i}@gmail.test"),
+            "X-Tenant: mytenant\r\nX-Campaign: welcome\r\n",
+        ));
+    }
+    for i in 0..5 {
+        batch.push(message("misc@sender.test", &format!("d{i}@other.test"), ""));
+    }
+    let results = send_each(daemon.smtp[0], localhost(), batch).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 35).await, "got {}", sink.received_count());
+
+    let mut tenant_split = HashMap::new();
+    for m in sink.received() {
+        let text = String::from_utf8_lossy(&m.data).to_string();
+        assert!(!text.contains("X-Tenant") && !text.contains("X-Campaign"), "the helper removes its headers: {text}");
+        let rcpt = &m.recipients[0];
+        if rcpt.ends_with("@other.test") {
+            // default_tenant → pool-1 → ip-2 only.
+            assert_eq!((m.peer.ip().to_string().as_str(), m.ehlo.as_str()), ("127.0.0.2", "mta2.examplecorp.test"));
+        } else {
+            *tenant_split.entry(m.peer.ip().to_string()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(tenant_split["127.0.0.2"], 10, "{tenant_split:?}");
+    assert_eq!(tenant_split["127.0.0.3"], 20, "{tenant_split:?}");
+    assert_eq!(by_peer(&sink)["127.0.0.3"].1, vec!["mta3.examplecorp.test".to_string()]);
+    daemon.stop();
+    // The tenant and campaign name the queue, as in KumoMTA.
+    let queues: std::collections::BTreeSet<String> = ws
+        .records()
+        .iter()
+        .filter(|r| r.kind == petrel_telemetry::RecordType::Delivery)
+        .map(|r| r.queue.clone())
+        .collect();
+    assert!(queues.contains("welcome:mytenant@gmail.test"), "{queues:?}");
+    assert!(queues.contains("default-tenant@other.test"), "{queues:?}");
+}
+
+/// The user guide's "Provisioning Egress Pools Using Lua": sources and pools
+/// made on demand by `get_egress_source` / `get_egress_pool`, the pool table
+/// built once through `kumo.memoize`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_bound_sources_and_memoized_pools_are_used() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let events = format!(
+        r#"local SOURCE_TO_IP = {{ ['ip-1'] = '127.0.0.4', ['ip-2'] = '127.0.0.5', ['ip-3'] = '127.0.0.6' }}
+local built = 0
+function setup_pools()
+  built = built + 1
+  local pools = {{
+    {{ name = 'BestReputation', entries = {{ {{ name = 'ip-1' }} }} }},
+    {{ name = 'MediumReputation', entries = {{ {{ name = 'ip-2', weight = 2 }}, {{ name = 'ip-3', weight = 1 }} }} }},
+  }}
+  local result = {{}}
+  for _, pool in ipairs(pools) do
+    result[pool.name] = kumo.make_egress_pool(pool)
+  end
+  return result
+end
+local get_pool_config = kumo.memoize(setup_pools, {{ name = 'setup-my-pools', ttl = '5 minutes', capacity = 10 }})
+kumo.on('get_egress_source', function(source_name)
+  return kumo.make_egress_source {{
+    name = source_name,
+    source_address = SOURCE_TO_IP[source_name],
+    ehlo_domain = source_name .. '.examplecorp.test',
+  }}
+end)
+kumo.on('get_egress_pool', function(pool_name)
+  local pools = get_pool_config()
+  return pools[pool_name]
+end)
+kumo.on('smtp_server_message_received', function(msg)
+  msg:set_meta('tenant', msg:sender().user)
+end)
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config {{
+    egress_pool = tenant == 'best' and 'BestReputation' or 'MediumReputation',
+    protocol = {{ smtp = {{ mx_list = {{ '{}' }} }} }},
+  }}
+end)"#,
+        sink.addr()
+    );
+    let daemon = TestDaemon::start(&kumo_policy(&ws, "", &events)).unwrap();
+    let mut batch =
+        vec![message("best@sender.test", "a@dest.test", ""), message("best@sender.test", "b@dest.test", "")];
+    for i in 0..9 {
+        batch.push(message("medium@sender.test", &format!("m{i}@dest.test"), ""));
+    }
+    let results = send_each(daemon.smtp[0], localhost(), batch).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 11).await, "got {}", sink.received_count());
+    let peers = by_peer(&sink);
+    assert_eq!(peers["127.0.0.4"], (2, vec!["ip-1.examplecorp.test".to_string()]));
+    assert_eq!(peers["127.0.0.5"].0, 6, "{peers:?}");
+    assert_eq!(peers["127.0.0.6"].0, 3, "{peers:?}");
+    daemon.stop();
+}
+
+/// A pool naming a source nothing defines holds its mail with the reason
+/// shown by `queue summary`; it never leaves from another address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_naming_an_unknown_source_holds_its_mail_with_the_reason() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let events = format!(
+        r#"kumo.on('get_egress_pool', function(name)
+  return kumo.make_egress_pool {{ name = name, entries = {{ {{ name = 'ghost' }} }} }}
+end)
+kumo.on('get_queue_config', function()
+  return kumo.make_queue_config {{ egress_pool = 'customer', protocol = {{ smtp = {{ mx_list = {{ '{}' }} }} }} }}
+end)"#,
+        sink.addr()
+    );
+    let daemon = TestDaemon::start(&kumo_policy(&ws, "", &events)).unwrap();
+    let results = send_each(daemon.smtp[0], localhost(), vec![message("a@sender.test", "r@dest.test", "")]).await;
+    assert!(results[0].is_ok());
+    let held = eventually(Duration::from_secs(10), || {
+        daemon.controls.queue_summary().iter().any(|q| q.held.as_deref().is_some_and(|h| h.contains("ghost")))
+    })
+    .await;
+    let summary = daemon.controls.queue_summary();
+    assert!(held, "{:?}", summary.iter().map(|q| (&q.name, &q.held)).collect::<Vec<_>>());
+    assert!(summary[0].held.as_deref().unwrap().contains("pool \"customer\" names unknown source \"ghost\""));
+    assert_eq!(sink.received_count(), 0, "nothing leaves from another source");
+    daemon.stop();
+}
+
+/// The user guide's listener domains: relay_to lets anyone send to a
+/// domain, relay_from lets listed clients send from one, everything else
+/// is refused; a per-listener table overrides the global one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_domains_helper_decides_relaying() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let domains = data_file(
+        &ws,
+        "listener_domains.toml",
+        r#"
+["*"]
+relay_to = false
+log_oob = false
+
+["inbound.test"]
+relay_to = true
+
+["send.example.test"]
+relay_from = [ '127.0.0.8/32' ]
+
+["*.wild.test"]
+relay_to = true
+
+["no.wild.test"]
+relay_to = false
+"#,
+    );
+    let setup = format!(
+        "local listener_domains = require 'policy-extras.listener_domains'\nlocal ld = listener_domains:setup {{ '{domains}' }}"
+    );
+    let events = format!("kumo.on('get_listener_domain', ld)\n{}", petrel_e2e::smart_host_events(sink.addr(), ""));
+    let daemon = TestDaemon::start(&kumo_policy(&ws, &setup, &events)).unwrap();
+    let outsider: std::net::IpAddr = "127.0.0.7".parse().unwrap();
+    let results = send_each(
+        daemon.smtp[0],
+        outsider,
+        vec![
+            message("x@anywhere.test", "user@inbound.test", ""),
+            message("x@anywhere.test", "user@elsewhere.test", ""),
+            message("x@anywhere.test", "user@deep.wild.test", ""),
+            message("x@anywhere.test", "user@no.wild.test", ""),
+            message("x@send.example.test", "user@elsewhere.test", ""),
+        ],
+    )
+    .await;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(results[1].as_ref().unwrap_err().contains("550"), "{results:?}");
+    assert!(results[2].is_ok(), "{results:?}");
+    assert!(results[3].as_ref().unwrap_err().contains("550"), "{results:?}");
+    assert!(results[4].as_ref().unwrap_err().contains("550"), "only 127.0.0.8 may send from send.example.test");
+    let listed: std::net::IpAddr = "127.0.0.8".parse().unwrap();
+    let from_listed = send_each(
+        daemon.smtp[0],
+        listed,
+        vec![
+            message("x@send.example.test", "user@elsewhere.test", ""),
+            message("x@other.test", "user@elsewhere.test", ""),
+        ],
+    )
+    .await;
+    assert!(from_listed[0].is_ok(), "{from_listed:?}");
+    assert!(from_listed[1].as_ref().unwrap_err().contains("550"), "{from_listed:?}");
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 3).await);
+    daemon.stop();
+}
+
+/// Helper data errors stop the load, naming the data file and the key.
+#[test]
+fn helper_data_errors_name_the_file_and_key() {
+    let ws = Workspace::new();
+    let bad = data_file(&ws, "sources.toml", "[source.\"ip-1\"]\nsource_address = \"10.0.0.300\"\n");
+    let setup = format!("local sources = require 'policy-extras.sources'\nsources:setup {{ '{bad}' }}");
+    let policy = kumo_policy(&ws, &setup, "");
+    let err = TestDaemon::start(&policy).err().expect("the load fails");
+    assert!(err.contains("sources.toml") && err.contains("source.\"ip-1\""), "{err}");
+    assert!(err.contains("init.lua:3"), "points at the setup line: {err}");
+
+    let proxy = data_file(&ws, "proxy.toml", "[source.\"ip-1\"]\nsocks5_proxy_server = \"10.0.0.1:5000\"\n");
+    let setup = format!("local sources = require 'policy-extras.sources'\nsources:setup {{ '{proxy}' }}");
+    let err = TestDaemon::start(&kumo_policy(&ws, &setup, "")).err().expect("the load fails");
+    assert!(err.contains("socks5_proxy_server") && err.contains("not supported by Petrel"), "{err}");
+}
+
+/// A helper copied next to the policy (as KumoMTA users keep edited
+/// helpers) is used instead of the shipped one.
+#[test]
+fn a_local_copy_of_a_helper_wins_over_the_shipped_one() {
+    let ws = Workspace::new();
+    let logs = ws.logs();
+    let dir: &Path = logs.parent().unwrap();
+    std::fs::create_dir_all(dir.join("policy-extras")).unwrap();
+    std::fs::write(
+        dir.join("policy-extras/sources.lua"),
+        "return { setup = function() error('the local copy ran') end }",
+    )
+    .unwrap();
+    let policy = kumo_policy(&ws, "local sources = require 'policy-extras.sources'\nsources:setup { 'x' }", "");
+    let err = TestDaemon::start(&policy).err().expect("the local copy raises");
+    assert!(err.contains("the local copy ran"), "{err}");
+}
