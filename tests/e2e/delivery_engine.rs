@@ -67,8 +67,10 @@ async fn mx_resolution_falls_over_and_honours_null_mx() {
     assert_eq!(bounce.recipient, "user@nullmx.test");
     assert_eq!(bounce.response.enhanced_code.as_deref(), Some("5.1.10"));
     let via = records.iter().find(|r| r.kind == RecordType::Delivery && r.recipient == "user@two.test").unwrap();
-    assert_eq!(via.site, "dead.two.test,live.two.test");
-    assert!(via.peer_address.as_deref().unwrap().starts_with("127.0.0.1:"), "delivered via the second MX");
+    assert_eq!(via.site, "default->dead.two.test,live.two.test");
+    let peer = via.peer_address.as_ref().unwrap();
+    assert_eq!(peer.name, "live.two.test", "delivered via the second MX");
+    assert!(peer.addr.starts_with("127.0.0.1:"), "{peer:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

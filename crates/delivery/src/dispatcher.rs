@@ -282,7 +282,7 @@ impl Dispatcher {
                 // The domain itself failed (DNS): no source is involved yet.
                 let source = registry.source(DEFAULT_NAME).expect("always defined").clone();
                 let site = message.routing_domain().to_string();
-                let attempt = Attempt { source: &source, site: &site, peer: None, tls: None };
+                let attempt = Attempt { source: &source, site: &site, conn: None, lmtp: false };
                 let item = Dispatched { queue, message, pool: pool.name.clone() };
                 report(&self.handles.settle, &attempt, item, &outcome).await;
                 return None;

@@ -5,7 +5,7 @@ use petrel_dns::DnsError;
 use petrel_egress::EgressSource;
 use petrel_smtp_client::{ClientError, Phase};
 use petrel_smtp_proto::Reply;
-use petrel_telemetry::{RecordType, ResponseInfo};
+use petrel_telemetry::{PeerAddress, RecordType, ResponseInfo, SourceAddress};
 use std::net::SocketAddr;
 
 /// How one attempt for one message ended.
@@ -16,13 +16,14 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    /// The final reply to a delivered message (to the end of its data).
     pub fn from_reply(reply: &Reply) -> Self {
-        Outcome::Delivered(response(reply))
+        Outcome::Delivered(response(reply, Some(Phase::DataDot)))
     }
 
     pub fn from_client(e: &ClientError) -> Self {
         if let Some(reply) = e.reply() {
-            return Outcome::Failed { permanent: e.is_permanent(), response: response(reply) };
+            return Outcome::Failed { permanent: e.is_permanent(), response: response(reply, e.phase()) };
         }
         if let ClientError::Unsendable { enhanced, .. } = e {
             return Self::local(true, enhanced, e.to_string());
@@ -49,7 +50,7 @@ impl Outcome {
 
     pub fn local(permanent: bool, enhanced: &str, content: String) -> Self {
         let code = if permanent { 550 } else { 451 };
-        Outcome::Failed { permanent, response: ResponseInfo { code, enhanced_code: Some(enhanced.into()), content } }
+        Outcome::Failed { permanent, response: ResponseInfo::new(code, Some(enhanced), content) }
     }
 }
 
@@ -64,16 +65,47 @@ impl Outcome {
     }
 }
 
-fn response(reply: &Reply) -> ResponseInfo {
-    ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
+/// The command names of KumoMTA's `response.command`.
+fn command(phase: Phase) -> Option<&'static str> {
+    Some(match phase {
+        Phase::Ehlo => "EHLO",
+        Phase::MailFrom => "MAIL FROM",
+        Phase::RcptTo => "RCPT TO",
+        Phase::Data => "DATA",
+        Phase::DataDot => ".",
+        Phase::Rset => "RSET",
+        Phase::StartTls => "STARTTLS",
+        Phase::Connect | Phase::Banner => return None,
+    })
+}
+
+fn response(reply: &Reply, phase: Option<Phase>) -> ResponseInfo {
+    ResponseInfo {
+        code: reply.code,
+        enhanced_code: reply.enhanced.map(|e| e.to_string()),
+        content: reply.text.clone(),
+        command: phase.and_then(command).map(str::to_string),
+    }
 }
 
 /// Where the attempt was made, for the log record.
 pub(crate) struct Attempt<'a> {
     pub source: &'a EgressSource,
     pub site: &'a str,
-    pub peer: Option<SocketAddr>,
-    pub tls: Option<(String, String)>,
+    /// The connection, once there is one.
+    pub conn: Option<AttemptConn<'a>>,
+    /// LMTP rather than SMTP.
+    pub lmtp: bool,
+}
+
+/// The connection an attempt used.
+pub(crate) struct AttemptConn<'a> {
+    /// The server's MX name and address.
+    pub peer_name: &'a str,
+    pub peer: SocketAddr,
+    /// The local address it left from.
+    pub local: SocketAddr,
+    pub tls: Option<&'a (String, String)>,
 }
 
 /// Write the log record of an attempt; returns its type.
@@ -91,14 +123,27 @@ pub(crate) fn log_attempt(
     };
     let logger = &settle.logger;
     let mut record = logger.record(kind, message, response.clone());
-    record.site = attempt.site.to_string();
-    record.peer_address = attempt.peer.map(|p| p.to_string());
+    record.site = format!("{}->{}", attempt.source.name, attempt.site);
     record.egress_pool = Some(pool.to_string());
     record.egress_source = Some(attempt.source.name.clone());
-    record.source_address = attempt.source.source_address.map(|a| a.to_string());
-    if let Some((version, cipher)) = &attempt.tls {
-        record.tls_protocol_version = Some(version.clone());
-        record.tls_cipher = Some(cipher.clone());
+    record.delivery_protocol = Some(if attempt.lmtp { "LMTP" } else { "ESMTP" }.to_string());
+    match &attempt.conn {
+        Some(conn) => {
+            record.peer_address = Some(PeerAddress { name: conn.peer_name.to_string(), addr: conn.peer.to_string() });
+            record.source_address = Some(SourceAddress { address: conn.local.to_string(), ..Default::default() });
+            if let Some((version, cipher)) = conn.tls {
+                record.tls_protocol_version = Some(version.clone());
+                record.tls_cipher = Some(cipher.clone());
+            }
+        }
+        // No connection (it failed, or DNS did): the address it would
+        // have left from, port unknown.
+        None => {
+            record.source_address = attempt.source.source_address.map(|ip| SourceAddress {
+                address: SocketAddr::new(ip, 0).to_string(),
+                ..Default::default()
+            });
+        }
     }
     logger.log(record);
     kind

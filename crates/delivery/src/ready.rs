@@ -3,7 +3,7 @@
 
 use crate::batch::{Lane, Transmitted, compatible, transmit};
 use crate::context::{Connector, Destination, Dispatched, Settlement};
-use crate::outcome::{Attempt, Outcome, report};
+use crate::outcome::{Attempt, AttemptConn, Outcome, report};
 use crate::path::EgressPathConfig;
 use crate::rate::Throttle;
 use parking_lot::Mutex;
@@ -240,7 +240,7 @@ impl ReadyQueue {
                     Err(ConnectFailure::Client(e @ ClientError::Bind { .. })) => {
                         // The source itself is broken, not the site.
                         let waiting: Vec<Dispatched> = batch.into_iter().chain(self.take_all()).collect();
-                        dispatcher.source_failed(&self.attempt(None, None), &e, waiting);
+                        dispatcher.source_failed(&self.attempt(None), &e, waiting);
                         continue;
                     }
                     Err(failure) => {
@@ -251,7 +251,7 @@ impl ReadyQueue {
                             ConnectFailure::Prohibited(detail) => Outcome::local(true, "5.4.4", detail.clone()),
                         };
                         tracing::warn!(ready_queue = %self.name, outcome = ?outcome, "connection failed");
-                        let attempt = self.attempt(None, None);
+                        let attempt = self.attempt(None);
                         for other in batch.into_iter().chain(self.take_all()) {
                             report(dispatcher.settlement(), &attempt, other, &outcome).await;
                         }
@@ -260,8 +260,9 @@ impl ReadyQueue {
                 }
             }
             let client = &mut conn.as_mut().expect("connected above").client;
-            let (peer, tls) = (Some(client.peer_addr()), client.tls_info().cloned());
-            let attempt = self.attempt(peer, tls);
+            let (peer, local, peer_name, tls) =
+                (client.peer_addr(), client.local_addr(), client.peer_name().to_string(), client.tls_info().cloned());
+            let attempt = self.attempt(Some(AttemptConn { peer_name: &peer_name, peer, local, tls: tls.as_ref() }));
             let put_back = |item: Dispatched| self.put_back(item);
             let lane = Lane {
                 spool: &*dispatcher.settlement().spool,
@@ -294,8 +295,8 @@ impl ReadyQueue {
         }
     }
 
-    fn attempt(&self, peer: Option<SocketAddr>, tls: Option<(String, String)>) -> Attempt<'_> {
-        Attempt { source: &self.source, site: &self.site, peer, tls }
+    fn attempt<'a>(&'a self, conn: Option<AttemptConn<'a>>) -> Attempt<'a> {
+        Attempt { source: &self.source, site: &self.site, conn, lmtp: self.path.use_lmtp }
     }
 
     /// Connect to the site's hosts in preference order until one answers.

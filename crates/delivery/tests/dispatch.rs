@@ -170,5 +170,8 @@ async fn transient_then_success_and_permanent_bounce() {
     assert_eq!(kinds("user1@dest.example"), [RecordType::Bounce]);
     let bounce = records.iter().find(|r| r.kind == RecordType::Bounce).unwrap();
     assert_eq!(bounce.response.enhanced_code.as_deref(), Some("5.1.1"));
-    assert_eq!(bounce.source_address.as_deref(), Some("127.0.0.2"));
+    assert!(bounce.source_address.as_ref().unwrap().address.starts_with("127.0.0.2:"), "{:?}", bounce.source_address);
+    assert_eq!(bounce.response.command.as_deref(), Some("."), "the sink refuses at the end of data");
+    assert_eq!(bounce.delivery_protocol.as_deref(), Some("ESMTP"));
+    assert!(bounce.site.starts_with("a->"), "source->site: {}", bounce.site);
 }

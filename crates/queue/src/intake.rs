@@ -30,6 +30,8 @@ pub enum PolicyError {
 pub struct ReceptionInfo {
     /// The client's address (`ip:port`), or the HTTP client's.
     pub peer_address: String,
+    /// The name the client gave (its EHLO domain; empty over HTTP).
+    pub peer_name: String,
     /// `ESMTP`, `ESMTPS`, `ESMTPA`, `ESMTPSA` or `HTTP`.
     pub protocol: String,
     /// TLS version and cipher, when the client used TLS.
@@ -79,7 +81,8 @@ impl Intake {
 
     fn log(&self, kind: RecordType, message: &Message, from: &ReceptionInfo, response: ResponseInfo) {
         let mut record = self.logger.record(kind, message, response);
-        record.peer_address = Some(from.peer_address.clone());
+        record.peer_address =
+            Some(petrel_telemetry::PeerAddress { name: from.peer_name.clone(), addr: from.peer_address.clone() });
         record.reception_protocol = Some(from.protocol.clone());
         if let Some((version, cipher)) = &from.tls {
             record.tls_protocol_version = Some(version.clone());

@@ -162,6 +162,7 @@ impl QueueManager {
                 "message expired: the next attempt would be past max_age; last reply: {} {}",
                 last.code, last.content
             ),
+            command: None,
         };
         let mut record = self.logger.record(RecordType::Expiration, &message, expired);
         record.last_response = Some(last.clone());
@@ -221,7 +222,7 @@ impl QueueManager {
         let mut due = Vec::new();
         for message in queue.take_due(now) {
             if now >= message.created + max_age {
-                let last = ResponseInfo { code: 0, enhanced_code: None, content: "expired while queued".into() };
+                let last = ResponseInfo { code: 0, enhanced_code: None, content: "expired while queued".into(), command: None };
                 self.expire(message, &last).await;
                 continue;
             }

@@ -22,8 +22,13 @@ async fn admitted_mail_is_stored_then_queued_and_a_failed_store_queues_nothing()
     let (queues, _due) =
         QueueManager::new(Arc::new(QueueConfig::default()), spool.clone(), Logger::disabled(), shutdown.clone());
     let intake = Intake::new(spool.clone(), queues.clone(), Logger::disabled());
-    let from = ReceptionInfo { peer_address: "127.0.0.1:5000".into(), protocol: "ESMTP".into(), tls: None };
-    let ok = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "OK".into() };
+    let from = ReceptionInfo {
+        peer_address: "127.0.0.1:5000".into(),
+        peer_name: "client.test".into(),
+        protocol: "ESMTP".into(),
+        tls: None,
+    };
+    let ok = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "OK".into(), command: None };
 
     intake.admit(vec![message(1), message(2)], &from, &ok).await.unwrap();
     assert_eq!(spool.len(), 2);

@@ -49,7 +49,7 @@ async fn due_messages_are_released_retried_and_expired() {
     assert_eq!(first.messages[0].id, m.id);
 
     // A retry waits about retry_interval (with jitter) before coming back.
-    let last = ResponseInfo { code: 451, enhanced_code: None, content: "later".into() };
+    let last = ResponseInfo { code: 451, enhanced_code: None, content: "later".into(), command: None };
     let mut failed = first.messages[0].clone();
     failed.num_attempts = 1;
     assert!(matches!(manager.retry(&first.queue, failed, &last).await, RetryDecision::Scheduled(_)));

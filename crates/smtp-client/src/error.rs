@@ -121,6 +121,14 @@ impl ClientError {
         }
     }
 
+    /// The step that was refused, when the server refused one.
+    pub fn phase(&self) -> Option<Phase> {
+        match self {
+            ClientError::Rejected { phase, .. } => Some(*phase),
+            _ => None,
+        }
+    }
+
     /// The server's reply, when the failure is one.
     pub fn reply(&self) -> Option<&Reply> {
         match self {

@@ -140,6 +140,7 @@ pub struct SmtpClient {
     pub(crate) caps: Capabilities,
     timeouts: Timeouts,
     peer: SocketAddr,
+    peer_name: String,
     local: SocketAddr,
 }
 
@@ -159,6 +160,7 @@ impl SmtpClient {
             caps: Capabilities::default(),
             timeouts: opts.timeouts,
             peer: opts.target,
+            peer_name: opts.server_name.clone(),
             local,
         };
         client.expect(Phase::Banner, 220).await?;
@@ -240,6 +242,10 @@ impl SmtpClient {
     /// The server's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+    /// The host name the server was reached by (its MX name).
+    pub fn peer_name(&self) -> &str {
+        &self.peer_name
     }
     /// The local address the connection left from.
     pub fn local_addr(&self) -> SocketAddr {

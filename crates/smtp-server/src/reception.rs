@@ -10,7 +10,7 @@ use petrel_telemetry::ResponseInfo;
 use std::sync::Arc;
 
 fn response_info(reply: &Reply) -> ResponseInfo {
-    ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone() }
+    ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone(), command: None }
 }
 
 /// `OK ids=a,b,c` while that fits in one reply line; past that the first
@@ -69,6 +69,7 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
     }
     let from = petrel_queue::ReceptionInfo {
         peer_address: conn.received_from.clone(),
+        peer_name: conn.ehlo_domain.clone().unwrap_or_default(),
         protocol: protocol.into(),
         tls: session.conn.tls_info(),
     };

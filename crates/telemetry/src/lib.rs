@@ -7,10 +7,11 @@
 
 mod metrics;
 mod record;
+mod record_shape;
 mod writer;
 
 pub use metrics::{ConnectionGuard, Metrics};
-pub use record::{LogRecord, RecordType, ResponseInfo};
+pub use record::{LogRecord, PeerAddress, RecordType, ResponseInfo, SourceAddress};
 pub use writer::{LogConfig, Logger, read_records, segment_lines, segments};
 
 /// Install the process-wide `tracing` subscriber (honours `RUST_LOG`).

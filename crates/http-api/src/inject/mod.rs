@@ -166,8 +166,13 @@ pub async fn inject(
         }
     }
     let from =
-        petrel_queue::ReceptionInfo { peer_address: auth.peer_address.clone(), protocol: "HTTP".into(), tls: None };
-    let ok = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "injected".into() };
+        petrel_queue::ReceptionInfo {
+        peer_address: auth.peer_address.clone(),
+        peer_name: String::new(),
+        protocol: "HTTP".into(),
+        tls: None,
+    };
+    let ok = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "injected".into(), command: None };
     let count = accepted.len();
     if let Err(e) = state.intake.admit(accepted, &from, &ok).await {
         tracing::error!(error = %e, "cannot spool injected messages");
