@@ -167,6 +167,18 @@ end)"#;
         .collect();
     assert!(queues.contains("welcome:mytenant@gmail.test"), "{queues:?}");
     assert!(queues.contains("default-tenant@other.test"), "{queues:?}");
+    // The records carry what KumoMTA's consumers read.
+    let records = ws.records();
+    let reception = records.iter().find(|r| r.kind == petrel_telemetry::RecordType::Reception).unwrap();
+    assert_eq!(reception.peer_address.as_ref().unwrap().name, "injector.test");
+    let delivery = records
+        .iter()
+        .find(|r| r.kind == petrel_telemetry::RecordType::Delivery && r.egress_source.as_deref() == Some("ip-3"))
+        .unwrap();
+    assert_eq!(delivery.egress_pool.as_deref(), Some("pool-2"));
+    assert!(delivery.source_address.as_ref().unwrap().address.starts_with("127.0.0.3:"));
+    assert!(delivery.site.starts_with("ip-3->"), "{}", delivery.site);
+    assert_eq!(delivery.response.command.as_deref(), Some("."));
 }
 
 /// The user guide's "Provisioning Egress Pools Using Lua": sources and pools
