@@ -19,7 +19,8 @@ end
 function mod.merge(...)
   local out = {}
   for i = 1, select('#', ...) do
-    mod.merge_into(select(i, ...), out)
+    local t = select(i, ...)
+    mod.merge_into(t, out)
   end
   return out
 end

@@ -11,6 +11,7 @@ mod http;
 mod http_hardening;
 mod kumomta_compat;
 mod lua_isolation;
+mod momentum;
 mod openapi;
 mod operator;
 mod outcomes;

@@ -317,10 +317,12 @@ impl Dispatcher {
         let DeliveryProtocol::Smtp { mx_list } = protocol;
         match mx_list {
             Some(hosts) => Ok(Destination { plan: MxPlan::in_order(hosts), explicit: true }),
-            // A domain literal names its host; delivery still applies
-            // prohibited_hosts to it, as to any host it did not choose.
+            // A domain literal names its host. Set by the policy as the
+            // routing domain it is the operator's route (a gateway); as a
+            // recipient's domain it is the client's, and prohibited_hosts
+            // guards it like any host Petrel did not choose.
             None if let Some(plan) = MxPlan::literal(message.routing_domain()) => {
-                Ok(Destination { plan, explicit: false })
+                Ok(Destination { plan, explicit: message.meta_str("routing_domain").is_some() })
             }
             None => match self.handles.connect.resolver.resolve_mx(message.routing_domain()).await {
                 Ok(plan) => Ok(Destination { plan, explicit: false }),

@@ -139,10 +139,10 @@ pub(crate) fn log_attempt(
         // No connection (it failed, or DNS did): the address it would
         // have left from, port unknown.
         None => {
-            record.source_address = attempt.source.source_address.map(|ip| SourceAddress {
-                address: SocketAddr::new(ip, 0).to_string(),
-                ..Default::default()
-            });
+            record.source_address = attempt
+                .source
+                .source_address
+                .map(|ip| SourceAddress { address: SocketAddr::new(ip, 0).to_string(), ..Default::default() });
         }
     }
     logger.log(record);

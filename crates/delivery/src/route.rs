@@ -37,11 +37,15 @@ pub async fn choose_pool(
         (None, Some(p)) => (p, PoolChoice::QueueConfig),
         (None, None) => (DEFAULT_NAME, PoolChoice::Default),
     };
-    if let Some(pool) = registry.pool(wanted) {
+    // The init registry answers first; only the built-in `default` yields
+    // to a pool the policy defines late (a sources.toml `[pool."default"]`).
+    let builtin = wanted == DEFAULT_NAME && registry.default_pool_is_builtin();
+    if let Some(pool) = registry.pool(wanted).filter(|_| !builtin) {
         return Ok((pool.clone(), choice));
     }
     match policy.egress_pool(wanted).await? {
         Some(pool) => Ok((pool, choice)),
+        None if builtin => Ok((registry.pool(DEFAULT_NAME).expect("always defined").clone(), choice)),
         None => {
             let default = registry.pool(DEFAULT_NAME).expect("the registry always has a default pool").clone();
             Ok((default, PoolChoice::Undefined(wanted.to_string())))
@@ -60,11 +64,20 @@ pub async fn pool_sources(
 ) -> Result<Vec<Arc<EgressSource>>, EgressPolicyError> {
     let mut sources = Vec::with_capacity(pool.entries.len());
     for entry in &pool.entries {
-        let source = match registry.source(&entry.source) {
+        let builtin = entry.source == DEFAULT_NAME && registry.default_source_is_builtin();
+        let source = match registry.source(&entry.source).filter(|_| !builtin) {
             Some(source) => source.clone(),
-            None => policy.egress_source(&entry.source).await?.ok_or_else(|| {
-                EgressPolicyError(format!("pool {:?} names unknown source {:?}", pool.name, entry.source))
-            })?,
+            None => match policy.egress_source(&entry.source).await? {
+                Some(source) => source,
+                // The built-in default when nothing replaces it.
+                None if builtin => registry.source(DEFAULT_NAME).expect("always defined").clone(),
+                None => {
+                    return Err(EgressPolicyError(format!(
+                        "pool {:?} names unknown source {:?}",
+                        pool.name, entry.source
+                    )));
+                }
+            },
         };
         sources.push(source);
     }

@@ -236,6 +236,7 @@ impl RegistryBuilder {
     /// Resolve cross references and add the built-in `default` source and
     /// pool where the policy did not define its own.
     pub fn build(mut self) -> Result<Registry, Vec<RegistryError>> {
+        let builtin_default = (!self.sources.contains_key(DEFAULT_NAME), !self.pools.contains_key(DEFAULT_NAME));
         self.sources
             .entry(DEFAULT_NAME.into())
             .or_insert_with(|| (EgressSource::named(DEFAULT_NAME), "built-in".into()));
@@ -263,7 +264,7 @@ impl RegistryBuilder {
             return Err(errors);
         }
         let sources = self.sources.into_iter().map(|(n, (s, _))| (n, Arc::new(s))).collect();
-        Ok(Registry { sources, pools })
+        Ok(Registry { sources, pools, builtin_default })
     }
 }
 
@@ -273,6 +274,9 @@ impl RegistryBuilder {
 pub struct Registry {
     sources: BTreeMap<String, Arc<EgressSource>>,
     pools: BTreeMap<String, Arc<EgressPool>>,
+    /// Whether `default` is the built-in source / pool (the policy's init
+    /// did not define its own), so a late-bound definition may replace it.
+    builtin_default: (bool, bool),
 }
 
 impl Default for Registry {
@@ -290,6 +294,14 @@ impl Registry {
     /// A pool by name.
     pub fn pool(&self, name: &str) -> Option<&Arc<EgressPool>> {
         self.pools.get(name)
+    }
+    /// Whether the `default` source is the built-in one.
+    pub fn default_source_is_builtin(&self) -> bool {
+        self.builtin_default.0
+    }
+    /// Whether the `default` pool is the built-in one.
+    pub fn default_pool_is_builtin(&self) -> bool {
+        self.builtin_default.1
     }
     /// Sources in name order.
     pub fn sources(&self) -> impl Iterator<Item = &Arc<EgressSource>> {

@@ -9,6 +9,7 @@ mod daemon;
 mod error;
 mod host;
 mod listeners;
+pub mod momentum;
 mod reload;
 
 pub use daemon::{Controls, Daemon, DaemonError, DaemonOptions, system_hostname};

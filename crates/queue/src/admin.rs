@@ -142,8 +142,12 @@ impl QueueManager {
         let mut bounced = 0;
         for queue in self.matching(filter) {
             for message in queue.take_all() {
-                let response =
-                    ResponseInfo { code: 551, enhanced_code: Some("5.7.1".into()), content: reason.to_string(), command: None };
+                let response = ResponseInfo {
+                    code: 551,
+                    enhanced_code: Some("5.7.1".into()),
+                    content: reason.to_string(),
+                    command: None,
+                };
                 self.logger.log(self.logger.record(RecordType::AdminBounce, &message, response));
                 if let Err(e) = self.spool.remove(message.id).await {
                     tracing::error!(id = %message.id, error = %e, "cannot remove an admin-bounced message");

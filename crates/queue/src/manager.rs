@@ -222,7 +222,12 @@ impl QueueManager {
         let mut due = Vec::new();
         for message in queue.take_due(now) {
             if now >= message.created + max_age {
-                let last = ResponseInfo { code: 0, enhanced_code: None, content: "expired while queued".into(), command: None };
+                let last = ResponseInfo {
+                    code: 0,
+                    enhanced_code: None,
+                    content: "expired while queued".into(),
+                    command: None,
+                };
                 self.expire(message, &last).await;
                 continue;
             }

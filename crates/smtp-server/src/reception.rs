@@ -10,7 +10,12 @@ use petrel_telemetry::ResponseInfo;
 use std::sync::Arc;
 
 fn response_info(reply: &Reply) -> ResponseInfo {
-    ResponseInfo { code: reply.code, enhanced_code: reply.enhanced.map(|e| e.to_string()), content: reply.text.clone(), command: None }
+    ResponseInfo {
+        code: reply.code,
+        enhanced_code: reply.enhanced.map(|e| e.to_string()),
+        content: reply.text.clone(),
+        command: None,
+    }
 }
 
 /// `OK ids=a,b,c` while that fits in one reply line; past that the first

@@ -264,7 +264,8 @@ mod tests {
         config.headers = vec!["Subject".into()];
         let metrics = Arc::new(Metrics::new());
         let (logger, handle) = Logger::start(&config, metrics.clone()).unwrap();
-        let response = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "ok".into(), command: None };
+        let response =
+            ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "ok".into(), command: None };
         for _ in 0..20 {
             logger.log(logger.record(RecordType::Reception, &message(), response.clone()));
         }

@@ -165,8 +165,7 @@ pub async fn inject(
             }
         }
     }
-    let from =
-        petrel_queue::ReceptionInfo {
+    let from = petrel_queue::ReceptionInfo {
         peer_address: auth.peer_address.clone(),
         peer_name: String::new(),
         protocol: "HTTP".into(),

@@ -109,6 +109,25 @@ enum Command {
         #[arg(long = "sample-domain", value_name = "DOMAIN")]
         sample_domains: Vec<String>,
     },
+    /// Turn a Momentum ecelerity.conf (bindings, binding groups,
+    /// Match_Domain, global and Domain scopes) into an init.lua and a
+    /// sources.toml; lists every option it cannot carry over.
+    ImportMomentum {
+        /// The Momentum configuration file.
+        config: PathBuf,
+        /// Where to write init.lua and sources.toml.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// The ESMTP listener of the generated policy.
+        #[arg(long, default_value = "0.0.0.0:25")]
+        listen: String,
+        /// The spool directory of the generated policy (/var/spool/petrel).
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        /// The log directory of the generated policy (/var/log/petrel).
+        #[arg(long)]
+        logs: Option<PathBuf>,
+    },
     /// Scheduled and ready queues of the running daemon.
     Queue {
         #[command(subcommand)]
@@ -302,6 +321,9 @@ pub fn main() -> ExitCode {
         Command::Validate { policy, lua, sample_domains } => {
             return validate::run(&policy, lua.settings(), &sample_domains);
         }
+        Command::ImportMomentum { config, out, listen, spool, logs } => {
+            return crate::momentum::run(&config, &out, &listen, spool.as_deref(), logs.as_deref());
+        }
         Command::Logs { command: LogsCommand::Tail { dir, policy, lines, follow } } => {
             tail(dir, &policy, lines, follow)
         }
@@ -426,7 +448,11 @@ fn remote(command: Command) -> anyhow::Result<()> {
             let v = Api::new(&remote.endpoint).post("/api/admin/route/v1", &request)?;
             print(&remote, &v, show::route);
         }
-        Command::Serve { .. } | Command::Validate { .. } | Command::Logs { .. } | Command::Spool { .. } => {
+        Command::Serve { .. }
+        | Command::Validate { .. }
+        | Command::ImportMomentum { .. }
+        | Command::Logs { .. }
+        | Command::Spool { .. } => {
             unreachable!("handled locally")
         }
     }
