@@ -7,8 +7,8 @@ use std::time::Duration;
 /// How messages of a queue are delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryProtocol {
-    /// SMTP to the routing domain's MX hosts, or to `mx_list` (a smart host,
-    /// Momentum's `Gateway`) when given. Entries may carry `:port`.
+    /// SMTP to the routing domain's MX hosts, or to `mx_list` (smart hosts
+    /// by name, resolved as A/AAAA) when given. Entries may carry `:port`.
     Smtp {
         /// The hosts to use instead of MX lookup, tried in this order.
         mx_list: Option<Vec<String>>,

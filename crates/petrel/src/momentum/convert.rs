@@ -34,8 +34,13 @@ pub struct Imported {
 
 /// Options that belong to a binding (and so to its group and the global
 /// scope, from which bindings inherit).
-const BINDING_OPTIONS: [&str; 10] = [
+const BINDING_OPTIONS: [&str; 15] = [
     "bind_address",
+    "ehlo_timeout",
+    "mailfrom_timeout",
+    "rcptto_timeout",
+    "body_timeout",
+    "max_deliveries_per_connection",
     "ehlo_hostname",
     "max_outbound_connections",
     "max_recipients_per_batch",
@@ -48,8 +53,13 @@ const BINDING_OPTIONS: [&str; 10] = [
 ];
 
 /// Options of `Domain` scopes (and the global scope).
-const DOMAIN_OPTIONS: [&str; 13] = [
+const DOMAIN_OPTIONS: [&str; 18] = [
     "gateway",
+    "ehlo_timeout",
+    "mailfrom_timeout",
+    "rcptto_timeout",
+    "body_timeout",
+    "max_deliveries_per_connection",
     "delivery_method",
     "remote_smtp_port",
     "lmtp_port",
@@ -145,6 +155,15 @@ impl Converter<'_> {
                 "max_recipients_per_batch" => self.number(line, option, value).map(|v| ("max_recipients_per_batch", v)),
                 "idle_timeout" => self.seconds(line, option, value).map(|v| ("idle_timeout", v)),
                 "connect_timeout" => self.seconds(line, option, value).map(|v| ("connect_timeout", v)),
+                "ehlo_timeout" => self.seconds(line, option, value).map(|v| ("ehlo_timeout", v)),
+                "mailfrom_timeout" => self.seconds(line, option, value).map(|v| ("mail_from_timeout", v)),
+                "rcptto_timeout" => self.seconds(line, option, value).map(|v| ("rcpt_to_timeout", v)),
+                "body_timeout" => self.seconds(line, option, value).map(|v| ("data_dot_timeout", v)),
+                // Momentum's 0 is "no limit"; Petrel's default (1024) stands.
+                "max_deliveries_per_connection" if value.trim() == "0" => None,
+                "max_deliveries_per_connection" => {
+                    self.number(line, option, value).map(|v| ("max_deliveries_per_connection", v))
+                }
                 "tls" => {
                     let verify = options.get("tls_verify").map(|(v, _)| v.as_str());
                     self.tls(line, value, verify).map(|v| ("enable_tls", v))
