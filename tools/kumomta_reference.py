@@ -32,6 +32,19 @@ def names(directory: pathlib.Path):
     return out
 
 
+def modules(reference: pathlib.Path):
+    """`(module, functions)`: `kumo` and every `kumo.X` module, with the
+    regex and string references under the names policies use."""
+    out = [("kumo", names(reference / "kumo"))]
+    for entry in sorted(reference.iterdir()):
+        if entry.is_dir() and entry.name.startswith("kumo."):
+            out.append((entry.name, names(entry)))
+    out.append(("kumo.regex", names(reference / "regex")))
+    out.append(("kumo.string", names(reference / "string")))
+    # Capitalised entries are types (kumo.http.Request), not functions.
+    return [(m, [f for f in fs if f[:1].islower()]) for m, fs in out]
+
+
 def write_options(reference: pathlib.Path):
     lines = [
         "//! The option names KumoMTA's reference documents for each `kumo.*`",
@@ -45,6 +58,15 @@ def write_options(reference: pathlib.Path):
         options = names(reference / "kumo" / function)
         joined = ", ".join(f'"{o}"' for o in options)
         lines.append(f'    ("{function}", &[{joined}]),')
+    lines.append("];")
+    lines += [
+        "",
+        "/// `(module, documented functions)`: `kumo` and its submodules.",
+        "pub(crate) const FUNCTIONS: &[(&str, &[&str])] = &[",
+    ]
+    for module, functions in modules(reference):
+        joined = ", ".join(f'"{f}"' for f in functions)
+        lines.append(f'    ("{module}", &[{joined}]),')
     lines.append("];")
     (ROOT / "crates/lua/src/documented.rs").write_text("\n".join(lines) + "\n")
 

@@ -53,12 +53,14 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     crate::regex::install(lua, &kumo)?;
     crate::domain_map::install(lua, &kumo)?;
     crate::memoize::install(lua, &kumo)?;
+    crate::string_fns::install(lua, &kumo)?;
     let dns = lua.create_table()?;
     dns.set("configure_resolver", lua.create_function(configure_resolver)?)?;
     crate::dns::install(lua, &dns)?;
     kumo.set("dns", dns)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo.clone())?;
+    crate::unsupported::install(lua, &kumo)?;
     lua.globals().set("kumo", kumo)?;
     Ok(())
 }

@@ -31,6 +31,8 @@ mod serde_fns;
 mod shared;
 mod specs;
 mod state;
+mod string_fns;
+mod unsupported;
 
 pub use engine::{Generation, PolicyEngine};
 pub use error::PolicyLoadError;

@@ -220,3 +220,30 @@ end)"#;
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn documented_functions_petrel_lacks_say_so_where_the_policy_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = PolicyEngine::load(&policy(&dir, "local h = kumo.digest.sha256('x')", ""), "host.test")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("init.lua:2")
+            && err.contains("kumo.digest.sha256 is documented by KumoMTA but not supported by Petrel yet"),
+        "{err}"
+    );
+    let err = PolicyEngine::load(&policy(&dir, "kumo.configure_redis_throttles { node = 'redis://x' }", ""), "h")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("kumo.configure_redis_throttles is documented"), "{err}");
+    let err = PolicyEngine::load(&policy(&dir, "local http = require 'kumo.http'\nhttp.build_client {}", ""), "h")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("kumo.http.build_client is documented"), "{err}");
+    // Names KumoMTA does not document are nil, as in any Lua table.
+    let ok = policy(&dir, "assert(kumo.no_such_function == nil)\nassert(kumo.string.trim(' a ') == 'a')", "");
+    PolicyEngine::load(&ok, "host.test").unwrap();
+}
