@@ -39,3 +39,14 @@ pub use error::PolicyLoadError;
 pub use fingerprint::Fingerprint;
 pub use init::InitConfig;
 pub use state::LuaSettings;
+
+/// The `kumo` functions KumoMTA's reference documents, by module (`kumo`,
+/// `kumo.dns`, …), generated from that reference.
+pub fn kumomta_functions() -> &'static [(&'static str, &'static [&'static str])] {
+    documented::FUNCTIONS
+}
+
+/// The events Petrel raises (a policy may register handlers for them).
+pub fn raised_events() -> &'static [&'static str] {
+    &event_names::IMPLEMENTED
+}

@@ -167,9 +167,15 @@ fn memoize(lua: &Lua, (func, params): (Function, Value)) -> mlua::Result<Functio
         Some(d) => d.to_duration("populate_timeout").map_err(mlua::Error::runtime)?,
         None => Duration::from_secs(120),
     };
-    // Each generation has its own caches, so the epoch options (cached
-    // values outliving a configuration change) have nothing to add.
-    let _ = (spec.invalidate_with_epoch, spec.allow_stale_reads);
+    // Each generation has its own caches, so a configuration change always
+    // starts afresh: invalidate_with_epoch holds whatever it says.
+    let _ = spec.invalidate_with_epoch;
+    if spec.allow_stale_reads {
+        return Err(mlua::Error::runtime(format!(
+            "{}: kumo.memoize: allow_stale_reads is not supported by Petrel yet",
+            crate::error::caller_location(lua)
+        )));
+    }
     let (name, retry) = (spec.name, spec.retry_on_populate_timeout);
     lua.create_async_function(move |lua, args: MultiValue| {
         let (func, name) = (func.clone(), name.clone());
