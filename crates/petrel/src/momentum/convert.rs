@@ -133,8 +133,17 @@ impl Converter<'_> {
         let verified = verify.is_some_and(|v| !v.eq_ignore_ascii_case("no"));
         let mode = match (tls.to_ascii_lowercase().as_str(), verified) {
             ("no", _) => "Disabled",
-            ("ifavailable", false) => "OpportunisticInsecure",
-            ("ifavailable", true) => "Opportunistic",
+            // Momentum falls back to clear text after a failed handshake
+            // (tls_ifavailable_fallback, on by default), as this mode does.
+            ("ifavailable", verified) => {
+                if verified {
+                    self.note(
+                        line,
+                        "TLS_Verify with TLS = ifavailable: Petrel does not verify opportunistic TLS".into(),
+                    );
+                }
+                "OpportunisticInsecure"
+            }
             ("required", false) => "RequiredInsecure",
             ("required", true) => "Required",
             _ => {
