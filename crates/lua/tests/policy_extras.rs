@@ -108,3 +108,66 @@ fn shaping_data_errors_and_what_petrel_lacks_fail_the_load() {
         assert!(err.contains("init.lua:3") && err.contains("shaping.toml") && err.contains(needle), "{err}");
     }
 }
+
+#[tokio::test]
+async fn rollup_reroutes_by_mx_suffix_and_rolls_up_by_ip() {
+    use petrel_message::{EnvelopeAddress, Message};
+    use petrel_queue::{DeliveryProtocol, QueueKey, QueuePolicy};
+    use petrel_smtp_server::SessionPolicy;
+    let zone = petrel_testkit::Zone::new()
+        .mx("hotmail.test", 2, "hotmail-test.olc.protection.outlook.test")
+        .mx("mixed.test", 1, "a.olc.protection.outlook.test")
+        .mx("mixed.test", 2, "b.other.test")
+        .mx("foo.test", 1, "foo-test.mail.protection.outlook.test")
+        .mx("foo.test", 5, "backup.foo.test")
+        .addr("foo-test.mail.protection.outlook.test", "127.0.0.22".parse().unwrap())
+        .addr("foo-test.mail.protection.outlook.test", "127.0.0.21".parse().unwrap());
+    let dns = petrel_testkit::DnsServer::start(zone).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("init.lua");
+    std::fs::write(
+        &policy,
+        r#"local kumo = require 'kumo'
+local rollup = require 'policy-extras.rollup'
+kumo.on('init', function() kumo.define_spool { name = 'data', path = '/tmp/petrel-never-opened' } end)
+kumo.on('smtp_server_message_received', function(msg)
+  rollup.reroute_based_on_mx_host_suffix(msg, { ['.olc.protection.outlook.test.'] = 'outlook.test' })
+  rollup.reroute_using_ip_rollup(msg, { ['.mail.protection.outlook.test.'] = 'outlook.ip_rollup' })
+end)
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  local params = {}
+  rollup.apply_ip_rollup_to_queue_config(domain, routing_domain, params)
+  return kumo.make_queue_config(params)
+end)
+"#,
+    )
+    .unwrap();
+    let engine = PolicyEngine::load(&policy, "host.test").unwrap();
+    engine.set_resolver(Arc::new(petrel_dns::HickoryResolver::with_name_servers(&[dns.addr()]).unwrap()));
+    let conn = petrel_smtp_server::ConnMeta {
+        received_from: "127.0.0.1:5000".into(),
+        received_via: "127.0.0.1:25".into(),
+        hostname: "mx.test".into(),
+        ehlo_domain: None,
+        authn_id: None,
+        tls: false,
+    };
+    let routed = |domain: &str| {
+        let sender = EnvelopeAddress::parse("s@sender.test").unwrap();
+        let recipient = EnvelopeAddress::parse(&format!("user@{domain}")).unwrap();
+        Message::new(sender, recipient, Arc::from(&b"Subject: x\r\n\r\nx\r\n"[..]))
+    };
+    let mut hotmail = routed("hotmail.test");
+    engine.message_received(&mut hotmail, &conn).await.unwrap();
+    assert_eq!(hotmail.meta_str("routing_domain"), Some("outlook.test"));
+    assert_eq!(hotmail.queue_name(), "hotmail.test!outlook.test");
+    let mut mixed = routed("mixed.test");
+    engine.message_received(&mut mixed, &conn).await.unwrap();
+    assert_eq!(mixed.meta_str("routing_domain"), None, "every MX host must match");
+    let mut foo = routed("foo.test");
+    engine.message_received(&mut foo, &conn).await.unwrap();
+    assert_eq!(foo.meta_str("routing_domain"), Some("outlook.ip_rollup"));
+    let key = QueueKey::of(&foo);
+    let DeliveryProtocol::Smtp { mx_list } = engine.queue_config(&key).await.unwrap().protocol;
+    assert_eq!(mx_list, Some(vec!["[127.0.0.21]".to_string(), "[127.0.0.22]".to_string()]));
+}
