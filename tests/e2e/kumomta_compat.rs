@@ -372,3 +372,28 @@ fn a_local_copy_of_a_helper_wins_over_the_shipped_one() {
     let err = TestDaemon::start(&policy).err().expect("the local copy raises");
     assert!(err.contains("the local copy ran"), "{err}");
 }
+
+/// `mx_list` entries as KumoMTA documents them: a name, or a name with the
+/// address to connect to (the name then shows in the log record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_list_entries_may_pin_a_name_to_an_address() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let events = format!(
+        r#"kumo.on('get_queue_config', function()
+  return kumo.make_queue_config {{
+    protocol = {{ smtp = {{ mx_list = {{ {{ name = 'mx.pinned.test', addr = '{}' }} }} }} }},
+  }}
+end)"#,
+        sink.addr()
+    );
+    let daemon = TestDaemon::start(&kumo_policy(&ws, "", &events)).unwrap();
+    let results = send_each(daemon.smtp[0], localhost(), vec![message("a@sender.test", "r@dest.test", "")]).await;
+    assert!(results[0].is_ok());
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
+    daemon.stop();
+    let records = ws.records();
+    let delivery = records.iter().find(|r| r.kind == petrel_telemetry::RecordType::Delivery).unwrap();
+    let peer = delivery.peer_address.as_ref().unwrap();
+    assert_eq!((peer.name.as_str(), peer.addr.clone()), ("mx.pinned.test", sink.addr().to_string()));
+}

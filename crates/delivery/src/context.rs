@@ -59,4 +59,6 @@ pub(crate) struct Destination {
     /// A smart host (`mx_list`) chosen by the operator; `prohibited_hosts`
     /// guards only destinations found through DNS.
     pub explicit: bool,
+    /// `mx_list` hosts given with the address to connect to: name → addr.
+    pub pinned: Vec<(String, String)>,
 }

@@ -316,16 +316,20 @@ impl Dispatcher {
     ) -> Result<Destination, Outcome> {
         let DeliveryProtocol::Smtp { mx_list } = protocol;
         match mx_list {
-            Some(hosts) => Ok(Destination { plan: MxPlan::in_order(hosts), explicit: true }),
+            Some(hosts) => {
+                let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+                let pinned = hosts.iter().filter_map(|h| Some((h.name.clone(), h.addr.clone()?))).collect();
+                Ok(Destination { plan: MxPlan::in_order(&names), explicit: true, pinned })
+            }
             // A domain literal names its host. Set by the policy as the
             // routing domain it is the operator's route (a gateway); as a
             // recipient's domain it is the client's, and prohibited_hosts
             // guards it like any host Petrel did not choose.
             None if let Some(plan) = MxPlan::literal(message.routing_domain()) => {
-                Ok(Destination { plan, explicit: message.meta_str("routing_domain").is_some() })
+                Ok(Destination { plan, explicit: message.meta_str("routing_domain").is_some(), pinned: Vec::new() })
             }
             None => match self.handles.connect.resolver.resolve_mx(message.routing_domain()).await {
-                Ok(plan) => Ok(Destination { plan, explicit: false }),
+                Ok(plan) => Ok(Destination { plan, explicit: false, pinned: Vec::new() }),
                 Err(e) => Err(Outcome::from_dns(&e)),
             },
         }

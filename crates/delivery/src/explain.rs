@@ -56,8 +56,8 @@ impl Dispatcher {
         };
         let mut hosts = Vec::new();
         if let (Some(path), Some(source)) = (&path, source) {
-            for (name, port) in endpoints(&destination, path, source) {
-                let (addresses, error) = match self.handles.connect.resolver.resolve_ip(&name).await {
+            for crate::route::Endpoint { name, connect, port } in endpoints(&destination, path, source) {
+                let (addresses, error) = match self.handles.connect.resolver.resolve_ip(&connect).await {
                     Ok(ips) => (ips.iter().map(|ip| (*ip, is_prohibited(&destination, path, ip))).collect(), None),
                     Err(e) => (Vec::new(), Some(e.to_string())),
                 };

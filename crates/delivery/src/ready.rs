@@ -304,8 +304,10 @@ impl ReadyQueue {
         let resolver = &dispatcher.connector().resolver;
         let mut last: Option<ClientError> = None;
         let mut prohibited = Vec::new();
-        for (name, port) in crate::route::endpoints(&self.destination, &self.path, &self.source) {
-            let addresses = match resolver.resolve_ip(&name).await {
+        for crate::route::Endpoint { name, connect, port } in
+            crate::route::endpoints(&self.destination, &self.path, &self.source)
+        {
+            let addresses = match resolver.resolve_ip(&connect).await {
                 Ok(addresses) => addresses,
                 Err(e) => {
                     let io = std::io::Error::other(e.to_string());

@@ -89,17 +89,32 @@ pub fn ehlo_name(path: &EgressPathConfig, source: &EgressSource, default: &str) 
     path.ehlo_domain.clone().or_else(|| source.ehlo_domain.clone()).unwrap_or_else(|| default.to_string())
 }
 
+/// One host of a destination as a connection reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// The host's name (for TLS and logs).
+    pub name: String,
+    /// What to resolve and connect to: the name, or its pinned address.
+    pub connect: String,
+    pub port: u16,
+}
+
 /// Each host of a destination with the port a connection to it uses: the
-/// host's own (`host:2526`), else the path's `smtp_port`, and a source's
-/// `remote_port` over both.
-pub fn endpoints(destination: &Destination, path: &EgressPathConfig, source: &EgressSource) -> Vec<(String, u16)> {
+/// host's own (`host:2526`, or a pinned `addr`'s), else the path's
+/// `smtp_port`, and a source's `remote_port` over both.
+pub(crate) fn endpoints(destination: &Destination, path: &EgressPathConfig, source: &EgressSource) -> Vec<Endpoint> {
     destination
         .plan
         .attempt_order()
         .iter()
         .map(|host| {
-            let (name, port) = split_host_port(host, path.smtp_port);
-            (name, source.remote_port.unwrap_or(port))
+            let pinned = destination.pinned.iter().find(|(name, _)| name == host).map(|(_, addr)| addr);
+            let (name, name_port) = split_host_port(host, path.smtp_port);
+            let (connect, port) = match pinned {
+                Some(addr) => split_host_port(addr, name_port),
+                None => (name.clone(), name_port),
+            };
+            Endpoint { name, connect, port: source.remote_port.unwrap_or(port) }
         })
         .collect()
 }

@@ -46,7 +46,7 @@ fn start_with(
     let config = QueueConfig {
         egress_pool: Some("shared".into()),
         retry_interval: Duration::from_millis(200),
-        protocol: DeliveryProtocol::Smtp { mx_list: Some(vec![sink.addr().to_string()]) },
+        protocol: DeliveryProtocol::Smtp { mx_list: Some(vec![sink.addr().to_string().into()]) },
         ..Default::default()
     };
     let shutdown = CancellationToken::new();

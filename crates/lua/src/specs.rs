@@ -242,7 +242,24 @@ impl LocalLogsSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SmtpProtocolSpec {
-    mx_list: Option<Vec<String>>,
+    mx_list: Option<Vec<MxListEntrySpec>>,
+}
+
+/// `'host[:port]'` or `{ name = 'host', addr = 'ip[:port]' }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MxListEntrySpec {
+    Name(String),
+    Pinned { name: String, addr: String },
+}
+
+impl From<MxListEntrySpec> for petrel_queue::MxListEntry {
+    fn from(spec: MxListEntrySpec) -> Self {
+        match spec {
+            MxListEntrySpec::Name(name) => Self { name, addr: None },
+            MxListEntrySpec::Pinned { name, addr } => Self { name, addr: Some(addr) },
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,7 +281,8 @@ pub struct QueueConfigSpec {
 impl QueueConfigSpec {
     pub fn into_config(self) -> Result<QueueConfig, String> {
         let defaults = QueueConfig::default();
-        let mx_list = self.protocol.and_then(|p| p.smtp).and_then(|s| s.mx_list);
+        let mx_list: Option<Vec<petrel_queue::MxListEntry>> =
+            self.protocol.and_then(|p| p.smtp).and_then(|s| s.mx_list).map(|l| l.into_iter().map(Into::into).collect());
         if mx_list.as_ref().is_some_and(|l| l.is_empty()) {
             return Err("protocol.smtp.mx_list: the list is empty".into());
         }

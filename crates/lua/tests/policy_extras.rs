@@ -169,5 +169,5 @@ end)
     assert_eq!(foo.meta_str("routing_domain"), Some("outlook.ip_rollup"));
     let key = QueueKey::of(&foo);
     let DeliveryProtocol::Smtp { mx_list } = engine.queue_config(&key).await.unwrap().protocol;
-    assert_eq!(mx_list, Some(vec!["[127.0.0.21]".to_string(), "[127.0.0.22]".to_string()]));
+    assert_eq!(mx_list, Some(vec!["[127.0.0.21]".into(), "[127.0.0.22]".into()]));
 }

@@ -11,8 +11,32 @@ pub enum DeliveryProtocol {
     /// by name, resolved as A/AAAA) when given. Entries may carry `:port`.
     Smtp {
         /// The hosts to use instead of MX lookup, tried in this order.
-        mx_list: Option<Vec<String>>,
+        mx_list: Option<Vec<MxListEntry>>,
     },
+}
+
+/// One host of an `mx_list`: a name (`host`, `host:port`, `ip`), or a name
+/// with the address to connect to (`{ name = 'mx.example.com', addr =
+/// '10.0.0.1:2025' }`): the name is used for TLS and logs, the address
+/// (and its port, when it has one) for the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MxListEntry {
+    /// The host's name.
+    pub name: String,
+    /// Where to connect instead of resolving `name`.
+    pub addr: Option<String>,
+}
+
+impl From<&str> for MxListEntry {
+    fn from(name: &str) -> Self {
+        Self { name: name.to_string(), addr: None }
+    }
+}
+
+impl From<String> for MxListEntry {
+    fn from(name: String) -> Self {
+        Self { name, addr: None }
+    }
 }
 
 /// Settings of one scheduled queue (`kumo.make_queue_config`).

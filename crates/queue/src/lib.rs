@@ -16,7 +16,7 @@ mod scheduled;
 
 pub use admin::{QueueFilter, RebindTarget, ScheduledSummary};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{DeliveryProtocol, QueueConfig, QueueKey, QueuePolicy, QueuePolicyError, retry_delay};
+pub use config::{DeliveryProtocol, MxListEntry, QueueConfig, QueueKey, QueuePolicy, QueuePolicyError, retry_delay};
 pub use intake::{Intake, PolicyError, ReceptionInfo};
 pub use manager::{Due, QueueManager, RetryDecision};
 pub use scheduled::ScheduledQueue;
