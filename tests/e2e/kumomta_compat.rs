@@ -4,7 +4,7 @@
 //! effect at the sink (source address, EHLO name, queue, relay decision),
 //! not only that the policy loads.
 
-use petrel_e2e::{Sink, TestDaemon, Workspace, eventually, send_each};
+use petrel_e2e::{Sink, TestDaemon, Workspace, eventually, http, send_each};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +21,7 @@ kumo.on('init', function()
   kumo.define_spool {{ name = 'meta', path = '{root}/meta', kind = 'RocksDB' }}
   kumo.configure_local_logs {{ log_dir = '{root}/logs', max_segment_duration = '1 minute' }}
   kumo.start_esmtp_listener {{ listen = '127.0.0.1:0', hostname = 'mail.example.com', relay_hosts = {{ '127.0.0.1' }} }}
+  kumo.start_http_listener {{ listen = '127.0.0.1:0', trusted_hosts = {{ '127.0.0.1', '::1' }} }}
 end)
 {events}
 "#
@@ -396,4 +397,31 @@ end)"#,
     let delivery = records.iter().find(|r| r.kind == petrel_telemetry::RecordType::Delivery).unwrap();
     let peer = delivery.peer_address.as_ref().unwrap();
     assert_eq!((peer.name.as_str(), peer.addr.clone()), ("mx.pinned.test", sink.addr().to_string()));
+}
+
+/// An operator can suspend a source the sources helper defines (not only
+/// one of the init registry); its pool's other source takes the mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_from_the_helper_can_be_suspended_by_name() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let sources = data_file(&ws, "sources.toml", SOURCES_TOML);
+    let queues = data_file(&ws, "queues.toml", &queues_toml(&sink));
+    let setup = format!(
+        "local sources = require 'policy-extras.sources'\nsources:setup {{ '{sources}' }}\nlocal queue_helper = require('policy-extras.queue'):setup {{ '{queues}' }}"
+    );
+    let events = "kumo.on('smtp_server_message_received', function(msg) queue_helper:apply(msg) end)";
+    let daemon = TestDaemon::start(&kumo_policy(&ws, &setup, events)).unwrap();
+    let url = format!("http://{}/api/admin/suspend-ready-q/v1", daemon.http[0]);
+    let suspended = http("POST", url.clone(), vec![], Some(br#"{"name":"ip-3"}"#.to_vec())).await;
+    assert_eq!(suspended.status, 200, "{}", suspended.body);
+    let unknown = http("POST", url, vec![], Some(br#"{"name":"ghost"}"#.to_vec())).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let batch: Vec<_> =
+        (0..6).map(|i| message("n@sender.test", &format!("t{i}@gmail.test"), "X-Tenant: mytenant\r\n")).collect();
+    let results = send_each(daemon.smtp[0], localhost(), batch).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 6).await);
+    assert!(sink.received().iter().all(|m| m.peer.ip().to_string() == "127.0.0.2"), "ip-3 is suspended");
+    daemon.stop();
 }

@@ -70,7 +70,7 @@ pub struct SourceRequest {
     responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
 pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
-    if !s.admin.suspend_source(&request.name) {
+    if !s.admin.suspend_source(&request.name).await {
         return Err(ApiError::status(StatusCode::NOT_FOUND, format!("no egress source named {:?}", request.name)));
     }
     Ok(done(None))
@@ -80,7 +80,7 @@ pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>,
     responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
 pub async fn resume_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: SourceRequest = parse_json(&body)?;
-    if !s.admin.resume_source(&request.name) {
+    if !s.admin.resume_source(&request.name).await {
         return Err(ApiError::status(StatusCode::NOT_FOUND, format!("no egress source named {:?}", request.name)));
     }
     Ok(done(None))

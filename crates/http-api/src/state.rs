@@ -268,10 +268,11 @@ pub trait AdminOps: Send + Sync + 'static {
     fn suspend(&self, selector: &QueueSelector);
     /// Release the selected scheduled queues.
     fn resume(&self, selector: &QueueSelector);
-    /// Stop sending from an egress source; false when there is none by that name.
-    fn suspend_source(&self, name: &str) -> bool;
+    /// Stop sending from an egress source; false when there is none by that
+    /// name (in the init registry or from the policy's `get_egress_source`).
+    async fn suspend_source(&self, name: &str) -> bool;
     /// Send from an egress source again; false when there is none by that name.
-    fn resume_source(&self, name: &str) -> bool;
+    async fn resume_source(&self, name: &str) -> bool;
     /// Move waiting messages; `Err` names what the target lacks (an
     /// unknown pool), and nothing moves.
     async fn rebind(&self, request: &RebindRequest) -> Result<usize, String>;

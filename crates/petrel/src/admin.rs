@@ -36,6 +36,14 @@ fn filter(selector: &QueueSelector) -> QueueFilter {
     }
 }
 
+impl DaemonAdmin {
+    /// A source of the init registry, or one the policy defines late
+    /// (`get_egress_source`, the sources helper).
+    async fn knows_source(&self, name: &str) -> bool {
+        self.engine.registry().source(name).is_some() || matches!(self.engine.egress_source(name).await, Ok(Some(_)))
+    }
+}
+
 #[async_trait]
 impl AdminOps for DaemonAdmin {
     fn suspend(&self, selector: &QueueSelector) {
@@ -46,16 +54,16 @@ impl AdminOps for DaemonAdmin {
         self.queues.resume_matching(&filter(selector));
     }
 
-    fn suspend_source(&self, name: &str) -> bool {
-        let known = self.engine.registry().source(name).is_some();
+    async fn suspend_source(&self, name: &str) -> bool {
+        let known = self.knows_source(name).await;
         if known {
             self.dispatcher.suspend_source(name);
         }
         known
     }
 
-    fn resume_source(&self, name: &str) -> bool {
-        let known = self.engine.registry().source(name).is_some();
+    async fn resume_source(&self, name: &str) -> bool {
+        let known = self.knows_source(name).await;
         if known {
             self.dispatcher.resume_source(name);
         }

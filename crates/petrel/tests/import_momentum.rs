@@ -31,7 +31,7 @@ fn writes_a_policy_that_validates_and_lists_what_it_cannot_map() {
     assert!(stdout.contains("line 3: adaptive_enabled in global"), "{stdout}");
     assert!(
         stdout.contains(
-            "line 8: Suspend_Delivery = true in binding \"cust\": after starting, run `petrel source suspend cust`"
+            "line 8: Suspend_Delivery = true in binding \"cust\": after starting, run `petrel suspend-source cust`"
         ),
         "{stdout}"
     );

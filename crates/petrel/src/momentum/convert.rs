@@ -338,7 +338,7 @@ fn sources_toml(
             c.note(
                 *line,
                 format!(
-                    "Suspend_Delivery = true in binding {:?}: after starting, run `petrel source suspend {}`",
+                    "Suspend_Delivery = true in binding {:?}: after starting, run `petrel suspend-source {}`",
                     b.name, b.name
                 ),
             );
@@ -404,7 +404,12 @@ pub fn convert(root: &Scope, targets: &Targets) -> Imported {
         };
         let options = layer(&mut c, scope, &DOMAIN_OPTIONS, &BTreeMap::new(), &["suspend_delivery"]);
         if scope.get("suspend_delivery").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            c.note(scope.line, format!("Suspend_Delivery = true in Domain {name}: after starting, run `petrel queue suspend --domain {name}`"));
+            c.note(
+                scope.line,
+                format!(
+                    "Suspend_Delivery = true in Domain {name}: after starting, run `petrel suspend --domain {name}`"
+                ),
+            );
         }
         let (route, route_path) = c.routing(&options);
         let mut path = c.path_settings(&options);
