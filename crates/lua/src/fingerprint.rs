@@ -13,6 +13,28 @@ use std::path::{Path, PathBuf};
 #[derive(Default)]
 pub(crate) struct DataFiles(pub BTreeSet<PathBuf>);
 
+/// The policy file and data files as the generation first read them.
+///
+/// Every Lua state of a generation runs the policy's top level again, and
+/// helpers read their data files there. Reading them from disk each time
+/// would let an edit made before the reload reach some states and not
+/// others, and a broken edit stop new states from being built while the
+/// running generation is still in force. So each file is read once per
+/// generation; the next reload reads the new contents.
+#[derive(Default)]
+pub(crate) struct FileSnapshot(parking_lot::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<[u8]>>>);
+
+impl FileSnapshot {
+    /// `path`'s contents as this generation first read them.
+    pub(crate) fn read(&self, path: &Path) -> std::io::Result<std::sync::Arc<[u8]>> {
+        if let Some(bytes) = self.0.lock().get(path) {
+            return Ok(bytes.clone());
+        }
+        let bytes: std::sync::Arc<[u8]> = std::fs::read(path)?.into();
+        Ok(self.0.lock().entry(path.to_path_buf()).or_insert(bytes).clone())
+    }
+}
+
 /// Record that `path` was read by a `kumo.*` loader.
 pub(crate) fn note_data_file(lua: &Lua, path: &Path) {
     if let Some(mut files) = lua.app_data_mut::<DataFiles>() {

@@ -63,8 +63,15 @@ fn yaml_encode(lua: &Lua, value: Value) -> mlua::Result<String> {
 
 /// Read a data file the policy depends on, naming it on failure.
 pub(crate) fn read_data_file(lua: &Lua, what: &str, path: &str) -> mlua::Result<String> {
-    crate::fingerprint::note_data_file(lua, std::path::Path::new(path));
-    std::fs::read_to_string(path).map_err(|e| mlua::Error::runtime(format!("{what} {path}: {e}")))
+    let file = std::path::Path::new(path);
+    crate::fingerprint::note_data_file(lua, file);
+    let snapshot = lua.app_data_ref::<std::sync::Arc<crate::fingerprint::FileSnapshot>>().map(|s| s.clone());
+    let bytes = match snapshot {
+        Some(snapshot) => snapshot.read(file),
+        None => std::fs::read(file).map(Into::into),
+    }
+    .map_err(|e| mlua::Error::runtime(format!("{what} {path}: {e}")))?;
+    String::from_utf8(bytes.to_vec()).map_err(|e| mlua::Error::runtime(format!("{what} {path}: {e}")))
 }
 
 type Parser = fn(&Lua, &str) -> mlua::Result<Value>;

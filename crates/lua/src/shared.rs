@@ -12,16 +12,19 @@ pub(crate) struct Shared {
     pub memo: Arc<Caches>,
     pub egress: EgressCache,
     pub dns: Arc<DnsSlot>,
+    /// The policy and data files as this generation read them.
+    pub files: Arc<crate::fingerprint::FileSnapshot>,
 }
 
 impl Shared {
     pub(crate) fn new(dns: Arc<DnsSlot>) -> Arc<Self> {
-        Arc::new(Self { memo: Arc::default(), egress: EgressCache::default(), dns })
+        Arc::new(Self { memo: Arc::default(), egress: EgressCache::default(), dns, files: Arc::default() })
     }
 
     /// Hand a state the parts its `kumo.*` functions look up.
     pub(crate) fn install(&self, lua: &mlua::Lua) {
         lua.set_app_data(self.memo.clone());
         lua.set_app_data(self.dns.clone());
+        lua.set_app_data(self.files.clone());
     }
 }

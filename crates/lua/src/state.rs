@@ -89,7 +89,9 @@ pub(crate) fn new_state(
     settings: &LuaSettings,
     shared: &std::sync::Arc<crate::shared::Shared>,
 ) -> Result<Lua, PolicyLoadError> {
-    let code = std::fs::read(path)
+    let code = shared
+        .files
+        .read(path)
         .map_err(|e| PolicyLoadError::one(format!("{}: cannot read policy: {e}", path.display())))?;
     let setup = |e: mlua::Error| PolicyLoadError::one(format!("cannot set up Lua: {e}"));
     let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(setup)?;
@@ -104,7 +106,10 @@ pub(crate) fn new_state(
     install_deadline_hook(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     add_to_package_path(&lua, path).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     crate::extras::install(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
-    lua.load(code).set_name(format!("@{}", path.display())).exec().map_err(|e| PolicyLoadError::one(describe(&e)))?;
+    lua.load(&code[..])
+        .set_name(format!("@{}", path.display()))
+        .exec()
+        .map_err(|e| PolicyLoadError::one(describe(&e)))?;
     Ok(lua)
 }
 

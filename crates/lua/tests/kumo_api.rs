@@ -247,3 +247,32 @@ fn documented_functions_petrel_lacks_say_so_where_the_policy_names_them() {
     let ok = policy(&dir, "assert(kumo.no_such_function == nil)\nassert(kumo.string.trim(' a ') == 'a')", "");
     PolicyEngine::load(&ok, "host.test").unwrap();
 }
+
+#[tokio::test]
+async fn new_lua_states_of_a_generation_read_the_files_it_was_loaded_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pools.json");
+    std::fs::write(&data, r#"{ "pool": "from-the-first-read" }"#).unwrap();
+    let top = format!("local DATA = kumo.json_load '{}'", data.display());
+    let events = r#"kumo.on('get_queue_config', function()
+  kumo.sleep(0.05)
+  return kumo.make_queue_config { egress_pool = DATA.pool }
+end)"#;
+    let path = policy(&dir, &top, events);
+    let engine = Arc::new(PolicyEngine::load(&path, "host.test").unwrap());
+    // Edits that are not reloaded yet, one of them broken.
+    std::fs::write(&data, "{ not json").unwrap();
+    std::fs::write(&path, "this is not lua").unwrap();
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move { pool_of(&engine, "x.test").await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), "from-the-first-read");
+    }
+    assert!(engine.current().states_created() > 1, "concurrent events needed more states");
+    // The reload is what reads the new files, and refuses them.
+    assert!(engine.prepare("host.test").is_err());
+}
