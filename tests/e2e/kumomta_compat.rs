@@ -425,3 +425,32 @@ async fn sources_from_the_helper_can_be_suspended_by_name() {
     assert!(sink.received().iter().all(|m| m.peer.ip().to_string() == "127.0.0.2"), "ip-3 is suspended");
     daemon.stop();
 }
+
+/// Editing a helper's data file and reloading changes what the helper
+/// answers: the new generation reads the file again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_picks_up_an_edited_sources_toml() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let sources = data_file(&ws, "sources.toml", SOURCES_TOML);
+    let queues = data_file(&ws, "queues.toml", &queues_toml(&sink));
+    let setup = format!(
+        "local sources = require 'policy-extras.sources'\nsources:setup {{ '{sources}' }}\nlocal queue_helper = require('policy-extras.queue'):setup {{ '{queues}' }}"
+    );
+    let events = "kumo.on('smtp_server_message_received', function(msg) queue_helper:apply(msg) end)";
+    let daemon = TestDaemon::start(&kumo_policy(&ws, &setup, events)).unwrap();
+    let first = send_each(daemon.smtp[0], localhost(), vec![message("a@sender.test", "r1@other.test", "")]).await;
+    assert!(first[0].is_ok());
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
+    std::fs::write(&sources, SOURCES_TOML.replace("127.0.0.2", "127.0.0.4")).unwrap();
+    let reload = http("POST", format!("http://{}/api/admin/reload/v1", daemon.http[0]), vec![], None).await;
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    let second = send_each(daemon.smtp[0], localhost(), vec![message("a@sender.test", "r2@other.test", "")]).await;
+    assert!(second[0].is_ok());
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 2).await);
+    let from: Vec<(String, String)> =
+        sink.received().iter().map(|m| (m.recipients[0].clone(), m.peer.ip().to_string())).collect();
+    assert!(from.contains(&("r1@other.test".into(), "127.0.0.2".into())), "{from:?}");
+    assert!(from.contains(&("r2@other.test".into(), "127.0.0.4".into())), "{from:?}");
+    daemon.stop();
+}
