@@ -4,10 +4,12 @@ use crate::egress_events::{DEFAULT_TTL, MakePoolSpec, MakeSourceSpec};
 use crate::engine::PolicyEngine;
 use crate::error::describe;
 use crate::kumo::{Rejection, handler};
-use crate::message::{LuaAddress, LuaConnMeta, LuaEgressPath, LuaListenerDomain, LuaMessage, LuaQueueConfig};
+use crate::message::{
+    LuaAddress, LuaConnMeta, LuaEgressPath, LuaListenerDomain, LuaMessage, LuaQueueConfig, from_result,
+};
 use crate::specs::{EgressPathSpec, ListenerDomainSpec, QueueConfigSpec};
 use async_trait::async_trait;
-use mlua::{AnyUserData, IntoLuaMulti, Lua, LuaSerdeExt, Value};
+use mlua::{AnyUserData, IntoLuaMulti, Lua, Value};
 use petrel_delivery::{EgressPathConfig, EgressPolicy, EgressPolicyError};
 use petrel_egress::{EgressPool, EgressSource, Registry};
 use petrel_http_api::{AuthInfo, InjectPolicy};
@@ -184,23 +186,6 @@ impl InjectPolicy for PolicyEngine {
 
     async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), PolicyError> {
         message_event(self, "http_message_generated", message, object(auth)).await.map_err(session_error)
-    }
-}
-
-/// An event result that is either our userdata or a plain table.
-fn from_result<T: 'static + Clone, S: serde::de::DeserializeOwned>(
-    lua: &Lua,
-    value: Value,
-    parse: impl FnOnce(S) -> Result<T, String>,
-) -> mlua::Result<Option<T>> {
-    match value {
-        Value::Nil => Ok(None),
-        Value::UserData(ud) => Ok(Some(ud.borrow::<T>()?.clone())),
-        table @ Value::Table(_) => {
-            let spec: S = lua.from_value(table)?;
-            parse(spec).map(Some).map_err(mlua::Error::runtime)
-        }
-        other => Err(mlua::Error::runtime(format!("expected a config object, got {}", other.type_name()))),
     }
 }
 

@@ -21,6 +21,7 @@ mod events;
 mod extras;
 mod fingerprint;
 mod init;
+mod invoke;
 mod kumo;
 mod memoize;
 mod message;

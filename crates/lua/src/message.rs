@@ -122,3 +122,20 @@ impl UserData for LuaMessage {
         crate::message_headers::add_methods(methods);
     }
 }
+
+/// An event result that is either our userdata or a plain table.
+pub(crate) fn from_result<T: 'static + Clone, S: serde::de::DeserializeOwned>(
+    lua: &Lua,
+    value: Value,
+    parse: impl FnOnce(S) -> Result<T, String>,
+) -> mlua::Result<Option<T>> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::UserData(ud) => Ok(Some(ud.borrow::<T>()?.clone())),
+        table @ Value::Table(_) => {
+            let spec: S = lua.from_value(table)?;
+            parse(spec).map(Some).map_err(mlua::Error::runtime)
+        }
+        other => Err(mlua::Error::runtime(format!("expected a config object, got {}", other.type_name()))),
+    }
+}

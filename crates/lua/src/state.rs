@@ -103,6 +103,8 @@ pub(crate) fn new_state(
     // Data files read by the policy's top level count as its files too.
     lua.set_app_data(crate::fingerprint::DataFiles::default());
     kumo::install(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
+    let kumo_table: Table = lua.globals().get("kumo").map_err(setup)?;
+    crate::invoke::install(&lua, &kumo_table).map_err(setup)?;
     install_deadline_hook(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     add_to_package_path(&lua, path).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;
     crate::extras::install(&lua).map_err(|e| PolicyLoadError::one(format!("cannot set up Lua: {e}")))?;

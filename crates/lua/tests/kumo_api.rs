@@ -276,3 +276,37 @@ end)"#;
     // The reload is what reads the new files, and refuses them.
     assert!(engine.prepare("host.test").is_err());
 }
+
+#[tokio::test]
+async fn invoke_functions_return_make_parameters_that_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = r#"kumo.on('get_egress_path_config', function(domain, source, site)
+  return kumo.make_egress_path { connection_limit = 7, max_message_rate = '50/m', enable_tls = 'Required' }
+end)
+kumo.on('get_egress_pool', function(name)
+  return kumo.make_egress_pool { name = name, entries = { { name = 'ip-9', weight = 4 } } }
+end)
+kumo.on('get_queue_config', function(domain)
+  local path = kumo.invoke_get_egress_path_config(domain, 'src', 'site')
+  -- The parameters are accepted by make_egress_path as they are.
+  local again = kumo.make_egress_path(path)
+  local pool = kumo.invoke_get_egress_pool('late')
+  local base = {
+    retry_interval = '5m',
+    protocol = { smtp = { mx_list = { 'a.test', { name = 'b.test', addr = '127.0.0.9:26' } } } },
+  }
+  if domain == 'copy.test' then
+    -- The queue config of another domain, adjusted.
+    base = kumo.invoke_get_queue_config('base.test')
+  end
+  base.egress_pool = string.format('%d|%s|%s|%s:%d|%s', path.connection_limit, path.max_message_rate,
+    path.enable_tls, pool.entries[1].name, pool.entries[1].weight, tostring(again ~= nil))
+  return kumo.make_queue_config(base)
+end)"#;
+    let engine = PolicyEngine::load(&policy(&dir, "", events), "host.test").unwrap();
+    let base = engine.queue_config(&key("base.test")).await.unwrap();
+    assert_eq!(base.egress_pool.as_deref(), Some("7|50/m|Required|ip-9:4|true"));
+    let copy = engine.queue_config(&key("copy.test")).await.unwrap();
+    assert_eq!(copy.retry_interval, std::time::Duration::from_secs(300));
+    assert_eq!(copy.protocol, base.protocol, "mx_list entries, pinned ones included, round-trip");
+}
