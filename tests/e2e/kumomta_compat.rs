@@ -454,3 +454,42 @@ async fn a_reload_picks_up_an_edited_sources_toml() {
     assert!(from.contains(&("r2@other.test".into(), "127.0.0.4".into())), "{from:?}");
     daemon.stop();
 }
+
+/// Domain literals: a recipient `user@[ip]` goes to that address without
+/// DNS, but the client chose it, so prohibited_hosts (loopback by default)
+/// applies; a policy's `routing_domain = '[ip]'` (the queue helper's) is the
+/// operator's route and is not checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_literals_are_delivered_without_dns() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let queues = data_file(&ws, "queues.toml", "[queue.'my.own.hostname']\nrouting_domain = '[127.0.0.1]'\n");
+    let setup = format!("local queue_helper = require('policy-extras.queue'):setup {{ '{queues}' }}");
+    let events = format!(
+        r#"kumo.on('smtp_server_message_received', function(msg) queue_helper:apply(msg) end)
+kumo.on('get_egress_path_config', function(domain, source, site)
+  return kumo.make_egress_path {{ smtp_port = {}, enable_tls = 'Disabled' }}
+end)"#,
+        sink.addr().port()
+    );
+    let daemon = TestDaemon::start(&kumo_policy(&ws, &setup, &events)).unwrap();
+    let results = send_each(
+        daemon.smtp[0],
+        localhost(),
+        vec![message("a@sender.test", "box@my.own.hostname", ""), message("a@sender.test", "user@[127.0.0.1]", "")],
+    )
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await, "got {}", sink.received_count());
+    let bounced = eventually(Duration::from_secs(10), || {
+        ws.records().iter().any(|r| r.kind == petrel_telemetry::RecordType::Bounce && r.recipient == "user@[127.0.0.1]")
+    })
+    .await;
+    assert!(bounced, "a client's literal for loopback is refused");
+    daemon.stop();
+    let records = ws.records();
+    let delivered = records.iter().find(|r| r.kind == petrel_telemetry::RecordType::Delivery).unwrap();
+    assert_eq!(delivered.queue, "my.own.hostname![127.0.0.1]");
+    let bounce = records.iter().find(|r| r.kind == petrel_telemetry::RecordType::Bounce).unwrap();
+    assert!(bounce.response.content.contains("prohibited"), "{:?}", bounce.response);
+}

@@ -62,3 +62,13 @@ pub(crate) struct Destination {
     /// `mx_list` hosts given with the address to connect to: name → addr.
     pub pinned: Vec<(String, String)>,
 }
+
+impl Destination {
+    /// The site its ready queues are named by. An operator's route is
+    /// `mx_list:` and its hosts (KumoMTA's name for smart-host queues), so
+    /// it never shares a ready queue, and with it the prohibited_hosts
+    /// decision, with the same hosts reached another way.
+    pub fn site(&self) -> String {
+        if self.explicit { format!("mx_list:{}", self.plan.site()) } else { self.plan.site() }
+    }
+}

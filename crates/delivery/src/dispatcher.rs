@@ -288,7 +288,7 @@ impl Dispatcher {
                 return None;
             }
         };
-        let site = destination.plan.site();
+        let site = destination.site();
         let Some(source_name) = self.choose_source(queue.name(), &pool, Some(&site), true) else {
             tracing::debug!(id = %message.id, pool = %pool.name, "no source available; holding the message");
             self.hold(message);

@@ -23,7 +23,7 @@ impl Dispatcher {
         };
         let sources = crate::route::pool_sources(policy, &registry, &pool).await.map_err(|e| e.to_string())?;
         let destination = self.destination(&config.protocol, message).await;
-        let site = destination.as_ref().ok().map(|d| d.plan.site());
+        let site = destination.as_ref().ok().map(Destination::site);
         let mut skipped = Vec::new();
         for entry in &pool.entries {
             if let Err(why) = self.source_available(&entry.source, site.as_deref(), pool.overflow) {
@@ -46,7 +46,7 @@ impl Dispatcher {
         destination: Destination,
         source: Option<&EgressSource>,
     ) -> RouteDestination {
-        let site = destination.plan.site();
+        let site = destination.site();
         let (path, path_error) = match source {
             Some(s) => match self.handles.policy.egress_path_config(message.routing_domain(), &s.name, &site).await {
                 Ok(path) => (Some(path), None),
