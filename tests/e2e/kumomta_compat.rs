@@ -493,3 +493,30 @@ end)"#,
     let bounce = records.iter().find(|r| r.kind == petrel_telemetry::RecordType::Bounce).unwrap();
     assert!(bounce.response.content.contains("prohibited"), "{:?}", bounce.response);
 }
+
+/// `kumo.set_config_monitor_globs`: a change to any file the globs match,
+/// a new one included, reloads the policy as a policy edit does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_monitor_globs_reload_on_matching_files() {
+    let ws = Workspace::new();
+    let root = ws.logs().parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(root.join("extra/sub")).unwrap();
+    let policy = kumo_policy(
+        &ws,
+        &format!(
+            "kumo.on('pre_init', function()\n  kumo.set_config_monitor_globs {{ '{}/extra/**/*.yaml' }}\nend)",
+            root.display()
+        ),
+        "",
+    );
+    let daemon = TestDaemon::start_with(petrel_e2e::DaemonOptions::new(&policy)).unwrap();
+    assert_eq!(daemon.controls.policy_generation(), 1);
+    std::fs::write(root.join("extra/sub/new.yaml"), "a: 1\n").unwrap();
+    let reloaded = eventually(Duration::from_secs(10), || daemon.controls.policy_generation() == 2).await;
+    assert!(reloaded, "generation {}", daemon.controls.policy_generation());
+    // A file the globs do not match changes nothing.
+    std::fs::write(root.join("extra/sub/notes.txt"), "x").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(daemon.controls.policy_generation(), 2);
+    daemon.stop();
+}

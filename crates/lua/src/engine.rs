@@ -103,7 +103,7 @@ impl Generation {
         Ok(Self {
             number,
             path: path.to_path_buf(),
-            fingerprint: crate::Fingerprint::of(files),
+            fingerprint: crate::Fingerprint::of(files, config.monitor_globs.clone()),
             config: Arc::new(config),
             idle: Mutex::new(vec![lua]),
             permits: Semaphore::new(max_states()),

@@ -47,21 +47,35 @@ pub(crate) fn note_data_file(lua: &Lua, path: &Path) {
 pub struct Fingerprint {
     /// Every file the policy read while loading (the script and what it required or loaded).
     pub files: BTreeSet<PathBuf>,
+    /// `kumo.set_config_monitor_globs` patterns: the files they match count
+    /// too, including ones that appear later.
+    pub globs: Vec<String>,
     /// A hash over their paths and contents.
     pub hash: u64,
 }
 
 impl Fingerprint {
-    pub(crate) fn of(files: BTreeSet<PathBuf>) -> Self {
-        let hash = hash_files(&files);
-        Self { files, hash }
+    pub(crate) fn of(files: BTreeSet<PathBuf>, globs: Vec<String>) -> Self {
+        let hash = Self::hash(&files, &globs);
+        Self { files, globs, hash }
     }
 
-    /// Whether the same files still read the same.
+    fn hash(files: &BTreeSet<PathBuf>, globs: &[String]) -> u64 {
+        let mut all = files.clone();
+        all.extend(crate::monitor::eval(globs));
+        hash_files(&all)
+    }
+
+    /// Whether the same files still read the same (and the globs still
+    /// match the same files).
     pub fn unchanged(&self) -> bool {
-        hash_files(&self.files) == self.hash
+        Self::hash(&self.files, &self.globs) == self.hash
     }
 }
+
+/// The generation's monitor globs, for `kumo.eval_config_monitor_globs`.
+#[derive(Default)]
+pub(crate) struct MonitorGlobs(pub parking_lot::RwLock<Vec<String>>);
 
 fn hash_files(files: &BTreeSet<PathBuf>) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -27,6 +27,8 @@ pub struct InitConfig {
     pub logs: Option<LogConfig>,
     /// `kumo.dns.configure_resolver`; `None` uses the system resolver.
     pub name_servers: Option<Vec<std::net::SocketAddr>>,
+    /// `kumo.set_config_monitor_globs`: more files whose change reloads.
+    pub monitor_globs: Vec<String>,
 }
 
 /// Lives in the Lua state's app data only while `init` runs; the `define_*`
@@ -38,6 +40,7 @@ pub(crate) struct InitCollector {
     pub spools: BTreeMap<String, (PathBuf, petrel_spool::StorageReserve, String)>,
     pub logs: Option<(LogConfig, String)>,
     pub name_servers: Option<(Vec<std::net::SocketAddr>, String)>,
+    pub monitor_globs: Vec<String>,
     pub errors: Vec<String>,
     pub default_hostname: String,
 }
@@ -51,6 +54,7 @@ impl InitCollector {
             spools: BTreeMap::new(),
             logs: None,
             name_servers: None,
+            monitor_globs: Vec::new(),
             errors: Vec::new(),
             default_hostname,
         }
@@ -111,6 +115,7 @@ impl InitCollector {
                 spool_reserves,
                 logs: self.logs.map(|(l, _)| l),
                 name_servers: self.name_servers.map(|(n, _)| n),
+                monitor_globs: self.monitor_globs,
             }),
             _ => Err(PolicyLoadError { errors: self.errors }),
         }

@@ -4,7 +4,7 @@
 use crate::egress_events::{LuaEgressPool, LuaEgressSource, MakePoolSpec, MakeSourceSpec};
 use crate::error::caller_location;
 use crate::init::InitCollector;
-use crate::message::{LuaEgressPath, LuaListenerDomain, LuaQueueConfig};
+use crate::message::{LuaEgressPath, LuaListenerDomain, LuaMessage, LuaQueueConfig};
 use crate::specs::{
     EgressPathSpec, EsmtpListenerSpec, HttpListenerSpec, ListenerDomainSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec,
     ResolverSpec, SourceSpec, SpoolSpec,
@@ -40,6 +40,9 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("make_egress_pool", lua.create_function(make_egress_pool)?)?;
     kumo.set("sleep", lua.create_async_function(sleep)?)?;
     kumo.set("validation_failed", lua.create_function(validation_failed)?)?;
+    kumo.set("set_config_monitor_globs", lua.create_function(set_config_monitor_globs)?)?;
+    kumo.set("eval_config_monitor_globs", lua.create_function(eval_config_monitor_globs)?)?;
+    kumo.set("make_message", lua.create_function(make_message)?)?;
     kumo.set("traceback", lua.create_function(traceback)?)?;
     for (name, level) in [
         ("log_debug", tracing::Level::DEBUG),
@@ -302,6 +305,38 @@ fn make_egress_path(lua: &Lua, value: Value) -> mlua::Result<LuaEgressPath> {
 
 fn make_listener_domain(lua: &Lua, value: Value) -> mlua::Result<LuaListenerDomain> {
     make(lua, "make_listener_domain", value, |s: ListenerDomainSpec| s.into_domain().map(LuaListenerDomain))
+}
+
+fn set_config_monitor_globs(lua: &Lua, globs: Vec<String>) -> mlua::Result<()> {
+    let kept = globs.clone();
+    in_init(lua, "set_config_monitor_globs", |c, location| {
+        for glob in &globs {
+            if let Err(e) = crate::monitor::check(glob) {
+                c.errors.push(format!("{location}: set_config_monitor_globs: {e}"));
+            }
+        }
+        c.monitor_globs = globs;
+    })?;
+    if let Some(monitor) = lua.app_data_ref::<std::sync::Arc<crate::fingerprint::MonitorGlobs>>() {
+        *monitor.0.write() = kept;
+    }
+    Ok(())
+}
+
+fn eval_config_monitor_globs(lua: &Lua, (): ()) -> mlua::Result<Vec<String>> {
+    let globs = lua
+        .app_data_ref::<std::sync::Arc<crate::fingerprint::MonitorGlobs>>()
+        .map(|m| m.0.read().clone())
+        .unwrap_or_default();
+    Ok(crate::monitor::eval(&globs).into_iter().map(|p| p.display().to_string()).collect())
+}
+
+/// `kumo.make_message(sender, recipient, body)`: a message that exists only
+/// in Lua (KumoMTA's, for tests and for building messages to hand on).
+fn make_message(_: &Lua, (sender, recipient, body): (String, String, mlua::LuaString)) -> mlua::Result<LuaMessage> {
+    let sender = petrel_message::EnvelopeAddress::parse(&sender).map_err(mlua::Error::external)?;
+    let recipient = petrel_message::EnvelopeAddress::parse(&recipient).map_err(mlua::Error::external)?;
+    Ok(LuaMessage(petrel_message::Message::new(sender, recipient, std::sync::Arc::from(&body.as_bytes()[..]))))
 }
 
 fn make_egress_source(lua: &Lua, value: Value) -> mlua::Result<LuaEgressSource> {

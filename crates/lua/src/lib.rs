@@ -26,6 +26,7 @@ mod kumo;
 mod memoize;
 mod message;
 mod message_headers;
+pub mod monitor;
 mod options;
 mod regex;
 mod serde_fns;

@@ -14,11 +14,19 @@ pub(crate) struct Shared {
     pub dns: Arc<DnsSlot>,
     /// The policy and data files as this generation read them.
     pub files: Arc<crate::fingerprint::FileSnapshot>,
+    /// `kumo.set_config_monitor_globs` of this generation's init.
+    pub monitor: Arc<crate::fingerprint::MonitorGlobs>,
 }
 
 impl Shared {
     pub(crate) fn new(dns: Arc<DnsSlot>) -> Arc<Self> {
-        Arc::new(Self { memo: Arc::default(), egress: EgressCache::default(), dns, files: Arc::default() })
+        Arc::new(Self {
+            memo: Arc::default(),
+            egress: EgressCache::default(),
+            dns,
+            files: Arc::default(),
+            monitor: Arc::default(),
+        })
     }
 
     /// Hand a state the parts its `kumo.*` functions look up.
@@ -26,5 +34,6 @@ impl Shared {
         lua.set_app_data(self.memo.clone());
         lua.set_app_data(self.dns.clone());
         lua.set_app_data(self.files.clone());
+        lua.set_app_data(self.monitor.clone());
     }
 }

@@ -310,3 +310,27 @@ end)"#;
     assert_eq!(copy.retry_interval, std::time::Duration::from_secs(300));
     assert_eq!(copy.protocol, base.protocol, "mx_list entries, pinned ones included, round-trip");
 }
+
+#[tokio::test]
+async fn config_monitor_globs_count_in_the_fingerprint_and_make_message_builds_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("conf")).unwrap();
+    std::fs::write(dir.path().join("conf/a.toml"), "x = 1").unwrap();
+    let glob = format!("{}/conf/*.toml", dir.path().display());
+    let events = format!(
+        r#"kumo.on('pre_init', function() kumo.set_config_monitor_globs {{ '{glob}' }} end)
+kumo.on('get_queue_config', function()
+  local m = kumo.make_message('news@brand.test', 'user@dest.test', 'From: <news@brand.test>\r\n\r\nhi\r\n')
+  local files = kumo.eval_config_monitor_globs()
+  return kumo.make_queue_config {{ egress_pool = m:sender().domain .. '|' .. #files }}
+end)"#
+    );
+    let engine = PolicyEngine::load(&policy(&dir, "", &events), "host.test").unwrap();
+    assert_eq!(pool_of(&engine, "x.test").await, "brand.test|1");
+    assert!(engine.current().fingerprint.unchanged());
+    std::fs::write(dir.path().join("conf/b.toml"), "y = 2").unwrap();
+    assert!(!engine.current().fingerprint.unchanged(), "a new matching file is a change");
+    let bad = policy(&dir, "", "kumo.on('pre_init', function() kumo.set_config_monitor_globs { '/etc/[oops' } end)");
+    let err = PolicyEngine::load(&bad, "h").err().unwrap().to_string();
+    assert!(err.contains("init.lua:6") && err.contains("set_config_monitor_globs"), "{err}");
+}

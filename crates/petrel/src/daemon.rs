@@ -115,7 +115,7 @@ impl Daemon {
         if options.watch_policy {
             let dir =
                 options.policy.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            if let Err(e) = watch(reloader.clone(), dir.to_path_buf()) {
+            if let Err(e) = watch(reloader.clone(), dir.to_path_buf(), config.monitor_globs.clone()) {
                 tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy directory; reload with SIGHUP or the API");
             }
         }

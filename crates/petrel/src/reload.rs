@@ -214,19 +214,32 @@ fn registry_changes(old: &Registry, new: &Registry, sources: bool) -> Definition
 
 /// Reload whenever a `.lua`, `.toml` or `.json` file in `dir` changes;
 /// bursts of events (editors write several times) make one reload.
-pub(crate) fn watch(reloader: Arc<Reloader>, dir: std::path::PathBuf) -> Result<(), notify::Error> {
+/// Watch the policy's directory, and the directories of the policy's
+/// `set_config_monitor_globs` patterns (recursively), reloading on a change
+/// to a policy or data file there or to any file a pattern matches.
+pub(crate) fn watch(reloader: Arc<Reloader>, dir: std::path::PathBuf, globs: Vec<String>) -> Result<(), notify::Error> {
     use notify::Watcher;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let patterns = globs.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = event.is_ok_and(|e| {
             !e.kind.is_access()
-                && e.paths.iter().any(|p| p.extension().is_some_and(|x| x == "lua" || x == "toml" || x == "json"))
+                && e.paths.iter().any(|p| {
+                    p.extension().is_some_and(|x| x == "lua" || x == "toml" || x == "json")
+                        || petrel_lua::monitor::matches(&patterns, p)
+                })
         });
         if relevant {
             let _ = tx.send(());
         }
     })?;
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    for glob in &globs {
+        let base = petrel_lua::monitor::base_dir(glob);
+        if let Err(e) = watcher.watch(&base, notify::RecursiveMode::Recursive) {
+            tracing::warn!(glob, base = %base.display(), error = %e, "cannot watch a config monitor glob's directory");
+        }
+    }
     let shutdown = reloader.parts.shutdown.clone();
     tokio::spawn(async move {
         let _watcher = watcher;
