@@ -520,3 +520,27 @@ async fn config_monitor_globs_reload_on_matching_files() {
     assert_eq!(daemon.controls.policy_generation(), 2);
     daemon.stop();
 }
+
+/// `kumo.spawn_task` runs a policy event in the background once the daemon
+/// is up; `kumo.bump_config_epoch()` from it builds a new generation though
+/// no file changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawned_task_runs_and_can_bump_the_config_epoch() {
+    let ws = Workspace::new();
+    let setup = r#"kumo.on('my.task', function(args)
+  kumo.sleep(0.1)
+  if args[1] == 'hello' then
+    kumo.bump_config_epoch()
+  end
+end)
+kumo.on('pre_init', function()
+  kumo.spawn_task { event_name = 'my.task', args = { 'hello' } }
+end)"#;
+    let daemon = TestDaemon::start(&kumo_policy(&ws, setup, "")).unwrap();
+    let bumped = eventually(Duration::from_secs(10), || daemon.controls.policy_generation() == 2).await;
+    assert!(bumped, "generation {}", daemon.controls.policy_generation());
+    // The task runs once, at start: the new generation's init does not start another.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(daemon.controls.policy_generation(), 2);
+    daemon.stop();
+}

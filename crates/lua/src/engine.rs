@@ -62,7 +62,7 @@ impl Generation {
         default_hostname: &str,
         settings: LuaSettings,
     ) -> Result<Self, PolicyLoadError> {
-        Self::load_sharing(path, number, default_hostname, settings, Arc::default())
+        Self::load_sharing(path, number, default_hostname, settings, Arc::default(), Arc::default())
     }
 
     fn load_sharing(
@@ -71,8 +71,9 @@ impl Generation {
         default_hostname: &str,
         settings: LuaSettings,
         dns: Arc<crate::dns::DnsSlot>,
+        epoch: Arc<crate::kumo::EpochSignal>,
     ) -> Result<Self, PolicyLoadError> {
-        let shared = crate::shared::Shared::new(dns);
+        let shared = crate::shared::Shared::new(dns, epoch);
         let lua = new_state(path, &settings, &shared)?;
         lua.set_app_data(InitCollector::new(default_hostname.to_string()));
         let init_result = run_init(&lua, path);
@@ -186,6 +187,32 @@ fn run_init(lua: &Lua, path: &Path) -> Result<(), String> {
     }
 }
 
+impl Generation {
+    async fn run_task(self: Arc<Self>, event: String, args: serde_json::Value) {
+        let generation = self.clone();
+        let built =
+            tokio::task::spawn_blocking(move || new_state(&generation.path, &generation.settings, &generation.shared))
+                .await;
+        let lua = match built {
+            Ok(Ok(lua)) => lua,
+            Ok(Err(e)) => return tracing::error!(event, error = %e, "cannot start a spawned task"),
+            Err(e) => return tracing::error!(event, error = %e, "cannot start a spawned task"),
+        };
+        // A deadline far away: the hook still yields every slice, so a busy
+        // task shares its worker, and never stops it.
+        lua.set_app_data(Deadline(Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)));
+        let run = async {
+            let func = handler(&lua, &event)?.ok_or_else(|| mlua::Error::runtime("no handler"))?;
+            let arg = mlua::LuaSerdeExt::to_value(&lua, &args)?;
+            func.call_async::<()>(arg).await
+        };
+        match run.await {
+            Ok(()) => tracing::info!(event, "spawned task finished"),
+            Err(e) => tracing::error!(event, error = %describe(&e), "spawned task failed"),
+        }
+    }
+}
+
 fn is_memory_error<R>(result: &mlua::Result<R>) -> bool {
     let Err(mut e) = result.as_ref() else { return false };
     loop {
@@ -207,6 +234,8 @@ pub struct PolicyEngine {
     settings: LuaSettings,
     /// The resolver `kumo.dns.*` uses, kept across reloads.
     dns: Arc<crate::dns::DnsSlot>,
+    /// Raised by `kumo.bump_config_epoch`, kept across reloads.
+    epoch: Arc<crate::kumo::EpochSignal>,
 }
 
 impl PolicyEngine {
@@ -232,9 +261,10 @@ impl PolicyEngine {
         settings: LuaSettings,
     ) -> Result<Self, PolicyLoadError> {
         let dns = Arc::<crate::dns::DnsSlot>::default();
-        let generation = Generation::load_sharing(path, 1, default_hostname, settings, dns.clone())?;
+        let epoch = Arc::<crate::kumo::EpochSignal>::default();
+        let generation = Generation::load_sharing(path, 1, default_hostname, settings, dns.clone(), epoch.clone())?;
         let event_time_limit = Mutex::new(settings.event_time_limit);
-        Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit, settings, dns })
+        Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit, settings, dns, epoch })
     }
 
     /// The generation in force now.
@@ -246,7 +276,14 @@ impl PolicyEngine {
     /// generation, without touching the running one.
     pub fn prepare(&self, default_hostname: &str) -> Result<Generation, PolicyLoadError> {
         let current = self.current();
-        Generation::load_sharing(&current.path, current.number + 1, default_hostname, self.settings, self.dns.clone())
+        Generation::load_sharing(
+            &current.path,
+            current.number + 1,
+            default_hostname,
+            self.settings,
+            self.dns.clone(),
+            self.epoch.clone(),
+        )
     }
 
     /// Make `next` the generation every later decision uses. Calls already
@@ -271,6 +308,22 @@ impl PolicyEngine {
         let _timer = self.metrics.lua_timer(event);
         let limit = *self.event_time_limit.lock();
         generation.call(limit, prepare, finish).await
+    }
+
+    /// Resolves when a policy calls `kumo.bump_config_epoch()`; the daemon
+    /// then builds a new generation even though no file changed.
+    pub async fn epoch_bumped(&self) {
+        self.epoch.0.notified().await;
+    }
+
+    /// Start the background tasks `kumo.spawn_task` asked for in the
+    /// current generation's `init`: each runs its event's handler in a Lua
+    /// state of its own, with no time limit (it yields to the scheduler
+    /// like any handler). They keep the generation they started with.
+    pub fn spawn_tasks(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let generation = self.current();
+        let tasks = generation.config.tasks.clone();
+        tasks.into_iter().map(|(event, args)| tokio::spawn(generation.clone().run_task(event, args))).collect()
     }
 
     /// The resolver `kumo.dns.*` lookups use from now on: the daemon's own,

@@ -29,6 +29,8 @@ pub struct InitConfig {
     pub name_servers: Option<Vec<std::net::SocketAddr>>,
     /// `kumo.set_config_monitor_globs`: more files whose change reloads.
     pub monitor_globs: Vec<String>,
+    /// `kumo.spawn_task`: `(event name, argument)` to run in the background.
+    pub tasks: Vec<(String, serde_json::Value)>,
 }
 
 /// Lives in the Lua state's app data only while `init` runs; the `define_*`
@@ -41,6 +43,7 @@ pub(crate) struct InitCollector {
     pub logs: Option<(LogConfig, String)>,
     pub name_servers: Option<(Vec<std::net::SocketAddr>, String)>,
     pub monitor_globs: Vec<String>,
+    pub tasks: Vec<(String, serde_json::Value)>,
     pub errors: Vec<String>,
     pub default_hostname: String,
 }
@@ -55,6 +58,7 @@ impl InitCollector {
             logs: None,
             name_servers: None,
             monitor_globs: Vec::new(),
+            tasks: Vec::new(),
             errors: Vec::new(),
             default_hostname,
         }
@@ -116,6 +120,7 @@ impl InitCollector {
                 logs: self.logs.map(|(l, _)| l),
                 name_servers: self.name_servers.map(|(n, _)| n),
                 monitor_globs: self.monitor_globs,
+                tasks: self.tasks,
             }),
             _ => Err(PolicyLoadError { errors: self.errors }),
         }

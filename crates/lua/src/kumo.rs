@@ -43,6 +43,8 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("set_config_monitor_globs", lua.create_function(set_config_monitor_globs)?)?;
     kumo.set("eval_config_monitor_globs", lua.create_function(eval_config_monitor_globs)?)?;
     kumo.set("make_message", lua.create_function(make_message)?)?;
+    kumo.set("spawn_task", lua.create_function(spawn_task)?)?;
+    kumo.set("bump_config_epoch", lua.create_function(bump_config_epoch)?)?;
     kumo.set("traceback", lua.create_function(traceback)?)?;
     for (name, level) in [
         ("log_debug", tracing::Level::DEBUG),
@@ -319,6 +321,45 @@ fn set_config_monitor_globs(lua: &Lua, globs: Vec<String>) -> mlua::Result<()> {
     })?;
     if let Some(monitor) = lua.app_data_ref::<std::sync::Arc<crate::fingerprint::MonitorGlobs>>() {
         *monitor.0.write() = kept;
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskSpec {
+    event_name: String,
+    #[serde(default)]
+    args: serde_json::Value,
+}
+
+/// `kumo.spawn_task{event_name, args}` (in init): run that event's handler
+/// in the background once the daemon has started.
+fn spawn_task(lua: &Lua, value: Value) -> mlua::Result<()> {
+    let parsed = spec::<TaskSpec>(lua, "spawn_task", value);
+    let registered = match &parsed {
+        Ok(task) => handler(lua, &task.event_name)?.is_some(),
+        Err(_) => true,
+    };
+    in_init(lua, "spawn_task", |c, location| match parsed {
+        Err(e) => c.errors.push(e),
+        Ok(task) if !registered => c.errors.push(format!(
+            "{location}: spawn_task: no handler for {:?} (register it with kumo.on before init runs)",
+            task.event_name
+        )),
+        Ok(task) => c.tasks.push((task.event_name, task.args)),
+    })
+}
+
+/// The engine's "configuration changed" signal; the daemon reloads.
+#[derive(Default)]
+pub(crate) struct EpochSignal(pub tokio::sync::Notify);
+
+/// `kumo.bump_config_epoch()`: a new configuration generation even though
+/// no file changed (caches, memoized values and late-bound sources refresh).
+fn bump_config_epoch(lua: &Lua, (): ()) -> mlua::Result<()> {
+    if let Some(signal) = lua.app_data_ref::<std::sync::Arc<EpochSignal>>() {
+        signal.0.notify_one();
     }
     Ok(())
 }

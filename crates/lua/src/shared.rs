@@ -16,16 +16,19 @@ pub(crate) struct Shared {
     pub files: Arc<crate::fingerprint::FileSnapshot>,
     /// `kumo.set_config_monitor_globs` of this generation's init.
     pub monitor: Arc<crate::fingerprint::MonitorGlobs>,
+    /// `kumo.bump_config_epoch`'s signal, the engine's.
+    pub epoch: Arc<crate::kumo::EpochSignal>,
 }
 
 impl Shared {
-    pub(crate) fn new(dns: Arc<DnsSlot>) -> Arc<Self> {
+    pub(crate) fn new(dns: Arc<DnsSlot>, epoch: Arc<crate::kumo::EpochSignal>) -> Arc<Self> {
         Arc::new(Self {
             memo: Arc::default(),
             egress: EgressCache::default(),
             dns,
             files: Arc::default(),
             monitor: Arc::default(),
+            epoch,
         })
     }
 
@@ -35,5 +38,6 @@ impl Shared {
         lua.set_app_data(self.dns.clone());
         lua.set_app_data(self.files.clone());
         lua.set_app_data(self.monitor.clone());
+        lua.set_app_data(self.epoch.clone());
     }
 }

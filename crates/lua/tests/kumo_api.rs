@@ -334,3 +334,20 @@ end)"#
     let err = PolicyEngine::load(&bad, "h").err().unwrap().to_string();
     assert!(err.contains("init.lua:6") && err.contains("set_config_monitor_globs"), "{err}");
 }
+
+#[test]
+fn spawn_task_needs_a_handler_and_custom_events_need_a_dot() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = PolicyEngine::load(
+        &policy(&dir, "", "kumo.on('pre_init', function() kumo.spawn_task { event_name = 'my.missing' } end)"),
+        "h",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("init.lua:6") && err.contains("no handler for \"my.missing\""), "{err}");
+    let err =
+        PolicyEngine::load(&policy(&dir, "", "kumo.on('mytask', function() end)"), "h").err().unwrap().to_string();
+    assert!(err.contains("unknown event \"mytask\""), "{err}");
+    PolicyEngine::load(&policy(&dir, "", "kumo.on('my.task', function() end)"), "h").unwrap();
+}

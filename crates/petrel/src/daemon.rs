@@ -119,6 +119,7 @@ impl Daemon {
                 tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy directory; reload with SIGHUP or the API");
             }
         }
+        spawn_policy_tasks(&engine, &reloader, &shutdown);
         Ok(Self { engine, reloader, queues, dispatcher, shutdown, log_thread, recovered })
     }
 
@@ -178,6 +179,31 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The policy's background side: its `kumo.spawn_task` tasks (stopped at
+/// shutdown) and `kumo.bump_config_epoch`, which builds a new generation.
+fn spawn_policy_tasks(engine: &Arc<PolicyEngine>, reloader: &Arc<Reloader>, shutdown: &CancellationToken) {
+    let tasks = engine.spawn_tasks();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        token.cancelled().await;
+        for task in tasks {
+            task.abort();
+        }
+    });
+    let (engine, reloader, token) = (engine.clone(), reloader.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = engine.epoch_bumped() => {
+                    tracing::info!("kumo.bump_config_epoch: building a new configuration generation");
+                    reloader.reload_forced().await;
+                }
+                _ = token.cancelled() => return,
+            }
+        }
+    });
 }
 
 /// What an operator can do to a running daemon. Cheap to clone; the HTTP

@@ -122,9 +122,19 @@ impl Reloader {
 
     /// Load, validate, bind, swap, reconcile. Concurrent calls queue up.
     pub async fn reload(&self) -> ReloadOutcome {
+        self.reload_with(false).await
+    }
+
+    /// A reload even when no file changed (`kumo.bump_config_epoch`): a new
+    /// generation, so caches and late-bound definitions start afresh.
+    pub async fn reload_forced(&self) -> ReloadOutcome {
+        self.reload_with(true).await
+    }
+
+    async fn reload_with(&self, force: bool) -> ReloadOutcome {
         let mut listeners = self.listeners.lock().await;
         let running = self.parts.engine.current();
-        if running.fingerprint.unchanged() {
+        if !force && running.fingerprint.unchanged() {
             tracing::info!(generation = running.number, "policy files unchanged; nothing to reload");
             return ReloadOutcome {
                 success: true,
