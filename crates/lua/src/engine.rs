@@ -62,7 +62,7 @@ impl Generation {
         default_hostname: &str,
         settings: LuaSettings,
     ) -> Result<Self, PolicyLoadError> {
-        Self::load_sharing(path, number, default_hostname, settings, Arc::default(), Arc::default())
+        Self::load_sharing(path, number, default_hostname, settings, &crate::shared::EngineLinks::default())
     }
 
     fn load_sharing(
@@ -70,10 +70,9 @@ impl Generation {
         number: u64,
         default_hostname: &str,
         settings: LuaSettings,
-        dns: Arc<crate::dns::DnsSlot>,
-        epoch: Arc<crate::kumo::EpochSignal>,
+        links: &crate::shared::EngineLinks,
     ) -> Result<Self, PolicyLoadError> {
-        let shared = crate::shared::Shared::new(dns, epoch);
+        let shared = crate::shared::Shared::new(links);
         let lua = new_state(path, &settings, &shared)?;
         lua.set_app_data(InitCollector::new(default_hostname.to_string()));
         let init_result = run_init(&lua, path);
@@ -232,10 +231,8 @@ pub struct PolicyEngine {
     /// Longest a per-message event may run.
     event_time_limit: Mutex<Duration>,
     settings: LuaSettings,
-    /// The resolver `kumo.dns.*` uses, kept across reloads.
-    dns: Arc<crate::dns::DnsSlot>,
-    /// Raised by `kumo.bump_config_epoch`, kept across reloads.
-    epoch: Arc<crate::kumo::EpochSignal>,
+    /// What every generation's states reach of the engine.
+    links: crate::shared::EngineLinks,
 }
 
 impl PolicyEngine {
@@ -260,11 +257,10 @@ impl PolicyEngine {
         metrics: Arc<Metrics>,
         settings: LuaSettings,
     ) -> Result<Self, PolicyLoadError> {
-        let dns = Arc::<crate::dns::DnsSlot>::default();
-        let epoch = Arc::<crate::kumo::EpochSignal>::default();
-        let generation = Generation::load_sharing(path, 1, default_hostname, settings, dns.clone(), epoch.clone())?;
+        let links = crate::shared::EngineLinks::default();
+        let generation = Generation::load_sharing(path, 1, default_hostname, settings, &links)?;
         let event_time_limit = Mutex::new(settings.event_time_limit);
-        Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit, settings, dns, epoch })
+        Ok(Self { current: ArcSwap::from_pointee(generation), metrics, event_time_limit, settings, links })
     }
 
     /// The generation in force now.
@@ -276,14 +272,7 @@ impl PolicyEngine {
     /// generation, without touching the running one.
     pub fn prepare(&self, default_hostname: &str) -> Result<Generation, PolicyLoadError> {
         let current = self.current();
-        Generation::load_sharing(
-            &current.path,
-            current.number + 1,
-            default_hostname,
-            self.settings,
-            self.dns.clone(),
-            self.epoch.clone(),
-        )
+        Generation::load_sharing(&current.path, current.number + 1, default_hostname, self.settings, &self.links)
     }
 
     /// Make `next` the generation every later decision uses. Calls already
@@ -310,10 +299,16 @@ impl PolicyEngine {
         generation.call(limit, prepare, finish).await
     }
 
+    /// The process's diagnostic log filter, for `kumo.set_diagnostic_log_filter`
+    /// (which until then only checks its argument).
+    pub fn set_log_filter(&self, filter: petrel_telemetry::LogFilter) {
+        self.links.log_filter.0.store(Some(Arc::new(filter)));
+    }
+
     /// Resolves when a policy calls `kumo.bump_config_epoch()`; the daemon
     /// then builds a new generation even though no file changed.
     pub async fn epoch_bumped(&self) {
-        self.epoch.0.notified().await;
+        self.links.epoch.0.notified().await;
     }
 
     /// Start the background tasks `kumo.spawn_task` asked for in the
@@ -329,7 +324,7 @@ impl PolicyEngine {
     /// The resolver `kumo.dns.*` lookups use from now on: the daemon's own,
     /// so policies see the answers (and the name servers) delivery sees.
     pub fn set_resolver(&self, resolver: Arc<dyn petrel_dns::Resolver>) {
-        self.dns.set(resolver);
+        self.links.dns.set(resolver);
     }
 
     /// Run the policy's `validate_config` handlers (KumoMTA's deep check,

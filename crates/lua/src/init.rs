@@ -31,6 +31,8 @@ pub struct InitConfig {
     pub monitor_globs: Vec<String>,
     /// `kumo.spawn_task`: `(event name, argument)` to run in the background.
     pub tasks: Vec<(String, serde_json::Value)>,
+    /// `kumo.set_diagnostic_log_filter` in init, for the daemon to apply.
+    pub log_filter: Option<String>,
 }
 
 /// Lives in the Lua state's app data only while `init` runs; the `define_*`
@@ -44,6 +46,7 @@ pub(crate) struct InitCollector {
     pub name_servers: Option<(Vec<std::net::SocketAddr>, String)>,
     pub monitor_globs: Vec<String>,
     pub tasks: Vec<(String, serde_json::Value)>,
+    pub log_filter: Option<String>,
     pub errors: Vec<String>,
     pub default_hostname: String,
 }
@@ -59,6 +62,7 @@ impl InitCollector {
             name_servers: None,
             monitor_globs: Vec::new(),
             tasks: Vec::new(),
+            log_filter: None,
             errors: Vec::new(),
             default_hostname,
         }
@@ -121,6 +125,7 @@ impl InitCollector {
                 name_servers: self.name_servers.map(|(n, _)| n),
                 monitor_globs: self.monitor_globs,
                 tasks: self.tasks,
+                log_filter: self.log_filter,
             }),
             _ => Err(PolicyLoadError { errors: self.errors }),
         }

@@ -45,6 +45,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("make_message", lua.create_function(make_message)?)?;
     kumo.set("spawn_task", lua.create_function(spawn_task)?)?;
     kumo.set("bump_config_epoch", lua.create_function(bump_config_epoch)?)?;
+    kumo.set("set_diagnostic_log_filter", lua.create_function(set_diagnostic_log_filter)?)?;
     kumo.set("traceback", lua.create_function(traceback)?)?;
     for (name, level) in [
         ("log_debug", tracing::Level::DEBUG),
@@ -349,6 +350,27 @@ fn spawn_task(lua: &Lua, value: Value) -> mlua::Result<()> {
         )),
         Ok(task) => c.tasks.push((task.event_name, task.args)),
     })
+}
+
+/// The running process's diagnostic log filter, once the daemon has one.
+#[derive(Default)]
+pub(crate) struct LogFilterSlot(pub arc_swap::ArcSwapOption<petrel_telemetry::LogFilter>);
+
+/// `kumo.set_diagnostic_log_filter('petrel=debug')`. KumoMTA's `kumod`
+/// target is read as `petrel`, so its documented examples work as written.
+fn set_diagnostic_log_filter(lua: &Lua, filter: String) -> mlua::Result<()> {
+    let filter = filter.replace("kumod", "petrel");
+    let location = caller_location(lua);
+    petrel_telemetry::LogFilter::check(&filter)
+        .map_err(|e| mlua::Error::runtime(format!("{location}: set_diagnostic_log_filter: {e}")))?;
+    if let Some(mut collector) = lua.app_data_mut::<InitCollector>() {
+        collector.log_filter = Some(filter.clone());
+    }
+    let slot = lua.app_data_ref::<std::sync::Arc<LogFilterSlot>>().and_then(|s| s.0.load_full());
+    if let Some(handle) = slot {
+        handle.set(&filter).map_err(|e| mlua::Error::runtime(format!("{location}: set_diagnostic_log_filter: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The engine's "configuration changed" signal; the daemon reloads.

@@ -18,17 +18,20 @@ pub(crate) struct Shared {
     pub monitor: Arc<crate::fingerprint::MonitorGlobs>,
     /// `kumo.bump_config_epoch`'s signal, the engine's.
     pub epoch: Arc<crate::kumo::EpochSignal>,
+    /// The diagnostic log filter, the engine's.
+    pub log_filter: Arc<crate::kumo::LogFilterSlot>,
 }
 
 impl Shared {
-    pub(crate) fn new(dns: Arc<DnsSlot>, epoch: Arc<crate::kumo::EpochSignal>) -> Arc<Self> {
+    pub(crate) fn new(links: &EngineLinks) -> Arc<Self> {
         Arc::new(Self {
             memo: Arc::default(),
             egress: EgressCache::default(),
-            dns,
+            dns: links.dns.clone(),
             files: Arc::default(),
             monitor: Arc::default(),
-            epoch,
+            epoch: links.epoch.clone(),
+            log_filter: links.log_filter.clone(),
         })
     }
 
@@ -39,5 +42,15 @@ impl Shared {
         lua.set_app_data(self.files.clone());
         lua.set_app_data(self.monitor.clone());
         lua.set_app_data(self.epoch.clone());
+        lua.set_app_data(self.log_filter.clone());
     }
+}
+
+/// The engine's handles that outlive a generation: the resolver
+/// `kumo.dns.*` uses, `kumo.bump_config_epoch`'s signal, the log filter.
+#[derive(Default)]
+pub(crate) struct EngineLinks {
+    pub dns: Arc<DnsSlot>,
+    pub epoch: Arc<crate::kumo::EpochSignal>,
+    pub log_filter: Arc<crate::kumo::LogFilterSlot>,
 }

@@ -351,3 +351,24 @@ fn spawn_task_needs_a_handler_and_custom_events_need_a_dot() {
     assert!(err.contains("unknown event \"mytask\""), "{err}");
     PolicyEngine::load(&policy(&dir, "", "kumo.on('my.task', function() end)"), "h").unwrap();
 }
+
+#[tokio::test]
+async fn set_diagnostic_log_filter_checks_and_applies_kumomtas_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let init_call = "kumo.on('pre_init', function() kumo.set_diagnostic_log_filter 'kumod=debug' end)";
+    let events =
+        format!("{init_call}\nkumo.on('get_queue_config', function() kumo.set_diagnostic_log_filter 'info' end)");
+    let engine = PolicyEngine::load(&policy(&dir, "", &events), "host.test").unwrap();
+    assert_eq!(engine.current().config.log_filter.as_deref(), Some("petrel=debug"), "kumod is read as petrel");
+    let applied = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = applied.clone();
+    engine.set_log_filter(petrel_telemetry::LogFilter::from_fn(move |f| {
+        seen.lock().unwrap().push(f.to_string());
+        Ok(())
+    }));
+    engine.queue_config(&key("x.test")).await.unwrap();
+    assert_eq!(*applied.lock().unwrap(), ["info"]);
+    let bad = policy(&dir, "", "kumo.on('pre_init', function() kumo.set_diagnostic_log_filter 'petrel=loud' end)");
+    let err = PolicyEngine::load(&bad, "h").err().unwrap().to_string();
+    assert!(err.contains("init.lua:6") && err.contains("set_diagnostic_log_filter"), "{err}");
+}

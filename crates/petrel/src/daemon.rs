@@ -26,12 +26,15 @@ pub struct DaemonOptions {
     pub watch_policy: bool,
     /// Sandbox and memory limit of the policy's Lua states.
     pub lua: petrel_lua::LuaSettings,
+    /// The process's diagnostic log filter, for the policy's
+    /// `kumo.set_diagnostic_log_filter` (`None`: the call only checks).
+    pub log_filter: Option<petrel_telemetry::LogFilter>,
 }
 
 impl DaemonOptions {
     /// Options for `policy` with every default.
     pub fn new(policy: impl Into<PathBuf>) -> Self {
-        Self { policy: policy.into(), watch_policy: true, lua: Default::default() }
+        Self { policy: policy.into(), watch_policy: true, lua: Default::default(), log_filter: None }
     }
 }
 
@@ -69,6 +72,14 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         let engine = Arc::new(PolicyEngine::load_with(&options.policy, &hostname, metrics.clone(), options.lua)?);
         let config = engine.current().config.clone();
+        if let Some(handle) = options.log_filter.clone() {
+            if let Some(filter) = &config.log_filter
+                && let Err(e) = handle.set(filter)
+            {
+                tracing::warn!(filter, error = %e, "cannot apply the policy's diagnostic log filter");
+            }
+            engine.set_log_filter(handle);
+        }
         let (logger, log_thread) = start_logging(&config, metrics.clone())?;
         let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open_with(&config.spool, config.spool_reserves)?);
         let shutdown = CancellationToken::new();

@@ -15,16 +15,55 @@ pub use record::{LogRecord, PeerAddress, RecordType, ResponseInfo, SourceAddress
 pub use writer::{LogConfig, Logger, read_records, segment_lines, segments};
 
 /// Install the process-wide `tracing` subscriber (honours `RUST_LOG`).
-/// Safe to call more than once; later calls are ignored.
-pub fn init_tracing(default_filter: &str) {
+/// Safe to call more than once; later calls are ignored and get `None`.
+/// The handle changes the filter while running
+/// (`kumo.set_diagnostic_log_filter`).
+pub fn init_tracing(default_filter: &str) -> Option<LogFilter> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Colour only for a person at a terminal, never into a log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.try_init().ok()?;
+    Some(LogFilter(std::sync::Arc::new(move |directives: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })))
+}
+
+/// Applies a filter; says why not when it cannot.
+type ApplyFilter = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+
+/// Changes the diagnostic log's filter of the running process.
+#[derive(Clone)]
+pub struct LogFilter(std::sync::Arc<ApplyFilter>);
+
+impl LogFilter {
+    /// A filter control of an embedder's own subscriber: `apply` gets the
+    /// directives (already checked) and says whether they took effect.
+    pub fn from_fn(apply: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(apply))
+    }
+
+    /// Apply `directives` (`petrel=debug`, `info,petrel_delivery=trace`).
+    pub fn set(&self, directives: &str) -> Result<(), String> {
+        (self.0)(directives)
+    }
+
+    /// Whether `directives` is a valid filter, without applying it.
+    pub fn check(directives: &str) -> Result<(), String> {
+        tracing_subscriber::EnvFilter::try_new(directives).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Debug for LogFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogFilter")
+    }
 }

@@ -473,7 +473,7 @@ fn tail(dir: Option<PathBuf>, policy: &std::path::Path, lines: usize, follow: bo
 }
 
 fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
-    petrel_telemetry::init_tracing("info");
+    let log_filter = petrel_telemetry::init_tracing("info");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -486,7 +486,8 @@ fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
         // arrives as soon as the ports answer must not kill the process.
         use tokio::signal::unix::{SignalKind, signal};
         let (hangup, terminate) = (signal(SignalKind::hangup()).ok(), signal(SignalKind::terminate()).ok());
-        let daemon = match Daemon::start(DaemonOptions { lua, ..DaemonOptions::new(policy.clone()) }).await {
+        let daemon = match Daemon::start(DaemonOptions { lua, log_filter, ..DaemonOptions::new(policy.clone()) }).await
+        {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("petrel: {}: {e}", policy.display());
