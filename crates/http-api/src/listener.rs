@@ -205,13 +205,25 @@ impl HttpListener {
 
 fn tls_config(config: &HttpListenerConfig) -> std::io::Result<Arc<rustls::ServerConfig>> {
     let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-    let (Some(cert), Some(key)) = (&config.tls_certificate, &config.tls_private_key) else {
-        return Err(invalid("use_tls needs tls_certificate and tls_private_key".into()));
+    let (certs, key) = match (&config.tls_certificate, &config.tls_private_key) {
+        (Some(cert), Some(key)) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect())
+                .map_err(|e| invalid(format!("{}: {e}", cert.display())))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid(format!("{}: {e}", key.display())))?;
+            (certs, key)
+        }
+        // As KumoMTA does: without files, a self-signed certificate for
+        // the listening address (clients that pin or skip verification).
+        (None, None) => {
+            let names = vec!["localhost".to_string(), config.listen.ip().to_string()];
+            let generated = rcgen::generate_simple_self_signed(names)
+                .map_err(|e| invalid(format!("cannot generate a certificate: {e}")))?;
+            let key = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+            (vec![generated.cert.der().clone()], key)
+        }
+        _ => return Err(invalid("tls_certificate and tls_private_key go together".into())),
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect())
-        .map_err(|e| invalid(format!("{}: {e}", cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

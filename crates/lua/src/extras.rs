@@ -31,11 +31,14 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
             let loader = lua.load(*code).set_name(chunk).into_function()?;
             return Ok((Value::Function(loader), Value::Nil));
         }
-        let why = if NOT_YET.contains(&name.as_str()) {
-            format!("\n\tPetrel does not ship {name} yet")
-        } else {
-            format!("\n\tno module '{name}' shipped with Petrel")
-        };
+        // A KumoMTA helper Petrel lacks is an error of its own rather than
+        // one more line in Lua's "module not found" list.
+        if NOT_YET.contains(&name.as_str()) {
+            return Err(mlua::Error::runtime(format!(
+                "{name} is a KumoMTA helper Petrel does not ship yet (a copy of your own next to the policy would be used)"
+            )));
+        }
+        let why = format!("\n\tno module '{name}' shipped with Petrel");
         Ok((Value::String(lua.create_string(why)?), Value::Nil))
     })?;
     searchers.raw_set(searchers.raw_len() + 1, searcher)

@@ -437,8 +437,8 @@ impl HttpListenerSpec {
             config.max_request_size = size;
         }
         config.use_tls = self.use_tls.unwrap_or(false);
-        if config.use_tls && (self.tls_certificate.is_none() || self.tls_private_key.is_none()) {
-            return Err("use_tls needs tls_certificate and tls_private_key".into());
+        if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
+            return Err("tls_certificate and tls_private_key go together".into());
         }
         config.tls_fingerprint = tls_fingerprint(&[&self.tls_certificate, &self.tls_private_key])?;
         config.tls_certificate = self.tls_certificate;
