@@ -110,6 +110,13 @@ local function setup(self, files)
   kumo.on('get_egress_pool', function(name)
     return made_pools[name]
   end)
+  -- Petrel's own event: the names, so `petrel validate` can list them.
+  kumo.on('petrel.egress_names', function()
+    return {
+      sources = utils.table_keys(source_data),
+      pools = utils.table_keys(pool_data),
+    }
+  end)
   kumo.on('validate_config', function()
     for _, pool in ipairs(utils.table_keys(pool_data)) do
       for _, source in ipairs(utils.table_keys(pool_data[pool])) do

@@ -357,6 +357,35 @@ impl PolicyEngine {
         }
     }
 
+    /// The names of the sources and pools the policy defines late, when it
+    /// says (the shipped sources helper answers the `petrel.egress_names`
+    /// event with the names in its data files), for `petrel validate`.
+    pub async fn late_bound_names(&self) -> Result<(Vec<String>, Vec<String>), String> {
+        #[derive(serde::Deserialize, Default)]
+        struct Names {
+            #[serde(default)]
+            sources: Vec<String>,
+            #[serde(default)]
+            pools: Vec<String>,
+        }
+        const EVENT: &str = "petrel.egress_names";
+        let generation = self.current();
+        if !generation.events.contains(EVENT) {
+            return Ok(Default::default());
+        }
+        let limit = *self.event_time_limit.lock();
+        let names = generation
+            .call(
+                limit,
+                |lua| Ok(handler(lua, EVENT)?.map(|f| (f, mlua::MultiValue::new(), ()))),
+                |lua, value, ()| mlua::LuaSerdeExt::from_value::<Names>(lua, value),
+            )
+            .await
+            .map_err(|e| format!("{EVENT}: {}", describe(&e)))?
+            .unwrap_or_default();
+        Ok((names.sources, names.pools))
+    }
+
     /// Stop any event handler that runs longer than `limit`; its caller gets
     /// an error (SMTP: 451) and the state is reused.
     pub fn set_event_time_limit(&self, limit: Duration) {

@@ -129,5 +129,14 @@ fn validate_runs_the_helpers_deep_checks() {
     let out = Command::new(env!("CARGO_BIN_EXE_petrel")).args(["validate", "--policy"]).arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a pool naming an undefined source fails validation");
+    // Without the broken pool, the helper's sources and pools are listed.
+    std::fs::write(&sources, "[source.\"ip-1\"]\nsource_address = \"127.0.0.2\"\n[pool.\"p\".\"ip-1\"]\nweight = 3\n")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_petrel")).args(["validate", "--policy"]).arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["ip-1", "127.0.0.2", "get_egress_source", "get_egress_pool", "built-in"] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
     assert!(stderr.contains("sources.toml") && stderr.contains("pool.\"p\" names source \"ghost\""), "{stderr}");
 }

@@ -548,20 +548,35 @@ fn table(header: &[&str]) -> Table {
     show::table(header)
 }
 
+/// Sources and pools the policy defines late, as `petrel validate` found them.
+#[derive(Default)]
+pub struct LateBound {
+    /// From `get_egress_source`.
+    pub sources: Vec<std::sync::Arc<petrel_egress::EgressSource>>,
+    /// From `get_egress_pool`.
+    pub pools: Vec<std::sync::Arc<petrel_egress::EgressPool>>,
+}
+
 /// The readable summary `validate` prints.
-pub fn describe(config: &InitConfig) -> String {
+pub fn describe(config: &InitConfig, late: &LateBound) -> String {
     let or_dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
-    let mut sources = table(&["SOURCE", "ADDRESS", "EHLO DOMAIN", "REMOTE PORT"]);
-    for s in config.registry.sources() {
+    let mut sources = table(&["SOURCE", "ADDRESS", "EHLO DOMAIN", "REMOTE PORT", "DEFINED BY"]);
+    let builtin =
+        |name: &str, builtin: bool| if builtin && name == petrel_egress::DEFAULT_NAME { "built-in" } else { "init" };
+    let init_sources =
+        config.registry.sources().map(|s| (s, builtin(&s.name, config.registry.default_source_is_builtin())));
+    for (s, by) in init_sources.chain(late.sources.iter().map(|s| (s, "get_egress_source"))) {
         sources.add_row(vec![
             s.name.clone(),
             s.source_address.map_or_else(|| "(system default)".into(), |a| a.to_string()),
             or_dash(s.ehlo_domain.clone()),
             or_dash(s.remote_port.map(|p| p.to_string())),
+            by.into(),
         ]);
     }
-    let mut pools = table(&["POOL", "SOURCE", "WEIGHT", "SHARE", "WHEN BUSY"]);
-    for p in config.registry.pools() {
+    let mut pools = table(&["POOL", "SOURCE", "WEIGHT", "SHARE", "WHEN BUSY", "DEFINED BY"]);
+    let init_pools = config.registry.pools().map(|p| (p, builtin(&p.name, config.registry.default_pool_is_builtin())));
+    for (p, by) in init_pools.chain(late.pools.iter().map(|p| (p, "get_egress_pool"))) {
         let total = p.total_weight().max(1) as f64;
         let busy = match p.overflow {
             petrel_egress::Overflow::Wait => "wait",
@@ -569,7 +584,7 @@ pub fn describe(config: &InitConfig) -> String {
         };
         for e in &p.entries {
             let share = format!("{:.1}%", 100.0 * f64::from(e.weight) / total);
-            pools.add_row(vec![p.name.clone(), e.source.clone(), e.weight.to_string(), share, busy.into()]);
+            pools.add_row(vec![p.name.clone(), e.source.clone(), e.weight.to_string(), share, busy.into(), by.into()]);
         }
     }
     let mut http = table(&["HTTP LISTENER", "TRUSTED HOSTS", "TLS"]);

@@ -36,6 +36,7 @@ pub(crate) fn run(policy: &Path, lua: LuaSettings, sample_domains: &[String]) ->
     };
     let mut errors = runtime.block_on(engine.validate_config());
     errors.extend(runtime.block_on(try_config_events(&engine, &domains)));
+    let late = runtime.block_on(late_bound(&engine, &mut errors));
     if !errors.is_empty() {
         eprintln!("{} fails in its config events:", policy.display());
         for error in &errors {
@@ -44,8 +45,36 @@ pub(crate) fn run(policy: &Path, lua: LuaSettings, sample_domains: &[String]) ->
         return ExitCode::FAILURE;
     }
     println!("{} is valid.\n", policy.display());
-    print!("{}", super::describe(&engine.current().config));
+    print!("{}", super::describe(&engine.current().config, &late));
     ExitCode::SUCCESS
+}
+
+/// The sources and pools the policy defines late (the sources helper's),
+/// each asked of its event as delivery would ask; failures are errors.
+async fn late_bound(engine: &PolicyEngine, errors: &mut Vec<String>) -> super::LateBound {
+    let mut late = super::LateBound::default();
+    let (sources, pools) = match engine.late_bound_names().await {
+        Ok(names) => names,
+        Err(e) => {
+            errors.push(e);
+            return late;
+        }
+    };
+    for name in sources {
+        match engine.egress_source(&name).await {
+            Ok(Some(source)) => late.sources.push(source),
+            Ok(None) => errors.push(format!("get_egress_source({name:?}) defines nothing")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    for name in pools {
+        match engine.egress_pool(&name).await {
+            Ok(Some(pool)) => late.pools.push(pool),
+            Ok(None) => errors.push(format!("get_egress_pool({name:?}) defines nothing")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    late
 }
 
 /// Every config event the policy handles, for every sample domain (and
