@@ -224,13 +224,13 @@ end)"#;
 #[test]
 fn documented_functions_petrel_lacks_say_so_where_the_policy_names_them() {
     let dir = tempfile::tempdir().unwrap();
-    let err = PolicyEngine::load(&policy(&dir, "local h = kumo.digest.sha256('x')", ""), "host.test")
+    let err = PolicyEngine::load(&policy(&dir, "local h = kumo.crypto.aes_encrypt_block('x')", ""), "host.test")
         .err()
         .unwrap()
         .to_string();
     assert!(
         err.contains("init.lua:2")
-            && err.contains("kumo.digest.sha256 is documented by KumoMTA but not supported by Petrel yet"),
+            && err.contains("kumo.crypto.aes_encrypt_block is documented by KumoMTA but not supported by Petrel yet"),
         "{err}"
     );
     let err = PolicyEngine::load(&policy(&dir, "kumo.configure_redis_throttles { node = 'redis://x' }", ""), "h")
