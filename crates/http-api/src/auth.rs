@@ -105,3 +105,33 @@ pub async fn require_access(
     request.extensions_mut().insert(info);
     next.run(request).await
 }
+
+/// A body declared larger than the limit is refused with `413` before any
+/// handler runs. The client is still sending it, so the body is read and
+/// thrown away first (up to a bound, for a few seconds): closing at once
+/// would reset the connection and the client would see a broken pipe, not
+/// the reply. Beyond the bound, the connection is closed after the reply.
+pub async fn refuse_oversized(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(declared) = declared.filter(|n| *n > limit as u64) else {
+        return next.run(request).await;
+    };
+    let bound = (limit as u64).saturating_mul(8).max(16 << 20);
+    if declared <= bound {
+        let body = request.into_body();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), axum::body::to_bytes(body, bound as usize)).await;
+    }
+    let message = format!("the body ({declared} bytes) exceeds the {limit} byte limit");
+    let mut response = ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response
+}

@@ -1,6 +1,6 @@
 //! Binding an HTTP listener (plain or TLS) and serving the router on it.
 
-use crate::auth::{require_access, require_json};
+use crate::auth::{refuse_oversized, require_access, require_json};
 use crate::serve::{Accept, HttpLimits, Io, serve};
 use crate::state::ApiState;
 use crate::{admin, inject, openapi};
@@ -79,7 +79,12 @@ fn router(state: Arc<ApiState>) -> Router {
         "/api-docs/openapi.json",
         get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::openapi_json()).into_response() }),
     );
-    protected.merge(public).layer(DefaultBodyLimit::max(state.max_request_size)).with_state(state)
+    let limit = state.max_request_size;
+    protected
+        .merge(public)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(limit, refuse_oversized))
+        .with_state(state)
 }
 
 /// A listener's TLS identity, as [`HttpListener::prepare`] reads it.
