@@ -22,6 +22,7 @@ mod event_names;
 mod events;
 mod extras;
 mod fingerprint;
+mod fs;
 mod init;
 mod invoke;
 mod kumo;

@@ -18,6 +18,8 @@ pub(crate) struct Shared {
     pub monitor: Arc<crate::fingerprint::MonitorGlobs>,
     /// `kumo.bump_config_epoch`'s signal, the engine's.
     pub epoch: Arc<crate::kumo::EpochSignal>,
+    /// `kumo.fs.glob` results kept for their ttl.
+    pub globs: Arc<crate::fs::GlobCache>,
     /// The diagnostic log filter, the engine's.
     pub log_filter: Arc<crate::kumo::LogFilterSlot>,
 }
@@ -31,6 +33,7 @@ impl Shared {
             files: Arc::default(),
             monitor: Arc::default(),
             epoch: links.epoch.clone(),
+            globs: Arc::default(),
             log_filter: links.log_filter.clone(),
         })
     }
@@ -42,6 +45,7 @@ impl Shared {
         lua.set_app_data(self.files.clone());
         lua.set_app_data(self.monitor.clone());
         lua.set_app_data(self.epoch.clone());
+        lua.set_app_data(self.globs.clone());
         lua.set_app_data(self.log_filter.clone());
     }
 }
