@@ -57,6 +57,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     }
     crate::serde_fns::install(lua, &kumo)?;
     crate::regex::install(lua, &kumo)?;
+    crate::regex::install_set_map(lua, &kumo)?;
     crate::domain_map::install(lua, &kumo)?;
     crate::memoize::install(lua, &kumo)?;
     crate::string_fns::install(lua, &kumo)?;

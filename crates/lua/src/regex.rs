@@ -116,3 +116,67 @@ mod tests {
         .unwrap();
     }
 }
+
+/// `kumo.regex_set_map.new{ [pattern] = value }`: `map[text]` is the value
+/// of a pattern matching `text` (the first in pattern order when several
+/// match), or nil. Built once; it cannot be changed afterwards.
+struct RegexSetMap {
+    set: regex::RegexSet,
+    values: Vec<Value>,
+}
+
+impl UserData for RegexSetMap {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(mlua::MetaMethod::Index, |_, map, text: String| {
+            Ok(map.set.matches(&text).iter().next().map_or(Value::Nil, |i| map.values[i].clone()))
+        });
+        methods.add_meta_method(mlua::MetaMethod::NewIndex, |_, _, (_, _): (Value, Value)| {
+            Err::<(), _>(mlua::Error::runtime("a regex_set_map cannot be changed once built"))
+        });
+    }
+}
+
+fn regex_set_map(_: &Lua, seed: Option<Table>) -> mlua::Result<RegexSetMap> {
+    let mut entries: Vec<(String, Value)> = Vec::new();
+    if let Some(seed) = seed {
+        for pair in seed.pairs::<String, Value>() {
+            entries.push(pair?);
+        }
+    }
+    // Lua tables have no order: sort the patterns so "first" is stable.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let set = regex::RegexSet::new(entries.iter().map(|(p, _)| p.as_str()))
+        .map_err(|e| mlua::Error::runtime(format!("kumo.regex_set_map.new: {e}")))?;
+    Ok(RegexSetMap { set, values: entries.into_iter().map(|(_, v)| v).collect() })
+}
+
+/// Add `kumo.regex_set_map`.
+pub(crate) fn install_set_map(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
+    let module = lua.create_table()?;
+    module.set("new", lua.create_function(regex_set_map)?)?;
+    kumo.set("regex_set_map", module)
+}
+
+#[cfg(test)]
+mod set_map_tests {
+    #[test]
+    fn the_documented_example_holds() {
+        let lua = mlua::Lua::new();
+        let kumo = lua.create_table().unwrap();
+        super::install_set_map(&lua, &kumo).unwrap();
+        lua.globals().set("kumo", kumo).unwrap();
+        lua.load(
+            r#"
+            local map = kumo.regex_set_map.new { hello = 'hello', bye = 'bye', later = 'bye', ['Good day'] = 'hello' }
+            assert(map['hello there'] == 'hello')
+            assert(map['goodbye'] == 'bye')
+            assert(map['see you later'] == 'bye')
+            assert(map['not.set'] == nil)
+            assert(not pcall(function() map.x = 1 end))
+            assert(not pcall(kumo.regex_set_map.new, { ['('] = 1 }))
+            "#,
+        )
+        .exec()
+        .unwrap();
+    }
+}
