@@ -56,27 +56,32 @@ fn digest<D: sha2::Digest>(lua: &Lua, args: MultiValue) -> mlua::Result<BinaryRe
     Ok(BinaryResult(hasher.finalize().to_vec()))
 }
 
-/// An HMAC key: a string, or `{ key_data = '...' }` (vault and file key
-/// sources are not supported yet).
-fn key_bytes(key: Value) -> mlua::Result<Vec<u8>> {
+/// The bytes of a KeySource: a string is a file to read, `{ key_data =
+/// ... }` the key itself; the vault sources are not supported yet.
+pub(crate) fn key_source(lua: &Lua, key: Value, what: &str) -> mlua::Result<Vec<u8>> {
     match key {
-        Value::String(s) => Ok(s.as_bytes().to_vec()),
+        Value::String(path) => {
+            let path = path.to_str()?.to_string();
+            crate::fingerprint::note_data_file(lua, std::path::Path::new(&path));
+            std::fs::read(&path).map_err(|e| mlua::Error::runtime(format!("{what}: key file {path}: {e}")))
+        }
         Value::Table(t) => match t.get::<Option<mlua::LuaString>>("key_data")? {
             Some(data) => Ok(data.as_bytes().to_vec()),
-            None => Err(mlua::Error::runtime(
-                "kumo.digest.hmac_*: only a string key or { key_data = ... } is supported by Petrel yet",
-            )),
+            None => Err(mlua::Error::runtime(format!(
+                "{what}: only a file name or {{ key_data = ... }} key source is supported by Petrel yet (no vault)"
+            ))),
         },
-        other => Err(mlua::Error::runtime(format!("kumo.digest.hmac_*: a key, not a {}", other.type_name()))),
+        other => Err(mlua::Error::runtime(format!("{what}: a key source, not a {}", other.type_name()))),
     }
 }
 
-fn hmac<D>(key: Value, message: mlua::LuaString) -> mlua::Result<BinaryResult>
+fn hmac<D>(lua: &Lua, key: Value, message: mlua::LuaString) -> mlua::Result<BinaryResult>
 where
     D: hmac::digest::Digest + hmac::digest::core_api::BlockSizeUser,
 {
     use hmac::Mac;
-    let mut mac = hmac::SimpleHmac::<D>::new_from_slice(&key_bytes(key)?).map_err(mlua::Error::external)?;
+    let key = key_source(lua, key, "kumo.digest.hmac")?;
+    let mut mac = hmac::SimpleHmac::<D>::new_from_slice(&key).map_err(mlua::Error::external)?;
     mac.update(&message.as_bytes());
     Ok(BinaryResult(mac.finalize().into_bytes().to_vec()))
 }
@@ -100,11 +105,23 @@ fn install_digest(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
             Ok(BinaryResult(hasher.finalize().to_be_bytes().to_vec()))
         })?,
     )?;
-    d.set("hmac_sha1", lua.create_function(|_, (k, m): (Value, mlua::LuaString)| hmac::<sha1::Sha1>(k, m))?)?;
-    d.set("hmac_sha224", lua.create_function(|_, (k, m): (Value, mlua::LuaString)| hmac::<sha2::Sha224>(k, m))?)?;
-    d.set("hmac_sha256", lua.create_function(|_, (k, m): (Value, mlua::LuaString)| hmac::<sha2::Sha256>(k, m))?)?;
-    d.set("hmac_sha384", lua.create_function(|_, (k, m): (Value, mlua::LuaString)| hmac::<sha2::Sha384>(k, m))?)?;
-    d.set("hmac_sha512", lua.create_function(|_, (k, m): (Value, mlua::LuaString)| hmac::<sha2::Sha512>(k, m))?)?;
+    d.set("hmac_sha1", lua.create_function(|lua, (k, m): (Value, mlua::LuaString)| hmac::<sha1::Sha1>(lua, k, m))?)?;
+    d.set(
+        "hmac_sha224",
+        lua.create_function(|lua, (k, m): (Value, mlua::LuaString)| hmac::<sha2::Sha224>(lua, k, m))?,
+    )?;
+    d.set(
+        "hmac_sha256",
+        lua.create_function(|lua, (k, m): (Value, mlua::LuaString)| hmac::<sha2::Sha256>(lua, k, m))?,
+    )?;
+    d.set(
+        "hmac_sha384",
+        lua.create_function(|lua, (k, m): (Value, mlua::LuaString)| hmac::<sha2::Sha384>(lua, k, m))?,
+    )?;
+    d.set(
+        "hmac_sha512",
+        lua.create_function(|lua, (k, m): (Value, mlua::LuaString)| hmac::<sha2::Sha512>(lua, k, m))?,
+    )?;
     kumo.set("digest", d)
 }
 
@@ -160,13 +177,19 @@ fn install_uuid(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
     kumo.set("uuid", u)
 }
 
-/// Add `kumo.encode`, `kumo.digest` and `kumo.uuid`.
+/// Add `kumo.encode`, `kumo.digest`, `kumo.uuid` and `kumo.secrets`.
 pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
+    let secrets = lua.create_table()?;
+    secrets.set(
+        "load",
+        lua.create_function(|lua, source: Value| lua.create_string(key_source(lua, source, "kumo.secrets.load")?))?,
+    )?;
+    kumo.set("secrets", secrets)?;
     install_encode(lua, kumo)?;
     install_digest(lua, kumo)?;
     install_uuid(lua, kumo)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
-    for name in ["encode", "digest", "uuid"] {
+    for name in ["encode", "digest", "uuid", "secrets"] {
         loaded.set(format!("kumo.{name}"), kumo.get::<Table>(name)?)?;
     }
     Ok(())
@@ -187,8 +210,12 @@ mod tests {
             assert(d.bytes == '\xaa\xf4\xc6\x1d\xdc\xc5\xe8\xa2\xda\xbe\xde\x0f\x3b\x48\x2c\xd9\xae\xa9\x43\x4d')
             assert(kumo.digest.sha256('hel', 'lo').hex == kumo.digest.sha256('hello').hex)
             assert(kumo.digest.sha256('').hex == 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
-            assert(kumo.digest.hmac_sha256('key', 'The quick brown fox jumps over the lazy dog').hex
+            assert(kumo.digest.hmac_sha256({ key_data = 'key' }, 'The quick brown fox jumps over the lazy dog').hex
               == 'f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8')
+            assert(kumo.digest.hmac_sha256({ key_data = 'your key' }, 'your message').hex
+              == '87fc1cec5c02f0991ae80f50e98eb2eb5213d07fc40417682a74448ac1deb07c')
+            assert(not pcall(kumo.digest.hmac_sha256, { vault_path = 'x' }, 'm'))
+            assert(kumo.secrets.load { key_data = 'pw' } == 'pw')
             assert(kumo.digest.crc32('hello').hex == '3610a686')
             local u = kumo.uuid.parse '69994630-3e27-11ef-91fc-cc28aa0a5c5a'
             assert(tostring(u) == '69994630-3e27-11ef-91fc-cc28aa0a5c5a')

@@ -109,8 +109,59 @@ async fn lookup_ptr(lua: Lua, (ip, name): (String, Option<String>)) -> mlua::Res
     resolver(&lua)?.resolve_ptr(ip).await.map_err(failed)
 }
 
+fn parse_ip(what: &str, text: &str) -> mlua::Result<IpAddr> {
+    let text = text.trim();
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| petrel_dns::domain_literal(text))
+        .ok_or_else(|| mlua::Error::runtime(format!("{what}: {text:?} is not an IP address")))
+}
+
+/// `1.2.3.4` → `4.3.2.1`; IPv6 nibble by nibble.
+fn reversed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let nibbles: Vec<String> =
+                v6.octets().iter().rev().flat_map(|b| [b & 0xf, b >> 4]).map(|n| format!("{n:x}")).collect();
+            nibbles.join(".")
+        }
+    }
+}
+
+fn ptr_host(ip: IpAddr) -> String {
+    let zone = if ip.is_ipv4() { "in-addr.arpa" } else { "ip6.arpa" };
+    format!("{}.{zone}", reversed(ip))
+}
+
+/// `kumo.dns.rbl_lookup(ip, base)`: the listing address and its TXT reason,
+/// or nil when the address is not listed.
+async fn rbl_lookup(
+    lua: Lua,
+    (ip, base, name): (String, String, Option<String>),
+) -> mlua::Result<(Option<String>, Option<String>)> {
+    check_resolver_name(name)?;
+    let query = format!("{}.{}", reversed(parse_ip("kumo.dns.rbl_lookup", &ip)?), base.trim_end_matches('.'));
+    let resolver = resolver(&lua)?;
+    match resolver.resolve_ip(&query).await {
+        Ok(addresses) if !addresses.is_empty() => {
+            let reason = resolver.resolve_txt(&query).await.ok().and_then(|t| t.into_iter().next());
+            Ok((Some(addresses[0].to_string()), reason))
+        }
+        Ok(_) | Err(DnsError::NxDomain(_) | DnsError::NoAddress(_)) => Ok((None, None)),
+        Err(e) => Err(failed(e)),
+    }
+}
+
 /// Add the lookups to the `kumo.dns` table.
 pub(crate) fn install(lua: &Lua, dns: &Table) -> mlua::Result<()> {
+    dns.set("reverse_ip", lua.create_function(|_, ip: String| Ok(reversed(parse_ip("kumo.dns.reverse_ip", &ip)?)))?)?;
+    dns.set("ptr_host", lua.create_function(|_, ip: String| Ok(ptr_host(parse_ip("kumo.dns.ptr_host", &ip)?)))?)?;
+    dns.set("rbl_lookup", lua.create_async_function(rbl_lookup)?)?;
     dns.set("lookup_mx", lua.create_async_function(lookup_mx)?)?;
     dns.set("lookup_addr", lua.create_async_function(lookup_addr)?)?;
     dns.set("lookup_txt", lua.create_async_function(lookup_txt)?)?;

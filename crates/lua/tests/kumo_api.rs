@@ -153,7 +153,9 @@ async fn dns_lookups_use_the_engines_resolver() {
         .mx("dest.test", 20, "mx2.dest.test")
         .mx("dest.test", 10, "mx1.dest.test")
         .addr("mx1.dest.test", "127.0.0.9".parse().unwrap())
-        .txt("dest.test", "v=spf1 -all");
+        .txt("dest.test", "v=spf1 -all")
+        .addr("9.0.0.127.rbl.test", "127.0.0.2".parse().unwrap())
+        .txt("9.0.0.127.rbl.test", "listed for testing");
     let dns = petrel_testkit::DnsServer::start(zone).await;
     let dir = tempfile::tempdir().unwrap();
     let events = r#"kumo.on('get_queue_config', function(domain)
@@ -161,6 +163,11 @@ async fn dns_lookups_use_the_engines_resolver() {
   local addr = kumo.dns.lookup_addr(mx.hosts[1]:sub(1, -2))
   local txt = kumo.dns.lookup_txt(domain)
   local literal = kumo.dns.lookup_mx('[127.0.0.3]')
+  local listed, reason = kumo.dns.rbl_lookup('127.0.0.9', 'rbl.test')
+  local clean = kumo.dns.rbl_lookup('127.0.0.8:25', 'rbl.test')
+  assert(listed == '127.0.0.2' and reason == 'listed for testing' and clean == nil)
+  assert(kumo.dns.reverse_ip '127.0.0.1' == '1.0.0.127')
+  assert(kumo.dns.ptr_host '::1' == '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa')
   return kumo.make_queue_config {
     egress_pool = table.concat(mx.hosts, ',') .. '|' .. mx.by_pref[20][1] .. '|' .. addr[1] .. '|' .. txt[1]
       .. '|' .. tostring(mx.is_mx) .. '|' .. tostring(literal.is_domain_literal) .. '|' .. literal.hosts[1],
