@@ -64,6 +64,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     crate::codec::install(lua, &kumo)?;
     crate::cidr_map::install(lua, &kumo)?;
     crate::fs::install(lua, &kumo)?;
+    crate::time::install(lua, &kumo)?;
     let dns = lua.create_table()?;
     dns.set("configure_resolver", lua.create_function(configure_resolver)?)?;
     crate::dns::install(lua, &dns)?;

@@ -37,6 +37,7 @@ mod shared;
 mod specs;
 mod state;
 mod string_fns;
+mod time;
 mod unsupported;
 
 pub use engine::{Generation, PolicyEngine};
