@@ -77,7 +77,10 @@ async fn rebind_moves_a_tenants_queued_mail_to_another_pool() {
     let daemon = TestDaemon::start(&policy).unwrap();
     assert_eq!(inject(daemon.smtp[0], 10, 2, |i| ("s@a.example".into(), format!("r{i}@d.example"))).await, 10);
     let controls = daemon.controls.clone();
-    assert!(eventually(Duration::from_secs(10), || controls.waiting() == 10).await, "all ten deferred once");
+    // Waiting alone could count a fresh message not yet released: each must
+    // have had its attempt too.
+    let all_deferred = || (0..10).all(|i| sink.attempts(&format!("r{i}@d.example")) >= 1) && controls.waiting() == 10;
+    assert!(eventually(Duration::from_secs(10), all_deferred).await, "all ten deferred once");
 
     let filter = QueueFilter { tenant: Some("acme".into()), ..Default::default() };
     let moved = daemon.controls.rebind(&filter, &RebindTarget::Pool("only-b".into())).await;
@@ -99,7 +102,8 @@ async fn admin_bounce_removes_a_tenants_queued_mail() {
     let daemon = TestDaemon::start(&policy).unwrap();
     assert_eq!(inject(daemon.smtp[0], 4, 1, |i| ("s@a.example".into(), format!("r{i}@d.example"))).await, 4);
     let controls = daemon.controls.clone();
-    assert!(eventually(Duration::from_secs(10), || controls.waiting() == 4).await, "all four deferred once");
+    let all_deferred = || (0..4).all(|i| sink.attempts(&format!("r{i}@d.example")) >= 1) && controls.waiting() == 4;
+    assert!(eventually(Duration::from_secs(10), all_deferred).await, "all four deferred once");
     let other = QueueFilter { tenant: Some("someone-else".into()), ..Default::default() };
     assert_eq!(daemon.controls.admin_bounce(&other, "spam complaint").await, 0);
     let acme = QueueFilter { tenant: Some("acme".into()), ..Default::default() };
