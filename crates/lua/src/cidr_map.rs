@@ -76,11 +76,8 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
 mod tests {
     #[test]
     fn the_most_specific_network_answers() {
-        let lua = mlua::Lua::new();
-        let kumo = lua.create_table().unwrap();
-        super::install(&lua, &kumo).unwrap();
-        lua.globals().set("kumo", kumo).unwrap();
-        lua.load(
+        crate::run_with(
+            super::install,
             r#"
             local cmap = kumo.cidr.make_map { ['127.0.0.0/24'] = 'loopback', ['10.0.0.0/8'] = 'lan' }
             cmap['10.0.0.0/24'] = '10. block'
@@ -94,7 +91,6 @@ mod tests {
             assert(not pcall(function() cmap['nonsense'] = 1 end))
             "#,
         )
-        .exec()
         .unwrap();
     }
 }

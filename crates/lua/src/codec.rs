@@ -188,10 +188,6 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
     install_encode(lua, kumo)?;
     install_digest(lua, kumo)?;
     install_uuid(lua, kumo)?;
-    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
-    for name in ["encode", "digest", "uuid", "secrets"] {
-        loaded.set(format!("kumo.{name}"), kumo.get::<Table>(name)?)?;
-    }
     Ok(())
 }
 
@@ -199,11 +195,8 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
 mod tests {
     #[test]
     fn the_documented_examples_hold() {
-        let lua = mlua::Lua::new();
-        let kumo = lua.create_table().unwrap();
-        super::install(&lua, &kumo).unwrap();
-        lua.globals().set("kumo", kumo).unwrap();
-        lua.load(
+        crate::run_with(
+            super::install,
             r#"
             local d = kumo.digest.sha1 'hello'
             assert(tostring(d) == d.hex and d.hex == 'aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d')
@@ -230,7 +223,6 @@ mod tests {
             assert(#tostring(kumo.uuid.new_v4()) == 36)
             "#,
         )
-        .exec()
         .unwrap();
     }
 }

@@ -71,15 +71,10 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn wildcards_answer_below_their_domain_and_exact_keys_win() {
-        let lua = Lua::new();
-        let kumo = lua.create_table().unwrap();
-        install(&lua, &kumo).unwrap();
-        lua.globals().set("kumo", kumo).unwrap();
-        lua.load(
+        crate::run_with(
+            super::install,
             r#"
             local dmap = kumo.domain_map.new { ['*.woot.com'] = 123, ['example.com'] = 24 }
             dmap['*.example.com'] = 42
@@ -94,7 +89,6 @@ mod tests {
             assert(dmap['not.set'] == nil)
             "#,
         )
-        .exec()
         .unwrap();
     }
 }

@@ -72,8 +72,6 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
     for name in ["glob", "uncached_glob", "read_dir"] {
         kumo.set(name, fs.get::<mlua::Function>(name)?)?;
     }
-    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
-    loaded.set("kumo.fs", fs.clone())?;
     kumo.set("fs", fs)
 }
 

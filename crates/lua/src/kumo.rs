@@ -69,10 +69,22 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     dns.set("configure_resolver", lua.create_function(configure_resolver)?)?;
     crate::dns::install(lua, &dns)?;
     kumo.set("dns", dns)?;
+    crate::unsupported::install(lua, &kumo)?;
+    register_modules(lua, &kumo)?;
+    lua.globals().set("kumo", kumo)?;
+    Ok(())
+}
+
+/// `require 'kumo'` and `require 'kumo.<module>'` (KumoMTA's names for its
+/// submodules: `kumo.regex`, `kumo.serde`, …) find the tables on `kumo`.
+fn register_modules(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo.clone())?;
-    crate::unsupported::install(lua, &kumo)?;
-    lua.globals().set("kumo", kumo)?;
+    for pair in kumo.pairs::<String, Value>() {
+        if let (name, Value::Table(module)) = pair? {
+            loaded.set(format!("kumo.{name}"), module)?;
+        }
+    }
     Ok(())
 }
 

@@ -56,3 +56,14 @@ pub fn kumomta_functions() -> &'static [(&'static str, &'static [&'static str])]
 pub fn raised_events() -> &'static [&'static str] {
     &event_names::IMPLEMENTED
 }
+
+/// Run `code` in a bare Lua state whose `kumo` holds only what `install`
+/// adds: the unit tests of one `kumo` module.
+#[cfg(test)]
+pub(crate) fn run_with(install: fn(&mlua::Lua, &mlua::Table) -> mlua::Result<()>, code: &str) -> mlua::Result<()> {
+    let lua = mlua::Lua::new();
+    let kumo = lua.create_table()?;
+    install(&lua, &kumo)?;
+    lua.globals().set("kumo", kumo)?;
+    lua.load(code).exec()
+}

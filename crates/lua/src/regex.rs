@@ -76,23 +76,14 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
     module
         .set("compile", lua.create_function(|_, pattern: String| Regex::new(&pattern).map(LuaRegex).map_err(error))?)?;
     module.set("escape", lua.create_function(|_, text: String| Ok(fancy_regex::escape(&text).into_owned()))?)?;
-    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
-    loaded.set("kumo.regex", module.clone())?;
     kumo.set("regex", module)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn the_documented_examples_hold() {
-        let lua = Lua::new();
-        let kumo = lua.create_table().unwrap();
-        install(&lua, &kumo).unwrap();
-        lua.globals().set("kumo", kumo).unwrap();
-        lua.load(
-            r#"
+        crate::run_with(super::install, r#"
             local re = kumo.regex.compile "'(?<title>[^']+)'\\s+\\((?<year>\\d{4})\\)"
             local cap = re:captures "Not my favorite movie: 'Citizen Kane' (1941)."
             assert(cap[0] == "'Citizen Kane' (1941)" and cap[1] == 'Citizen Kane')
@@ -110,10 +101,7 @@ mod tests {
             assert(#parts == 5 and parts[5] == 'e')
             assert(kumo.regex.escape('a.b') == 'a\\.b')
             assert(kumo.regex.compile('(?<=x)y'):is_match('xy'))
-            "#,
-        )
-        .exec()
-        .unwrap();
+            "#).unwrap();
     }
 }
 
@@ -161,11 +149,8 @@ pub(crate) fn install_set_map(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
 mod set_map_tests {
     #[test]
     fn the_documented_example_holds() {
-        let lua = mlua::Lua::new();
-        let kumo = lua.create_table().unwrap();
-        super::install_set_map(&lua, &kumo).unwrap();
-        lua.globals().set("kumo", kumo).unwrap();
-        lua.load(
+        crate::run_with(
+            super::install_set_map,
             r#"
             local map = kumo.regex_set_map.new { hello = 'hello', bye = 'bye', later = 'bye', ['Good day'] = 'hello' }
             assert(map['hello there'] == 'hello')
@@ -176,7 +161,6 @@ mod set_map_tests {
             assert(not pcall(kumo.regex_set_map.new, { ['('] = 1 }))
             "#,
         )
-        .exec()
         .unwrap();
     }
 }

@@ -123,27 +123,15 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
     ] {
         kumo.set(name, serde.get::<Function>(name)?)?;
     }
-    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
-    loaded.set("kumo.serde", serde.clone())?;
     kumo.set("serde", serde)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn lua() -> Lua {
-        let lua = Lua::new();
-        let kumo = lua.create_table().unwrap();
-        install(&lua, &kumo).unwrap();
-        lua.globals().set("kumo", kumo).unwrap();
-        lua
-    }
-
     #[test]
     fn formats_round_trip_through_lua() {
-        let lua = lua();
-        lua.load(
+        crate::run_with(
+            super::install,
             r#"
             local t = kumo.toml_parse('[source."ip-1"]\nsource_address = "10.0.0.1"\n[pool.p."ip-1"]\nweight = 2\n')
             assert(t.source['ip-1'].source_address == '10.0.0.1')
@@ -159,14 +147,12 @@ mod tests {
             assert(kumo.serde.yaml_parse(kumo.serde.yaml_encode({k = 'v'})).k == 'v')
             "#,
         )
-        .exec()
         .unwrap();
     }
 
     #[test]
     fn parse_errors_say_which_function() {
-        let lua = lua();
-        let err = lua.load("kumo.toml_parse('[[x')").exec().unwrap_err().to_string();
+        let err = crate::run_with(super::install, "kumo.toml_parse('[[x')").unwrap_err().to_string();
         assert!(err.contains("toml_parse"), "{err}");
     }
 }

@@ -36,8 +36,6 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
             Ok(t.replacen(from.as_str(), &to, n))
         })?,
     )?;
-    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
-    loaded.set("kumo.string", s.clone())?;
     kumo.set("string", s)?;
     kumo.set("version", env!("CARGO_PKG_VERSION"))?;
     kumo.set(
@@ -51,11 +49,8 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
 mod tests {
     #[test]
     fn splits_trims_and_replaces_like_rust() {
-        let lua = mlua::Lua::new();
-        let kumo = lua.create_table().unwrap();
-        super::install(&lua, &kumo).unwrap();
-        lua.globals().set("kumo", kumo).unwrap();
-        lua.load(
+        crate::run_with(
+            super::install,
             r#"
             local s = kumo.string
             assert(table.concat(s.split('a,b,,c', ','), '|') == 'a|b||c')
@@ -68,7 +63,6 @@ mod tests {
             assert(type(kumo.version) == 'string' and kumo.available_parallelism() >= 1)
             "#,
         )
-        .exec()
         .unwrap();
     }
 }

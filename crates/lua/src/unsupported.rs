@@ -9,7 +9,6 @@ use mlua::{Lua, Table, Value};
 /// Give `kumo` and every documented submodule an `__index` that raises for
 /// documented names it lacks. Run after every implemented function is set.
 pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
-    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     for (module, functions) in crate::documented::FUNCTIONS {
         let table = match module.strip_prefix("kumo.") {
             None => kumo.clone(),
@@ -22,9 +21,6 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
                 }
             },
         };
-        if module.contains('.') && loaded.raw_get::<Value>(*module)?.is_nil() {
-            loaded.raw_set(*module, table.clone())?;
-        }
         let names: Vec<&'static str> =
             functions.iter().copied().filter(|f| table.raw_get::<Value>(*f).is_ok_and(|v| v.is_nil())).collect();
         if names.is_empty() {
