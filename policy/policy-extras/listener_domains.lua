@@ -24,9 +24,7 @@ local OPTIONS = {
   log_arf = 'boolean',
 }
 
-local function fail(message)
-  error(message, 0)
-end
+local fail = utils.fail
 
 local function check_entry(file, label, entry)
   if type(entry) ~= 'table' then
@@ -102,14 +100,6 @@ local function setup(self, files)
   end
 end
 
--- Errors name the data file and key; raised again here so they point at
--- the policy line that called setup.
-function mod:setup(files)
-  local ok, result = pcall(setup, self, files)
-  if not ok then
-    error(utils.clean_error(result), 2)
-  end
-  return result
-end
+mod.setup = utils.setup_method(setup)
 
 return mod

@@ -74,6 +74,23 @@ function mod.clean_error(err)
   return text
 end
 
+-- Raise a data error: the message already names the file and the key.
+function mod.fail(message)
+  error(message, 0)
+end
+
+-- A helper's `setup(self, files)` as its method: an error (naming the data
+-- file and key) is raised again at the policy line that called setup.
+function mod.setup_method(setup)
+  return function(self, files)
+    local ok, result = pcall(setup, self, files)
+    if not ok then
+      error(mod.clean_error(result), 2)
+    end
+    return result
+  end
+end
+
 -- Parse a data file by its extension: `.json` as JSON (comments allowed),
 -- anything else as TOML.
 function mod.load_json_or_toml_file(filename)

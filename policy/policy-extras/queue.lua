@@ -36,9 +36,7 @@ local TOP_LEVEL = {
 local QUEUE_ONLY = { routing_domain = true }
 local TENANT_ONLY = { require_authz = true }
 
-local function fail(message)
-  error(message, 0)
-end
+local fail = utils.fail
 
 -- The make_queue_config options of a table: scalars and the protocol
 -- table, without nested tenant/campaign tables or helper-only keys.
@@ -166,14 +164,6 @@ local function setup(self, files)
   return helper
 end
 
--- Errors name the data file and key; raised again here so they point at
--- the policy line that called setup.
-function mod:setup(files)
-  local ok, result = pcall(setup, self, files)
-  if not ok then
-    error(utils.clean_error(result), 2)
-  end
-  return result
-end
+mod.setup = utils.setup_method(setup)
 
 return mod

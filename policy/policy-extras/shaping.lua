@@ -241,13 +241,7 @@ local function setup(self, files)
   return helper
 end
 
-function mod:setup(files)
-  local ok, result = pcall(setup, self, files)
-  if not ok then
-    error(utils.clean_error(result), 2)
-  end
-  return result
-end
+mod.setup = utils.setup_method(setup)
 
 function mod:setup_with_automation()
   error(

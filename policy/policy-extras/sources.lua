@@ -17,9 +17,7 @@ local mod = {}
 
 local POOL_ENTRY_KEYS = { weight = true }
 
-local function fail(message)
-  error(message, 0)
-end
+local fail = utils.fail
 
 local function make_source(name, params)
   local spec = utils.merge({ name = name }, params)
@@ -139,14 +137,6 @@ local function setup(self, files)
   return self
 end
 
--- Errors name the data file and key; raised again here so they point at
--- the policy line that called setup.
-function mod:setup(files)
-  local ok, result = pcall(setup, self, files)
-  if not ok then
-    error(utils.clean_error(result), 2)
-  end
-  return result
-end
+mod.setup = utils.setup_method(setup)
 
 return mod
