@@ -109,15 +109,12 @@ retry_interval = '17 mins'
     )
 }
 
-/// The user guide's "sending IPs" and "queue management" chapters together:
-/// sources.toml defines the IPs and pools, queues.toml maps tenants (from a
-/// header, removed on the way) to pools.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sources_and_queue_helpers_put_each_tenant_on_its_pool() {
-    let sink = Sink::start().await;
-    let ws = Workspace::new();
-    let sources = data_file(&ws, "sources.toml", SOURCES_TOML);
-    let queues = data_file(&ws, "queues.toml", &queues_toml(&sink));
+/// The sources and queue helpers set up as the user guide writes them, over
+/// SOURCES_TOML and `queues_toml(sink)`; returns the daemon and the path
+/// of sources.toml (for tests that edit it).
+fn start_with_helpers(ws: &Workspace, sink: &Sink) -> (TestDaemon, String) {
+    let sources = data_file(ws, "sources.toml", SOURCES_TOML);
+    let queues = data_file(ws, "queues.toml", &queues_toml(sink));
     let setup = format!(
         r#"local sources = require 'policy-extras.sources'
 sources:setup {{ '{sources}' }}
@@ -127,7 +124,17 @@ local queue_helper = queue_module:setup {{ '{queues}' }}"#
     let events = r#"kumo.on('smtp_server_message_received', function(msg)
   queue_helper:apply(msg)
 end)"#;
-    let daemon = TestDaemon::start(&kumo_policy(&ws, &setup, events)).unwrap();
+    (TestDaemon::start(&kumo_policy(ws, &setup, events)).unwrap(), sources)
+}
+
+/// The user guide's "sending IPs" and "queue management" chapters together:
+/// sources.toml defines the IPs and pools, queues.toml maps tenants (from a
+/// header, removed on the way) to pools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_and_queue_helpers_put_each_tenant_on_its_pool() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let (daemon, _) = start_with_helpers(&ws, &sink);
     let mut batch = Vec::new();
     for i in 0..30 {
         batch.push(message(
@@ -405,13 +412,7 @@ end)"#,
 async fn sources_from_the_helper_can_be_suspended_by_name() {
     let sink = Sink::start().await;
     let ws = Workspace::new();
-    let sources = data_file(&ws, "sources.toml", SOURCES_TOML);
-    let queues = data_file(&ws, "queues.toml", &queues_toml(&sink));
-    let setup = format!(
-        "local sources = require 'policy-extras.sources'\nsources:setup {{ '{sources}' }}\nlocal queue_helper = require('policy-extras.queue'):setup {{ '{queues}' }}"
-    );
-    let events = "kumo.on('smtp_server_message_received', function(msg) queue_helper:apply(msg) end)";
-    let daemon = TestDaemon::start(&kumo_policy(&ws, &setup, events)).unwrap();
+    let (daemon, _) = start_with_helpers(&ws, &sink);
     let url = format!("http://{}/api/admin/suspend-ready-q/v1", daemon.http[0]);
     let suspended = http("POST", url.clone(), vec![], Some(br#"{"name":"ip-3"}"#.to_vec())).await;
     assert_eq!(suspended.status, 200, "{}", suspended.body);
@@ -432,13 +433,7 @@ async fn sources_from_the_helper_can_be_suspended_by_name() {
 async fn a_reload_picks_up_an_edited_sources_toml() {
     let sink = Sink::start().await;
     let ws = Workspace::new();
-    let sources = data_file(&ws, "sources.toml", SOURCES_TOML);
-    let queues = data_file(&ws, "queues.toml", &queues_toml(&sink));
-    let setup = format!(
-        "local sources = require 'policy-extras.sources'\nsources:setup {{ '{sources}' }}\nlocal queue_helper = require('policy-extras.queue'):setup {{ '{queues}' }}"
-    );
-    let events = "kumo.on('smtp_server_message_received', function(msg) queue_helper:apply(msg) end)";
-    let daemon = TestDaemon::start(&kumo_policy(&ws, &setup, events)).unwrap();
+    let (daemon, sources) = start_with_helpers(&ws, &sink);
     let first = send_each(daemon.smtp[0], localhost(), vec![message("a@sender.test", "r1@other.test", "")]).await;
     assert!(first[0].is_ok());
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
