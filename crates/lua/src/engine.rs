@@ -114,6 +114,11 @@ impl Generation {
         })
     }
 
+    /// Whether the policy registered a handler for `event`.
+    pub(crate) fn handles(&self, event: &str) -> bool {
+        self.events.contains(event)
+    }
+
     /// How many Lua states this generation has created (never more than
     /// its bound, however many callers wait).
     pub fn states_created(&self) -> usize {
@@ -291,7 +296,7 @@ impl PolicyEngine {
         finish: impl FnOnce(&Lua, Value, K) -> mlua::Result<R>,
     ) -> Result<Option<R>, mlua::Error> {
         let generation = self.current();
-        if !generation.events.contains(event) {
+        if !generation.handles(event) {
             return Ok(None);
         }
         let _timer = self.metrics.lua_timer(event);
@@ -332,7 +337,7 @@ impl PolicyEngine {
     /// each failure, and one when a handler called `kumo.validation_failed`.
     pub async fn validate_config(&self) -> Vec<String> {
         let generation = self.current();
-        if !generation.events.contains("validate_config") {
+        if !generation.handles("validate_config") {
             return Vec::new();
         }
         let limit = *self.event_time_limit.lock();
@@ -370,7 +375,7 @@ impl PolicyEngine {
         }
         const EVENT: &str = "petrel.egress_names";
         let generation = self.current();
-        if !generation.events.contains(EVENT) {
+        if !generation.handles(EVENT) {
             return Ok(Default::default());
         }
         let limit = *self.event_time_limit.lock();

@@ -247,7 +247,13 @@ impl EgressPolicy for PolicyEngine {
 
     async fn egress_pool(&self, name: &str) -> Result<Option<Arc<EgressPool>>, EgressPolicyError> {
         const EVENT: &str = "get_egress_pool";
-        let shared = self.current().shared.clone();
+        let generation = self.current();
+        // Asked for every message of the default pool: without a handler,
+        // answer without taking the cache's lock.
+        if !generation.handles(EVENT) {
+            return Ok(None);
+        }
+        let shared = generation.shared.clone();
         if let Some(known) = shared.egress.pools.get(name) {
             return Ok(known);
         }
@@ -262,7 +268,11 @@ impl EgressPolicy for PolicyEngine {
 
     async fn egress_source(&self, name: &str) -> Result<Option<Arc<EgressSource>>, EgressPolicyError> {
         const EVENT: &str = "get_egress_source";
-        let shared = self.current().shared.clone();
+        let generation = self.current();
+        if !generation.handles(EVENT) {
+            return Ok(None);
+        }
+        let shared = generation.shared.clone();
         if let Some(known) = shared.egress.sources.get(name) {
             return Ok(known);
         }
