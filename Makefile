@@ -9,16 +9,20 @@ export CARGO_TARGET_DIR
 TARGET_DIR_LIMIT_KIB ?= 20000000
 
 # iproute2: `ss`, with which a test reads a listening socket's backlog.
-APT_PACKAGES := librocksdb-dev libclang1-14 libclang-common-14-dev iproute2
+# openssl: the DKIM tests generate their keys with it.
+APT_PACKAGES := librocksdb-dev libclang1-14 libclang-common-14-dev iproute2 openssl
+# Independent verifiers the tests run: dkimpy (with dnspython, and PyNaCl
+# for ed25519) checks the DKIM signatures Petrel makes.
+PY_MODULES := dkim:dkimpy dns:dnspython nacl:pynacl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 POLICY ?= policy/init.lua
 
-.PHONY: run test build deps lint fmt sink bounded-cache
+.PHONY: run test build deps py-deps lint fmt sink bounded-cache
 
 run: deps build
 	$(CARGO_TARGET_DIR)/debug/petrel serve --policy $(POLICY)
 
-test: deps bounded-cache
+test: deps py-deps bounded-cache
 	cargo build --workspace --all-targets
 	tests/openapi/schemathesis.sh $(CARGO_TARGET_DIR)/debug/petrel
 	@if cargo nextest --version >/dev/null 2>&1; then \
@@ -58,6 +62,13 @@ deps:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# Install the Python modules the tests use, only if missing.
+py-deps:
+	@for pair in $(PY_MODULES); do \
+		module=$${pair%%:*}; package=$${pair#*:}; \
+		python3 -c "import $$module" 2>/dev/null || { echo "installing $$package from PyPI"; python3 -m pip install -q $$package; }; \
+	done
 
 bounded-cache:
 	@if [ -d "$(CARGO_TARGET_DIR)" ] && [ "$$(du -sk "$(CARGO_TARGET_DIR)" | cut -f1)" -gt $(TARGET_DIR_LIMIT_KIB) ]; then \

@@ -21,6 +21,21 @@ OPTION_FUNCTIONS = [
     "make_egress_source", "make_listener_domain", "make_queue_config",
     "start_esmtp_listener", "start_http_listener",
 ]
+# Functions whose options are `## name` sections of one page.
+OPTION_PAGES = [
+    ("kumo.dkim.ed25519_signer", "kumo.dkim/ed25519_signer.md"),
+    ("kumo.dkim.rsa_sha256_signer", "kumo.dkim/rsa_sha256_signer.md"),
+]
+
+
+def headings(page: pathlib.Path):
+    out = []
+    for line in page.read_text().splitlines():
+        if line.startswith("## "):
+            name = line[3:].strip()
+            if name.replace("_", "").isalnum() and name[:1].islower():
+                out.append(name)
+    return out
 
 
 def names(directory: pathlib.Path):
@@ -57,6 +72,9 @@ def write_options(reference: pathlib.Path):
     for function in OPTION_FUNCTIONS:
         options = names(reference / "kumo" / function)
         joined = ", ".join(f'"{o}"' for o in options)
+        lines.append(f'    ("{function}", &[{joined}]),')
+    for function, page in OPTION_PAGES:
+        joined = ", ".join(f'"{o}"' for o in headings(reference / page))
         lines.append(f'    ("{function}", &[{joined}]),')
     lines.append("];")
     lines += [

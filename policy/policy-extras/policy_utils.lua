@@ -69,6 +69,7 @@ end
 -- "runtime error: " prefix, so it reads as the data file and key at fault.
 function mod.clean_error(err)
   local text = tostring(err)
+  text = text:gsub('\nstack traceback:.*$', '')
   text = text:gsub('runtime error: ', '')
   text = text:gsub('%[petrel%]/[%w_%-/]+%.lua:%d+: ', '')
   return text

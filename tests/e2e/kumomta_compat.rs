@@ -663,13 +663,13 @@ end)
     // As the guide writes it, the policy names helpers of later issues.
     let full = policy.replace(
         "local sources = require 'policy-extras.sources'",
-        "local sources = require 'policy-extras.sources'\nlocal dkim_sign = require 'policy-extras.dkim_sign'",
+        "local sources = require 'policy-extras.sources'\nlocal log_hooks = require 'policy-extras.log_hooks'",
     );
     std::fs::write(&path, full).unwrap();
     let err = TestDaemon::start(&path).err().expect("refused");
     assert!(
         err.contains("init.lua:7")
-            && err.contains("policy-extras.dkim_sign is a KumoMTA helper Petrel does not ship yet"),
+            && err.contains("policy-extras.log_hooks is a KumoMTA helper Petrel does not ship yet"),
         "{err}"
     );
 }

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod delivery_engine;
+mod dkim;
 mod egress;
 mod eight_bit;
 mod full_disk;

@@ -8,18 +8,19 @@
 use mlua::{Lua, Table, Value};
 
 /// `(module name, source)` of every shipped helper.
-const MODULES: [(&str, &str); 6] = [
+const MODULES: [(&str, &str); 7] = [
     ("policy-extras.policy_utils", include_str!("../../../policy/policy-extras/policy_utils.lua")),
     ("policy-extras.sources", include_str!("../../../policy/policy-extras/sources.lua")),
     ("policy-extras.queue", include_str!("../../../policy/policy-extras/queue.lua")),
     ("policy-extras.listener_domains", include_str!("../../../policy/policy-extras/listener_domains.lua")),
     ("policy-extras.shaping", include_str!("../../../policy/policy-extras/shaping.lua")),
     ("policy-extras.rollup", include_str!("../../../policy/policy-extras/rollup.lua")),
+    ("policy-extras.dkim_sign", include_str!("../../../policy/policy-extras/dkim_sign.lua")),
 ];
 
 /// Helpers KumoMTA documents that Petrel does not ship yet: requiring one
 /// fails at load time naming what is missing, never loads a stand-in.
-const NOT_YET: [&str; 2] = ["policy-extras.dkim_sign", "policy-extras.log_hooks"];
+const NOT_YET: [&str; 1] = ["policy-extras.log_hooks"];
 
 /// Append the searcher for shipped modules to `package.searchers`.
 pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {

@@ -65,6 +65,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     crate::cidr_map::install(lua, &kumo)?;
     crate::fs::install(lua, &kumo)?;
     crate::time::install(lua, &kumo)?;
+    crate::dkim::install(lua, &kumo)?;
     let dns = lua.create_table()?;
     dns.set("configure_resolver", lua.create_function(configure_resolver)?)?;
     crate::dns::install(lua, &dns)?;
@@ -193,7 +194,7 @@ fn traceback(lua: &Lua, level: Option<usize>) -> mlua::Result<Table> {
 }
 
 /// Parse a spec table, naming the function and line on failure.
-fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, String> {
+pub(crate) fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, String> {
     if let Some(key) = crate::options::unsupported::<T>(what, &value) {
         return Err(format!(
             "{}: {what}: option `{key}` is documented by KumoMTA but not supported by Petrel yet",

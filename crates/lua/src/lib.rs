@@ -12,6 +12,7 @@
 
 mod cidr_map;
 mod codec;
+mod dkim;
 mod dns;
 mod documented;
 mod domain_map;

@@ -120,6 +120,7 @@ impl UserData for LuaMessage {
         methods
             .add_method_mut("remove_all_named_headers", |_, m, name: String| edit(m, |d| Ok(remove_headers(d, &name))));
         crate::message_headers::add_methods(methods);
+        crate::dkim::add_methods(methods);
     }
 }
 

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub epoch: Arc<crate::kumo::EpochSignal>,
     /// `kumo.fs.glob` results kept for their ttl.
     pub globs: Arc<crate::fs::GlobCache>,
+    /// DKIM signers built by this generation.
+    pub dkim: Arc<crate::dkim::SignerCache>,
     /// The diagnostic log filter, the engine's.
     pub log_filter: Arc<crate::kumo::LogFilterSlot>,
 }
@@ -34,6 +36,7 @@ impl Shared {
             monitor: Arc::default(),
             epoch: links.epoch.clone(),
             globs: Arc::default(),
+            dkim: Arc::default(),
             log_filter: links.log_filter.clone(),
         })
     }
@@ -46,6 +49,7 @@ impl Shared {
         lua.set_app_data(self.monitor.clone());
         lua.set_app_data(self.epoch.clone());
         lua.set_app_data(self.globs.clone());
+        lua.set_app_data(self.dkim.clone());
         lua.set_app_data(self.log_filter.clone());
     }
 }

@@ -84,6 +84,11 @@ pub fn header_counts(data: &[u8]) -> HeaderCounts {
     counts
 }
 
+/// How many header fields are named `name` (case-insensitive).
+pub(crate) fn count_named(data: &[u8], name: &str) -> usize {
+    headers(data).filter(|(n, ..)| n.eq_ignore_ascii_case(name.as_bytes())).count()
+}
+
 /// The first header named `name` (case-insensitive), unfolded and trimmed.
 pub fn first_header(data: &[u8], name: &str) -> Option<String> {
     headers(data).find(|(n, ..)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v, ..)| unfold(v))

@@ -5,6 +5,7 @@
 mod address;
 mod address_header;
 mod conformance;
+mod dkim;
 mod downgrade;
 mod headers;
 mod id;
@@ -14,6 +15,7 @@ mod meta;
 pub use address::{AddressError, EnvelopeAddress};
 pub use address_header::{HeaderMailbox, address_header};
 pub use conformance::{Issue, conformance_issues, fix_conformance};
+pub use dkim::{Canon, DkimAlgorithm, DkimError, DkimSigningKey, DkimSpec};
 pub use downgrade::{DowngradeError, has_8bit, has_8bit_headers, to_7bit};
 pub use headers::{
     HeaderCounts, HeaderError, all_headers, append_header, first_header, header_counts, prepend_header, remove_headers,

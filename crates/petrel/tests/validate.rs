@@ -140,3 +140,51 @@ fn validate_runs_the_helpers_deep_checks() {
     }
     assert!(stderr.contains("sources.toml") && stderr.contains("pool.\"p\" names source \"ghost\""), "{stderr}");
 }
+
+/// `petrel validate` loads every key a `dkim_data.toml` names: a missing
+/// file and a file that holds no private key each fail, naming the file.
+#[test]
+fn a_wrong_dkim_key_file_fails_validate_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n").unwrap();
+    let missing = dir.path().join("missing.key");
+    let good = dir.path().join("good.key");
+    let out = Command::new("openssl").args(["genrsa", "-out"]).arg(&good).arg("2048").output().unwrap();
+    assert!(out.status.success(), "openssl genrsa");
+    let data = dir.path().join("dkim_data.toml");
+    let write_data = |key: &std::path::Path| {
+        std::fs::write(
+            &data,
+            format!(
+                "[base]\nselector = 's1'\nheaders = ['From', 'Subject']\n\n[domain.\"example.com\"]\nfilename = '{}'\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+    };
+    let path = dir.path().join("init.lua");
+    std::fs::write(
+        &path,
+        format!(
+            "local kumo = require 'kumo'\nlocal dkim_sign = require 'policy-extras.dkim_sign'\nlocal signer = dkim_sign:setup {{ '{}' }}\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '{}/spool' }}\nend)\nkumo.on('smtp_server_message_received', function(msg) signer(msg) end)\n",
+            data.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_petrel")).args(["validate", "--policy"]).arg(&path).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    for (key, needle) in [(&missing, "missing.key"), (&garbage, "garbage.key")] {
+        write_data(key);
+        let (ok, stderr) = run();
+        assert!(!ok, "validate accepted {key:?}");
+        assert!(stderr.contains(needle) && stderr.contains("[domain.\"example.com\"]"), "{stderr}");
+    }
+    write_data(&good);
+    let (ok, stderr) = run();
+    assert!(ok, "a usable key validates: {stderr}");
+}

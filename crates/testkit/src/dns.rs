@@ -62,9 +62,11 @@ impl Zone {
         }
     }
 
-    /// Add a TXT record of one string.
+    /// Add a TXT record holding `text`, split into character-strings of
+    /// at most 255 octets as DNS requires (a DKIM key record is longer).
     pub fn txt(self, owner: &str, text: &str) -> Self {
-        self.add(owner, RData::TXT(TXT::new(vec![text.to_string()])))
+        let parts = text.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        self.add(owner, RData::TXT(TXT::new(parts)))
     }
 
     /// Answer SERVFAIL for `domain`.
