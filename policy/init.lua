@@ -14,6 +14,11 @@ kumo.on('init', function()
 
   -- One JSON record per message event (Reception, Delivery, Bounce, ...).
   kumo.configure_local_logs { log_dir = 'data/logs' }
+  -- Failed attempts get a bounce_classification (InvalidRecipient,
+  -- SpamBlock, QuotaIssues, ...) from the shipped rules.
+  kumo.configure_bounce_classifier {
+    files = { '[petrel]/bounce_classifier/default.toml' },
+  }
 
   -- Loopback only: only local clients may inject, and they may relay.
   kumo.start_esmtp_listener {

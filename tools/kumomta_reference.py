@@ -25,14 +25,20 @@ OPTION_FUNCTIONS = [
 OPTION_PAGES = [
     ("kumo.dkim.ed25519_signer", "kumo.dkim/ed25519_signer.md"),
     ("kumo.dkim.rsa_sha256_signer", "kumo.dkim/rsa_sha256_signer.md"),
+    ("configure_bounce_classifier", "kumo/configure_bounce_classifier.md"),
 ]
 
 
 def headings(page: pathlib.Path):
     out = []
     for line in page.read_text().splitlines():
+        name = None
         if line.startswith("## "):
             name = line[3:].strip()
+        elif line.startswith("* `") and "` - " in line:
+            # A page that lists its options as "* `name` - what it does".
+            name = line[3:line.index("` - ")]
+        if name:
             if name.replace("_", "").isalnum() and name[:1].islower():
                 out.append(name)
     return out

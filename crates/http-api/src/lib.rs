@@ -20,7 +20,7 @@ pub use listener::{HttpListener, HttpListenerConfig, TlsIdentity};
 pub use openapi::openapi_json;
 pub use serve::HttpLimits;
 pub use state::{
-    AdminOps, ApiState, AuthInfo, ChangedDefinition, DefinitionChanges, InjectPolicy, ListenerChanges, MessageInfo,
-    PolicyError, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadChanges, ReloadOutcome,
-    RouteExplanation, RouteRequest, ScheduledQueueSummary,
+    AdminOps, ApiState, AuthInfo, BounceSummary, ChangedDefinition, DefinitionChanges, InjectPolicy, ListenerChanges,
+    MessageInfo, PolicyError, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadChanges,
+    ReloadOutcome, RouteExplanation, RouteRequest, ScheduledQueueSummary,
 };

@@ -117,6 +117,22 @@ pub struct ReadyQueueSummary {
     pub source_unhealthy: bool,
 }
 
+/// Failed attempts of the last hour from one egress source at one site in
+/// one bounce classification.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BounceSummary {
+    /// The egress source.
+    pub source: String,
+    /// The destination site.
+    pub site: String,
+    /// The bounce classification (`Uncategorized` without a classifier).
+    pub classification: String,
+    /// Temporary failures (TransientFailure records).
+    pub deferred: u64,
+    /// Bounces and expirations.
+    pub bounced: u64,
+}
+
 /// Every queue of the daemon (`mailq`, `kcli queue-summary`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct QueueSummary {
@@ -124,6 +140,10 @@ pub struct QueueSummary {
     pub scheduled: Vec<ScheduledQueueSummary>,
     /// Ready queues, by name.
     pub ready: Vec<ReadyQueueSummary>,
+    /// Failures of the last hour by source, site and classification, most
+    /// first: one IP blocked at one provider stands out at the top.
+    #[serde(default)]
+    pub bounces_last_hour: Vec<BounceSummary>,
 }
 
 /// A spooled message, for `inspect`.

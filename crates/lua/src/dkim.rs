@@ -4,7 +4,6 @@
 //! however many messages it signs; a reload starts a fresh cache.
 
 use crate::egress_events::TtlCache;
-use crate::message::LuaMessage;
 use crate::specs::DurationSpec;
 use mlua::{Lua, LuaSerdeExt, Table, UserData, UserDataMethods, Value};
 use petrel_message::{Canon, DkimAlgorithm, DkimSigningKey, DkimSpec};
@@ -73,7 +72,7 @@ fn make_signer(lua: &Lua, algorithm: DkimAlgorithm, params: Table) -> mlua::Resu
             without_key.set(k, v)?;
         }
     }
-    let spec: SignerSpec = crate::kumo::spec(lua, what, Value::Table(without_key)).map_err(mlua::Error::runtime)?;
+    let spec: SignerSpec = crate::options::spec(lua, what, Value::Table(without_key)).map_err(mlua::Error::runtime)?;
     let ttl = match &spec.ttl {
         Some(ttl) => ttl.to_duration("ttl").map_err(|e| mlua::Error::runtime(format!("{what}: {e}")))?,
         None => DEFAULT_TTL,
@@ -126,11 +125,15 @@ pub(crate) fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
 
 /// `msg:dkim_sign(signer)`: prepend the signature for the message as it is
 /// now; every later edit of a signed header or the body breaks it.
-pub(crate) fn add_methods<M: UserDataMethods<LuaMessage>>(methods: &mut M) {
+pub(crate) fn add_methods<T, M>(methods: &mut M)
+where
+    T: AsMut<petrel_message::Message> + AsRef<petrel_message::Message>,
+    M: UserDataMethods<T>,
+{
     methods.add_method_mut("dkim_sign", |_, m, signer: mlua::UserDataRef<LuaDkimSigner>| {
-        let data = m.0.data.as_deref().unwrap_or_default();
+        let data = m.as_ref().data.as_deref().unwrap_or_default();
         let signed = signer.0.sign(data).map_err(|e| mlua::Error::runtime(format!("msg:dkim_sign: {e}")))?;
-        m.0.set_data(Arc::from(signed));
+        m.as_mut().set_data(Arc::from(signed));
         Ok(())
     });
 }

@@ -189,6 +189,7 @@ pub(crate) const OPTIONS: &[(&str, &[&str])] = &[
             "over_sign",
         ],
     ),
+    ("configure_bounce_classifier", &["files", "back_pressure", "pool_size", "cache_size", "uncategorized_cache_size"]),
 ];
 
 /// `(module, documented functions)`: `kumo` and its submodules.

@@ -33,6 +33,8 @@ pub struct InitConfig {
     pub tasks: Vec<(String, serde_json::Value)>,
     /// `kumo.set_diagnostic_log_filter` in init, for the daemon to apply.
     pub log_filter: Option<String>,
+    /// `kumo.configure_bounce_classifier`, compiled.
+    pub bounce_classifier: Option<Arc<petrel_telemetry::BounceClassifier>>,
 }
 
 /// Lives in the Lua state's app data only while `init` runs; the `define_*`
@@ -47,6 +49,7 @@ pub(crate) struct InitCollector {
     pub monitor_globs: Vec<String>,
     pub tasks: Vec<(String, serde_json::Value)>,
     pub log_filter: Option<String>,
+    pub bounce_classifier: Option<(Arc<petrel_telemetry::BounceClassifier>, String)>,
     pub errors: Vec<String>,
     pub default_hostname: String,
 }
@@ -63,6 +66,7 @@ impl InitCollector {
             monitor_globs: Vec::new(),
             tasks: Vec::new(),
             log_filter: None,
+            bounce_classifier: None,
             errors: Vec::new(),
             default_hostname,
         }
@@ -126,6 +130,7 @@ impl InitCollector {
                 monitor_globs: self.monitor_globs,
                 tasks: self.tasks,
                 log_filter: self.log_filter,
+                bounce_classifier: self.bounce_classifier.map(|(c, _)| c),
             }),
             _ => Err(PolicyLoadError { errors: self.errors }),
         }

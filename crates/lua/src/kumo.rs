@@ -5,11 +5,12 @@ use crate::egress_events::{LuaEgressPool, LuaEgressSource, MakePoolSpec, MakeSou
 use crate::error::caller_location;
 use crate::init::InitCollector;
 use crate::message::{LuaEgressPath, LuaListenerDomain, LuaMessage, LuaQueueConfig};
+use crate::options::spec;
 use crate::specs::{
     EgressPathSpec, EsmtpListenerSpec, HttpListenerSpec, ListenerDomainSpec, LocalLogsSpec, PoolSpec, QueueConfigSpec,
     ResolverSpec, SourceSpec, SpoolSpec,
 };
-use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
+use mlua::{Function, Lua, Table, Value};
 use serde::de::DeserializeOwned;
 
 pub(crate) const EVENTS: &str = "petrel_events";
@@ -32,6 +33,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("start_http_listener", lua.create_function(start_http_listener)?)?;
     kumo.set("define_spool", lua.create_function(define_spool)?)?;
     kumo.set("configure_local_logs", lua.create_function(configure_local_logs)?)?;
+    kumo.set("configure_bounce_classifier", lua.create_function(configure_bounce_classifier)?)?;
     kumo.set("make_queue_config", lua.create_function(make_queue_config)?)?;
     kumo.set("make_egress_path", lua.create_function(make_egress_path)?)?;
     kumo.set("make_listener_domain", lua.create_function(make_listener_domain)?)?;
@@ -193,17 +195,6 @@ fn traceback(lua: &Lua, level: Option<usize>) -> mlua::Result<Table> {
     Ok(frames)
 }
 
-/// Parse a spec table, naming the function and line on failure.
-pub(crate) fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, String> {
-    if let Some(key) = crate::options::unsupported::<T>(what, &value) {
-        return Err(format!(
-            "{}: {what}: option `{key}` is documented by KumoMTA but not supported by Petrel yet",
-            caller_location(lua)
-        ));
-    }
-    lua.from_value(value).map_err(|e| format!("{}: {what}: {e}", caller_location(lua)))
-}
-
 /// Run `f` with the init collector, or fail when called outside `init`.
 /// Errors are collected rather than raised, so one load reports them all.
 fn in_init(lua: &Lua, what: &str, f: impl FnOnce(&mut InitCollector, &str)) -> mlua::Result<()> {
@@ -291,6 +282,31 @@ fn configure_local_logs(lua: &Lua, value: Value) -> mlua::Result<()> {
             return Err(format!("logs are configured twice (first at {first})"));
         }
         c.logs = Some((s.into_config()?, loc.to_string()));
+        Ok(())
+    })
+}
+
+/// Compiled at once, so a bad rules file fails the load at the policy line.
+fn configure_bounce_classifier(lua: &Lua, value: Value) -> mlua::Result<()> {
+    // The rules files count among the policy's files: editing one reloads.
+    if let Value::Table(t) = &value
+        && let Ok(Some(files)) = t.get::<Option<Vec<String>>>("files")
+    {
+        for file in files.iter().filter(|f| !f.starts_with("[petrel]/")) {
+            crate::fingerprint::note_data_file(lua, std::path::Path::new(file));
+        }
+    }
+    record(lua, "configure_bounce_classifier", value, |c, s: crate::specs::BounceClassifierSpec, loc| {
+        if let Some((_, first)) = &c.bounce_classifier {
+            return Err(format!("the bounce classifier is configured twice (first at {first})"));
+        }
+        let defaults = petrel_telemetry::CacheSizes::default();
+        let sizes = petrel_telemetry::CacheSizes {
+            classified: s.cache_size.unwrap_or(defaults.classified),
+            uncategorized: s.uncategorized_cache_size.unwrap_or(defaults.uncategorized),
+        };
+        let classifier = petrel_telemetry::BounceClassifier::load(&s.files, sizes).map_err(|e| e.to_string())?;
+        c.bounce_classifier = Some((std::sync::Arc::new(classifier), loc.to_string()));
         Ok(())
     })
 }

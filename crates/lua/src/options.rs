@@ -6,7 +6,7 @@
 //! KumoMTA policy learns at validate time which settings would not apply,
 //! rather than reading a bare "unknown field".
 
-use mlua::Value;
+use mlua::{Lua, LuaSerdeExt, Value};
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 /// The field names of a `#[derive(Deserialize)]` struct, read by asking it
@@ -70,6 +70,17 @@ pub(crate) fn unsupported<T: DeserializeOwned>(function: &str, value: &Value) ->
         .collect();
     missing.sort();
     missing.into_iter().next()
+}
+
+/// Parse a spec table, naming the function and line on failure.
+pub(crate) fn spec<T: DeserializeOwned>(lua: &Lua, what: &str, value: Value) -> Result<T, String> {
+    if let Some(key) = unsupported::<T>(what, &value) {
+        return Err(format!(
+            "{}: {what}: option `{key}` is documented by KumoMTA but not supported by Petrel yet",
+            crate::error::caller_location(lua)
+        ));
+    }
+    lua.from_value(value).map_err(|e| format!("{}: {what}: {e}", crate::error::caller_location(lua)))
 }
 
 #[cfg(test)]

@@ -205,6 +205,15 @@ impl ResolverSpec {
     }
 }
 
+/// `kumo.configure_bounce_classifier{...}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BounceClassifierSpec {
+    pub files: Vec<String>,
+    pub cache_size: Option<usize>,
+    pub uncategorized_cache_size: Option<usize>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalLogsSpec {

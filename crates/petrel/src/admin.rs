@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use petrel_delivery::{Dispatcher, EgressPolicy, PoolChoice, Route};
 use petrel_http_api::{
-    AdminOps, MessageInfo, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadOutcome,
+    AdminOps, BounceSummary, MessageInfo, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadOutcome,
     RouteExplanation, RouteRequest, ScheduledQueueSummary,
 };
 use petrel_lua::PolicyEngine;
@@ -25,6 +25,8 @@ pub(crate) struct DaemonAdmin {
     pub queues: Arc<QueueManager>,
     pub dispatcher: Arc<Dispatcher>,
     pub spool: Arc<dyn Spool>,
+    /// The last hour of classified failures.
+    pub bounces: Arc<petrel_telemetry::BounceWindow>,
 }
 
 fn filter(selector: &QueueSelector) -> QueueFilter {
@@ -118,7 +120,19 @@ impl AdminOps for DaemonAdmin {
                 source_unhealthy: r.source_unhealthy,
             })
             .collect();
-        QueueSummary { scheduled, ready }
+        let bounces_last_hour = self
+            .bounces
+            .last_hour()
+            .into_iter()
+            .map(|b| BounceSummary {
+                source: b.source,
+                site: b.site,
+                classification: b.classification,
+                deferred: b.deferred,
+                bounced: b.bounced,
+            })
+            .collect();
+        QueueSummary { scheduled, ready, bounces_last_hour }
     }
 
     async fn inspect(&self, id: &str, want_body: bool) -> Option<MessageInfo> {

@@ -81,6 +81,7 @@ impl Daemon {
             engine.set_log_filter(handle);
         }
         let (logger, log_thread) = start_logging(&config, metrics.clone())?;
+        logger.set_classifier(config.bounce_classifier.clone());
         let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open_with(&config.spool, config.spool_reserves)?);
         let shutdown = CancellationToken::new();
         let (queues, due) = QueueManager::new(engine.clone(), spool.clone(), logger.clone(), shutdown.clone());

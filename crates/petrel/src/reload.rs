@@ -57,6 +57,7 @@ impl Reloader {
                 queues: parts.queues.clone(),
                 dispatcher: parts.dispatcher.clone(),
                 spool: parts.spool.clone(),
+                bounces: parts.logger.bounces().clone(),
                 reload: {
                     let me = me.clone();
                     Box::new(move || {
@@ -157,6 +158,7 @@ impl Reloader {
         };
         let old = self.parts.engine.commit(next);
         let generation = self.parts.engine.current();
+        self.parts.logger.set_classifier(generation.config.bounce_classifier.clone());
         let changes = ReloadChanges {
             sources: registry_changes(&old.config.registry, &generation.config.registry, true),
             pools: registry_changes(&old.config.registry, &generation.config.registry, false),

@@ -5,11 +5,15 @@
 
 // Every public item is documented: the records are Petrel's log format.
 
+mod bounces;
+mod classify;
 mod metrics;
 mod record;
 mod record_shape;
 mod writer;
 
+pub use bounces::{BounceCount, BounceWindow};
+pub use classify::{BounceClassifier, CacheSizes, ClassifierError, UNCATEGORIZED, single_line};
 pub use metrics::{ConnectionGuard, Metrics};
 pub use record::{LogRecord, PeerAddress, RecordType, ResponseInfo, SourceAddress};
 pub use writer::{LogConfig, Logger, read_records, segment_lines, segments};

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub spool_unreadable: IntGauge,
     /// 1 while an egress source is skipped because its address will not bind.
     pub source_unhealthy: IntGaugeVec,
+    /// Failed attempts by record type, bounce classification, egress
+    /// source and site.
+    classified: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -69,8 +72,17 @@ impl Metrics {
             &["egress_source"],
         )
         .expect("valid metric");
+        let classified = IntCounterVec::new(
+            Opts::new(
+                "petrel_bounce_classifications_total",
+                "Failed attempts (TransientFailure, Bounce, Expiration) by bounce classification, egress source and site",
+            ),
+            &["event", "classification", "egress_source", "site"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(classified.clone()),
             Box::new(scheduled_messages.clone()),
             Box::new(ready_messages.clone()),
             Box::new(connections.clone()),
@@ -91,7 +103,13 @@ impl Metrics {
             reload_failures,
             spool_unreadable,
             source_unhealthy,
+            classified,
         }
+    }
+
+    /// Count one classified failure.
+    pub fn count_classified(&self, event: &str, classification: &str, source: &str, site: &str) {
+        self.classified.with_label_values(&[event, classification, source, site]).inc();
     }
 
     /// Count one message event (a record type) for its pool and source.

@@ -2,8 +2,11 @@
 //! paths only pay for a channel send, never for file I/O. Segments rotate by
 //! size and age and are zstd-compressed unless the level is 0.
 
+use crate::bounces::BounceWindow;
+use crate::classify::BounceClassifier;
 use crate::metrics::Metrics;
 use crate::record::{LogRecord, RecordType, ResponseInfo};
+use arc_swap::ArcSwapOption;
 use petrel_message::{Message, first_header};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +53,8 @@ pub struct Logger {
     tx: Option<mpsc::Sender<LogRecord>>,
     config: Option<Arc<LogConfig>>,
     metrics: Arc<Metrics>,
+    classifier: Arc<ArcSwapOption<BounceClassifier>>,
+    bounces: Arc<BounceWindow>,
 }
 
 impl Logger {
@@ -60,7 +65,7 @@ impl Logger {
 
     /// A logger that only counts (no log directory configured).
     pub fn counting(metrics: Arc<Metrics>) -> Self {
-        Self { tx: None, config: None, metrics }
+        Self { tx: None, config: None, metrics, classifier: Arc::default(), bounces: Arc::default() }
     }
 
     /// Start a writer under `config.log_dir`.
@@ -71,7 +76,8 @@ impl Logger {
         let writer_cfg = cfg.clone();
         let handle =
             std::thread::Builder::new().name("petrel-logs".into()).spawn(move || write_loop(rx, &writer_cfg))?;
-        Ok((Self { tx: Some(tx), config: Some(cfg), metrics }, handle))
+        let logger = Self { tx: Some(tx), config: Some(cfg), ..Self::counting(metrics) };
+        Ok((logger, handle))
     }
 
     /// The metrics every logged event is counted in.
@@ -93,8 +99,40 @@ impl Logger {
         record
     }
 
+    /// Classify failures with `classifier` from now on (`None`: every
+    /// failure is `Uncategorized`). A reload hands over its own.
+    pub fn set_classifier(&self, classifier: Option<Arc<BounceClassifier>>) {
+        self.classifier.store(classifier);
+    }
+
+    /// The last hour of classified failures by source and site.
+    pub fn bounces(&self) -> &Arc<BounceWindow> {
+        &self.bounces
+    }
+
+    /// Set a failure's `bounce_classification`, and count it by class,
+    /// source and site.
+    fn classify(&self, record: &mut LogRecord) {
+        let permanent = match record.kind {
+            RecordType::TransientFailure => false,
+            RecordType::Bounce | RecordType::Expiration => true,
+            _ => return,
+        };
+        if let Some(classifier) = &*self.classifier.load() {
+            record.bounce_classification = classifier.classify(&record.response).to_string();
+        }
+        let source = record.egress_source.as_deref().unwrap_or("");
+        // `source->site` as KumoMTA writes it; the site alone is what
+        // operators compare across sources.
+        let site = record.site.split_once("->").map_or(record.site.as_str(), |(_, site)| site);
+        let class = &record.bounce_classification;
+        self.metrics.count_classified(record.kind.as_str(), class, source, site);
+        self.bounces.record(source, site, class, permanent);
+    }
+
     /// Count and write one record (without blocking the caller).
     pub fn log(&self, mut record: LogRecord) {
+        self.classify(&mut record);
         self.metrics.count(record.kind.as_str(), record.egress_pool.as_deref(), record.egress_source.as_deref());
         if let Some(keep) = self.config.as_ref().and_then(|c| c.meta.as_ref()) {
             record.meta.retain(|k, _| keep.contains(k));

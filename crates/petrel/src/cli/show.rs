@@ -60,7 +60,21 @@ pub fn queue_summary(v: &Value) -> String {
         };
         ready.add_row(vec![text(&q["name"]), text(&q["messages"]), text(&q["connections"]), state.into()]);
     }
-    format!("{scheduled}\n\n{ready}\n")
+    let bounces = v["bounces_last_hour"].as_array().into_iter().flatten().collect::<Vec<_>>();
+    if bounces.is_empty() {
+        return format!("{scheduled}\n\n{ready}\n");
+    }
+    let mut failures = table(&["FAILURES, LAST HOUR: SOURCE", "SITE", "CLASSIFICATION", "DEFERRED", "BOUNCED"]);
+    for b in bounces {
+        failures.add_row(vec![
+            text(&b["source"]),
+            text(&b["site"]),
+            text(&b["classification"]),
+            text(&b["deferred"]),
+            text(&b["bounced"]),
+        ]);
+    }
+    format!("{scheduled}\n\n{ready}\n\n{failures}\n")
 }
 
 pub fn route(v: &Value) -> String {
@@ -129,4 +143,24 @@ pub fn message(v: &Value) -> String {
     }
     let body = v["body"].as_str().map(|b| format!("\n{b}")).unwrap_or_default();
     format!("{t}\n{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn queue_summary_lists_the_last_hours_failures_by_source_and_site() {
+        let v = serde_json::json!({
+            "scheduled": [], "ready": [],
+            "bounces_last_hour": [
+                { "source": "ip-2", "site": "mx.big.test", "classification": "SpamBlock", "deferred": 0, "bounced": 41 },
+                { "source": "ip-3", "site": "mx.big.test", "classification": "InvalidRecipient", "deferred": 0, "bounced": 2 },
+            ],
+        });
+        let out = super::queue_summary(&v);
+        let lines: Vec<&str> = out.lines().filter(|l| l.contains("mx.big.test")).collect();
+        assert!(lines[0].contains("ip-2") && lines[0].contains("SpamBlock") && lines[0].contains("41"), "{out}");
+        assert!(lines[1].contains("ip-3") && lines[1].contains("InvalidRecipient"), "{out}");
+        let quiet = super::queue_summary(&serde_json::json!({ "scheduled": [], "ready": [] }));
+        assert!(!quiet.contains("FAILURES"), "no failures, no table: {quiet}");
+    }
 }
