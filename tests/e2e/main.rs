@@ -5,6 +5,7 @@ mod architecture;
 mod bounces;
 mod delivery_engine;
 mod dkim;
+mod dsn;
 mod egress;
 mod eight_bit;
 mod full_disk;

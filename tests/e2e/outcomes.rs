@@ -34,12 +34,17 @@ async fn permanent_failure_bounces_and_leaves_the_spool() {
     let policy = ws.policy("", &smart_host_events(sink.addr(), ""));
     let daemon = TestDaemon::start(&policy).unwrap();
     assert_eq!(inject(daemon.smtp[0], 1, 1, |_| ("s@a.example".into(), "gone@b.example".into())).await, 1);
-    assert!(eventually(Duration::from_secs(10), || ws.records().iter().any(|r| r.kind == RecordType::Bounce)).await);
+    let both_bounced = || ws.records().iter().filter(|r| r.kind == RecordType::Bounce).count() == 2;
+    assert!(eventually(Duration::from_secs(10), both_bounced).await, "the message and its notification bounce");
     daemon.stop();
     let records = ws.records();
-    let bounces: Vec<_> = records.iter().filter(|r| r.kind == RecordType::Bounce).collect();
+    let bounces: Vec<_> = records.iter().filter(|r| r.kind == RecordType::Bounce && !r.sender.is_empty()).collect();
     assert_eq!(bounces.len(), 1);
     assert_eq!(bounces[0].response.enhanced_code.as_deref(), Some("5.1.1"));
+    // The sender's notification went to the same refusing sink: it bounced
+    // too, and nothing reports on it (it has the null sender).
+    let dsn_bounces = records.iter().filter(|r| r.kind == RecordType::Bounce && r.sender.is_empty()).count();
+    assert_eq!(dsn_bounces, 1, "no notification about a notification");
     assert_eq!(sink.received_count(), 0);
     // A restart finds nothing left to deliver.
     let again = TestDaemon::start(&policy).unwrap();

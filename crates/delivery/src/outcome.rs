@@ -158,7 +158,14 @@ pub(crate) async fn report(settle: &Settlement, attempt: &Attempt<'_>, item: Dis
     };
     if kind == RecordType::TransientFailure {
         settle.queues.retry(&queue, message, response).await;
-    } else if let Err(e) = settle.spool.remove(message.id).await {
+        return;
+    }
+    if kind == RecordType::Bounce {
+        let config = queue.config().unwrap_or_default();
+        let remote_mta = attempt.conn.as_ref().map(|c| c.peer_name);
+        settle.queues.report_failure(&config, &message, petrel_queue::Failure { response, remote_mta }).await;
+    }
+    if let Err(e) = settle.spool.remove(message.id).await {
         // Left in the spool, it would be delivered again after a restart.
         tracing::error!(id = %message.id, error = %e, "cannot remove a finished message from the spool");
     }

@@ -79,6 +79,9 @@ pub(crate) fn queue_params(q: &QueueConfig) -> Json {
         map.insert("max_retry_interval".into(), max.as_secs_f64().into());
     }
     map.insert("max_age".into(), q.max_age.as_secs_f64().into());
+    map.insert("generate_bounces".into(), q.generate_bounces.into());
+    map.insert("generate_delay_dsn".into(), q.generate_delay_dsn.into());
+    map.insert("delay_dsn_retry_interval".into(), q.delay_dsn_retry_interval.as_secs_f64().into());
     let DeliveryProtocol::Smtp { mx_list } = &q.protocol;
     if let Some(list) = mx_list {
         let entries: Vec<Json> = list

@@ -285,6 +285,9 @@ pub struct QueueConfigSpec {
     max_retry_interval: Option<DurationSpec>,
     max_age: Option<DurationSpec>,
     protocol: Option<ProtocolSpec>,
+    generate_bounces: Option<bool>,
+    generate_delay_dsn: Option<bool>,
+    delay_dsn_retry_interval: Option<DurationSpec>,
 }
 
 impl QueueConfigSpec {
@@ -309,6 +312,16 @@ impl QueueConfigSpec {
                 .transpose()?,
             max_age: duration(&self.max_age, "max_age", defaults.max_age)?,
             protocol: DeliveryProtocol::Smtp { mx_list },
+            generate_bounces: self.generate_bounces.unwrap_or(defaults.generate_bounces),
+            generate_delay_dsn: self.generate_delay_dsn.unwrap_or(defaults.generate_delay_dsn),
+            delay_dsn_retry_interval: match duration(
+                &self.delay_dsn_retry_interval,
+                "delay_dsn_retry_interval",
+                defaults.delay_dsn_retry_interval,
+            )? {
+                d if d.is_zero() => return Err("delay_dsn_retry_interval: must be greater than zero".into()),
+                d => d,
+            },
         })
     }
 }

@@ -7,6 +7,7 @@ mod address_header;
 mod conformance;
 mod dkim;
 mod downgrade;
+mod dsn;
 mod headers;
 mod id;
 mod message;
@@ -17,6 +18,7 @@ pub use address_header::{HeaderMailbox, address_header};
 pub use conformance::{Issue, conformance_issues, fix_conformance};
 pub use dkim::{Canon, DkimAlgorithm, DkimError, DkimSigningKey, DkimSpec};
 pub use downgrade::{DowngradeError, has_8bit, has_8bit_headers, to_7bit};
+pub use dsn::{DSN_OF_META, DsnAction, DsnReport, build_dsn, wants_dsn};
 pub use headers::{
     HeaderCounts, HeaderError, all_headers, append_header, first_header, header_counts, prepend_header, remove_headers,
     remove_headers_where,

@@ -84,7 +84,14 @@ impl Daemon {
         logger.set_classifier(config.bounce_classifier.clone());
         let spool: Arc<dyn Spool> = Arc::new(RocksSpool::open_with(&config.spool, config.spool_reserves)?);
         let shutdown = CancellationToken::new();
-        let (queues, due) = QueueManager::new(engine.clone(), spool.clone(), logger.clone(), shutdown.clone());
+        let (queues, due) = QueueManager::with_clock(
+            engine.clone(),
+            spool.clone(),
+            logger.clone(),
+            shutdown.clone(),
+            Arc::new(petrel_queue::SystemClock),
+            hostname.clone(),
+        );
         let resolver: Arc<dyn Resolver> = Arc::new(match &config.name_servers {
             Some(servers) => HickoryResolver::with_name_servers(servers)?,
             None => HickoryResolver::system()?,

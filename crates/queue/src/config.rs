@@ -52,6 +52,14 @@ pub struct QueueConfig {
     pub max_age: Duration,
     /// How messages of the queue are delivered.
     pub protocol: DeliveryProtocol,
+    /// Send the envelope sender a delivery status notification when a
+    /// message bounces or expires (Momentum's `generate_bounces`).
+    pub generate_bounces: bool,
+    /// Also tell the sender, every `delay_dsn_retry_interval`, that a
+    /// message is still waiting (Momentum's `generate_delay_dsn`).
+    pub generate_delay_dsn: bool,
+    /// Spacing of delay notifications, counted from reception.
+    pub delay_dsn_retry_interval: Duration,
 }
 
 impl Default for QueueConfig {
@@ -62,6 +70,9 @@ impl Default for QueueConfig {
             max_retry_interval: None,
             max_age: Duration::from_secs(7 * 24 * 3600),
             protocol: DeliveryProtocol::Smtp { mx_list: None },
+            generate_bounces: true,
+            generate_delay_dsn: false,
+            delay_dsn_retry_interval: Duration::from_secs(3600),
         }
     }
 }

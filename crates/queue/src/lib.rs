@@ -12,6 +12,7 @@ mod clock;
 mod config;
 mod intake;
 mod manager;
+mod notify;
 mod scheduled;
 
 pub use admin::{QueueFilter, RebindTarget, ScheduledSummary};
@@ -19,4 +20,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DeliveryProtocol, MxListEntry, QueueConfig, QueueKey, QueuePolicy, QueuePolicyError, retry_delay};
 pub use intake::{Intake, PolicyError, ReceptionInfo};
 pub use manager::{Due, QueueManager, RetryDecision};
+pub use notify::Failure;
 pub use scheduled::ScheduledQueue;

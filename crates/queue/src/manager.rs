@@ -48,7 +48,9 @@ pub struct QueueManager {
     shutdown: CancellationToken,
     /// Queue tasks run here even when an operator call comes from elsewhere.
     runtime: tokio::runtime::Handle,
-    clock: Arc<dyn crate::Clock>,
+    pub(crate) clock: Arc<dyn crate::Clock>,
+    /// This host's name in delivery status notifications.
+    pub(crate) reporting_mta: String,
 }
 
 impl QueueManager {
@@ -59,17 +61,19 @@ impl QueueManager {
         logger: Logger,
         shutdown: CancellationToken,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Due>) {
-        Self::with_clock(policy, spool, logger, shutdown, Arc::new(crate::SystemClock))
+        Self::with_clock(policy, spool, logger, shutdown, Arc::new(crate::SystemClock), "localhost".into())
     }
 
     /// As [`QueueManager::new`], with due times, retries and expiry read
-    /// from `clock`.
+    /// from `clock`, and `reporting_mta` naming this host in delivery
+    /// status notifications.
     pub fn with_clock(
         policy: Arc<dyn QueuePolicy>,
         spool: Arc<dyn Spool>,
         logger: Logger,
         shutdown: CancellationToken,
         clock: Arc<dyn crate::Clock>,
+        reporting_mta: String,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Due>) {
         let (due_tx, due_rx) = mpsc::unbounded_channel();
         let manager = Arc::new(Self {
@@ -82,6 +86,7 @@ impl QueueManager {
             shutdown,
             runtime: tokio::runtime::Handle::current(),
             clock,
+            reporting_mta,
         });
         (manager, due_rx)
     }
@@ -136,9 +141,11 @@ impl QueueManager {
         let next = self.clock.now() + retry_delay(&config, message.num_attempts.max(1), jitter);
         let expires = message.created + config.max_age;
         if next >= expires {
-            self.expire(message, last).await;
+            self.expire(&config, message, last).await;
             return RetryDecision::Expired;
         }
+        self.maybe_report_delay(&config, &mut message, crate::notify::Failure { response: last, remote_mta: None })
+            .await;
         message.due = Some(next);
         message.data = None;
         if let Err(e) = self.spool.update_meta(&message).await {
@@ -154,7 +161,7 @@ impl QueueManager {
     /// expiry as KumoMTA's does (`551 5.4.7`, RFC 3463 "delivery time
     /// expired", class 5 because it is final) and keeps the last reply in
     /// `last_response`.
-    async fn expire(&self, message: Message, last: &ResponseInfo) {
+    async fn expire(self: &Arc<Self>, config: &crate::QueueConfig, message: Message, last: &ResponseInfo) {
         let expired = ResponseInfo {
             code: 551,
             enhanced_code: Some("5.4.7".into()),
@@ -164,9 +171,11 @@ impl QueueManager {
             ),
             command: None,
         };
-        let mut record = self.logger.record(RecordType::Expiration, &message, expired);
+        let mut record = self.logger.record(RecordType::Expiration, &message, expired.clone());
         record.last_response = Some(last.clone());
         self.logger.log(record);
+        let failure = crate::notify::Failure { response: &expired, remote_mta: None };
+        self.report_failure(config, &message, failure).await;
         if let Err(e) = self.spool.remove(message.id).await {
             tracing::error!(id = %message.id, error = %e, "cannot remove expired message from the spool");
         }
@@ -217,8 +226,9 @@ impl QueueManager {
         }
     }
 
-    async fn release(&self, queue: &Arc<ScheduledQueue>, now: chrono::DateTime<Utc>) {
-        let max_age = queue.config().unwrap_or_default().max_age;
+    async fn release(self: &Arc<Self>, queue: &Arc<ScheduledQueue>, now: chrono::DateTime<Utc>) {
+        let config = queue.config().unwrap_or_default();
+        let max_age = config.max_age;
         let mut due = Vec::new();
         for message in queue.take_due(now) {
             if now >= message.created + max_age {
@@ -228,7 +238,7 @@ impl QueueManager {
                     content: "expired while queued".into(),
                     command: None,
                 };
-                self.expire(message, &last).await;
+                self.expire(&config, message, &last).await;
                 continue;
             }
             due.push(message);

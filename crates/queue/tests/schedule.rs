@@ -37,8 +37,14 @@ async fn due_messages_are_released_retried_and_expired() {
     };
     let shutdown = CancellationToken::new();
     let clock = Arc::new(ManualClock::new());
-    let (manager, mut due) =
-        QueueManager::with_clock(Arc::new(config), spool.clone(), logger.clone(), shutdown.clone(), clock.clone());
+    let (manager, mut due) = QueueManager::with_clock(
+        Arc::new(config),
+        spool.clone(),
+        logger.clone(),
+        shutdown.clone(),
+        clock.clone(),
+        "mta.test".into(),
+    );
 
     let m = message("acme");
     spool.store(std::slice::from_ref(&m)).await.unwrap();
@@ -71,7 +77,12 @@ async fn due_messages_are_released_retried_and_expired() {
         msg = next(&mut due).await.expect("released after its delay").messages.remove(0);
     }
     assert_eq!(decision, RetryDecision::Expired);
-    assert!(spool.enumerate().unwrap().is_empty(), "expired message left the spool");
+    // The expired message left the spool; the sender's notification of
+    // the expiry took its place.
+    let left = spool.enumerate().unwrap();
+    assert_eq!(left.len(), 1, "only the notification is spooled");
+    assert!(left[0].sender.is_null() && left[0].recipient == m.sender, "a DSN to the sender");
+    assert_eq!(left[0].meta_str("dsn_of"), Some(m.id.to_string().as_str()));
     drop((manager, logger));
     shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -53,8 +53,11 @@ const BINDING_OPTIONS: [&str; 15] = [
 ];
 
 /// Options of `Domain` scopes (and the global scope).
-const DOMAIN_OPTIONS: [&str; 18] = [
+const DOMAIN_OPTIONS: [&str; 21] = [
     "gateway",
+    "generate_bounces",
+    "generate_delay_dsn",
+    "delay_dsn_retry_interval",
     "ehlo_timeout",
     "mailfrom_timeout",
     "rcptto_timeout",
@@ -192,11 +195,24 @@ impl Converter<'_> {
             ("retry_interval", "retry_interval"),
             ("max_retry_interval", "max_retry_interval"),
             ("message_expiration", "max_age"),
+            ("delay_dsn_retry_interval", "delay_dsn_retry_interval"),
         ] {
             if let Some((value, line)) = options.get(option)
                 && let Some(v) = self.seconds(*line, option, value)
             {
                 queue.insert(key.to_string(), v);
+            }
+        }
+        for option in ["generate_bounces", "generate_delay_dsn"] {
+            if let Some((value, line)) = options.get(option) {
+                match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "yes" | "1" => queue.insert(option.to_string(), "true".into()),
+                    "false" | "no" | "0" => queue.insert(option.to_string(), "false".into()),
+                    _ => {
+                        self.note(*line, format!("{option} = {value}: not true or false; not carried over"));
+                        None
+                    }
+                };
             }
         }
         queue
