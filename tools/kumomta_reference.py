@@ -26,6 +26,7 @@ OPTION_PAGES = [
     ("kumo.dkim.ed25519_signer", "kumo.dkim/ed25519_signer.md"),
     ("kumo.dkim.rsa_sha256_signer", "kumo.dkim/rsa_sha256_signer.md"),
     ("configure_bounce_classifier", "kumo/configure_bounce_classifier.md"),
+    ("configure_log_hook", "kumo/configure_log_hook.md"),
 ]
 
 
@@ -38,6 +39,9 @@ def headings(page: pathlib.Path):
         elif line.startswith("* `") and "` - " in line:
             # A page that lists its options as "* `name` - what it does".
             name = line[3:line.index("` - ")]
+        elif line.startswith("* [") and "](" in line:
+            # Options documented on another page: "* [name](page.md)".
+            name = line[3:line.index("]")]
         if name:
             if name.replace("_", "").isalnum() and name[:1].islower():
                 out.append(name)

@@ -547,7 +547,7 @@ end)"#;
 /// offers as its alternative. Unmodified, it stops at load naming the
 /// first helper Petrel does not ship yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_user_guides_full_example_runs_without_its_later_issue_parts() {
+async fn the_user_guides_full_example_runs_without_its_shaping_automation() {
     let sink = Sink::start().await;
     let ws = Workspace::new();
     let root = ws.logs().parent().unwrap().display().to_string();
@@ -660,16 +660,17 @@ end)
     assert_eq!(plain.peer.ip().to_string(), "127.0.0.2", "the default tenant's pool-1");
     daemon.stop();
 
-    // As the guide writes it, the policy names helpers of later issues.
+    // As the guide writes it, the policy also uses shaping automation, a
+    // later issue: refused at the line, with the reason.
     let full = policy.replace(
         "local sources = require 'policy-extras.sources'",
-        "local sources = require 'policy-extras.sources'\nlocal log_hooks = require 'policy-extras.log_hooks'",
+        "local sources = require 'policy-extras.sources'\nlocal shaper = shaping:setup_with_automation {}",
     );
     std::fs::write(&path, full).unwrap();
     let err = TestDaemon::start(&path).err().expect("refused");
     assert!(
         err.contains("init.lua:7")
-            && err.contains("policy-extras.log_hooks is a KumoMTA helper Petrel does not ship yet"),
+            && err.contains("setup_with_automation (traffic shaping automation) is not supported"),
         "{err}"
     );
 }

@@ -13,6 +13,7 @@ mod held_queue;
 mod http;
 mod http_hardening;
 mod kumomta_compat;
+mod log_hooks;
 mod lua_isolation;
 mod momentum;
 mod openapi;

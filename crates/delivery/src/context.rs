@@ -72,3 +72,30 @@ impl Destination {
         if self.explicit { format!("mx_list:{}", self.plan.site()) } else { self.plan.site() }
     }
 }
+
+/// How a queue's messages are grouped for `send_batch`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batching {
+    /// Messages per call (1: `send` per message).
+    pub size: usize,
+    /// How long a short batch waits for more.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// The messages each in-order queue has waiting for its one sender task.
+#[derive(Default)]
+pub(crate) struct CustomQueues(parking_lot::Mutex<std::collections::HashMap<String, Arc<Pending>>>);
+
+#[derive(Default)]
+pub(crate) struct Pending {
+    /// Released and not yet handed to the connection, in order.
+    pub messages: parking_lot::Mutex<Vec<Message>>,
+    /// A sender task is running for the queue.
+    pub running: std::sync::atomic::AtomicBool,
+}
+
+impl CustomQueues {
+    pub fn of(&self, queue: &str) -> Arc<Pending> {
+        self.0.lock().entry(queue.to_string()).or_default().clone()
+    }
+}

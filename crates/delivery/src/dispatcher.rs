@@ -45,6 +45,7 @@ pub struct Dispatcher {
     suspended_sources: Mutex<HashSet<String>>,
     pub(crate) health: crate::health::SourceHealth,
     pub(crate) selectors: crate::selector::Selectors,
+    pub(crate) custom_queues: crate::context::CustomQueues,
 }
 
 impl Dispatcher {
@@ -57,6 +58,7 @@ impl Dispatcher {
             suspended_sources: Mutex::new(HashSet::new()),
             health: Default::default(),
             selectors: Default::default(),
+            custom_queues: Default::default(),
         })
     }
 
@@ -241,6 +243,12 @@ impl Dispatcher {
     /// Route a release of due messages, then hand each ready queue its
     /// share at once, so workers see companions they can batch with.
     async fn route_all(self: &Arc<Self>, due: Due) {
+        let config = due.queue.config().unwrap_or_default();
+        if let DeliveryProtocol::CustomLua { constructor, batch_size, batch_timeout } = &config.protocol {
+            let batching = crate::context::Batching { size: *batch_size, timeout: *batch_timeout };
+            self.send_custom(due.queue, due.messages, constructor.clone(), batching);
+            return;
+        }
         let mut groups: HashMap<String, (Arc<ReadyQueue>, Vec<Dispatched>)> = HashMap::new();
         for message in due.messages {
             if let Some((ready, item)) = self.route(due.queue.clone(), message).await {
@@ -314,8 +322,7 @@ impl Dispatcher {
         protocol: &DeliveryProtocol,
         message: &Message,
     ) -> Result<Destination, Outcome> {
-        let DeliveryProtocol::Smtp { mx_list } = protocol;
-        match mx_list {
+        match protocol.mx_list() {
             Some(hosts) => {
                 let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
                 let pinned = hosts.iter().filter_map(|h| Some((h.name.clone(), h.addr.clone()?))).collect();

@@ -9,6 +9,7 @@
 
 mod batch;
 mod context;
+mod custom;
 mod dispatcher;
 mod explain;
 mod health;
@@ -21,6 +22,8 @@ mod selector;
 
 pub use context::{Connector, DispatcherHandles, Settlement};
 pub use dispatcher::{Dispatcher, ReadySummary};
-pub use path::{EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy, default_prohibited_hosts};
+pub use path::{
+    CustomOutcome, EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy, default_prohibited_hosts,
+};
 pub use rate::{Rate, Throttle};
 pub use route::{HostRoute, PoolChoice, Route, RouteDestination, choose_pool, ehlo_name};

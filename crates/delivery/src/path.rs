@@ -86,6 +86,20 @@ pub trait EgressPolicy: Send + Sync + 'static {
     async fn egress_source(&self, _name: &str) -> Result<Option<Arc<EgressSource>>, EgressPolicyError> {
         Ok(None)
     }
+    /// Deliver `messages` of a `custom_lua` queue through the policy: its
+    /// `constructor` event builds a connection whose `send` (or, with
+    /// `batch_size` > 1, `send_batch`) delivers. One outcome per message,
+    /// in order; without a policy every message fails for a while.
+    async fn custom_send(
+        &self,
+        constructor: &str,
+        _batch_size: usize,
+        _key: &petrel_queue::QueueKey,
+        messages: Vec<petrel_message::Message>,
+    ) -> Vec<CustomOutcome> {
+        let text = format!("4.3.0 no policy answers the custom_lua constructor {constructor}");
+        messages.iter().map(|_| CustomOutcome::Failed { code: 451, text: text.clone() }).collect()
+    }
     /// `get_egress_path_config` for a message of `routing_domain` sent from `source` to `site`.
     async fn egress_path_config(
         &self,
@@ -93,6 +107,21 @@ pub trait EgressPolicy: Send + Sync + 'static {
         source: &str,
         site: &str,
     ) -> Result<EgressPathConfig, EgressPolicyError>;
+}
+
+/// How a `custom_lua` delivery of one message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomOutcome {
+    /// `send` returned: the disposition it gave.
+    Delivered(String),
+    /// `send` raised `kumo.reject(code, text)` (4xx: retried; 5xx: given
+    /// up) or failed (retried).
+    Failed {
+        /// The SMTP-style code.
+        code: u16,
+        /// The reply text, which may start with an enhanced code.
+        text: String,
+    },
 }
 
 /// One registry and fixed path settings: `by_source` for the sources it

@@ -190,6 +190,7 @@ pub(crate) const OPTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("configure_bounce_classifier", &["files", "back_pressure", "pool_size", "cache_size", "uncategorized_cache_size"]),
+    ("configure_log_hook", &["back_pressure", "meta", "headers", "per_record", "name", "deferred_spool"]),
 ];
 
 /// `(module, documented functions)`: `kumo` and its submodules.

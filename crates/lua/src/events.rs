@@ -240,9 +240,53 @@ fn check_name(event: &str, asked: &str, answered: &str) -> Result<(), EgressPoli
 }
 
 #[async_trait]
+impl petrel_queue::LogHookPolicy for PolicyEngine {
+    async fn should_enqueue_log_record(&self, message: &mut Message, hook: &str) -> Result<bool, PolicyError> {
+        const EVENT: &str = "should_enqueue_log_record";
+        let (copy, hook) = (message.clone(), hook.to_string());
+        let decided = self
+            .call_event(
+                EVENT,
+                move |lua| {
+                    let Some(func) = handler(lua, EVENT)? else { return Ok(None) };
+                    let msg = lua.create_userdata(LuaMessage(copy))?;
+                    let args = (msg.clone(), hook).into_lua_multi(lua)?;
+                    Ok(Some((func, args, msg)))
+                },
+                move |_, result, msg: AnyUserData| {
+                    let keep = match result {
+                        Value::Nil => false,
+                        other => boolean(EVENT, other)?,
+                    };
+                    Ok((keep, msg.take::<LuaMessage>()?.0))
+                },
+            )
+            .await
+            .map_err(session_error)?;
+        match decided {
+            Some((keep, edited)) => {
+                *message = edited;
+                Ok(keep)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
 impl EgressPolicy for PolicyEngine {
     fn registry(&self) -> Arc<Registry> {
         self.current().config.registry.clone()
+    }
+
+    async fn custom_send(
+        &self,
+        constructor: &str,
+        batch_size: usize,
+        key: &QueueKey,
+        messages: Vec<Message>,
+    ) -> Vec<petrel_delivery::CustomOutcome> {
+        PolicyEngine::custom_send(self, constructor, batch_size, key, messages).await
     }
 
     async fn egress_pool(&self, name: &str) -> Result<Option<Arc<EgressPool>>, EgressPolicyError> {

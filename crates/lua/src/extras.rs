@@ -8,7 +8,7 @@
 use mlua::{Lua, Table, Value};
 
 /// `(module name, source)` of every shipped helper.
-const MODULES: [(&str, &str); 7] = [
+const MODULES: [(&str, &str); 8] = [
     ("policy-extras.policy_utils", include_str!("../../../policy/policy-extras/policy_utils.lua")),
     ("policy-extras.sources", include_str!("../../../policy/policy-extras/sources.lua")),
     ("policy-extras.queue", include_str!("../../../policy/policy-extras/queue.lua")),
@@ -16,11 +16,8 @@ const MODULES: [(&str, &str); 7] = [
     ("policy-extras.shaping", include_str!("../../../policy/policy-extras/shaping.lua")),
     ("policy-extras.rollup", include_str!("../../../policy/policy-extras/rollup.lua")),
     ("policy-extras.dkim_sign", include_str!("../../../policy/policy-extras/dkim_sign.lua")),
+    ("policy-extras.log_hooks", include_str!("../../../policy/policy-extras/log_hooks.lua")),
 ];
-
-/// Helpers KumoMTA documents that Petrel does not ship yet: requiring one
-/// fails at load time naming what is missing, never loads a stand-in.
-const NOT_YET: [&str; 1] = ["policy-extras.log_hooks"];
 
 /// Append the searcher for shipped modules to `package.searchers`.
 pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
@@ -31,13 +28,6 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
             let chunk = format!("@[petrel]/{}.lua", name.replace('.', "/"));
             let loader = lua.load(*code).set_name(chunk).into_function()?;
             return Ok((Value::Function(loader), Value::Nil));
-        }
-        // A KumoMTA helper Petrel lacks is an error of its own rather than
-        // one more line in Lua's "module not found" list.
-        if NOT_YET.contains(&name.as_str()) {
-            return Err(mlua::Error::runtime(format!(
-                "{name} is a KumoMTA helper Petrel does not ship yet (a copy of your own next to the policy would be used)"
-            )));
         }
         let why = format!("\n\tno module '{name}' shipped with Petrel");
         Ok((Value::String(lua.create_string(why)?), Value::Nil))

@@ -35,6 +35,8 @@ pub struct InitConfig {
     pub log_filter: Option<String>,
     /// `kumo.configure_bounce_classifier`, compiled.
     pub bounce_classifier: Option<Arc<petrel_telemetry::BounceClassifier>>,
+    /// `kumo.configure_log_hook` calls.
+    pub log_hooks: Vec<petrel_telemetry::LogHookConfig>,
 }
 
 /// Lives in the Lua state's app data only while `init` runs; the `define_*`
@@ -50,6 +52,7 @@ pub(crate) struct InitCollector {
     pub tasks: Vec<(String, serde_json::Value)>,
     pub log_filter: Option<String>,
     pub bounce_classifier: Option<(Arc<petrel_telemetry::BounceClassifier>, String)>,
+    pub log_hooks: Vec<(petrel_telemetry::LogHookConfig, String)>,
     pub errors: Vec<String>,
     pub default_hostname: String,
 }
@@ -67,6 +70,7 @@ impl InitCollector {
             tasks: Vec::new(),
             log_filter: None,
             bounce_classifier: None,
+            log_hooks: Vec::new(),
             errors: Vec::new(),
             default_hostname,
         }
@@ -131,6 +135,7 @@ impl InitCollector {
                 tasks: self.tasks,
                 log_filter: self.log_filter,
                 bounce_classifier: self.bounce_classifier.map(|(c, _)| c),
+                log_hooks: self.log_hooks.into_iter().map(|(h, _)| h).collect(),
             }),
             _ => Err(PolicyLoadError { errors: self.errors }),
         }

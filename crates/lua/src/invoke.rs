@@ -82,8 +82,14 @@ pub(crate) fn queue_params(q: &QueueConfig) -> Json {
     map.insert("generate_bounces".into(), q.generate_bounces.into());
     map.insert("generate_delay_dsn".into(), q.generate_delay_dsn.into());
     map.insert("delay_dsn_retry_interval".into(), q.delay_dsn_retry_interval.as_secs_f64().into());
-    let DeliveryProtocol::Smtp { mx_list } = &q.protocol;
-    if let Some(list) = mx_list {
+    if let DeliveryProtocol::CustomLua { constructor, batch_size, batch_timeout } = &q.protocol {
+        let mut custom = json!({ "constructor": constructor, "batch_size": batch_size });
+        if let Some(t) = batch_timeout {
+            custom["batch_timeout"] = t.as_secs_f64().into();
+        }
+        map.insert("protocol".into(), json!({ "custom_lua": custom }));
+    }
+    if let Some(list) = q.protocol.mx_list() {
         let entries: Vec<Json> = list
             .iter()
             .map(|e| match &e.addr {

@@ -34,6 +34,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("define_spool", lua.create_function(define_spool)?)?;
     kumo.set("configure_local_logs", lua.create_function(configure_local_logs)?)?;
     kumo.set("configure_bounce_classifier", lua.create_function(configure_bounce_classifier)?)?;
+    kumo.set("configure_log_hook", lua.create_function(configure_log_hook)?)?;
     kumo.set("make_queue_config", lua.create_function(make_queue_config)?)?;
     kumo.set("make_egress_path", lua.create_function(make_egress_path)?)?;
     kumo.set("make_listener_domain", lua.create_function(make_listener_domain)?)?;
@@ -68,6 +69,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     crate::fs::install(lua, &kumo)?;
     crate::time::install(lua, &kumo)?;
     crate::dkim::install(lua, &kumo)?;
+    crate::http::install(lua, &kumo)?;
     let dns = lua.create_table()?;
     dns.set("configure_resolver", lua.create_function(configure_resolver)?)?;
     crate::dns::install(lua, &dns)?;
@@ -126,7 +128,7 @@ fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
 }
 
 /// Events whose handlers are called in turn until one returns a value.
-const FIRST_ANSWER_EVENTS: [&str; 1] = ["get_queue_config"];
+const FIRST_ANSWER_EVENTS: [&str; 2] = ["get_queue_config", "should_enqueue_log_record"];
 /// Events whose handlers all run (helper modules each add a check).
 const EVERY_HANDLER_EVENTS: [&str; 2] = ["pre_init", "validate_config"];
 
@@ -282,6 +284,22 @@ fn configure_local_logs(lua: &Lua, value: Value) -> mlua::Result<()> {
             return Err(format!("logs are configured twice (first at {first})"));
         }
         c.logs = Some((s.into_config()?, loc.to_string()));
+        Ok(())
+    })
+}
+
+/// One log hook; several may be configured, each with its own name.
+fn configure_log_hook(lua: &Lua, value: Value) -> mlua::Result<()> {
+    record(lua, "configure_log_hook", value, |c, s: crate::specs::LogHookSpec, loc| {
+        if let Some((_, first)) = c.log_hooks.iter().find(|(h, _)| h.name == s.name) {
+            return Err(format!("log hook {:?} is configured twice (first at {first})", s.name));
+        }
+        if s.name.is_empty() {
+            return Err("name: a log hook needs a name".into());
+        }
+        let hook =
+            petrel_telemetry::LogHookConfig { name: s.name, headers: s.headers.unwrap_or_default(), meta: s.meta };
+        c.log_hooks.push((hook, loc.to_string()));
         Ok(())
     })
 }

@@ -12,6 +12,7 @@
 
 mod cidr_map;
 mod codec;
+mod custom_lua;
 mod dkim;
 mod dns;
 mod documented;
@@ -24,6 +25,7 @@ mod events;
 mod extras;
 mod fingerprint;
 mod fs;
+mod http;
 mod init;
 mod invoke;
 mod kumo;

@@ -205,6 +205,15 @@ impl ResolverSpec {
     }
 }
 
+/// `kumo.configure_log_hook{...}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogHookSpec {
+    pub name: String,
+    pub headers: Option<Vec<String>>,
+    pub meta: Option<Vec<String>>,
+}
+
 /// `kumo.configure_bounce_classifier{...}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +284,15 @@ impl From<MxListEntrySpec> for petrel_queue::MxListEntry {
 #[serde(deny_unknown_fields)]
 struct ProtocolSpec {
     smtp: Option<SmtpProtocolSpec>,
+    custom_lua: Option<CustomLuaSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomLuaSpec {
+    constructor: String,
+    batch_size: Option<usize>,
+    batch_timeout: Option<DurationSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,8 +311,15 @@ pub struct QueueConfigSpec {
 impl QueueConfigSpec {
     pub fn into_config(self) -> Result<QueueConfig, String> {
         let defaults = QueueConfig::default();
+        let (smtp, custom) = match self.protocol {
+            Some(ProtocolSpec { smtp: Some(_), custom_lua: Some(_) }) => {
+                return Err("protocol: give smtp or custom_lua, not both".into());
+            }
+            Some(p) => (p.smtp, p.custom_lua),
+            None => (None, None),
+        };
         let mx_list: Option<Vec<petrel_queue::MxListEntry>> =
-            self.protocol.and_then(|p| p.smtp).and_then(|s| s.mx_list).map(|l| l.into_iter().map(Into::into).collect());
+            smtp.and_then(|s| s.mx_list).map(|l| l.into_iter().map(Into::into).collect());
         if mx_list.as_ref().is_some_and(|l| l.is_empty()) {
             return Err("protocol.smtp.mx_list: the list is empty".into());
         }
@@ -311,7 +336,21 @@ impl QueueConfigSpec {
                 .map(|d| d.to_duration("max_retry_interval"))
                 .transpose()?,
             max_age: duration(&self.max_age, "max_age", defaults.max_age)?,
-            protocol: DeliveryProtocol::Smtp { mx_list },
+            protocol: match custom {
+                Some(c) if c.batch_size == Some(0) => {
+                    return Err("protocol.custom_lua.batch_size: must be at least 1".into());
+                }
+                Some(c) => DeliveryProtocol::CustomLua {
+                    batch_timeout: c
+                        .batch_timeout
+                        .as_ref()
+                        .map(|d| d.to_duration("protocol.custom_lua.batch_timeout"))
+                        .transpose()?,
+                    constructor: c.constructor,
+                    batch_size: c.batch_size.unwrap_or(1),
+                },
+                None => DeliveryProtocol::Smtp { mx_list },
+            },
             generate_bounces: self.generate_bounces.unwrap_or(defaults.generate_bounces),
             generate_delay_dsn: self.generate_delay_dsn.unwrap_or(defaults.generate_delay_dsn),
             delay_dsn_retry_interval: match duration(

@@ -245,11 +245,12 @@ fn documented_functions_petrel_lacks_say_so_where_the_policy_names_them() {
         .unwrap()
         .to_string();
     assert!(err.contains("kumo.configure_redis_throttles is documented"), "{err}");
-    let err = PolicyEngine::load(&policy(&dir, "local http = require 'kumo.http'\nhttp.build_client {}", ""), "h")
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("kumo.http.build_client is documented"), "{err}");
+    let err =
+        PolicyEngine::load(&policy(&dir, "local http = require 'kumo.http'\nhttp.connect_websocket 'ws://x'", ""), "h")
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(err.contains("kumo.http.connect_websocket is documented"), "{err}");
     // Names KumoMTA does not document are nil, as in any Lua table.
     let ok = policy(&dir, "assert(kumo.no_such_function == nil)\nassert(kumo.string.trim(' a ') == 'a')", "");
     PolicyEngine::load(&ok, "host.test").unwrap();

@@ -112,7 +112,7 @@ fn shaping_data_errors_and_what_petrel_lacks_fail_the_load() {
 #[tokio::test]
 async fn rollup_reroutes_by_mx_suffix_and_rolls_up_by_ip() {
     use petrel_message::{EnvelopeAddress, Message};
-    use petrel_queue::{DeliveryProtocol, QueueKey, QueuePolicy};
+    use petrel_queue::{QueueKey, QueuePolicy};
     use petrel_smtp_server::SessionPolicy;
     let zone = petrel_testkit::Zone::new()
         .mx("hotmail.test", 2, "hotmail-test.olc.protection.outlook.test")
@@ -168,6 +168,6 @@ end)
     engine.message_received(&mut foo, &conn).await.unwrap();
     assert_eq!(foo.meta_str("routing_domain"), Some("outlook.ip_rollup"));
     let key = QueueKey::of(&foo);
-    let DeliveryProtocol::Smtp { mx_list } = engine.queue_config(&key).await.unwrap().protocol;
-    assert_eq!(mx_list, Some(vec!["[127.0.0.21]".into(), "[127.0.0.22]".into()]));
+    let protocol = engine.queue_config(&key).await.unwrap().protocol;
+    assert_eq!(protocol.mx_list(), Some(&vec!["[127.0.0.21]".into(), "[127.0.0.22]".into()]));
 }

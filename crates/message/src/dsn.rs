@@ -59,7 +59,9 @@ pub struct DsnReport<'a> {
 /// the null sender (notifications themselves, RFC 5321 §4.5.5), never for a
 /// delivery or feedback report however it was sent.
 pub fn wants_dsn(message: &Message) -> bool {
-    if message.sender.is_null() || message.meta.get(DSN_OF_META).is_some() {
+    // Log hook messages (`log_record` meta) carry the original's sender
+    // but are Petrel's own records, not the sender's mail.
+    if message.sender.is_null() || message.meta.get(DSN_OF_META).is_some() || message.meta.get("log_record").is_some() {
         return false;
     }
     let data = message.data.as_deref().unwrap_or_default();

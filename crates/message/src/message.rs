@@ -77,6 +77,11 @@ impl Message {
 
     /// What its scheduled queue's name is built from.
     pub fn queue_parts(&self) -> QueueNameParts<'_> {
+        // A `queue` meta names the queue outright; its parts are what
+        // get_queue_config is asked with (KumoMTA parses it the same way).
+        if let Some(queue) = self.meta_str("queue") {
+            return QueueNameParts::parse(queue);
+        }
         QueueNameParts {
             campaign: self.meta_str("campaign"),
             tenant: self.meta_str("tenant"),
@@ -97,6 +102,26 @@ impl Message {
     /// Size of the body in bytes (as recorded at reception when the body is not loaded).
     pub fn size(&self) -> usize {
         self.data.as_ref().map_or(self.size, |d| d.len())
+    }
+}
+
+impl<'a> QueueNameParts<'a> {
+    /// Split `campaign:tenant@domain!routing_domain` (every part but the
+    /// domain optional) into its parts.
+    pub fn parse(name: &'a str) -> Self {
+        let (rest, routing_domain) = match name.split_once('!') {
+            Some((rest, routing)) => (rest, Some(routing)),
+            None => (name, None),
+        };
+        let (campaign, rest) = match rest.split_once(':') {
+            Some((campaign, rest)) => (Some(campaign), rest),
+            None => (None, rest),
+        };
+        let (tenant, domain) = match rest.rsplit_once('@') {
+            Some((tenant, domain)) => (Some(tenant), domain),
+            None => (None, rest),
+        };
+        Self { campaign, tenant, domain, routing_domain }
     }
 }
 
@@ -157,6 +182,15 @@ mod tests {
         assert_eq!(m.routing_domain(), "relay.example");
         m.set_meta("queue", json!("custom"));
         assert_eq!(m.queue_name(), "custom");
+        // The queue meta's parts are what get_queue_config is asked with.
+        assert_eq!(m.queue_parts().domain, "custom");
+        assert_eq!(m.queue_parts().tenant, None);
+        m.set_meta("queue", json!("c1:t1@other.example!gw.example"));
+        let parts = m.queue_parts();
+        assert_eq!(
+            (parts.campaign, parts.tenant, parts.domain, parts.routing_domain),
+            (Some("c1"), Some("t1"), "other.example", Some("gw.example"))
+        );
     }
 
     #[test]

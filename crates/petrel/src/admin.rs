@@ -8,7 +8,7 @@ use petrel_http_api::{
 };
 use petrel_lua::PolicyEngine;
 use petrel_message::{EnvelopeAddress, Message, SpoolId};
-use petrel_queue::{DeliveryProtocol, QueueConfig, QueueFilter, QueueKey, QueueManager, QueuePolicy, RebindTarget};
+use petrel_queue::{QueueConfig, QueueFilter, QueueKey, QueueManager, QueuePolicy, RebindTarget};
 use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
 use petrel_spool::Spool;
 use std::sync::Arc;
@@ -224,7 +224,7 @@ fn explanation(queue: String, given_pool: Option<&str>, config: &QueueConfig, ro
         dns_error: None,
         egress_path: serde_json::json!({}),
     };
-    let DeliveryProtocol::Smtp { mx_list } = &config.protocol;
+    let mx_list = config.protocol.mx_list();
     let destination = match route.destination {
         Ok(d) => d,
         Err(dns) => {

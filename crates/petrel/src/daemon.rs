@@ -118,7 +118,16 @@ impl Daemon {
             tracing::info!(count = recovered, "re-queued spooled messages");
         }
 
-        let reloader = Reloader::new(Parts {
+        // Log hooks: records become messages the policy may queue.
+        let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(petrel_queue::run_log_hooks(
+            hook_rx,
+            engine.clone(),
+            spool.clone(),
+            queues.clone(),
+            shutdown.clone(),
+        ));
+        let parts = Parts {
             engine: engine.clone(),
             queues: queues.clone(),
             dispatcher: dispatcher.clone(),
@@ -126,7 +135,10 @@ impl Daemon {
             logger,
             hostname: system_hostname(),
             shutdown: shutdown.clone(),
-        });
+            hook_tx,
+        };
+        parts.set_log_hooks(&config.log_hooks);
+        let reloader = Reloader::new(parts);
         if let Err(e) = reloader.start_listeners(&config).await {
             shutdown.cancel();
             return Err(e);

@@ -30,9 +30,18 @@ pub(crate) struct Parts {
     pub logger: Logger,
     pub hostname: String,
     pub shutdown: CancellationToken,
+    /// Where log hook records go (the consumer outlives reloads).
+    pub hook_tx: tokio::sync::mpsc::UnboundedSender<petrel_telemetry::HookRecord>,
 }
 
 impl Parts {
+    /// Tap the log for `hooks` (none: stop tapping).
+    pub(crate) fn set_log_hooks(&self, hooks: &[petrel_telemetry::LogHookConfig]) {
+        let tap =
+            (!hooks.is_empty()).then(|| petrel_telemetry::HookTap { hooks: hooks.to_vec(), tx: self.hook_tx.clone() });
+        self.logger.set_hooks(tap);
+    }
+
     /// The one admission path both listeners use.
     fn intake(&self) -> Intake {
         Intake::new(self.spool.clone(), self.queues.clone(), self.logger.clone())
@@ -159,6 +168,7 @@ impl Reloader {
         let old = self.parts.engine.commit(next);
         let generation = self.parts.engine.current();
         self.parts.logger.set_classifier(generation.config.bounce_classifier.clone());
+        self.parts.set_log_hooks(&generation.config.log_hooks);
         let changes = ReloadChanges {
             sources: registry_changes(&old.config.registry, &generation.config.registry, true),
             pools: registry_changes(&old.config.registry, &generation.config.registry, false),

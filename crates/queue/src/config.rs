@@ -13,6 +13,28 @@ pub enum DeliveryProtocol {
         /// The hosts to use instead of MX lookup, tried in this order.
         mx_list: Option<Vec<MxListEntry>>,
     },
+    /// Handed to the policy (`protocol = { custom_lua = { constructor =
+    /// 'make.webhook' } }`): the constructor event returns a connection
+    /// object whose `send(message)` (or `send_batch(messages)`) delivers.
+    /// Messages of such a queue go out in order, one batch at a time.
+    CustomLua {
+        /// The event that builds a connection.
+        constructor: String,
+        /// Messages per `send_batch` call; 1 calls `send` for each.
+        batch_size: usize,
+        /// How long a short batch waits for more messages to fill it.
+        batch_timeout: Option<Duration>,
+    },
+}
+
+impl DeliveryProtocol {
+    /// The smart hosts of an SMTP queue, when it names them.
+    pub fn mx_list(&self) -> Option<&Vec<MxListEntry>> {
+        match self {
+            DeliveryProtocol::Smtp { mx_list } => mx_list.as_ref(),
+            DeliveryProtocol::CustomLua { .. } => None,
+        }
+    }
 }
 
 /// One host of an `mx_list`: a name (`host`, `host:port`, `ip`), or a name

@@ -157,6 +157,45 @@ impl QueueManager {
         RetryDecision::Scheduled(next)
     }
 
+    /// An in-order queue (a log hook's): `failed` failed transiently and
+    /// `rest` of its batch was not tried. All go back with their due times
+    /// unchanged and the queue pauses until `failed`'s next attempt, so
+    /// they are retried, before anything newer, in the order they came.
+    /// `failed` expires instead when that attempt would be past `max_age`.
+    pub async fn retry_in_order(
+        self: &Arc<Self>,
+        queue: &Arc<ScheduledQueue>,
+        mut failed: Message,
+        mut rest: Vec<Message>,
+        last: &ResponseInfo,
+    ) {
+        // A new message has no due time; its reception time keeps it in line.
+        for message in std::iter::once(&mut failed).chain(rest.iter_mut()) {
+            message.due.get_or_insert(message.created);
+        }
+        queue.set_last_error(last);
+        let config = queue.config().unwrap_or_default();
+        let jitter = rand::random_range(-1.0..=1.0);
+        let next = self.clock.now() + retry_delay(&config, failed.num_attempts.max(1), jitter);
+        if next >= failed.created + config.max_age {
+            self.expire(&config, failed, last).await;
+        } else {
+            if let Err(e) = self.spool.update_meta(&failed).await {
+                tracing::warn!(id = %failed.id, error = %e, "cannot record the attempt count");
+            }
+            queue.pause_until(next);
+            queue.hold(format!(
+                "in order: every message waits for the retry of {} at {}",
+                failed.id,
+                next.format("%H:%M:%S")
+            ));
+            self.insert(failed);
+        }
+        for message in rest {
+            self.insert(message);
+        }
+    }
+
     /// Give up on a message past its `max_age`. The record states the
     /// expiry as KumoMTA's does (`551 5.4.7`, RFC 3463 "delivery time
     /// expired", class 5 because it is final) and keeps the last reply in

@@ -18,6 +18,9 @@ pub struct ScheduledQueue {
     /// Why the queue is held: its `get_queue_config` failed, or its pool
     /// or sources could not be had.
     held: Mutex<Option<String>>,
+    /// Nothing is released before this time: an in-order queue waits out
+    /// the retry of its first failed message.
+    paused_until: Mutex<Option<DateTime<Utc>>>,
     pub(crate) wake: Notify,
 }
 
@@ -30,6 +33,7 @@ impl ScheduledQueue {
             waiting: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
             held: Mutex::new(None),
+            paused_until: Mutex::new(None),
             wake: Notify::new(),
         }
     }
@@ -105,8 +109,19 @@ impl ScheduledQueue {
         self.wake.notify_one();
     }
 
+    /// When the next message may be released: the first due time, or the
+    /// end of a pause when that is later.
     pub(crate) fn next_due(&self) -> Option<DateTime<Utc>> {
-        self.waiting.lock().first_key_value().map(|((due, _), _)| *due)
+        let due = self.waiting.lock().first_key_value().map(|((due, _), _)| *due)?;
+        Some(match *self.paused_until.lock() {
+            Some(until) if until > due => until,
+            _ => due,
+        })
+    }
+
+    /// Release nothing before `until`.
+    pub(crate) fn pause_until(&self, until: DateTime<Utc>) {
+        *self.paused_until.lock() = Some(until);
     }
 
     pub(crate) fn take_all(&self) -> Vec<Message> {

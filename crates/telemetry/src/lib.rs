@@ -7,6 +7,7 @@
 
 mod bounces;
 mod classify;
+mod hooks;
 mod metrics;
 mod record;
 mod record_shape;
@@ -14,6 +15,7 @@ mod writer;
 
 pub use bounces::{BounceCount, BounceWindow};
 pub use classify::{BounceClassifier, CacheSizes, ClassifierError, UNCATEGORIZED, single_line};
+pub use hooks::{HookRecord, HookTap, LogHookConfig};
 pub use metrics::{ConnectionGuard, Metrics};
 pub use record::{LogRecord, PeerAddress, RecordType, ResponseInfo, SourceAddress};
 pub use writer::{LogConfig, Logger, read_records, segment_lines, segments};

@@ -4,6 +4,7 @@
 
 use crate::bounces::BounceWindow;
 use crate::classify::BounceClassifier;
+use crate::hooks::HookTap;
 use crate::metrics::Metrics;
 use crate::record::{LogRecord, RecordType, ResponseInfo};
 use arc_swap::ArcSwapOption;
@@ -55,6 +56,7 @@ pub struct Logger {
     metrics: Arc<Metrics>,
     classifier: Arc<ArcSwapOption<BounceClassifier>>,
     bounces: Arc<BounceWindow>,
+    hooks: Arc<ArcSwapOption<HookTap>>,
 }
 
 impl Logger {
@@ -65,7 +67,14 @@ impl Logger {
 
     /// A logger that only counts (no log directory configured).
     pub fn counting(metrics: Arc<Metrics>) -> Self {
-        Self { tx: None, config: None, metrics, classifier: Arc::default(), bounces: Arc::default() }
+        Self {
+            tx: None,
+            config: None,
+            metrics,
+            classifier: Arc::default(),
+            bounces: Arc::default(),
+            hooks: Arc::default(),
+        }
     }
 
     /// Start a writer under `config.log_dir`.
@@ -89,14 +98,22 @@ impl Logger {
     /// when its body is loaded.
     pub fn record(&self, kind: RecordType, msg: &Message, response: ResponseInfo) -> LogRecord {
         let mut record = LogRecord::for_message(kind, msg, response);
-        if let (Some(config), Some(data)) = (&self.config, &msg.data) {
-            for name in &config.headers {
-                if let Some(value) = first_header(data, name) {
-                    record.headers.insert(name.clone(), value);
-                }
+        let Some(data) = &msg.data else { return record };
+        let hooks = self.hooks.load();
+        let local = self.config.iter().flat_map(|c| c.headers.iter());
+        for name in local.chain(hooks.iter().flat_map(|h| h.headers())) {
+            if !record.headers.contains_key(name)
+                && let Some(value) = first_header(data, name)
+            {
+                record.headers.insert(name.clone(), value);
             }
         }
         record
+    }
+
+    /// Hand every record from now on to `tap`'s hooks too (`None`: no hooks).
+    pub fn set_hooks(&self, tap: Option<HookTap>) {
+        self.hooks.store(tap.map(Arc::new));
     }
 
     /// Classify failures with `classifier` from now on (`None`: every
@@ -134,6 +151,12 @@ impl Logger {
     pub fn log(&self, mut record: LogRecord) {
         self.classify(&mut record);
         self.metrics.count(record.kind.as_str(), record.egress_pool.as_deref(), record.egress_source.as_deref());
+        if let Some(tap) = &*self.hooks.load() {
+            tap.send(&record);
+        }
+        if let Some(config) = &self.config {
+            record.headers.retain(|name, _| config.headers.iter().any(|h| h.eq_ignore_ascii_case(name)));
+        }
         if let Some(keep) = self.config.as_ref().and_then(|c| c.meta.as_ref()) {
             record.meta.retain(|k, _| keep.contains(k));
         }
