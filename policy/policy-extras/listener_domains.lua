@@ -20,8 +20,8 @@ local OPTIONS = {
   relay_to = 'boolean',
   relay_from = 'table',
   relay_from_authz = 'table',
-  log_oob = 'boolean',
-  log_arf = 'boolean',
+  log_oob = 'boolean or string',
+  log_arf = 'boolean or string',
 }
 
 local fail = utils.fail
@@ -35,7 +35,8 @@ local function check_entry(file, label, entry)
     if not wanted then
       fail(string.format('%s: %s: unknown option %q', file, label, key))
     end
-    if type(value) ~= wanted then
+    local kind = type(value)
+    if kind ~= wanted and not (wanted == 'boolean or string' and (kind == 'boolean' or kind == 'string')) then
       fail(string.format('%s: %s: %s must be a %s', file, label, key, wanted))
     end
   end

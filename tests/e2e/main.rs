@@ -23,4 +23,5 @@ mod policy_errors;
 mod recovery;
 mod relay;
 mod reload;
+mod reports;
 mod route_agrees;

@@ -523,23 +523,48 @@ pub struct ListenerDomainSpec {
     /// Any authenticated session may relay in Petrel, so these identities
     /// always may; the list is checked for shape only.
     pub relay_from_authz: Option<Vec<String>>,
-    /// Accepting and logging bounce (OOB) and feedback (ARF) reports is not
-    /// built yet: `false` is what Petrel does, `true` is refused.
-    pub log_oob: Option<bool>,
-    pub log_arf: Option<bool>,
+    /// `true`/`false` or `"Ignore"`, `"LogThenRelay"`, `"LogThenDrop"`.
+    pub log_oob: Option<ReportHandlingSpec>,
+    pub log_arf: Option<ReportHandlingSpec>,
+}
+
+/// KumoMTA's `log_oob` / `log_arf` values.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum ReportHandlingSpec {
+    Flag(bool),
+    Named(ReportHandlingName),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub enum ReportHandlingName {
+    Ignore,
+    LogThenRelay,
+    LogThenDrop,
+}
+
+impl From<ReportHandlingSpec> for petrel_smtp_server::ReportHandling {
+    fn from(spec: ReportHandlingSpec) -> Self {
+        use petrel_smtp_server::ReportHandling as H;
+        match spec {
+            ReportHandlingSpec::Flag(false) | ReportHandlingSpec::Named(ReportHandlingName::Ignore) => H::Ignore,
+            ReportHandlingSpec::Flag(true) | ReportHandlingSpec::Named(ReportHandlingName::LogThenRelay) => {
+                H::LogThenRelay
+            }
+            ReportHandlingSpec::Named(ReportHandlingName::LogThenDrop) => H::LogThenDrop,
+        }
+    }
 }
 
 impl ListenerDomainSpec {
     pub fn into_domain(self) -> Result<petrel_smtp_server::ListenerDomain, String> {
-        for (option, value) in [("log_oob", self.log_oob), ("log_arf", self.log_arf)] {
-            if value == Some(true) {
-                return Err(format!(
-                    "{option} = true: accepting and logging incoming reports is not supported by Petrel yet"
-                ));
-            }
-        }
         let _ = self.relay_from_authz;
         let relay_from = cidrs(&self.relay_from.unwrap_or_default(), "relay_from")?;
-        Ok(petrel_smtp_server::ListenerDomain { relay_to: self.relay_to.unwrap_or(false), relay_from })
+        Ok(petrel_smtp_server::ListenerDomain {
+            relay_to: self.relay_to.unwrap_or(false),
+            relay_from,
+            log_oob: self.log_oob.map(Into::into).unwrap_or_default(),
+            log_arf: self.log_arf.map(Into::into).unwrap_or_default(),
+        })
     }
 }

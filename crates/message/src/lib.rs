@@ -12,6 +12,7 @@ mod headers;
 mod id;
 mod message;
 mod meta;
+mod reports;
 
 pub use address::{AddressError, EnvelopeAddress};
 pub use address_header::{HeaderMailbox, address_header};
@@ -26,3 +27,4 @@ pub use headers::{
 pub use id::{SpoolId, SpoolIdError};
 pub use message::{Message, QueueNameParts, queue_name};
 pub use meta::Meta;
+pub use reports::{DsnRecipient, DsnReportParsed, REFERENCE_HEADER, Report, parse_report};

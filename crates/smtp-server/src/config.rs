@@ -138,6 +138,23 @@ pub struct ListenerDomain {
     /// These clients may relay mail *from* this domain (it is the sender's
     /// domain) to anywhere.
     pub relay_from: Vec<IpNet>,
+    /// What to do with delivery status reports (out-of-band bounces)
+    /// received for this domain.
+    pub log_oob: ReportHandling,
+    /// What to do with feedback (ARF) reports received for this domain.
+    pub log_arf: ReportHandling,
+}
+
+/// `log_oob` / `log_arf`: KumoMTA's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReportHandling {
+    /// Do not look at reports (`false`).
+    #[default]
+    Ignore,
+    /// Log the report's record, then relay the message (`true`).
+    LogThenRelay,
+    /// Log the report's record and drop the message.
+    LogThenDrop,
 }
 
 pub use petrel_queue::PolicyError;
@@ -214,5 +231,23 @@ mod tests {
         cfg.relay_hosts = vec![parse_cidr("10.0.0.0/8").unwrap()];
         assert!(cfg.may_relay("10.1.2.3".parse().unwrap()));
         assert!(parse_cidr("10.0.0.300").is_err());
+    }
+}
+
+/// What may happen to mail for one recipient.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Relay {
+    /// It may be relayed.
+    pub relay: bool,
+    /// Delivery status reports to it are logged (and perhaps dropped).
+    pub oob: ReportHandling,
+    /// Feedback reports to it are logged (and perhaps dropped).
+    pub arf: ReportHandling,
+}
+
+impl Relay {
+    /// Its domain takes reports, so it is accepted even if not relayed.
+    pub fn takes_reports(&self) -> bool {
+        self.oob != ReportHandling::Ignore || self.arf != ReportHandling::Ignore
     }
 }

@@ -17,6 +17,7 @@ mod tls;
 mod verbs;
 
 pub use config::{
-    AcceptAll, ConnMeta, ListenerConfig, ListenerDomain, PolicyError, ServerHandles, SessionPolicy, parse_cidr,
+    AcceptAll, ConnMeta, ListenerConfig, ListenerDomain, PolicyError, ReportHandling, ServerHandles, SessionPolicy,
+    parse_cidr,
 };
 pub use listener::{Listener, Prepared};

@@ -41,6 +41,40 @@ fn check_headers(session: &Session, data: &[u8]) -> Result<(), Reply> {
     Ok(())
 }
 
+/// Reports to domains that log them (`log_oob`, `log_arf`): log the OOB or
+/// Feedback records, then keep the messages to relay. A recipient accepted
+/// only because its domain takes reports cannot be sent anything else.
+fn reports(
+    session: &Session,
+    data: &[u8],
+    messages: Vec<Message>,
+    from: &petrel_queue::ReceptionInfo,
+) -> Result<Vec<Message>, Reply> {
+    use crate::config::ReportHandling::{Ignore, LogThenDrop};
+    if !session.relays.iter().any(|r| r.takes_reports()) {
+        return Ok(messages);
+    }
+    let report = petrel_message::parse_report(data);
+    let mut kept = Vec::with_capacity(messages.len());
+    for (message, relay) in messages.into_iter().zip(&session.relays) {
+        let handling = match &report {
+            Some(petrel_message::Report::Dsn(_)) => relay.oob,
+            Some(petrel_message::Report::Feedback { .. }) => relay.arf,
+            None => Ignore,
+        };
+        if let (Some(report), true) = (&report, handling != Ignore) {
+            session.handles.intake.report_received(&message, report, from);
+            if handling == LogThenDrop || !relay.relay {
+                continue;
+            }
+        } else if !relay.relay {
+            return Err(Reply::new(550, Some("5.7.1"), "Relaying denied: this domain takes only reports"));
+        }
+        kept.push(message);
+    }
+    Ok(kept)
+}
+
 pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
     if let Err(refusal) = check_headers(session, &data) {
         return refusal;
@@ -78,6 +112,14 @@ pub(crate) async fn receive(session: &mut Session, data: Vec<u8>) -> Reply {
         protocol: protocol.into(),
         tls: session.conn.tls_info(),
     };
+    let messages = match reports(session, &data, messages, &from) {
+        Ok(kept) => kept,
+        Err(refusal) => return refusal,
+    };
+    if messages.is_empty() {
+        return Reply::new(250, Some("2.0.0"), "OK report logged");
+    }
+    let mut messages = messages;
     for message in &mut messages {
         match handles.policy.message_received(message, &conn).await {
             Ok(()) => {}

@@ -30,6 +30,9 @@ pub(crate) struct Session {
     /// The client announced SMTPUTF8 for this transaction.
     pub smtputf8: bool,
     pub recipients: Vec<EnvelopeAddress>,
+    /// For each recipient: may it be relayed, and how are reports to its
+    /// domain handled.
+    pub relays: Vec<crate::config::Relay>,
     pub authn_id: Option<String>,
     /// DATA transactions so far.
     pub messages: usize,
@@ -63,6 +66,7 @@ impl Session {
             sender: None,
             smtputf8: false,
             recipients: Vec::new(),
+            relays: Vec::new(),
             authn_id: None,
             messages: 0,
             junk: 0,
@@ -88,6 +92,7 @@ impl Session {
         self.sender = None;
         self.smtputf8 = false;
         self.recipients.clear();
+        self.relays.clear();
     }
 
     /// A session cap this session has hit, as the reply that ends it.

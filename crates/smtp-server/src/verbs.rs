@@ -157,27 +157,35 @@ impl Session {
         EnvelopeAddress::parse(&text).map_err(|e| reply(501, "5.1.3", &e.to_string()))
     }
 
-    async fn may_relay_to(&self, domain: &str) -> Result<bool, Reply> {
+    async fn may_relay_to(&self, domain: &str) -> Result<crate::config::Relay, Reply> {
+        use crate::config::Relay;
+        // Injectors (relay_hosts, authenticated clients) relay without a
+        // policy call per recipient; reports come from outside.
         if self.config.may_relay(self.peer.ip()) || self.authn_id.is_some() {
-            return Ok(true);
+            return Ok(Relay { relay: true, ..Relay::default() });
         }
         let listener = self.local.to_string();
         let conn = self.conn_meta();
-        // Inbound: anyone may send to a `relay_to` domain.
-        match self.handles.policy.listener_domain(domain, &listener, &conn).await {
-            Ok(Some(d)) if d.relay_to => return Ok(true),
-            Ok(_) => {}
+        // Inbound: anyone may send to a `relay_to` domain; a domain that
+        // logs reports takes them from anyone too.
+        let mut relay = match self.handles.policy.listener_domain(domain, &listener, &conn).await {
+            Ok(Some(d)) => Relay { relay: d.relay_to, oob: d.log_oob, arf: d.log_arf },
+            Ok(None) => Relay::default(),
             Err(e) => return Err(policy_reply(e, "get_listener_domain", self.peer)),
+        };
+        if relay.relay {
+            return Ok(relay);
         }
         // Outbound: the sender's domain lists this client in `relay_from`.
         let Some(sender_domain) = self.sender.as_ref().filter(|s| !s.is_null()).map(|s| s.domain().to_string()) else {
-            return Ok(false);
+            return Ok(relay);
         };
         match self.handles.policy.listener_domain(&sender_domain, &listener, &conn).await {
-            Ok(Some(d)) => Ok(d.relay_from.iter().any(|net| net.contains(&self.peer.ip()))),
-            Ok(None) => Ok(false),
-            Err(e) => Err(policy_reply(e, "get_listener_domain", self.peer)),
+            Ok(Some(d)) => relay.relay = d.relay_from.iter().any(|net| net.contains(&self.peer.ip())),
+            Ok(None) => {}
+            Err(e) => return Err(policy_reply(e, "get_listener_domain", self.peer)),
         }
+        Ok(relay)
     }
 
     async fn rcpt(&mut self, path: Mailbox) -> Reply {
@@ -188,11 +196,11 @@ impl Session {
             Ok(a) => a,
             Err(r) => return r,
         };
-        match self.may_relay_to(recipient.domain()).await {
-            Ok(true) => {}
-            Ok(false) => return reply(550, "5.7.1", "Relaying denied"),
+        let relay = match self.may_relay_to(recipient.domain()).await {
+            Ok(relay) if relay.relay || relay.takes_reports() => relay,
+            Ok(_) => return reply(550, "5.7.1", "Relaying denied"),
             Err(r) => return r,
-        }
+        };
         if self.recipients.len() >= self.config.max_recipients_per_message {
             return reply(452, "4.5.3", "Too many recipients");
         }
@@ -200,6 +208,7 @@ impl Session {
             return policy_reply(e, "smtp_server_rcpt_to", self.peer);
         }
         self.recipients.push(recipient);
+        self.relays.push(relay);
         reply(250, "2.1.5", "OK")
     }
 

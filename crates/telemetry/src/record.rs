@@ -21,6 +21,12 @@ pub enum RecordType {
     AdminBounce,
     /// Refused at reception by the policy (`kumo.reject`).
     Rejection,
+    /// An out-of-band bounce: a delivery status report received for a
+    /// message sent earlier, one record per recipient it reports on.
+    #[serde(rename = "OOB")]
+    Oob,
+    /// A feedback (ARF, RFC 5965) report received about a message sent.
+    Feedback,
 }
 
 impl RecordType {
@@ -34,6 +40,8 @@ impl RecordType {
             RecordType::Expiration => "Expiration",
             RecordType::AdminBounce => "AdminBounce",
             RecordType::Rejection => "Rejection",
+            RecordType::Oob => "OOB",
+            RecordType::Feedback => "Feedback",
         }
     }
 }

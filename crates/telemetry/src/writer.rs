@@ -132,7 +132,8 @@ impl Logger {
     fn classify(&self, record: &mut LogRecord) {
         let permanent = match record.kind {
             RecordType::TransientFailure => false,
-            RecordType::Bounce | RecordType::Expiration => true,
+            RecordType::Bounce | RecordType::Expiration | RecordType::Oob => true,
+            // Feedback records are classified when the report is read.
             _ => return,
         };
         if let Some(classifier) = &*self.classifier.load() {

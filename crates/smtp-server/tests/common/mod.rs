@@ -30,7 +30,7 @@ impl SessionPolicy for TestPolicy {
         _: &str,
         _: &ConnMeta,
     ) -> Result<Option<ListenerDomain>, PolicyError> {
-        Ok((domain == "inbound.example").then(|| ListenerDomain { relay_to: true, relay_from: vec![] }))
+        Ok((domain == "inbound.example").then(|| ListenerDomain { relay_to: true, ..Default::default() }))
     }
     async fn auth_plain(&self, _: &str, authc: &str, password: &str, _: &ConnMeta) -> Result<bool, PolicyError> {
         Ok(authc == "user" && password == "pw")
