@@ -101,8 +101,22 @@ class CpuMeter:
                 pass
 
 
-def petrel_policy(path, work, port, sink_port, realistic, batch=1):
-    handlers = ""
+def dkim_handler(work):
+    """A DKIM RSA-2048 signature on every message, as ESPs sign."""
+    key = os.path.join(work, "dkim.key")
+    subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True, capture_output=True)
+    return f"""
+kumo.on('smtp_server_message_received', function(msg)
+  msg:dkim_sign(kumo.dkim.rsa_sha256_signer {{
+    domain = 'sender.example', selector = 'bench',
+    headers = {{ 'From', 'To', 'Subject', 'Date', 'Message-ID' }}, key = '{key}',
+  }})
+end)
+"""
+
+
+def petrel_policy(path, work, port, sink_port, realistic, batch=1, dkim=False):
+    handlers = dkim_handler(work) if dkim else ""
     if realistic:
         handlers = """
 local tenants = {
@@ -191,7 +205,7 @@ def run_cell(args, shape, clients, setup):
     try:
         if setup.startswith("petrel"):
             policy = os.path.join(work, "init.lua")
-            petrel_policy(policy, work, port, sink_port, setup == "petrel+lua", args.rcpts)
+            petrel_policy(policy, work, port, sink_port, setup == "petrel+lua", args.rcpts, setup == "petrel+dkim")
             meter = CpuMeter(setup)
             out = open(os.path.join(work, "petrel.out"), "w")
             daemon = subprocess.Popen(meter.wrap([PETREL, "serve", "--policy", policy]), stdout=out, stderr=out)
@@ -290,6 +304,9 @@ def print_table(rows):
         lua = by.get((shape, clients, "petrel+lua"))
         if lua and lua["cpu_us"] is not None and r["cpu_us"] is not None:
             parts.append(f"Lua events +{lua['cpu_us'] - r['cpu_us']:.0f} µs/msg")
+        dkim = by.get((shape, clients, "petrel+dkim"))
+        if dkim and dkim["cpu_us"] is not None and r["cpu_us"] is not None:
+            parts.append(f"DKIM RSA-2048 +{dkim['cpu_us'] - r['cpu_us']:.0f} µs/msg ({dkim['e2e']:.0f} msg/s)")
         print(f"{shape:<6} C={clients:<5} " + ", ".join(parts))
 
 
@@ -300,7 +317,8 @@ def main():
     p.add_argument("--rcpts", type=int, default=1, help="recipients per message (default 1)")
     p.add_argument("--clients", default="50,200,1000", help="client counts (default 50,200,1000)")
     p.add_argument("--shapes", default="one,reuse", help="one (a connection per message), reuse, or both")
-    p.add_argument("--setups", default="direct,petrel,petrel+lua,postfix")
+    p.add_argument("--setups", default="direct,petrel,petrel+lua,petrel+dkim,postfix",
+                   help="any of direct, petrel, petrel+lua, petrel+dkim (RSA-2048 signing), postfix")
     p.add_argument("--timeout", type=float, default=600, help="limit per cell, seconds")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()

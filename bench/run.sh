@@ -9,8 +9,8 @@
 #   bench/run.sh --rcpts 100 --n 500     # 100 recipients per message
 #
 # Setups: direct (smtp-source -> sink), petrel (bare policy), petrel+lua (a
-# policy with reception, queue and path events), postfix (tuned private
-# instance). Petrel sends from 127.0.0.2 and 127.0.0.3 weighted 1:2; the
+# policy with reception, queue and path events), petrel+dkim (an RSA-2048
+# DKIM signature on every message), postfix (tuned private instance). Petrel sends from 127.0.0.2 and 127.0.0.3 weighted 1:2; the
 # sink counts what it acknowledged from each. See bench/matrix.py --help.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

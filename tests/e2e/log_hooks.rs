@@ -155,12 +155,17 @@ async fn records_reach_a_webhook_that_was_down_exactly_once_and_in_order() {
     }
     assert!(accepted.iter().all(|r| r["recipient"] != "bad@dest.test"), "the 400s are not accepted");
     // The 400s were logged as bounces of the hook's queue and dropped.
-    let dropped = ws
-        .records()
-        .iter()
-        .filter(|r| r.queue == "webhook" && r.kind == RecordType::Bounce && r.recipient == "bad@dest.test")
-        .count();
-    assert_eq!(dropped, 2, "both records about bad@ were refused for good");
+    let dropped = || {
+        ws.records()
+            .iter()
+            .filter(|r| r.queue == "webhook" && r.kind == RecordType::Bounce && r.recipient == "bad@dest.test")
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || dropped() == 2).await,
+        "both records about bad@ were refused for good: {}",
+        dropped()
+    );
     daemon.stop();
     server.abort();
 }

@@ -45,8 +45,8 @@ async fn oob_bounces_and_complaints_become_classified_records_of_the_original() 
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await);
     let sent = String::from_utf8(sink.received()[0].data.clone()).unwrap();
     let id = sent.lines().find_map(|l| l.strip_prefix("X-Petrel-Id: ")).expect("the reference header").to_string();
-    let reception = ws.records().into_iter().find(|r| r.kind == RecordType::Reception).unwrap();
-    assert_eq!(id, reception.id, "the header names the message's spool id");
+    let logged = || ws.records().iter().any(|r| r.kind == RecordType::Reception && r.id == id);
+    assert!(eventually(Duration::from_secs(10), logged).await, "the header names the message's spool id");
 
     // The provider's bounce and a complaint arrive from outside.
     let reports = vec![
@@ -65,6 +65,17 @@ async fn oob_bounces_and_complaints_become_classified_records_of_the_original() 
     assert!(send_each(daemon.smtp[0], outside, vec![relayed]).await[0].is_ok());
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 2).await, "the relayed report arrives");
 
+    // Records reach the log a moment after the replies.
+    let written = || {
+        let records = ws.records();
+        let count = |kind| records.iter().filter(|r| r.kind == kind).count();
+        count(RecordType::Oob) == 2 && count(RecordType::Feedback) == 1 && count(RecordType::Reception) == 2
+    };
+    assert!(
+        eventually(Duration::from_secs(10), written).await,
+        "{:?}",
+        ws.records().iter().map(|r| r.kind).collect::<Vec<_>>()
+    );
     let records = ws.records();
     let oob: Vec<_> = records.iter().filter(|r| r.kind == RecordType::Oob).collect();
     assert_eq!(oob.len(), 2, "one per report to a log_oob domain");

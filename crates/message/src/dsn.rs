@@ -57,7 +57,9 @@ pub struct DsnReport<'a> {
 
 /// Whether a failure of `message` may be reported to its sender: never for
 /// the null sender (notifications themselves, RFC 5321 §4.5.5), never for a
-/// delivery or feedback report however it was sent.
+/// delivery or feedback report however it was sent, never for a log hook's
+/// record. (`Auto-Submitted` mail is reported: ESPs mark their own
+/// notifications so, and their senders want to hear of failures.)
 pub fn wants_dsn(message: &Message) -> bool {
     // Log hook messages (`log_record` meta) carry the original's sender
     // but are Petrel's own records, not the sender's mail.
@@ -66,8 +68,7 @@ pub fn wants_dsn(message: &Message) -> bool {
     }
     let data = message.data.as_deref().unwrap_or_default();
     let content_type = crate::first_header(data, "Content-Type").unwrap_or_default().to_ascii_lowercase();
-    !(content_type.starts_with("multipart/report")
-        || crate::first_header(data, "Auto-Submitted").is_some_and(|v| !v.eq_ignore_ascii_case("no")))
+    !content_type.starts_with("multipart/report")
 }
 
 /// The status of the report: the reply's enhanced code, else its class.

@@ -140,7 +140,7 @@ pub struct LogRecord {
     pub egress_source: Option<String>,
     /// Where an attempt's connection left from.
     pub source_address: Option<SourceAddress>,
-    /// Parsed ARF report of a Feedback record (Petrel writes none yet).
+    /// The parsed ARF report of a Feedback record (KumoMTA's shape).
     pub feedback_report: Option<serde_json::Value>,
     /// The message's meta, or the keys `configure_local_logs{ meta = ... }` names.
     pub meta: Meta,
