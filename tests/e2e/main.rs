@@ -25,3 +25,4 @@ mod relay;
 mod reload;
 mod reports;
 mod route_agrees;
+mod suspensions;

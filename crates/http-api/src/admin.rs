@@ -3,7 +3,8 @@
 
 use crate::error::{ApiError, parse_json};
 use crate::state::{
-    ApiState, MessageInfo, QueueSelector, QueueSummary, RebindRequest, ReloadOutcome, RouteExplanation, RouteRequest,
+    ApiState, MessageInfo, QueueSelector, QueueSummary, RebindRequest, ReloadOutcome, ResumeRequest, RouteExplanation,
+    RouteRequest, SourceSuspendRequest, SuspendRequest, Suspended, SuspensionInfo,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -26,26 +27,41 @@ fn done(affected: Option<usize>) -> Json<Done> {
     Json(Done { affected })
 }
 
-#[utoipa::path(post, path = "/api/admin/suspend/v1", request_body = QueueSelector,
-    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad selector")))]
-pub async fn suspend(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
-    let selector: QueueSelector = selector(&body)?;
-    s.admin.suspend(&selector);
-    Ok(done(None))
+#[utoipa::path(post, path = "/api/admin/suspend/v1", request_body = SuspendRequest,
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Suspended), (status = 400, description = "Bad selector or duration")))]
+pub async fn suspend(State(s): Shared, body: Bytes) -> Result<Json<Suspended>, ApiError> {
+    let request: SuspendRequest = parse_json(&body)?;
+    if request.queue_names.as_ref().is_none_or(|n| n.is_empty()) {
+        check_selector(&QueueSelector {
+            queue: request.queue.clone(),
+            domain: request.domain.clone(),
+            tenant: request.tenant.clone(),
+            campaign: request.campaign.clone(),
+        })?;
+    }
+    let id = s.admin.suspend(&request).map_err(|e| ApiError::bad_request("duration", e))?;
+    Ok(Json(Suspended { id }))
 }
 
-#[utoipa::path(delete, path = "/api/admin/suspend/v1", request_body = QueueSelector,
+#[utoipa::path(delete, path = "/api/admin/suspend/v1", request_body = ResumeRequest,
     responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad selector")))]
 pub async fn resume(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
-    let selector: QueueSelector = selector(&body)?;
-    s.admin.resume(&selector);
-    Ok(done(None))
+    let request: ResumeRequest = parse_json(&body)?;
+    if request.id.is_none() {
+        check_selector(&QueueSelector {
+            queue: request.queue.clone(),
+            domain: request.domain.clone(),
+            tenant: request.tenant.clone(),
+            campaign: request.campaign.clone(),
+        })?;
+    }
+    Ok(done(Some(s.admin.resume(&request))))
 }
 
-fn selector(body: &[u8]) -> Result<QueueSelector, ApiError> {
-    let selector: QueueSelector = parse_json(body)?;
-    check_selector(&selector)?;
-    Ok(selector)
+#[utoipa::path(get, path = "/api/admin/suspend/v1",
+    responses((status = 401, description = "Authentication required"), (status = 200, body = Vec<SuspensionInfo>)))]
+pub async fn list_suspensions(State(s): Shared) -> Json<Vec<SuspensionInfo>> {
+    Json(s.admin.suspensions())
 }
 
 fn check_selector(selector: &QueueSelector) -> Result<(), ApiError> {
@@ -66,14 +82,15 @@ pub struct SourceRequest {
     pub name: String,
 }
 
-#[utoipa::path(post, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,
-    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Done), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
-pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
-    let request: SourceRequest = parse_json(&body)?;
-    if !s.admin.suspend_source(&request.name).await {
-        return Err(ApiError::status(StatusCode::NOT_FOUND, format!("no egress source named {:?}", request.name)));
+#[utoipa::path(post, path = "/api/admin/suspend-ready-q/v1", request_body = SourceSuspendRequest,
+    responses((status = 401, description = "Authentication required"), (status = 415, description = "Not sent as application/json"), (status = 200, body = Suspended), (status = 400, description = "Bad request"), (status = 404, description = "No such egress source")))]
+pub async fn suspend_source(State(s): Shared, body: Bytes) -> Result<Json<Suspended>, ApiError> {
+    let request: SourceSuspendRequest = parse_json(&body)?;
+    match s.admin.suspend_source(&request).await {
+        Ok(Some(id)) => Ok(Json(Suspended { id })),
+        Ok(None) => Err(ApiError::status(StatusCode::NOT_FOUND, format!("no egress source named {:?}", request.name))),
+        Err(e) => Err(ApiError::bad_request("duration", e)),
     }
-    Ok(done(None))
 }
 
 #[utoipa::path(delete, path = "/api/admin/suspend-ready-q/v1", request_body = SourceRequest,

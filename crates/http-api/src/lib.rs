@@ -22,5 +22,6 @@ pub use serve::HttpLimits;
 pub use state::{
     AdminOps, ApiState, AuthInfo, BounceSummary, ChangedDefinition, DefinitionChanges, InjectPolicy, ListenerChanges,
     MessageInfo, PolicyError, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadChanges,
-    ReloadOutcome, RouteExplanation, RouteRequest, ScheduledQueueSummary,
+    ReloadOutcome, ResumeRequest, RouteExplanation, RouteRequest, ScheduledQueueSummary, SourceSuspendRequest,
+    SuspendRequest, Suspended, SuspensionInfo,
 };

@@ -63,7 +63,7 @@ impl HttpListenerConfig {
 fn router(state: Arc<ApiState>) -> Router {
     let protected = Router::new()
         .route("/api/inject/v1", post(inject::inject))
-        .route("/api/admin/suspend/v1", post(admin::suspend).delete(admin::resume))
+        .route("/api/admin/suspend/v1", post(admin::suspend).delete(admin::resume).get(admin::list_suspensions))
         .route("/api/admin/suspend-ready-q/v1", post(admin::suspend_source).delete(admin::resume_source))
         .route("/api/admin/bounce/v1", post(admin::bounce))
         .route("/api/admin/rebind/v1", post(admin::rebind))

@@ -9,7 +9,7 @@ use utoipa::OpenApi;
     info(title = "Petrel HTTP API", description = "Injection and administration of the Petrel MTA"),
     paths(
         inject::inject,
-        admin::suspend, admin::resume, admin::suspend_source, admin::resume_source,
+        admin::suspend, admin::resume, admin::list_suspensions, admin::suspend_source, admin::resume_source,
         admin::bounce, admin::rebind, admin::reload, admin::queue_summary, admin::inspect, admin::route,
         admin::metrics, admin::liveness,
     ),

@@ -49,6 +49,87 @@ pub struct QueueSelector {
     pub campaign: Option<String>,
 }
 
+/// `POST /api/admin/suspend/v1`: hold scheduled queues (KumoMTA's shape).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendRequest {
+    /// A scheduled queue by its full name.
+    pub queue: Option<String>,
+    /// Every queue for this recipient domain.
+    pub domain: Option<String>,
+    /// Every queue of this tenant.
+    pub tenant: Option<String>,
+    /// Every queue of this campaign.
+    pub campaign: Option<String>,
+    /// These queues by name (takes precedence over the fields above).
+    pub queue_names: Option<Vec<String>>,
+    /// Why (shown by `petrel suspensions`); `"admin"` when not given.
+    pub reason: Option<String>,
+    /// How long it lasts (`"2h"`, `"30 minutes"`); until lifted when absent.
+    pub duration: Option<String>,
+    /// When it ends, instead of `duration` (RFC 3339).
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `DELETE /api/admin/suspend/v1`: lift a suspension by its `id`, or every
+/// suspension made with the same selector.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// The suspension's id, as `POST` answered it.
+    pub id: Option<String>,
+    /// A scheduled queue by its full name.
+    pub queue: Option<String>,
+    /// Every queue for this recipient domain.
+    pub domain: Option<String>,
+    /// Every queue of this tenant.
+    pub tenant: Option<String>,
+    /// Every queue of this campaign.
+    pub campaign: Option<String>,
+}
+
+/// `POST /api/admin/suspend-ready-q/v1`: stop sending from a source.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSuspendRequest {
+    /// The egress source.
+    pub name: String,
+    /// Why; `"admin"` when not given.
+    pub reason: Option<String>,
+    /// How long it lasts; until lifted when absent.
+    pub duration: Option<String>,
+    /// When it ends, instead of `duration`.
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A suspension made: its id, for lifting it early.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct Suspended {
+    /// The suspension's id.
+    pub id: String,
+}
+
+/// One active suspension (`GET /api/admin/suspend/v1`, `petrel suspensions`).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct SuspensionInfo {
+    /// Its id.
+    pub id: String,
+    /// `queue` or `source`.
+    pub kind: String,
+    /// What it holds: selectors of queues (`domain=…, tenant=…`), or the source.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+    /// Who made it.
+    pub creator: String,
+    /// When it was made.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// When it ends by itself; `null` lasts until lifted.
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+    /// Time left, as text (`"1h 59m"`); `"until lifted"` without expiry.
+    pub duration: String,
+}
+
 /// Move the waiting messages of the selected queues to another queue or
 /// pool (give exactly one of `to_queue`, `to_pool`).
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
@@ -93,6 +174,9 @@ pub struct ScheduledQueueSummary {
     pub last_error: Option<String>,
     /// Held by an operator until resumed.
     pub suspended: bool,
+    /// The suspension holding it: reason and time left.
+    #[serde(default)]
+    pub suspension: Option<String>,
     /// Why the queue holds its messages: its `get_queue_config` failed.
     pub held: Option<String>,
 }
@@ -112,6 +196,9 @@ pub struct ReadyQueueSummary {
     pub connections: usize,
     /// The source is suspended by an operator.
     pub source_suspended: bool,
+    /// The suspension holding the source: reason and time left.
+    #[serde(default)]
+    pub source_suspension: Option<String>,
     /// The source cannot be used (its address does not bind) and is
     /// skipped for a back-off period.
     pub source_unhealthy: bool,
@@ -284,13 +371,17 @@ pub struct ReloadOutcome {
 /// Operator actions, implemented by the daemon.
 #[async_trait]
 pub trait AdminOps: Send + Sync + 'static {
-    /// Hold the selected scheduled queues.
-    fn suspend(&self, selector: &QueueSelector);
-    /// Release the selected scheduled queues.
-    fn resume(&self, selector: &QueueSelector);
-    /// Stop sending from an egress source; false when there is none by that
-    /// name (in the init registry or from the policy's `get_egress_source`).
-    async fn suspend_source(&self, name: &str) -> bool;
+    /// Hold the selected scheduled queues until the request's expiry (or
+    /// until lifted); the suspension's id, or what is wrong with the request.
+    fn suspend(&self, request: &SuspendRequest) -> Result<String, String>;
+    /// Lift suspensions by id or selector; how many were lifted.
+    fn resume(&self, request: &ResumeRequest) -> usize;
+    /// Every active suspension.
+    fn suspensions(&self) -> Vec<SuspensionInfo>;
+    /// Stop sending from an egress source; the suspension's id, `Ok(None)`
+    /// when there is no source by that name (in the init registry or from
+    /// the policy's `get_egress_source`).
+    async fn suspend_source(&self, request: &SourceSuspendRequest) -> Result<Option<String>, String>;
     /// Send from an egress source again; false when there is none by that name.
     async fn resume_source(&self, name: &str) -> bool;
     /// Move waiting messages; `Err` names what the target lacks (an

@@ -1,10 +1,12 @@
 //! The admin API's operations, carried out on the running daemon.
 
+use crate::suspensions::{Selector, Target};
 use async_trait::async_trait;
 use petrel_delivery::{Dispatcher, EgressPolicy, PoolChoice, Route};
 use petrel_http_api::{
     AdminOps, BounceSummary, MessageInfo, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadOutcome,
-    RouteExplanation, RouteRequest, ScheduledQueueSummary,
+    ResumeRequest, RouteExplanation, RouteRequest, ScheduledQueueSummary, SourceSuspendRequest, SuspendRequest,
+    SuspensionInfo,
 };
 use petrel_lua::PolicyEngine;
 use petrel_message::{EnvelopeAddress, Message, SpoolId};
@@ -27,6 +29,8 @@ pub(crate) struct DaemonAdmin {
     pub spool: Arc<dyn Spool>,
     /// The last hour of classified failures.
     pub bounces: Arc<petrel_telemetry::BounceWindow>,
+    /// Every suspension, kept across restarts.
+    pub suspensions: Arc<crate::suspensions::SuspensionBook>,
 }
 
 fn filter(selector: &QueueSelector) -> QueueFilter {
@@ -48,26 +52,53 @@ impl DaemonAdmin {
 
 #[async_trait]
 impl AdminOps for DaemonAdmin {
-    fn suspend(&self, selector: &QueueSelector) {
-        self.queues.suspend_matching(&filter(selector));
+    fn suspend(&self, request: &SuspendRequest) -> Result<String, String> {
+        let expires = crate::suspensions::expiry(request.duration.as_deref(), request.expires)?;
+        let filters = match &request.queue_names {
+            Some(names) if !names.is_empty() => {
+                names.iter().map(|n| Selector { queue: Some(n.clone()), ..Default::default() }).collect()
+            }
+            _ => vec![Selector {
+                queue: request.queue.clone(),
+                domain: request.domain.clone(),
+                tenant: request.tenant.clone(),
+                campaign: request.campaign.clone(),
+            }],
+        };
+        let reason = request.reason.clone().unwrap_or_else(|| "admin".into());
+        Ok(self.suspensions.add(Target::Queues { filters }, reason, "admin", expires).id)
     }
 
-    fn resume(&self, selector: &QueueSelector) {
-        self.queues.resume_matching(&filter(selector));
-    }
-
-    async fn suspend_source(&self, name: &str) -> bool {
-        let known = self.knows_source(name).await;
-        if known {
-            self.dispatcher.suspend_source(name);
+    fn resume(&self, request: &ResumeRequest) -> usize {
+        if let Some(id) = &request.id {
+            return self.suspensions.lift(|s| &s.id == id);
         }
-        known
+        let wanted = Selector {
+            queue: request.queue.clone(),
+            domain: request.domain.clone(),
+            tenant: request.tenant.clone(),
+            campaign: request.campaign.clone(),
+        };
+        self.suspensions.lift(|s| matches!(&s.target, Target::Queues { filters } if filters.contains(&wanted)))
+    }
+
+    fn suspensions(&self) -> Vec<SuspensionInfo> {
+        self.suspensions.list().iter().map(crate::suspensions::info).collect()
+    }
+
+    async fn suspend_source(&self, request: &SourceSuspendRequest) -> Result<Option<String>, String> {
+        let expires = crate::suspensions::expiry(request.duration.as_deref(), request.expires)?;
+        if !self.knows_source(&request.name).await {
+            return Ok(None);
+        }
+        let reason = request.reason.clone().unwrap_or_else(|| "admin".into());
+        Ok(Some(self.suspensions.add(Target::Source { name: request.name.clone() }, reason, "admin", expires).id))
     }
 
     async fn resume_source(&self, name: &str) -> bool {
         let known = self.knows_source(name).await;
         if known {
-            self.dispatcher.resume_source(name);
+            self.suspensions.lift(|s| matches!(&s.target, Target::Source { name: n } if n == name));
         }
         known
     }
@@ -98,6 +129,7 @@ impl AdminOps for DaemonAdmin {
             .summary()
             .into_iter()
             .map(|q| ScheduledQueueSummary {
+                suspension: self.suspensions.queue_reason(&q.name),
                 name: q.name,
                 messages: q.messages,
                 oldest_age_secs: q.oldest.map(|t| (now - t).num_seconds().max(0) as u64),
@@ -112,6 +144,7 @@ impl AdminOps for DaemonAdmin {
             .into_iter()
             .map(|r| ReadyQueueSummary {
                 name: r.name,
+                source_suspension: self.suspensions.source_reason(&r.source),
                 source: r.source,
                 site: r.site,
                 messages: r.messages,

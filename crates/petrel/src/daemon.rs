@@ -127,6 +127,10 @@ impl Daemon {
             queues.clone(),
             shutdown.clone(),
         ));
+        // Suspensions made before a restart hold again, until they expire.
+        let suspensions =
+            crate::suspensions::SuspensionBook::open(&config.spool.meta, queues.clone(), dispatcher.clone());
+        suspensions.clone().run_expiry(shutdown.clone());
         let parts = Parts {
             engine: engine.clone(),
             queues: queues.clone(),
@@ -135,6 +139,7 @@ impl Daemon {
             logger,
             hostname: system_hostname(),
             shutdown: shutdown.clone(),
+            suspensions,
             hook_tx,
         };
         parts.set_log_hooks(&config.log_hooks);

@@ -11,6 +11,7 @@ mod host;
 mod listeners;
 pub mod momentum;
 mod reload;
+mod suspensions;
 
 pub use daemon::{Controls, Daemon, DaemonError, DaemonOptions, system_hostname};
 pub use petrel_http_api::ReloadOutcome;

@@ -30,6 +30,8 @@ pub(crate) struct Parts {
     pub logger: Logger,
     pub hostname: String,
     pub shutdown: CancellationToken,
+    /// Every suspension, kept across restarts.
+    pub suspensions: Arc<crate::suspensions::SuspensionBook>,
     /// Where log hook records go (the consumer outlives reloads).
     pub hook_tx: tokio::sync::mpsc::UnboundedSender<petrel_telemetry::HookRecord>,
 }
@@ -67,6 +69,7 @@ impl Reloader {
                 dispatcher: parts.dispatcher.clone(),
                 spool: parts.spool.clone(),
                 bounces: parts.logger.bounces().clone(),
+                suspensions: parts.suspensions.clone(),
                 reload: {
                     let me = me.clone();
                     Box::new(move || {

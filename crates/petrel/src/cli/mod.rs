@@ -52,6 +52,29 @@ struct Selector {
     campaign: Option<String>,
 }
 
+/// Why and for how long a suspension holds.
+#[derive(clap::Args, Debug)]
+struct Hold {
+    /// Why (shown by `petrel suspensions`).
+    #[arg(long)]
+    reason: Option<String>,
+    /// How long (`2h`, `30min`); until lifted when not given.
+    #[arg(long)]
+    duration: Option<String>,
+}
+
+impl Hold {
+    fn add_to(&self, mut body: Value) -> Value {
+        if let Some(reason) = &self.reason {
+            body["reason"] = json!(reason);
+        }
+        if let Some(duration) = &self.duration {
+            body["duration"] = json!(duration);
+        }
+        body
+    }
+}
+
 impl Selector {
     fn json(&self) -> Value {
         json!({ "queue": self.queue, "domain": self.domain, "tenant": self.tenant, "campaign": self.campaign })
@@ -135,17 +158,28 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Hold scheduled queues (by name, or by domain/tenant/campaign).
+    /// Hold scheduled queues (by name, or by domain/tenant/campaign);
+    /// prints the suspension's id.
     Suspend {
+        #[command(flatten)]
+        selector: Selector,
+        #[command(flatten)]
+        hold: Hold,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Lift a suspension by `--id`, or those made with the same selector.
+    Resume {
+        /// The suspension's id (see `petrel suspensions`).
+        #[arg(long)]
+        id: Option<String>,
         #[command(flatten)]
         selector: Selector,
         #[command(flatten)]
         remote: Remote,
     },
-    /// Release queues held by `suspend` with the same selector.
-    Resume {
-        #[command(flatten)]
-        selector: Selector,
+    /// Every active suspension, with its reason, creator and expiry.
+    Suspensions {
         #[command(flatten)]
         remote: Remote,
     },
@@ -153,6 +187,8 @@ enum Command {
     SuspendSource {
         /// The egress source's name.
         name: String,
+        #[command(flatten)]
+        hold: Hold,
         #[command(flatten)]
         remote: Remote,
     },
@@ -381,17 +417,26 @@ fn remote(command: Command) -> anyhow::Result<()> {
             let v = Api::new(&remote.endpoint).get("/api/admin/queue-summary/v1")?;
             print(&remote, &v, show::queue_summary);
         }
-        Command::Suspend { selector, remote } => {
-            let v = Api::new(&remote.endpoint).post("/api/admin/suspend/v1", &selector.json())?;
-            print(&remote, &v, affected("suspended"));
+        Command::Suspend { selector, hold, remote } => {
+            let v = Api::new(&remote.endpoint).post("/api/admin/suspend/v1", &hold.add_to(selector.json()))?;
+            print(&remote, &v, |v| format!("suspended: {}\n", show::text(&v["id"])));
         }
-        Command::Resume { selector, remote } => {
-            let v = Api::new(&remote.endpoint).delete("/api/admin/suspend/v1", &selector.json())?;
-            print(&remote, &v, affected("resumed"));
+        Command::Resume { id, selector, remote } => {
+            let body = match id {
+                Some(id) => json!({ "id": id }),
+                None => selector.json(),
+            };
+            let v = Api::new(&remote.endpoint).delete("/api/admin/suspend/v1", &body)?;
+            print(&remote, &v, |v| format!("lifted: {} suspension(s)\n", v["affected"].as_u64().unwrap_or(0)));
         }
-        Command::SuspendSource { name, remote } => {
-            let v = Api::new(&remote.endpoint).post("/api/admin/suspend-ready-q/v1", &json!({ "name": name }))?;
-            print(&remote, &v, affected("source suspended"));
+        Command::Suspensions { remote } => {
+            let v = Api::new(&remote.endpoint).get("/api/admin/suspend/v1")?;
+            print(&remote, &v, show::suspensions);
+        }
+        Command::SuspendSource { name, hold, remote } => {
+            let body = hold.add_to(json!({ "name": name }));
+            let v = Api::new(&remote.endpoint).post("/api/admin/suspend-ready-q/v1", &body)?;
+            print(&remote, &v, |v| format!("source suspended: {}\n", show::text(&v["id"])));
         }
         Command::ResumeSource { name, remote } => {
             let v = Api::new(&remote.endpoint).delete("/api/admin/suspend-ready-q/v1", &json!({ "name": name }))?;

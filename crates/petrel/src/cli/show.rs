@@ -9,7 +9,7 @@ pub fn table(header: &[&str]) -> Table {
     t
 }
 
-fn text(v: &Value) -> String {
+pub fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -38,9 +38,10 @@ fn age(v: &Value) -> String {
 pub fn queue_summary(v: &Value) -> String {
     let mut scheduled = table(&["SCHEDULED QUEUE", "MESSAGES", "OLDEST", "STATE", "LAST ERROR"]);
     for q in v["scheduled"].as_array().into_iter().flatten() {
-        let state = match (&q["held"], q["suspended"].as_bool()) {
-            (Value::String(why), _) => format!("held: {why}"),
-            (_, Some(true)) => "suspended".into(),
+        let state = match (&q["held"], q["suspended"].as_bool(), &q["suspension"]) {
+            (Value::String(why), ..) => format!("held: {why}"),
+            (_, Some(true), Value::String(why)) => format!("suspended: {why}"),
+            (_, Some(true), _) => "suspended".into(),
             _ => "active".into(),
         };
         scheduled.add_row(vec![
@@ -53,12 +54,13 @@ pub fn queue_summary(v: &Value) -> String {
     }
     let mut ready = table(&["READY QUEUE (source->site)", "MESSAGES", "CONNECTIONS", "SOURCE"]);
     for q in v["ready"].as_array().into_iter().flatten() {
-        let state = match (q["source_suspended"].as_bool(), q["source_unhealthy"].as_bool()) {
-            (Some(true), _) => "suspended",
-            (_, Some(true)) => "unhealthy",
-            _ => "active",
+        let state = match (q["source_suspended"].as_bool(), q["source_unhealthy"].as_bool(), &q["source_suspension"]) {
+            (Some(true), _, Value::String(why)) => format!("suspended: {why}"),
+            (Some(true), ..) => "suspended".into(),
+            (_, Some(true), _) => "unhealthy".into(),
+            _ => "active".into(),
         };
-        ready.add_row(vec![text(&q["name"]), text(&q["messages"]), text(&q["connections"]), state.into()]);
+        ready.add_row(vec![text(&q["name"]), text(&q["messages"]), text(&q["connections"]), state]);
     }
     let bounces = v["bounces_last_hour"].as_array().into_iter().flatten().collect::<Vec<_>>();
     if bounces.is_empty() {
@@ -75,6 +77,28 @@ pub fn queue_summary(v: &Value) -> String {
         ]);
     }
     format!("{scheduled}\n\n{ready}\n\n{failures}\n")
+}
+
+/// `petrel suspensions`: every active suspension.
+pub fn suspensions(v: &Value) -> String {
+    let list = v.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "no suspensions\n".to_string();
+    }
+    let mut t = table(&["ID", "KIND", "TARGET", "REASON", "BY", "CREATED", "LEFT"]);
+    for s in &list {
+        let created = s["created"].as_str().map(|c| c.chars().take(19).collect::<String>()).unwrap_or_default();
+        t.add_row(vec![
+            text(&s["id"]),
+            text(&s["kind"]),
+            text(&s["target"]),
+            text(&s["reason"]),
+            text(&s["creator"]),
+            created.replace('T', " "),
+            text(&s["duration"]),
+        ]);
+    }
+    format!("{t}\n")
 }
 
 pub fn route(v: &Value) -> String {
@@ -162,5 +186,26 @@ mod tests {
         assert!(lines[1].contains("ip-3") && lines[1].contains("InvalidRecipient"), "{out}");
         let quiet = super::queue_summary(&serde_json::json!({ "scheduled": [], "ready": [] }));
         assert!(!quiet.contains("FAILURES"), "no failures, no table: {quiet}");
+        let held = super::queue_summary(&serde_json::json!({
+            "scheduled": [{ "name": "held.test", "messages": 3, "suspended": true,
+                            "suspension": "blocked (by admin, 59m left)" }],
+            "ready": [],
+        }));
+        assert!(held.contains("suspended: blocked (by admin, 59m left)"), "{held}");
+        assert!(!quiet.contains("FAILURES"), "no failures, no table: {quiet}");
+    }
+
+    #[test]
+    fn suspensions_are_a_table_with_reason_creator_and_time_left() {
+        let v = serde_json::json!([{ "id": "9511a32e", "kind": "queue", "target": "domain=held.test",
+            "reason": "blocked at the provider", "creator": "admin", "created": "2026-12-01T10:00:00.123Z",
+            "expires": "2026-12-01T11:00:00Z", "duration": "59m 12s" }]);
+        let out = super::suspensions(&v);
+        for needle in
+            ["9511a32e", "domain=held.test", "blocked at the provider", "admin", "2026-12-01 10:00:00", "59m 12s"]
+        {
+            assert!(out.contains(needle), "{needle} missing: {out}");
+        }
+        assert_eq!(super::suspensions(&serde_json::json!([])), "no suspensions\n");
     }
 }
