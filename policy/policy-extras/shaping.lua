@@ -18,9 +18,19 @@
 -- site source tables, domain source tables; `replace_base = true` drops
 -- what was merged before that block.
 --
--- `automation` rules are data for traffic shaping automation, which Petrel
--- does not have yet: they are reported at setup and not applied.
--- `setup_with_automation` and the `provider_*` limits are refused.
+-- `automation` rules (`[["gmail.com".automation]]`: regex, action =
+-- Suspend | SuspendTenant | SuspendCampaign, duration, trigger = Immediate
+-- | {Threshold = "N/period"}) apply with `setup_with_automation`, which
+-- runs them in Petrel itself (no TSA daemon; `publish` and `subscribe`
+-- name none):
+--
+--   local shaper = shaping:setup_with_automation { extra_files = { ... } }
+--   kumo.on('init', function() ... shaper.setup_publish() end)
+--   kumo.on('get_egress_path_config', shaper.get_egress_path_config)
+--
+-- With plain `setup` they are reported and not applied (as KumoMTA's
+-- static setup does). The `provider_*` limits and SetConfig actions are
+-- refused.
 local kumo = require 'kumo'
 local utils = require 'policy-extras.policy_utils'
 
@@ -78,14 +88,34 @@ local function add_block(blocks, file, kind, name, block)
     check_options(file, string.format('%s.sources.%q', label, source), settings)
     sources[source] = settings
   end
-  if block.automation then
-    kumo.log_warn(
-      string.format(
-        '%s: %s has automation rules; Petrel has no traffic shaping automation yet, so they are not applied',
-        file,
-        label
-      )
-    )
+  local automation = {}
+  for i, rule in ipairs(block.automation or {}) do
+    if type(rule) ~= 'table' then
+      error(string.format('%s: %s.automation[%d] must be a table', file, label, i), 0)
+    end
+    for key in pairs(rule) do
+      if key ~= 'regex' and key ~= 'action' and key ~= 'duration' and key ~= 'trigger' then
+        error(string.format('%s: %s.automation[%d]: unknown key %q', file, label, i, key), 0)
+      end
+    end
+    local entry = {
+      name = string.format('%s#%d', name, i),
+      regex = rule.regex,
+      action = rule.action,
+      duration = rule.duration,
+      trigger = rule.trigger,
+    }
+    if kind == 'provider' then
+      entry.provider = block.match or {}
+    else
+      entry.domain = name
+    end
+    -- Checked now, so a bad rule names its file and block at setup.
+    local ok, err = pcall(kumo.configure_shaping_automation_check, entry)
+    if not ok then
+      error(string.format('%s: %s.automation[%d]: %s', file, label, i, utils.clean_error(err)), 0)
+    end
+    table.insert(automation, entry)
   end
   table.insert(blocks, {
     kind = kind,
@@ -95,6 +125,7 @@ local function add_block(blocks, file, kind, name, block)
     match = block.match,
     options = options_of(block),
     sources = sources,
+    automation = automation,
   })
 end
 
@@ -231,8 +262,27 @@ local function resolve(blocks, routing_domain, egress_source, site_name)
   return params
 end
 
+local function rules_of(blocks)
+  local rules = {}
+  for _, b in ipairs(blocks) do
+    for _, rule in ipairs(b.automation) do
+      table.insert(rules, rule)
+    end
+  end
+  return rules
+end
+
 local function setup(self, files)
   local blocks = load(files)
+  local rules = rules_of(blocks)
+  if #rules > 0 then
+    kumo.log_warn(
+      string.format(
+        'policy-extras.shaping: %d automation rule(s) are not applied by setup; use setup_with_automation',
+        #rules
+      )
+    )
+  end
   local helper = function(routing_domain, egress_source, site_name)
     return kumo.make_egress_path(
       resolve(blocks, routing_domain, egress_source, site_name)
@@ -243,11 +293,41 @@ end
 
 mod.setup = utils.setup_method(setup)
 
-function mod:setup_with_automation()
-  error(
-    'policy-extras.shaping: setup_with_automation (traffic shaping automation) is not supported by Petrel yet',
-    2
-  )
+local AUTOMATION_OPTIONS = {
+  publish = 'table',
+  subscribe = 'table',
+  extra_files = 'table',
+  no_default_files = 'boolean',
+}
+
+local function setup_with_automation(self, options)
+  options = options or {}
+  for key, value in pairs(options) do
+    local wanted = AUTOMATION_OPTIONS[key]
+    if not wanted then
+      error(string.format('policy-extras.shaping: setup_with_automation: unknown option %q', tostring(key)), 0)
+    end
+    if type(value) ~= wanted then
+      error(string.format('policy-extras.shaping: setup_with_automation: %s must be a %s', key, wanted), 0)
+    end
+  end
+  -- Petrel ships no default shaping file: the files are extra_files.
+  local blocks = load(options.extra_files or {})
+  local rules = rules_of(blocks)
+  local shaper = {}
+  function shaper.get_egress_path_config(routing_domain, egress_source, site_name)
+    return kumo.make_egress_path(
+      resolve(blocks, routing_domain, egress_source, site_name)
+    )
+  end
+  -- KumoMTA publishes logs to its TSA daemon here; Petrel hands the rules
+  -- to its own automation, which reads the log in-process.
+  function shaper.setup_publish()
+    kumo.configure_shaping_automation { rules = rules }
+  end
+  return shaper
 end
+
+mod.setup_with_automation = utils.setup_method(setup_with_automation)
 
 return mod

@@ -547,7 +547,7 @@ end)"#;
 /// offers as its alternative. Unmodified, it stops at load naming the
 /// first helper Petrel does not ship yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_user_guides_full_example_runs_without_its_shaping_automation() {
+async fn the_user_guides_full_example_runs() {
     let sink = Sink::start().await;
     let ws = Workspace::new();
     let root = ws.logs().parent().unwrap().display().to_string();
@@ -660,17 +660,15 @@ end)
     assert_eq!(plain.peer.ip().to_string(), "127.0.0.2", "the default tenant's pool-1");
     daemon.stop();
 
-    // As the guide writes it, the policy also uses shaping automation, a
-    // later issue: refused at the line, with the reason.
+    // As the guide writes it, shaping goes through setup_with_automation
+    // (TSA's publish/subscribe endpoints: Petrel automates in-process).
     let full = policy.replace(
         "local sources = require 'policy-extras.sources'",
-        "local sources = require 'policy-extras.sources'\nlocal shaper = shaping:setup_with_automation {}",
+        &format!(
+            "local sources = require 'policy-extras.sources'\nlocal shaper = shaping:setup_with_automation {{ publish = {{ 'http://127.0.0.1:8008' }}, subscribe = {{ 'http://127.0.0.1:8008' }}, extra_files = {{ '{root}/shaping.toml' }} }}"
+        ),
     );
     std::fs::write(&path, full).unwrap();
-    let err = TestDaemon::start(&path).err().expect("refused");
-    assert!(
-        err.contains("init.lua:7")
-            && err.contains("setup_with_automation (traffic shaping automation) is not supported"),
-        "{err}"
-    );
+    let daemon = TestDaemon::start(&path).expect("the guide's automated shaping loads");
+    daemon.stop();
 }

@@ -2,6 +2,7 @@
 //! a real SMTP sink on loopback, mail injected over SMTP.
 
 mod architecture;
+mod automation;
 mod bounces;
 mod delivery_engine;
 mod dkim;

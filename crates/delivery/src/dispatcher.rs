@@ -43,6 +43,8 @@ pub struct Dispatcher {
     pub(crate) workers: tokio_util::task::TaskTracker,
     ready: Mutex<HashMap<String, Arc<ReadyQueue>>>,
     suspended_sources: Mutex<HashSet<String>>,
+    /// `(source, site)` pairs held: one ready queue, by automation or an operator.
+    suspended_ready: Mutex<HashSet<(String, String)>>,
     pub(crate) health: crate::health::SourceHealth,
     pub(crate) selectors: crate::selector::Selectors,
     pub(crate) custom_queues: crate::context::CustomQueues,
@@ -56,6 +58,7 @@ impl Dispatcher {
             workers: tokio_util::task::TaskTracker::new(),
             ready: Mutex::new(HashMap::new()),
             suspended_sources: Mutex::new(HashSet::new()),
+            suspended_ready: Mutex::new(HashSet::new()),
             health: Default::default(),
             selectors: Default::default(),
             custom_queues: Default::default(),
@@ -133,6 +136,32 @@ impl Dispatcher {
         self.suspended_sources.lock().contains(name)
     }
 
+    /// Stop sending from `source` to `site` only (KumoMTA's ready-queue
+    /// suspension, what shaping automation does on a provider's block):
+    /// the pool's other sources take that site's mail.
+    pub fn suspend_ready(&self, source: &str, site: &str) {
+        self.suspended_ready.lock().insert((source.to_string(), site.to_string()));
+        let name = ready_name(source, site);
+        let queue = self.ready.lock().get(&name).cloned();
+        if let Some(queue) = queue {
+            for item in queue.take_all() {
+                self.requeue(item.message);
+            }
+        }
+    }
+
+    /// Send from `source` to `site` again.
+    pub fn resume_ready(&self, source: &str, site: &str) {
+        self.suspended_ready.lock().remove(&(source.to_string(), site.to_string()));
+    }
+
+    /// Whether `source` may not send to `site` now (the source, or just
+    /// that ready queue, is suspended).
+    pub fn is_suspended(&self, source: &str, site: &str) -> bool {
+        self.is_source_suspended(source)
+            || self.suspended_ready.lock().contains(&(source.to_string(), site.to_string()))
+    }
+
     /// Whether the selector may pick `source` now (for `site`, when known).
     /// A full ready queue counts only for a pool that spills.
     pub(crate) fn source_available(
@@ -143,6 +172,8 @@ impl Dispatcher {
     ) -> Result<(), &'static str> {
         if self.is_source_suspended(source) {
             Err("suspended")
+        } else if site.is_some_and(|site| self.is_suspended(source, site)) {
+            Err("suspended for this site")
         } else if self.health.is_skipped(source) {
             Err("unusable (its address will not bind)")
         } else if overflow == Overflow::Spill && site.is_some_and(|site| self.is_full(source, site)) {
@@ -232,7 +263,7 @@ impl Dispatcher {
                 site: r.site.clone(),
                 messages: r.len(),
                 connections: r.workers(),
-                source_suspended: self.is_source_suspended(&r.source.name),
+                source_suspended: self.is_suspended(&r.source.name, &r.site),
                 source_unhealthy: self.health.is_marked(&r.source.name),
             })
             .collect();
@@ -411,8 +442,8 @@ impl ReadyHost for Dispatcher {
     fn shutdown(&self) -> &tokio_util::sync::CancellationToken {
         &self.handles.shutdown
     }
-    fn is_source_suspended(&self, source: &str) -> bool {
-        Dispatcher::is_source_suspended(self, source)
+    fn is_suspended(&self, source: &str, site: &str) -> bool {
+        Dispatcher::is_suspended(self, source, site)
     }
     fn requeue(&self, message: Message) {
         Dispatcher::requeue(self, message)

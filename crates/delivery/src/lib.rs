@@ -7,6 +7,7 @@
 //! `connection_limit` connections from its source, reusing them across
 //! messages, and reports every outcome: delivered, retry, or bounce.
 
+pub mod automation;
 mod batch;
 mod context;
 mod custom;

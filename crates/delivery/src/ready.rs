@@ -23,7 +23,8 @@ pub(crate) trait ReadyHost: Send + Sync + 'static {
     fn connector(&self) -> &Connector;
     /// Cancelled when the daemon stops.
     fn shutdown(&self) -> &tokio_util::sync::CancellationToken;
-    fn is_source_suspended(&self, source: &str) -> bool;
+    /// The source, or this ready queue, is suspended.
+    fn is_suspended(&self, source: &str, site: &str) -> bool;
     /// Back to the scheduled queue, due now, without counting an attempt.
     fn requeue(&self, message: petrel_message::Message);
     fn source_worked(&self, source: &str);
@@ -222,7 +223,7 @@ impl ReadyQueue {
                     continue;
                 }
             };
-            if dispatcher.is_source_suspended(&self.source.name) {
+            if dispatcher.is_suspended(&self.source.name, &self.site) {
                 // Suspended while these waited: let another source take them.
                 for item in batch {
                     dispatcher.requeue(item.message);

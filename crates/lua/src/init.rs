@@ -2,10 +2,12 @@
 //! validated as a whole.
 
 use crate::error::PolicyLoadError;
+use mlua::{Lua, Value};
 use petrel_egress::{Registry, RegistryBuilder};
 use petrel_smtp_server::ListenerConfig;
 use petrel_spool::SpoolPaths;
 use petrel_telemetry::LogConfig;
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub struct InitConfig {
     pub bounce_classifier: Option<Arc<petrel_telemetry::BounceClassifier>>,
     /// `kumo.configure_log_hook` calls.
     pub log_hooks: Vec<petrel_telemetry::LogHookConfig>,
+    /// Shaping automation rules (`kumo.configure_shaping_automation`).
+    pub automation: Vec<petrel_delivery::automation::AutomationRule>,
 }
 
 /// Lives in the Lua state's app data only while `init` runs; the `define_*`
@@ -53,6 +57,7 @@ pub(crate) struct InitCollector {
     pub log_filter: Option<String>,
     pub bounce_classifier: Option<(Arc<petrel_telemetry::BounceClassifier>, String)>,
     pub log_hooks: Vec<(petrel_telemetry::LogHookConfig, String)>,
+    pub automation: Vec<petrel_delivery::automation::AutomationRule>,
     pub errors: Vec<String>,
     pub default_hostname: String,
 }
@@ -71,6 +76,7 @@ impl InitCollector {
             log_filter: None,
             bounce_classifier: None,
             log_hooks: Vec::new(),
+            automation: Vec::new(),
             errors: Vec::new(),
             default_hostname,
         }
@@ -136,8 +142,39 @@ impl InitCollector {
                 log_filter: self.log_filter,
                 bounce_classifier: self.bounce_classifier.map(|(c, _)| c),
                 log_hooks: self.log_hooks.into_iter().map(|(h, _)| h).collect(),
+                automation: self.automation,
             }),
             _ => Err(PolicyLoadError { errors: self.errors }),
         }
     }
+}
+
+/// Run `f` with the init collector, or fail when called outside `init`.
+/// Errors are collected rather than raised, so one load reports them all.
+pub(crate) fn in_init(lua: &Lua, what: &str, f: impl FnOnce(&mut InitCollector, &str)) -> mlua::Result<()> {
+    let location = crate::error::caller_location(lua);
+    let Some(mut collector) = lua.app_data_mut::<InitCollector>() else {
+        return Err(mlua::Error::runtime(format!("{location}: kumo.{what} may only be called from the init event")));
+    };
+    f(&mut collector, &location);
+    Ok(())
+}
+
+pub(crate) fn record<T>(
+    lua: &Lua,
+    what: &str,
+    value: Value,
+    apply: impl FnOnce(&mut InitCollector, T, &str) -> Result<(), String>,
+) -> mlua::Result<()>
+where
+    T: DeserializeOwned,
+{
+    let parsed = crate::options::spec::<T>(lua, what, value);
+    in_init(lua, what, |collector, location| {
+        let result =
+            parsed.and_then(|spec| apply(collector, spec, location).map_err(|e| format!("{location}: {what}: {e}")));
+        if let Err(e) = result {
+            collector.errors.push(e);
+        }
+    })
 }

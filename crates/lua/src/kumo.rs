@@ -4,6 +4,7 @@
 use crate::egress_events::{LuaEgressPool, LuaEgressSource, MakePoolSpec, MakeSourceSpec};
 use crate::error::caller_location;
 use crate::init::InitCollector;
+use crate::init::{in_init, record};
 use crate::message::{LuaEgressPath, LuaListenerDomain, LuaMessage, LuaQueueConfig};
 use crate::options::spec;
 use crate::specs::{
@@ -70,6 +71,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     crate::time::install(lua, &kumo)?;
     crate::dkim::install(lua, &kumo)?;
     crate::http::install(lua, &kumo)?;
+    crate::automation::install(lua, &kumo)?;
     let dns = lua.create_table()?;
     dns.set("configure_resolver", lua.create_function(configure_resolver)?)?;
     crate::dns::install(lua, &dns)?;
@@ -195,36 +197,6 @@ fn traceback(lua: &Lua, level: Option<usize>) -> mlua::Result<Table> {
         index += 1;
     }
     Ok(frames)
-}
-
-/// Run `f` with the init collector, or fail when called outside `init`.
-/// Errors are collected rather than raised, so one load reports them all.
-fn in_init(lua: &Lua, what: &str, f: impl FnOnce(&mut InitCollector, &str)) -> mlua::Result<()> {
-    let location = caller_location(lua);
-    let Some(mut collector) = lua.app_data_mut::<InitCollector>() else {
-        return Err(mlua::Error::runtime(format!("{location}: kumo.{what} may only be called from the init event")));
-    };
-    f(&mut collector, &location);
-    Ok(())
-}
-
-fn record<T>(
-    lua: &Lua,
-    what: &str,
-    value: Value,
-    apply: impl FnOnce(&mut InitCollector, T, &str) -> Result<(), String>,
-) -> mlua::Result<()>
-where
-    T: DeserializeOwned,
-{
-    let parsed = spec::<T>(lua, what, value);
-    in_init(lua, what, |collector, location| {
-        let result =
-            parsed.and_then(|spec| apply(collector, spec, location).map_err(|e| format!("{location}: {what}: {e}")));
-        if let Err(e) = result {
-            collector.errors.push(e);
-        }
-    })
 }
 
 fn define_egress_source(lua: &Lua, value: Value) -> mlua::Result<()> {

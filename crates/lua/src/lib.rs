@@ -10,6 +10,7 @@
 //! calling the script's event handlers in a bounded pool of Lua states. This
 //! is the only crate that knows Lua exists.
 
+mod automation;
 mod cidr_map;
 mod codec;
 mod custom_lua;

@@ -144,7 +144,7 @@ impl AdminOps for DaemonAdmin {
             .into_iter()
             .map(|r| ReadyQueueSummary {
                 name: r.name,
-                source_suspension: self.suspensions.source_reason(&r.source),
+                source_suspension: self.suspensions.source_reason(&r.source, &r.site),
                 source: r.source,
                 site: r.site,
                 messages: r.messages,

@@ -107,6 +107,12 @@ impl Daemon {
         });
         tokio::spawn(dispatcher.clone().run(due));
 
+        // Suspensions made before a restart hold again, until they expire;
+        // applied before the spooled mail is queued, so none slips out.
+        let suspensions =
+            crate::suspensions::SuspensionBook::open(&config.spool.meta, queues.clone(), dispatcher.clone());
+        suspensions.clone().run_expiry(shutdown.clone());
+
         // Everything spooled before a stop or crash is queued again.
         let spooled = spool.enumerate()?;
         metrics.spool_unreadable.set(spool.unreadable() as i64);
@@ -127,10 +133,12 @@ impl Daemon {
             queues.clone(),
             shutdown.clone(),
         ));
-        // Suspensions made before a restart hold again, until they expire.
-        let suspensions =
-            crate::suspensions::SuspensionBook::open(&config.spool.meta, queues.clone(), dispatcher.clone());
-        suspensions.clone().run_expiry(shutdown.clone());
+        let automation = crate::automation::Automation::start(
+            logger.clone(),
+            config.automation.clone(),
+            suspensions.clone(),
+            shutdown.clone(),
+        );
         let parts = Parts {
             engine: engine.clone(),
             queues: queues.clone(),
@@ -140,6 +148,7 @@ impl Daemon {
             hostname: system_hostname(),
             shutdown: shutdown.clone(),
             suspensions,
+            automation,
             hook_tx,
         };
         parts.set_log_hooks(&config.log_hooks);

@@ -4,6 +4,7 @@
 //! port 0. The `petrel` binary is a thin command line over this.
 
 mod admin;
+mod automation;
 pub mod cli;
 mod daemon;
 mod error;

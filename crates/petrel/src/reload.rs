@@ -32,6 +32,8 @@ pub(crate) struct Parts {
     pub shutdown: CancellationToken,
     /// Every suspension, kept across restarts.
     pub suspensions: Arc<crate::suspensions::SuspensionBook>,
+    /// Shaping automation: its rules follow the policy.
+    pub automation: crate::automation::Automation,
     /// Where log hook records go (the consumer outlives reloads).
     pub hook_tx: tokio::sync::mpsc::UnboundedSender<petrel_telemetry::HookRecord>,
 }
@@ -172,6 +174,7 @@ impl Reloader {
         let generation = self.parts.engine.current();
         self.parts.logger.set_classifier(generation.config.bounce_classifier.clone());
         self.parts.set_log_hooks(&generation.config.log_hooks);
+        self.parts.automation.replace(generation.config.automation.clone());
         let changes = ReloadChanges {
             sources: registry_changes(&old.config.registry, &generation.config.registry, true),
             pools: registry_changes(&old.config.registry, &generation.config.registry, false),

@@ -29,6 +29,13 @@ pub enum Target {
         /// The source's name.
         name: String,
     },
+    /// One ready queue: nothing leaves from `source` for `site`.
+    ReadyQueue {
+        /// The egress source.
+        source: String,
+        /// The destination site.
+        site: String,
+    },
 }
 
 /// A queue selector as stored (the queue crate's filter, serializable).
@@ -113,6 +120,7 @@ impl SuspensionBook {
                 }
             }
             Target::Source { name } => self.dispatcher.suspend_source(name),
+            Target::ReadyQueue { source, site } => self.dispatcher.suspend_ready(source, site),
         }
     }
 
@@ -133,6 +141,12 @@ impl SuspensionBook {
                 let still = remaining.iter().any(|s| matches!(&s.target, Target::Source { name: n } if n == name));
                 if !still {
                     self.dispatcher.resume_source(name);
+                }
+            }
+            Target::ReadyQueue { source, site } => {
+                let still = remaining.iter().any(|s| s.target == gone.target);
+                if !still {
+                    self.dispatcher.resume_ready(source, site);
                 }
             }
         }
@@ -194,10 +208,23 @@ impl SuspensionBook {
         self.active.lock().clone()
     }
 
-    /// What holds source `name`, for the queue summary: reason, time left.
-    pub fn source_reason(&self, name: &str) -> Option<String> {
+    /// What holds `source` (or its ready queue for `site`), for the queue
+    /// summary: reason, time left.
+    pub fn source_reason(&self, source: &str, site: &str) -> Option<String> {
         let active = self.active.lock();
-        active.iter().find(|s| matches!(&s.target, Target::Source { name: n } if n == name)).map(describe)
+        active
+            .iter()
+            .find(|s| match &s.target {
+                Target::Source { name } => name == source,
+                Target::ReadyQueue { source: so, site: si } => so == source && si == site,
+                Target::Queues { .. } => false,
+            })
+            .map(describe)
+    }
+
+    /// Whether an automation suspension of `target` is in force.
+    pub fn holds(&self, target: &Target) -> bool {
+        self.active.lock().iter().any(|s| &s.target == target)
     }
 
     /// What holds scheduled queue `name`, for the queue summary.
@@ -280,6 +307,7 @@ pub(crate) fn info(s: &Suspension) -> petrel_http_api::SuspensionInfo {
             ("queue", text.join("; "))
         }
         Target::Source { name } => ("source", name.clone()),
+        Target::ReadyQueue { source, site } => ("ready_queue", format!("{source}->{site}")),
     };
     let duration = left(s);
     petrel_http_api::SuspensionInfo {

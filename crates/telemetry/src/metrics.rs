@@ -29,6 +29,8 @@ pub struct Metrics {
     /// Failed attempts by record type, bounce classification, egress
     /// source and site.
     classified: IntCounterVec,
+    /// Shaping automation actions taken, by rule and action.
+    automation: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -80,8 +82,14 @@ impl Metrics {
             &["event", "classification", "egress_source", "site"],
         )
         .expect("valid metric");
+        let automation = IntCounterVec::new(
+            Opts::new("petrel_shaping_automation_total", "Shaping automation actions taken, by rule and action"),
+            &["rule", "action"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(automation.clone()),
             Box::new(classified.clone()),
             Box::new(scheduled_messages.clone()),
             Box::new(ready_messages.clone()),
@@ -104,7 +112,13 @@ impl Metrics {
             spool_unreadable,
             source_unhealthy,
             classified,
+            automation,
         }
+    }
+
+    /// Count one shaping automation action.
+    pub fn count_automation(&self, rule: &str, action: &str) {
+        self.automation.with_label_values(&[rule, action]).inc();
     }
 
     /// Count one classified failure.

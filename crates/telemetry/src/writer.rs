@@ -57,6 +57,8 @@ pub struct Logger {
     classifier: Arc<ArcSwapOption<BounceClassifier>>,
     bounces: Arc<BounceWindow>,
     hooks: Arc<ArcSwapOption<HookTap>>,
+    /// Where failures go for shaping automation.
+    failures: Arc<ArcSwapOption<tokio::sync::mpsc::UnboundedSender<LogRecord>>>,
 }
 
 impl Logger {
@@ -74,6 +76,7 @@ impl Logger {
             classifier: Arc::default(),
             bounces: Arc::default(),
             hooks: Arc::default(),
+            failures: Arc::default(),
         }
     }
 
@@ -109,6 +112,12 @@ impl Logger {
             }
         }
         record
+    }
+
+    /// Send every TransientFailure and Bounce record to `tx` too (`None`:
+    /// stop), for shaping automation.
+    pub fn watch_failures(&self, tx: Option<tokio::sync::mpsc::UnboundedSender<LogRecord>>) {
+        self.failures.store(tx.map(Arc::new));
     }
 
     /// Hand every record from now on to `tap`'s hooks too (`None`: no hooks).
@@ -154,6 +163,11 @@ impl Logger {
         self.metrics.count(record.kind.as_str(), record.egress_pool.as_deref(), record.egress_source.as_deref());
         if let Some(tap) = &*self.hooks.load() {
             tap.send(&record);
+        }
+        if matches!(record.kind, RecordType::TransientFailure | RecordType::Bounce)
+            && let Some(tx) = &*self.failures.load()
+        {
+            let _ = tx.send(record.clone());
         }
         if let Some(config) = &self.config {
             record.headers.retain(|name, _| config.headers.iter().any(|h| h.eq_ignore_ascii_case(name)));
