@@ -27,3 +27,4 @@ mod reload;
 mod reports;
 mod route_agrees;
 mod suspensions;
+mod warmup;

@@ -48,6 +48,7 @@ pub struct Dispatcher {
     pub(crate) health: crate::health::SourceHealth,
     pub(crate) selectors: crate::selector::Selectors,
     pub(crate) custom_queues: crate::context::CustomQueues,
+    warmup: crate::warmup::WarmupCounters,
 }
 
 impl Dispatcher {
@@ -62,6 +63,7 @@ impl Dispatcher {
             health: Default::default(),
             selectors: Default::default(),
             custom_queues: Default::default(),
+            warmup: Default::default(),
         })
     }
 
@@ -178,6 +180,8 @@ impl Dispatcher {
             Err("unusable (its address will not bind)")
         } else if overflow == Overflow::Spill && site.is_some_and(|site| self.is_full(source, site)) {
             Err("its ready queue is full")
+        } else if overflow == Overflow::Spill && site.is_some_and(|site| self.warmup_capped(source, site)) {
+            Err("it reached today's warm-up cap")
         } else {
             Ok(())
         }
@@ -335,6 +339,15 @@ impl Dispatcher {
         };
         let source =
             sources.into_iter().find(|s| s.name == source_name).expect("the pick is one of the pool's sources");
+        if let Err(until) = self.warmup.try_take(&source, &site, chrono::Utc::now()) {
+            // Over today's cap: the message waits for tomorrow's budget.
+            queue.hold(format!("warm-up: {} has sent today's cap; waiting until {until}", source.name));
+            let mut message = message;
+            message.due = Some(until);
+            message.data = None;
+            self.handles.settle.queues.insert(message);
+            return None;
+        }
         queue.clear_hold();
         let ready = match self.ready_queue(&source, &site, destination, message.routing_domain()).await {
             Ok(ready) => ready,
@@ -392,6 +405,17 @@ impl Dispatcher {
         message.due = Some(chrono::Utc::now() + NO_SOURCE_DELAY);
         message.data = None;
         self.handles.settle.queues.insert(message);
+    }
+
+    fn warmup_capped(&self, source: &str, site: &str) -> bool {
+        let registry = self.handles.policy.registry();
+        registry.source(source).is_some_and(|s| self.warmup.is_capped(s, site, chrono::Utc::now()))
+    }
+
+    /// Each warming-up source of the registry: day, cap, use today.
+    pub fn warmup_view(&self) -> Vec<crate::WarmupUse> {
+        let registry = self.handles.policy.registry();
+        self.warmup.view(registry.sources().map(|s| &**s), chrono::Utc::now())
     }
 
     pub(crate) fn is_full(&self, source: &str, site: &str) -> bool {

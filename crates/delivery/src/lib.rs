@@ -20,6 +20,7 @@ mod rate;
 mod ready;
 mod route;
 mod selector;
+mod warmup;
 
 pub use context::{Connector, DispatcherHandles, Settlement};
 pub use dispatcher::{Dispatcher, ReadySummary};
@@ -28,3 +29,4 @@ pub use path::{
 };
 pub use rate::{Rate, Throttle};
 pub use route::{HostRoute, PoolChoice, Route, RouteDestination, choose_pool, ehlo_name};
+pub use warmup::WarmupUse;

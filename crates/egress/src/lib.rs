@@ -5,10 +5,12 @@
 //! picks sources with a [`Wrr`].
 
 mod registry;
+mod warmup;
 mod wrr;
 
 pub use registry::{
     DEFAULT_NAME, EgressPool, EgressSource, Overflow, PoolEntry, Registry, RegistryBuilder, RegistryError,
     RegistryErrorKind,
 };
+pub use warmup::WarmupPlan;
 pub use wrr::Wrr;

@@ -21,12 +21,15 @@ pub struct EgressSource {
     pub ehlo_domain: Option<String>,
     /// Overrides the destination port for everything sent from this source.
     pub remote_port: Option<u16>,
+    /// Its warm-up plan, while it is a new IP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<crate::WarmupPlan>,
 }
 
 impl EgressSource {
     /// A source with only a name: the machine's address and host name.
     pub fn named(name: impl Into<String>) -> Self {
-        Self { name: name.into(), source_address: None, ehlo_domain: None, remote_port: None }
+        Self { name: name.into(), source_address: None, ehlo_domain: None, remote_port: None, warmup: None }
     }
 }
 
@@ -94,7 +97,7 @@ impl EgressSource {
                     .map_err(|_| RegistryErrorKind::InvalidAddress { source_name: name.into(), address: a.into() })
             })
             .transpose()?;
-        Ok(Self { name: name.into(), source_address, ehlo_domain, remote_port })
+        Ok(Self { name: name.into(), source_address, ehlo_domain, remote_port, warmup: None })
     }
 }
 
@@ -213,6 +216,13 @@ impl RegistryBuilder {
         let source = EgressSource::parse(name, address, ehlo_domain, remote_port).map_err(err)?;
         self.sources.insert(name.into(), (source, origin.into()));
         Ok(())
+    }
+
+    /// Give the source `name` (defined just before) a warm-up plan.
+    pub fn set_warmup(&mut self, name: &str, plan: crate::WarmupPlan) {
+        if let Some((source, _)) = self.sources.get_mut(name) {
+            source.warmup = Some(plan);
+        }
     }
 
     /// Entries are `(source name, weight)`; weights are checked here, source

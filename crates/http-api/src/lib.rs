@@ -23,5 +23,5 @@ pub use state::{
     AdminOps, ApiState, AuthInfo, BounceSummary, ChangedDefinition, DefinitionChanges, InjectPolicy, ListenerChanges,
     MessageInfo, PolicyError, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadChanges,
     ReloadOutcome, ResumeRequest, RouteExplanation, RouteRequest, ScheduledQueueSummary, SourceSuspendRequest,
-    SuspendRequest, Suspended, SuspensionInfo,
+    SuspendRequest, Suspended, SuspensionInfo, WarmupSummary,
 };

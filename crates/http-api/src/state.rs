@@ -220,6 +220,21 @@ pub struct BounceSummary {
     pub bounced: u64,
 }
 
+/// A warming-up source's day (`warmup` in its definition).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WarmupSummary {
+    /// The egress source.
+    pub source: String,
+    /// The site, for a per-site plan.
+    pub site: Option<String>,
+    /// Day of the plan (1 at its start).
+    pub day: u64,
+    /// Today's cap; `null` once the plan is over.
+    pub cap: Option<u64>,
+    /// Messages handed to the source today.
+    pub used: u64,
+}
+
 /// Every queue of the daemon (`mailq`, `kcli queue-summary`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct QueueSummary {
@@ -231,6 +246,9 @@ pub struct QueueSummary {
     /// first: one IP blocked at one provider stands out at the top.
     #[serde(default)]
     pub bounces_last_hour: Vec<BounceSummary>,
+    /// Warming-up sources: day, cap and use today.
+    #[serde(default)]
+    pub warmup: Vec<WarmupSummary>,
 }
 
 /// A spooled message, for `inspect`.

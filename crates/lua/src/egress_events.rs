@@ -54,6 +54,8 @@ pub(crate) struct MakeSourceSpec {
     ehlo_domain: Option<String>,
     remote_port: Option<u16>,
     ttl: Option<DurationSpec>,
+    /// Petrel's warm-up plan, as for `define_egress_source`.
+    warmup: Option<crate::specs::WarmupSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,9 +83,10 @@ fn ttl(spec: &Option<DurationSpec>) -> Result<Duration, String> {
 impl MakeSourceSpec {
     pub(crate) fn build(self) -> Result<LuaEgressSource, String> {
         let ttl = ttl(&self.ttl)?;
-        let source =
+        let mut source =
             EgressSource::parse(&self.name, self.source_address.as_deref(), self.ehlo_domain, self.remote_port)
                 .map_err(|e| e.to_string())?;
+        source.warmup = self.warmup.map(|w| w.plan()).transpose()?;
         Ok(LuaEgressSource { source: Arc::new(source), ttl })
     }
 }

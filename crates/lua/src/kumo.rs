@@ -201,9 +201,14 @@ fn traceback(lua: &Lua, level: Option<usize>) -> mlua::Result<Table> {
 
 fn define_egress_source(lua: &Lua, value: Value) -> mlua::Result<()> {
     record(lua, "define_egress_source", value, |c, s: SourceSpec, loc| {
+        let plan = s.warmup.map(|w| w.plan()).transpose()?;
         c.registry
             .define_source(&s.name, s.source_address.as_deref(), s.ehlo_domain, s.remote_port, loc)
-            .map_err(|e| e.kind.to_string())
+            .map_err(|e| e.kind.to_string())?;
+        if let Some(plan) = plan {
+            c.registry.set_warmup(&s.name, plan);
+        }
+        Ok(())
     })
 }
 

@@ -48,6 +48,23 @@ pub struct SourceSpec {
     pub source_address: Option<String>,
     pub ehlo_domain: Option<String>,
     pub remote_port: Option<u16>,
+    /// Petrel's: an IP warm-up plan of daily caps.
+    pub warmup: Option<WarmupSpec>,
+}
+
+/// `warmup = { start = 'YYYY-MM-DD', daily = { 50, 100, ... }, per_site = false }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupSpec {
+    pub start: String,
+    pub daily: Vec<u64>,
+    pub per_site: Option<bool>,
+}
+
+impl WarmupSpec {
+    pub fn plan(self) -> Result<petrel_egress::WarmupPlan, String> {
+        petrel_egress::WarmupPlan::parse(&self.start, self.daily, self.per_site.unwrap_or(false))
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,7 @@ use petrel_delivery::{Dispatcher, EgressPolicy, PoolChoice, Route};
 use petrel_http_api::{
     AdminOps, BounceSummary, MessageInfo, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadOutcome,
     ResumeRequest, RouteExplanation, RouteRequest, ScheduledQueueSummary, SourceSuspendRequest, SuspendRequest,
-    SuspensionInfo,
+    SuspensionInfo, WarmupSummary,
 };
 use petrel_lua::PolicyEngine;
 use petrel_message::{EnvelopeAddress, Message, SpoolId};
@@ -165,7 +165,13 @@ impl AdminOps for DaemonAdmin {
                 bounced: b.bounced,
             })
             .collect();
-        QueueSummary { scheduled, ready, bounces_last_hour }
+        let warmup = self
+            .dispatcher
+            .warmup_view()
+            .into_iter()
+            .map(|w| WarmupSummary { source: w.source, site: w.site, day: w.day, cap: w.cap, used: w.used })
+            .collect();
+        QueueSummary { scheduled, ready, bounces_last_hour, warmup }
     }
 
     async fn inspect(&self, id: &str, want_body: bool) -> Option<MessageInfo> {

@@ -62,9 +62,23 @@ pub fn queue_summary(v: &Value) -> String {
         };
         ready.add_row(vec![text(&q["name"]), text(&q["messages"]), text(&q["connections"]), state]);
     }
+    let mut out = format!("{scheduled}\n\n{ready}\n");
+    let warming = v["warmup"].as_array().into_iter().flatten().collect::<Vec<_>>();
+    if !warming.is_empty() {
+        let mut t = table(&["WARM-UP SOURCE", "SITE", "DAY", "CAP TODAY", "USED"]);
+        for w in warming {
+            let cap = match &w["cap"] {
+                Value::Null => "no cap (plan done)".to_string(),
+                c => text(c),
+            };
+            let site = if w["site"].is_null() { "all".to_string() } else { text(&w["site"]) };
+            t.add_row(vec![text(&w["source"]), site, text(&w["day"]), cap, text(&w["used"])]);
+        }
+        out.push_str(&format!("\n{t}\n"));
+    }
     let bounces = v["bounces_last_hour"].as_array().into_iter().flatten().collect::<Vec<_>>();
     if bounces.is_empty() {
-        return format!("{scheduled}\n\n{ready}\n");
+        return out;
     }
     let mut failures = table(&["FAILURES, LAST HOUR: SOURCE", "SITE", "CLASSIFICATION", "DEFERRED", "BOUNCED"]);
     for b in bounces {
@@ -76,7 +90,7 @@ pub fn queue_summary(v: &Value) -> String {
             text(&b["bounced"]),
         ]);
     }
-    format!("{scheduled}\n\n{ready}\n\n{failures}\n")
+    format!("{out}\n{failures}\n")
 }
 
 /// `petrel suspensions`: every active suspension.
