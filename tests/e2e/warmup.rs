@@ -60,6 +60,16 @@ async fn mail_over_the_days_cap_waits_and_the_summary_shows_the_plan() {
     assert_eq!(queue["messages"], 3, "{queue}");
     assert!(queue["held"].as_str().unwrap().contains("warm-up: new-ip has sent today's cap"), "{queue}");
     daemon.stop();
+
+    // A restart keeps the day's count: nothing more goes out today.
+    let daemon =
+        TestDaemon::start(&ws.policy(&init("wait"), &smart_host_events(sink.addr(), "egress_pool = 'new',"))).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.received_count(), 3, "the cap holds across the restart");
+    let summary =
+        http("GET", format!("http://{}/api/admin/queue-summary/v1", daemon.http[0]), vec![], None).await.json();
+    assert_eq!(summary["warmup"][0]["used"], 3, "{summary}");
+    daemon.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

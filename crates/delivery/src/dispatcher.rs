@@ -412,6 +412,16 @@ impl Dispatcher {
         registry.source(source).is_some_and(|s| self.warmup.is_capped(s, site, chrono::Utc::now()))
     }
 
+    /// The warm-up counters, for saving across a restart.
+    pub fn warmup_counts(&self) -> Vec<crate::WarmupCount> {
+        self.warmup.snapshot()
+    }
+
+    /// Counters saved before a restart.
+    pub fn restore_warmup_counts(&self, counts: Vec<crate::WarmupCount>) {
+        self.warmup.restore(counts);
+    }
+
     /// Each warming-up source of the registry: day, cap, use today.
     pub fn warmup_view(&self) -> Vec<crate::WarmupUse> {
         let registry = self.handles.policy.registry();

@@ -29,4 +29,4 @@ pub use path::{
 };
 pub use rate::{Rate, Throttle};
 pub use route::{HostRoute, PoolChoice, Route, RouteDestination, choose_pool, ehlo_name};
-pub use warmup::WarmupUse;
+pub use warmup::{WarmupCount, WarmupUse};

@@ -21,6 +21,20 @@ pub struct WarmupUse {
     pub used: u64,
 }
 
+/// One saved counter: a source (and site, for a per-site plan, else
+/// empty), its day and its count, so a restart keeps the day's budget.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WarmupCount {
+    /// The source.
+    pub source: String,
+    /// The site; empty for a plan counted over every site.
+    pub site: String,
+    /// The UTC day counted.
+    pub day: NaiveDate,
+    /// Messages handed to the source that day.
+    pub used: u64,
+}
+
 /// Messages counted per source (× site) for the current UTC day.
 #[derive(Default)]
 pub(crate) struct WarmupCounters(Mutex<HashMap<(String, String), (NaiveDate, u64)>>);
@@ -64,6 +78,37 @@ impl WarmupCounters {
         }
         entry.1 += 1;
         Ok(())
+    }
+
+    /// Every counter, for saving.
+    pub(crate) fn snapshot(&self) -> Vec<WarmupCount> {
+        let mut out: Vec<WarmupCount> = self
+            .0
+            .lock()
+            .iter()
+            .map(|((source, site), (day, used))| WarmupCount {
+                source: source.clone(),
+                site: site.clone(),
+                day: *day,
+                used: *used,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.source, &a.site).cmp(&(&b.source, &b.site)));
+        out
+    }
+
+    /// Counters saved before a restart (those of an earlier day do not
+    /// matter: the day's count starts afresh anyway).
+    pub(crate) fn restore(&self, counts: Vec<WarmupCount>) {
+        let mut counters = self.0.lock();
+        for c in counts {
+            let entry = counters.entry((c.source, c.site)).or_insert((c.day, 0));
+            if entry.0 == c.day {
+                entry.1 = entry.1.max(c.used);
+            } else if c.day > entry.0 {
+                *entry = (c.day, c.used);
+            }
+        }
     }
 
     /// Each warming source's day, cap and use (a per-site plan: each site used).

@@ -54,6 +54,33 @@ fn start_logging(config: &InitConfig, metrics: Arc<Metrics>) -> Result<(Logger, 
     }
 }
 
+/// Today's warm-up counts survive a restart: restored from beside the
+/// spool, saved every few seconds while they change (and by
+/// [`Daemon::shutdown`]); a crash can lose the last seconds' counts.
+fn keep_warmup_counts(path: &std::path::Path, dispatcher: &Arc<Dispatcher>, shutdown: &CancellationToken) {
+    let path = path.to_path_buf();
+    if let Some(counts) = crate::state_file::load(&path) {
+        dispatcher.restore_warmup_counts(counts);
+    }
+    let (dispatcher, shutdown) = (dispatcher.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut saved = dispatcher.warmup_counts();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let now = dispatcher.warmup_counts();
+            if now != saved {
+                if let Err(e) = crate::state_file::save(&path, &now) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot save the warm-up counts");
+                }
+                saved = now;
+            }
+        }
+    });
+}
+
 /// A running daemon. [`Daemon::shutdown`] stops it gracefully.
 pub struct Daemon {
     engine: Arc<PolicyEngine>,
@@ -63,6 +90,8 @@ pub struct Daemon {
     shutdown: CancellationToken,
     log_thread: Option<std::thread::JoinHandle<()>>,
     recovered: usize,
+    /// Where today's warm-up counts are kept.
+    warmup_path: PathBuf,
 }
 
 impl Daemon {
@@ -112,6 +141,8 @@ impl Daemon {
         let suspensions =
             crate::suspensions::SuspensionBook::open(&config.spool.meta, queues.clone(), dispatcher.clone());
         suspensions.clone().run_expiry(shutdown.clone());
+        let warmup_path = config.spool.meta.join("warmup.json");
+        keep_warmup_counts(&warmup_path, &dispatcher, &shutdown);
 
         // Everything spooled before a stop or crash is queued again.
         let spooled = spool.enumerate()?;
@@ -165,7 +196,7 @@ impl Daemon {
             }
         }
         spawn_policy_tasks(&engine, &reloader, &shutdown);
-        Ok(Self { engine, reloader, queues, dispatcher, shutdown, log_thread, recovered })
+        Ok(Self { engine, reloader, queues, dispatcher, shutdown, log_thread, recovered, warmup_path })
     }
 
     /// Reload the policy (what SIGHUP, the API and file changes do).
@@ -210,6 +241,9 @@ impl Daemon {
         self.shutdown.cancel();
         if !self.dispatcher.finish(grace).await {
             tracing::warn!(?grace, "deliveries still in flight at the deadline; they will be retried after restart");
+        }
+        if let Err(e) = crate::state_file::save(&self.warmup_path, &self.dispatcher.warmup_counts()) {
+            tracing::warn!(path = %self.warmup_path.display(), error = %e, "cannot save the warm-up counts");
         }
         let log_thread = self.log_thread.take();
         drop(self);

@@ -12,6 +12,7 @@ mod host;
 mod listeners;
 pub mod momentum;
 mod reload;
+mod state_file;
 mod suspensions;
 
 pub use daemon::{Controls, Daemon, DaemonError, DaemonOptions, system_hostname};

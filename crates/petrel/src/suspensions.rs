@@ -91,13 +91,7 @@ impl SuspensionBook {
     /// Read the book kept at `dir`, apply what has not expired.
     pub fn open(dir: &std::path::Path, queues: Arc<QueueManager>, dispatcher: Arc<Dispatcher>) -> Arc<Self> {
         let path = dir.join("suspensions.json");
-        let stored: Vec<Suspension> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::error!(path = %path.display(), error = %e, "cannot read the suspensions; starting with none");
-                Vec::new()
-            }),
-            Err(_) => Vec::new(),
-        };
+        let stored: Vec<Suspension> = crate::state_file::load(&path).unwrap_or_default();
         let book = Arc::new(Self { path, active: Mutex::new(Vec::new()), queues, dispatcher });
         let now = Utc::now();
         let live: Vec<Suspension> = stored.into_iter().filter(|s| s.expires.is_none_or(|e| e > now)).collect();
@@ -155,17 +149,7 @@ impl SuspensionBook {
     /// Write the book (atomically: a reader sees the old or the new file).
     fn save(&self) {
         let active = self.active.lock().clone();
-        let tmp = self.path.with_extension("json.tmp");
-        let written = serde_json::to_vec_pretty(&active)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                use std::io::Write;
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
-        if let Err(e) = written {
+        if let Err(e) = crate::state_file::save(&self.path, &active) {
             tracing::error!(path = %self.path.display(), error = %e, "cannot save the suspensions; a restart would lose the latest");
         }
     }
