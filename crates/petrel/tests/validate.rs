@@ -188,3 +188,36 @@ fn a_wrong_dkim_key_file_fails_validate_naming_the_file() {
     let (ok, stderr) = run();
     assert!(ok, "a usable key validates: {stderr}");
 }
+
+/// `petrel validate` lists what the policy sets up around delivery.
+#[test]
+fn validate_lists_the_classifier_hooks_automation_and_warmup() {
+    let dir = tempfile::tempdir().unwrap();
+    let shaping = dir.path().join("shaping.toml");
+    std::fs::write(
+        &shaping,
+        "[[\"gmail.com\".automation]]\nregex = \"421\"\naction = \"Suspend\"\nduration = \"1h\"\n",
+    )
+    .unwrap();
+    let path = dir.path().join("init.lua");
+    std::fs::write(
+        &path,
+        format!(
+            "local kumo = require 'kumo'\nlocal shaper = require('policy-extras.shaping'):setup_with_automation {{ extra_files = {{ '{}' }} }}\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '{}/spool' }}\n  kumo.configure_bounce_classifier {{ files = {{ '[petrel]/bounce_classifier/default.toml' }} }}\n  kumo.configure_log_hook {{ name = 'webhook', headers = {{ 'Subject' }} }}\n  kumo.define_egress_source {{ name = 'new-ip', warmup = {{ start = '2026-12-01', daily = {{ 50, 100 }} }} }}\n  shaper.setup_publish()\nend)\n",
+            shaping.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_petrel")).args(["validate", "--policy"]).arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "Bounce classifier: [petrel]/bounce_classifier/default.toml",
+        "Log hook: webhook (headers: Subject)",
+        "Shaping automation: 1 rule(s): gmail.com#1",
+        "Warm-up: new-ip from 2026-12-01, 2 day(s): [50, 100]",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+}

@@ -649,9 +649,40 @@ pub fn describe(config: &InitConfig, late: &LateBound) -> String {
         ]);
     }
     let logs = config.logs.as_ref().map_or_else(|| "not configured".into(), |l| l.log_dir.display().to_string());
-    format!(
+    let mut out = format!(
         "{sources}\n\n{pools}\n\n{listeners}\n\n{http}\n\nSpool: data {} · meta {}\nLogs:  {logs}\n",
         config.spool.data.display(),
         config.spool.meta.display()
-    )
+    );
+    out.push_str(&delivery_features(config));
+    out
+}
+
+/// The bounce classifier, log hooks, shaping automation and warm-up plans
+/// the policy configures, one line each.
+fn delivery_features(config: &InitConfig) -> String {
+    let mut out = String::new();
+    if let Some(c) = &config.bounce_classifier {
+        out.push_str(&format!("Bounce classifier: {}\n", c.files().join(", ")));
+    }
+    for hook in &config.log_hooks {
+        out.push_str(&format!("Log hook: {} (headers: {})\n", hook.name, hook.headers.join(", ")));
+    }
+    if !config.automation.is_empty() {
+        let names: Vec<&str> = config.automation.iter().map(|r| r.name.as_str()).collect();
+        out.push_str(&format!("Shaping automation: {} rule(s): {}\n", names.len(), names.join(", ")));
+    }
+    for s in config.registry.sources() {
+        if let Some(plan) = &s.warmup {
+            let per = if plan.per_site { " per site" } else { "" };
+            out.push_str(&format!(
+                "Warm-up: {} from {}, {} day(s): {:?}{per}\n",
+                s.name,
+                plan.start,
+                plan.daily.len(),
+                plan.daily
+            ));
+        }
+    }
+    out
 }
