@@ -19,7 +19,8 @@
 -- what was merged before that block.
 --
 -- `automation` rules (`[["gmail.com".automation]]`: regex, action =
--- Suspend | SuspendTenant | SuspendCampaign, duration, trigger = Immediate
+-- Suspend | SuspendTenant | SuspendCampaign | {SetConfig = {name, value}},
+-- duration, trigger = Immediate
 -- | {Threshold = "N/period"}) apply with `setup_with_automation`, which
 -- runs them in Petrel itself (no TSA daemon; `publish` and `subscribe`
 -- name none):
@@ -29,8 +30,7 @@
 --   kumo.on('get_egress_path_config', shaper.get_egress_path_config)
 --
 -- With plain `setup` they are reported and not applied (as KumoMTA's
--- static setup does). The `provider_*` limits and SetConfig actions are
--- refused.
+-- static setup does). The `provider_*` limits are refused.
 local kumo = require 'kumo'
 local utils = require 'policy-extras.policy_utils'
 

@@ -141,3 +141,52 @@ fn a_bad_automation_rule_names_its_file_and_block() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_config_rule_slows_the_site_down_for_its_duration() {
+    let sink = Sink::start_with(Arc::new(|m, attempt| {
+        if m.recipients[0].starts_with("first@") && attempt == 1 {
+            (421, "4.7.0 RL0000 rate limited, slow down".into())
+        } else {
+            (250, "2.0.0 OK".into())
+        }
+    }))
+    .await;
+    let ws = Workspace::new();
+    let shaping = ws.dir.path().join("shaping.toml");
+    std::fs::write(
+        &shaping,
+        "[[\"rate.test\".automation]]\nregex = \"RL0000\"\naction = { SetConfig = { name = \"max_message_rate\", value = \"2/s\" } }\nduration = \"1 hour\"\n",
+    )
+    .unwrap();
+    let init = "  kumo.start_http_listener { listen = '127.0.0.1:0', trusted_hosts = { '127.0.0.1' } }\n  shaper.setup_publish()\n";
+    let events = format!(
+        "kumo.on('get_egress_path_config', shaper.get_egress_path_config)\n{}",
+        petrel_e2e::smart_host_events(sink.addr(), "retry_interval = 1, generate_bounces = false,")
+    );
+    let path = ws.policy(init, &events);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "local kumo = require 'kumo'\n",
+        &format!(
+            "local kumo = require 'kumo'\nlocal shaper = require('policy-extras.shaping'):setup_with_automation {{ extra_files = {{ '{}' }} }}\n",
+            shaping.display()
+        ),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let daemon = TestDaemon::start(&path).unwrap();
+    let local = "127.0.0.1".parse().unwrap();
+    assert!(send_each(daemon.smtp[0], local, vec![to("first@rate.test")]).await[0].is_ok());
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await, "delivered on its retry");
+    let list = suspensions(&daemon).await;
+    let o = list.iter().find(|s| s["kind"] == "config_override").expect("the override is listed");
+    assert!(o["target"].as_str().unwrap().ends_with(": max_message_rate = 2/s"), "{o}");
+    assert_eq!(o["creator"], "automation: rate.test#1");
+    // Six more go out at 2/s: at least 2.5 s from the first to the last.
+    let start = std::time::Instant::now();
+    let mail: Vec<_> = (0..6).map(|i| to(&format!("m{i}@rate.test"))).collect();
+    assert!(send_each(daemon.smtp[0], local, mail).await.iter().all(Result::is_ok));
+    assert!(eventually(Duration::from_secs(20), || sink.received_count() == 7).await);
+    assert!(start.elapsed() >= Duration::from_millis(2400), "paced: {:?}", start.elapsed());
+    daemon.stop();
+}

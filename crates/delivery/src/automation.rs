@@ -30,7 +30,7 @@ pub enum ProviderMatch {
 }
 
 /// What a rule does when it fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Suspend the source × site (the ready queue) the reply came from.
     Suspend,
@@ -38,6 +38,25 @@ pub enum Action {
     SuspendTenant,
     /// Suspend the message's campaign (of its tenant) for its domain.
     SuspendCampaign,
+    /// Override one egress path option for the source × site.
+    SetConfig {
+        /// The `make_egress_path` option.
+        name: String,
+        /// Its value while the override lasts.
+        value: String,
+    },
+}
+
+impl Action {
+    /// Its name in logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Action::Suspend => "Suspend",
+            Action::SuspendTenant => "SuspendTenant",
+            Action::SuspendCampaign => "SuspendCampaign",
+            Action::SetConfig { .. } => "SetConfig",
+        }
+    }
 }
 
 /// When a rule fires.
@@ -80,6 +99,17 @@ pub enum Decision {
         source: String,
         /// The site.
         site: String,
+    },
+    /// An egress path option of `source->site`, overridden.
+    PathOverride {
+        /// The egress source.
+        source: String,
+        /// The site.
+        site: String,
+        /// The option.
+        name: String,
+        /// Its value.
+        value: String,
     },
     /// Scheduled queues of `tenant` (and `campaign`) for `domain`.
     Queues {
@@ -178,8 +208,14 @@ impl Automaton {
                 }
                 times.clear();
             }
-            let decision = match rule.action {
+            let decision = match &rule.action {
                 Action::Suspend => Decision::ReadyQueue { source: source.clone(), site: site.clone() },
+                Action::SetConfig { name, value } => Decision::PathOverride {
+                    source: source.clone(),
+                    site: site.clone(),
+                    name: name.clone(),
+                    value: value.clone(),
+                },
                 Action::SuspendTenant => {
                     Decision::Queues { domain: domain.clone(), tenant: meta(record, "tenant"), campaign: None }
                 }
@@ -196,7 +232,7 @@ impl Automaton {
             self.holding.insert(key, now + rule.duration);
             fired.push(Fired {
                 rule: rule.name.clone(),
-                action: rule.action,
+                action: rule.action.clone(),
                 decision,
                 duration: rule.duration,
                 reason: format!("{} matched: {reply}", rule.name),
@@ -221,4 +257,33 @@ pub fn parse_threshold(text: &str) -> Result<Trigger, String> {
         return Err(format!("{text:?}: the count must be at least 1"));
     }
     Ok(Trigger::Threshold { count, period })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_and_scopes_read_as_kumomta_writes_them() {
+        match parse_threshold("2/hr").unwrap() {
+            Trigger::Threshold { count, period } => assert_eq!((count, period), (2, Duration::from_secs(3600))),
+            Trigger::Immediate => panic!("a threshold"),
+        }
+        assert!(matches!(parse_threshold("10/10m"), Ok(Trigger::Threshold { count: 10, .. })));
+        assert!(parse_threshold("0/hr").is_err() && parse_threshold("often").is_err());
+        let yahoo = Scope::Provider(vec![ProviderMatch::MxSuffix(".yahoodns.net".into())]);
+        assert!(yahoo.covers("aol.com", "mta5.am0.yahoodns.net,mta6.am0.yahoodns.net"));
+        assert!(!yahoo.covers("gmail.com", "gmail-smtp-in.l.google.com"));
+        assert!(Scope::Domain("Gmail.com".into()).covers("gmail.com", "x"));
+    }
+
+    #[test]
+    fn set_config_names_petrel_cannot_apply_are_refused() {
+        let mut path = crate::EgressPathConfig::default();
+        path.set_option("connection_limit", "3").unwrap();
+        path.set_option("max_message_rate", "10/s").unwrap();
+        assert_eq!(path.connection_limit, 3);
+        assert!(path.set_option("enable_tls", "Required").unwrap_err().contains("not supported by Petrel yet"));
+        assert!(path.set_option("max_message_rate", "lots").is_err());
+    }
 }

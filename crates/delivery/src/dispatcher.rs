@@ -49,6 +49,9 @@ pub struct Dispatcher {
     pub(crate) selectors: crate::selector::Selectors,
     pub(crate) custom_queues: crate::context::CustomQueues,
     warmup: crate::warmup::WarmupCounters,
+    /// Egress path options overridden per `source->site` (shaping
+    /// automation's SetConfig), applied over the policy's answer.
+    overrides: Mutex<HashMap<String, Vec<(String, String)>>>,
 }
 
 impl Dispatcher {
@@ -64,6 +67,7 @@ impl Dispatcher {
             selectors: Default::default(),
             custom_queues: Default::default(),
             warmup: Default::default(),
+            overrides: Mutex::new(HashMap::new()),
         })
     }
 
@@ -98,7 +102,7 @@ impl Dispatcher {
                     .egress_path_config(&queue.routing_domain, &queue.source.name, &queue.site)
                     .await
                 {
-                    Ok(path) => path != queue.path,
+                    Ok(path) => self.overridden(&name, path) != queue.path,
                     Err(_) => true,
                 };
             if !changed {
@@ -147,6 +151,48 @@ impl Dispatcher {
         let queue = self.ready.lock().get(&name).cloned();
         if let Some(queue) = queue {
             for item in queue.take_all() {
+                self.requeue(item.message);
+            }
+        }
+    }
+
+    /// Override the egress path option `name` of `source->site`; its ready
+    /// queue is rebuilt with it (waiting messages are routed again).
+    pub fn set_path_override(&self, source: &str, site: &str, name: &str, value: &str) {
+        let key = ready_name(source, site);
+        let mut overrides = self.overrides.lock();
+        let list = overrides.entry(key.clone()).or_default();
+        list.retain(|(n, _)| n != name);
+        list.push((name.to_string(), value.to_string()));
+        drop(overrides);
+        self.rebuild_ready(&key);
+    }
+
+    /// Drop the override of `name` on `source->site`.
+    pub fn clear_path_override(&self, source: &str, site: &str, name: &str) {
+        let key = ready_name(source, site);
+        if let Some(list) = self.overrides.lock().get_mut(&key) {
+            list.retain(|(n, _)| n != name);
+        }
+        self.rebuild_ready(&key);
+    }
+
+    /// `path` with the overrides of ready queue `name` applied.
+    fn overridden(&self, name: &str, mut path: crate::EgressPathConfig) -> crate::EgressPathConfig {
+        for (option, value) in self.overrides.lock().get(name).into_iter().flatten() {
+            if let Err(e) = path.set_option(option, value) {
+                tracing::warn!(ready_queue = name, error = %e, "cannot apply an egress path override");
+            }
+        }
+        path
+    }
+
+    /// Retire ready queue `name`: the next message routed there builds a new
+    /// one with the current settings.
+    fn rebuild_ready(&self, name: &str) {
+        let queue = self.ready.lock().remove(name);
+        if let Some(queue) = queue {
+            for item in queue.retire() {
                 self.requeue(item.message);
             }
         }
@@ -447,6 +493,7 @@ impl Dispatcher {
             }
         }
         let path = self.handles.policy.egress_path_config(routing_domain, &source.name, site).await?;
+        let path = self.overridden(&name, path);
         let ehlo = crate::route::ehlo_name(&path, source, &self.handles.default_ehlo);
         let created = Arc::new(ReadyQueue::new(
             name.clone(),

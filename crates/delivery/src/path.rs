@@ -65,6 +65,30 @@ impl Default for EgressPathConfig {
     }
 }
 
+impl EgressPathConfig {
+    /// Set one option by its `make_egress_path` name (a shaping automation
+    /// `SetConfig` override). The options a provider's replies usually ask
+    /// to turn down are supported; others are refused.
+    pub fn set_option(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let count = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("{name}: {v:?} is not a whole number"));
+        match name {
+            "connection_limit" => self.connection_limit = count(value)?.max(1),
+            "max_deliveries_per_connection" => self.max_deliveries_per_connection = count(value)?.max(1),
+            "max_recipients_per_batch" => self.max_recipients_per_batch = count(value)?.max(1),
+            "max_ready" => self.max_ready = count(value)?,
+            "max_message_rate" => self.max_message_rate = Some(Rate::parse(value)?),
+            "max_connection_rate" => self.max_connection_rate = Some(Rate::parse(value)?),
+            other => {
+                return Err(format!(
+                    "SetConfig of {other:?} is not supported by Petrel yet (connection_limit, max_deliveries_per_connection, \
+                     max_recipients_per_batch, max_ready, max_message_rate, max_connection_rate are)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The policy could not produce a path config (a Lua error or a bad value).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]

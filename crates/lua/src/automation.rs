@@ -94,7 +94,16 @@ fn rule(spec: RuleSpec) -> Result<AutomationRule, String> {
         ActionSpec::Named(a) if a == "SuspendTenant" => Action::SuspendTenant,
         ActionSpec::Named(a) if a == "SuspendCampaign" => Action::SuspendCampaign,
         ActionSpec::Table(t) if t.contains_key("SetConfig") => {
-            return Err(at("action SetConfig is documented by KumoMTA but not supported by Petrel yet".into()));
+            let set = &t["SetConfig"];
+            let name = set["name"].as_str().ok_or_else(|| at("SetConfig needs a name".into()))?.to_string();
+            let value = match &set["value"] {
+                serde_json::Value::String(v) => v.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                other => return Err(at(format!("SetConfig value {other}: give a string or a number"))),
+            };
+            // Checked now, so a rule Petrel cannot apply fails the load.
+            petrel_delivery::EgressPathConfig::default().set_option(&name, &value).map_err(at)?;
+            Action::SetConfig { name, value }
         }
         other => return Err(at(format!("unknown action {other:?} (Suspend, SuspendTenant, SuspendCampaign)"))),
     };

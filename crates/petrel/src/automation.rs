@@ -56,6 +56,12 @@ impl Automation {
 fn act(book: &SuspensionBook, logger: &Logger, fired: Fired) {
     let target = match &fired.decision {
         Decision::ReadyQueue { source, site } => Target::ReadyQueue { source: source.clone(), site: site.clone() },
+        Decision::PathOverride { source, site, name, value } => Target::PathOverride {
+            source: source.clone(),
+            site: site.clone(),
+            name: name.clone(),
+            value: value.clone(),
+        },
         Decision::Queues { domain, tenant, campaign } => Target::Queues {
             filters: vec![Selector {
                 domain: Some(domain.clone()),
@@ -71,6 +77,6 @@ fn act(book: &SuspensionBook, logger: &Logger, fired: Fired) {
     let expires = chrono::Duration::from_std(fired.duration).ok().map(|d| chrono::Utc::now() + d);
     let creator = format!("automation: {}", fired.rule);
     let made = book.add(target, fired.reason.clone(), &creator, expires);
-    logger.metrics().count_automation(&fired.rule, &format!("{:?}", fired.action));
-    tracing::warn!(rule = %fired.rule, action = ?fired.action, decision = ?fired.decision, id = %made.id, reason = %fired.reason, "shaping automation suspended");
+    logger.metrics().count_automation(&fired.rule, fired.action.label());
+    tracing::warn!(rule = %fired.rule, action = ?fired.action, decision = ?fired.decision, id = %made.id, reason = %fired.reason, "shaping automation acted");
 }

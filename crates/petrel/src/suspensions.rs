@@ -36,6 +36,18 @@ pub enum Target {
         /// The destination site.
         site: String,
     },
+    /// Not a hold but a temporary setting: egress path option `name` of
+    /// `source->site` is `value` (shaping automation's SetConfig).
+    PathOverride {
+        /// The egress source.
+        source: String,
+        /// The destination site.
+        site: String,
+        /// The `make_egress_path` option.
+        name: String,
+        /// Its value meanwhile.
+        value: String,
+    },
 }
 
 /// A queue selector as stored (the queue crate's filter, serializable).
@@ -115,6 +127,9 @@ impl SuspensionBook {
             }
             Target::Source { name } => self.dispatcher.suspend_source(name),
             Target::ReadyQueue { source, site } => self.dispatcher.suspend_ready(source, site),
+            Target::PathOverride { source, site, name, value } => {
+                self.dispatcher.set_path_override(source, site, name, value)
+            }
         }
     }
 
@@ -141,6 +156,14 @@ impl SuspensionBook {
                 let still = remaining.iter().any(|s| s.target == gone.target);
                 if !still {
                     self.dispatcher.resume_ready(source, site);
+                }
+            }
+            Target::PathOverride { source, site, name, .. } => {
+                let same = |t: &Target| matches!(t, Target::PathOverride { source: so, site: si, name: n, .. } if so == source && si == site && n == name);
+                match remaining.iter().rev().find(|s| same(&s.target)) {
+                    // Another override of the same option takes over.
+                    Some(other) => self.apply(other),
+                    None => self.dispatcher.clear_path_override(source, site, name),
                 }
             }
         }
@@ -201,7 +224,7 @@ impl SuspensionBook {
             .find(|s| match &s.target {
                 Target::Source { name } => name == source,
                 Target::ReadyQueue { source: so, site: si } => so == source && si == site,
-                Target::Queues { .. } => false,
+                Target::Queues { .. } | Target::PathOverride { .. } => false,
             })
             .map(describe)
     }
@@ -292,6 +315,9 @@ pub(crate) fn info(s: &Suspension) -> petrel_http_api::SuspensionInfo {
         }
         Target::Source { name } => ("source", name.clone()),
         Target::ReadyQueue { source, site } => ("ready_queue", format!("{source}->{site}")),
+        Target::PathOverride { source, site, name, value } => {
+            ("config_override", format!("{source}->{site}: {name} = {value}"))
+        }
     };
     let duration = left(s);
     petrel_http_api::SuspensionInfo {
