@@ -12,7 +12,12 @@ PETREL="$TARGET/release/petrel"
 SINK="$TARGET/release/petrel-bench-sink"
 WORK=$(mktemp -d /tmp/petrel-smoke.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+# Wait for the processes to end: a stopping Petrel still writes its state.
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -242,7 +242,10 @@ impl Daemon {
         if !self.dispatcher.finish(grace).await {
             tracing::warn!(?grace, "deliveries still in flight at the deadline; they will be retried after restart");
         }
-        if let Err(e) = crate::state_file::save(&self.warmup_path, &self.dispatcher.warmup_counts()) {
+        let counts = self.dispatcher.warmup_counts();
+        if (!counts.is_empty() || self.warmup_path.exists())
+            && let Err(e) = crate::state_file::save(&self.warmup_path, &counts)
+        {
             tracing::warn!(path = %self.warmup_path.display(), error = %e, "cannot save the warm-up counts");
         }
         let log_thread = self.log_thread.take();

@@ -106,7 +106,9 @@ impl SuspensionBook {
         let stored: Vec<Suspension> = crate::state_file::load(&path).unwrap_or_default();
         let book = Arc::new(Self { path, active: Mutex::new(Vec::new()), queues, dispatcher });
         let now = Utc::now();
+        let stored_count = stored.len();
         let live: Vec<Suspension> = stored.into_iter().filter(|s| s.expires.is_none_or(|e| e > now)).collect();
+        let expired = stored_count - live.len();
         if !live.is_empty() {
             tracing::info!(count = live.len(), "suspensions restored");
         }
@@ -114,7 +116,9 @@ impl SuspensionBook {
             book.apply(suspension);
         }
         *book.active.lock() = live;
-        book.save();
+        if expired > 0 {
+            book.save();
+        }
         book
     }
 
