@@ -24,9 +24,25 @@ trigger = { Threshold = "2/10m" }
 duration = "30 minutes"
 "#;
 
+/// A policy from `init_extra` and `events` whose top sets up `shaper` with
+/// automation from `shaping`, as KumoMTA's guide lays it out.
+fn automated_policy(ws: &Workspace, shaping: &str, init_extra: &str, events: &str) -> std::path::PathBuf {
+    let file = ws.dir.path().join("shaping.toml");
+    std::fs::write(&file, shaping).unwrap();
+    let path = ws.policy(init_extra, events);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "local kumo = require 'kumo'\n",
+        &format!(
+            "local kumo = require 'kumo'\nlocal shaper = require('policy-extras.shaping'):setup_with_automation {{ extra_files = {{ '{}' }} }}\n",
+            file.display()
+        ),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn policy(ws: &Workspace, sink: std::net::SocketAddr) -> std::path::PathBuf {
-    let shaping = ws.dir.path().join("shaping.toml");
-    std::fs::write(&shaping, SHAPING).unwrap();
     let init = r#"
   kumo.start_http_listener { listen = '127.0.0.1:0', trusted_hosts = { '127.0.0.1' } }
   kumo.define_egress_source { name = 'ip-2', source_address = '127.0.0.2' }
@@ -42,17 +58,7 @@ kumo.on('get_queue_config', function()
     protocol = {{ smtp = {{ mx_list = {{ '{sink}' }} }} }} }}
 end)"#
     );
-    let path = ws.policy(init, &events);
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "local kumo = require 'kumo'\n",
-        &format!(
-            "local kumo = require 'kumo'\nlocal shaping = require 'policy-extras.shaping'\nlocal shaper = shaping:setup_with_automation {{ extra_files = {{ '{}' }} }}\n",
-            shaping.display()
-        ),
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    automated_policy(ws, SHAPING, init, &events)
 }
 
 fn to(rcpt: &str) -> (String, String, String) {
@@ -119,22 +125,8 @@ async fn automation_rules_suspend_the_site_or_tenant_they_match() {
 #[test]
 fn a_bad_automation_rule_names_its_file_and_block() {
     let ws = Workspace::new();
-    let shaping = ws.dir.path().join("shaping.toml");
-    std::fs::write(
-        &shaping,
-        "[[\"x.test\".automation]]\nregex = \"(unclosed\"\naction = \"Suspend\"\nduration = \"1h\"\n",
-    )
-    .unwrap();
-    let path = ws.policy("", "");
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "local kumo = require 'kumo'\n",
-        &format!(
-            "local kumo = require 'kumo'\nlocal shaper = require('policy-extras.shaping'):setup_with_automation {{ extra_files = {{ '{}' }} }}\n",
-            shaping.display()
-        ),
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+    let shaping = "[[\"x.test\".automation]]\nregex = \"(unclosed\"\naction = \"Suspend\"\nduration = \"1h\"\n";
+    let path = automated_policy(&ws, shaping, "", "");
     let err = TestDaemon::start(&path).err().expect("refused");
     assert!(
         err.contains("shaping.toml") && err.contains("[\"x.test\"].automation[1]") && err.contains("regex"),
@@ -153,28 +145,13 @@ async fn a_set_config_rule_slows_the_site_down_for_its_duration() {
     }))
     .await;
     let ws = Workspace::new();
-    let shaping = ws.dir.path().join("shaping.toml");
-    std::fs::write(
-        &shaping,
-        "[[\"rate.test\".automation]]\nregex = \"RL0000\"\naction = { SetConfig = { name = \"max_message_rate\", value = \"2/s\" } }\nduration = \"1 hour\"\n",
-    )
-    .unwrap();
+    let shaping = "[[\"rate.test\".automation]]\nregex = \"RL0000\"\naction = { SetConfig = { name = \"max_message_rate\", value = \"2/s\" } }\nduration = \"1 hour\"\n";
     let init = "  kumo.start_http_listener { listen = '127.0.0.1:0', trusted_hosts = { '127.0.0.1' } }\n  shaper.setup_publish()\n";
     let events = format!(
         "kumo.on('get_egress_path_config', shaper.get_egress_path_config)\n{}",
         petrel_e2e::smart_host_events(sink.addr(), "retry_interval = 1, generate_bounces = false,")
     );
-    let path = ws.policy(init, &events);
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "local kumo = require 'kumo'\n",
-        &format!(
-            "local kumo = require 'kumo'\nlocal shaper = require('policy-extras.shaping'):setup_with_automation {{ extra_files = {{ '{}' }} }}\n",
-            shaping.display()
-        ),
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
-    let daemon = TestDaemon::start(&path).unwrap();
+    let daemon = TestDaemon::start(&automated_policy(&ws, shaping, init, &events)).unwrap();
     let local = "127.0.0.1".parse().unwrap();
     assert!(send_each(daemon.smtp[0], local, vec![to("first@rate.test")]).await[0].is_ok());
     assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await, "delivered on its retry");

@@ -32,12 +32,7 @@ fn done(affected: Option<usize>) -> Json<Done> {
 pub async fn suspend(State(s): Shared, body: Bytes) -> Result<Json<Suspended>, ApiError> {
     let request: SuspendRequest = parse_json(&body)?;
     if request.queue_names.as_ref().is_none_or(|n| n.is_empty()) {
-        check_selector(&QueueSelector {
-            queue: request.queue.clone(),
-            domain: request.domain.clone(),
-            tenant: request.tenant.clone(),
-            campaign: request.campaign.clone(),
-        })?;
+        check_selector(&request.selector())?;
     }
     let id = s.admin.suspend(&request).map_err(|e| ApiError::bad_request("duration", e))?;
     Ok(Json(Suspended { id }))
@@ -48,12 +43,7 @@ pub async fn suspend(State(s): Shared, body: Bytes) -> Result<Json<Suspended>, A
 pub async fn resume(State(s): Shared, body: Bytes) -> Result<Json<Done>, ApiError> {
     let request: ResumeRequest = parse_json(&body)?;
     if request.id.is_none() {
-        check_selector(&QueueSelector {
-            queue: request.queue.clone(),
-            domain: request.domain.clone(),
-            tenant: request.tenant.clone(),
-            campaign: request.campaign.clone(),
-        })?;
+        check_selector(&request.selector())?;
     }
     Ok(done(Some(s.admin.resume(&request))))
 }

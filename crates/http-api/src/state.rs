@@ -88,6 +88,30 @@ pub struct ResumeRequest {
     pub campaign: Option<String>,
 }
 
+impl SuspendRequest {
+    /// The queue selector fields of the request.
+    pub fn selector(&self) -> QueueSelector {
+        QueueSelector {
+            queue: self.queue.clone(),
+            domain: self.domain.clone(),
+            tenant: self.tenant.clone(),
+            campaign: self.campaign.clone(),
+        }
+    }
+}
+
+impl ResumeRequest {
+    /// The queue selector fields of the request.
+    pub fn selector(&self) -> QueueSelector {
+        QueueSelector {
+            queue: self.queue.clone(),
+            domain: self.domain.clone(),
+            tenant: self.tenant.clone(),
+            campaign: self.campaign.clone(),
+        }
+    }
+}
+
 /// `POST /api/admin/suspend-ready-q/v1`: stop sending from a source.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]

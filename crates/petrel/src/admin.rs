@@ -58,12 +58,7 @@ impl AdminOps for DaemonAdmin {
             Some(names) if !names.is_empty() => {
                 names.iter().map(|n| Selector { queue: Some(n.clone()), ..Default::default() }).collect()
             }
-            _ => vec![Selector {
-                queue: request.queue.clone(),
-                domain: request.domain.clone(),
-                tenant: request.tenant.clone(),
-                campaign: request.campaign.clone(),
-            }],
+            _ => vec![Selector::from(&request.selector())],
         };
         let reason = request.reason.clone().unwrap_or_else(|| "admin".into());
         Ok(self.suspensions.add(Target::Queues { filters }, reason, "admin", expires).id)
@@ -73,12 +68,7 @@ impl AdminOps for DaemonAdmin {
         if let Some(id) = &request.id {
             return self.suspensions.lift(|s| &s.id == id);
         }
-        let wanted = Selector {
-            queue: request.queue.clone(),
-            domain: request.domain.clone(),
-            tenant: request.tenant.clone(),
-            campaign: request.campaign.clone(),
-        };
+        let wanted = Selector::from(&request.selector());
         self.suspensions.lift(|s| matches!(&s.target, Target::Queues { filters } if filters.contains(&wanted)))
     }
 

@@ -63,6 +63,17 @@ pub struct Selector {
     pub campaign: Option<String>,
 }
 
+impl From<&petrel_http_api::QueueSelector> for Selector {
+    fn from(s: &petrel_http_api::QueueSelector) -> Self {
+        Self {
+            queue: s.queue.clone(),
+            domain: s.domain.clone(),
+            tenant: s.tenant.clone(),
+            campaign: s.campaign.clone(),
+        }
+    }
+}
+
 impl Selector {
     fn filter(&self) -> QueueFilter {
         QueueFilter {

@@ -61,6 +61,10 @@ impl QueueManager {
         failure: Failure<'_>,
         will_retry_until: Option<chrono::DateTime<chrono::Utc>>,
     ) -> bool {
+        // The null sender is never told: decide that before reading the body.
+        if message.sender.is_null() {
+            return false;
+        }
         let mut original = message.clone();
         if original.data.is_none() {
             // Expiries and delays happen between attempts, when only the
