@@ -5,10 +5,12 @@
 
 mod disk;
 mod dns;
+mod redis;
 mod sink;
 
 pub use disk::SmallDisk;
 pub use dns::{DnsServer, Zone};
+pub use redis::RedisServer;
 pub use sink::{Received, ReplyScript, Sink};
 
 /// Poll `check` until it holds or `timeout` passes; returns its last value.
