@@ -38,6 +38,7 @@ fn heavy_dependencies_have_one_owner_and_the_core_never_imports_lua() {
         ("rocksdb", "petrel-spool"),
         ("hickory-resolver", "petrel-dns"),
         ("axum", "petrel-http-api"),
+        ("redis", "petrel-throttle"),
     ] {
         assert_eq!(users(dependency), vec![owner], "{dependency} belongs to {owner} alone");
     }

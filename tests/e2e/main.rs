@@ -26,5 +26,6 @@ mod relay;
 mod reload;
 mod reports;
 mod route_agrees;
+mod shared_limits;
 mod suspensions;
 mod warmup;

@@ -5,7 +5,6 @@
 
 use crate::context::Dispatched;
 use crate::outcome::Outcome;
-use crate::rate::Throttle;
 use petrel_smtp_client::SmtpClient;
 use petrel_spool::Spool;
 use std::sync::Arc;
@@ -71,12 +70,28 @@ fn stale(e: &petrel_smtp_client::ClientError) -> bool {
     }
 }
 
+/// One of a path's rates, under its limiter key (shared by every node on
+/// the same Redis when one is configured).
+pub(crate) struct Pacer<'a> {
+    pub limits: &'a petrel_throttle::Limiter,
+    pub key: &'a str,
+    pub spec: petrel_throttle::ThrottleSpec,
+}
+
+impl Pacer<'_> {
+    /// Take the next slot and wait for it. Path rates pace evenly unless
+    /// their spec names a burst.
+    pub async fn wait(&self) {
+        self.limits.wait(self.key, &self.spec.paced()).await;
+    }
+}
+
 /// What a transaction needs from its ready queue.
 pub(crate) struct Lane<'a> {
     /// Where bodies are read from.
     pub spool: &'a dyn Spool,
     /// `max_message_rate`, paced per message sent.
-    pub message_rate: Option<&'a Throttle>,
+    pub message_rate: Option<Pacer<'a>>,
     /// Back to the front of the ready queue, for the next transaction.
     pub put_back: &'a (dyn Fn(Dispatched) + Sync),
 }
@@ -114,9 +129,9 @@ pub(crate) async fn transmit(
     let Some(data) = shared else { return Transmitted::Done(done, true) };
     // `max_message_rate` counts messages sent, so the pacing waits only for
     // the ones this transaction really carries.
-    if let Some(throttle) = lane.message_rate {
+    if let Some(pacer) = &lane.message_rate {
         for _ in &items {
-            throttle.wait().await;
+            pacer.wait().await;
         }
     }
     let sender = items[0].message.sender.email().to_string();

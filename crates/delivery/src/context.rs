@@ -44,6 +44,8 @@ pub struct Connector {
     pub resolver: Arc<dyn Resolver>,
     /// Client TLS settings (verifying and not).
     pub tls: TlsConfigs,
+    /// Rates and connection leases, this node's or shared through Redis.
+    pub limits: Arc<petrel_throttle::Limiter>,
 }
 
 /// A message routed to a ready queue.

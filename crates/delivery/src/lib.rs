@@ -16,7 +16,6 @@ mod explain;
 mod health;
 mod outcome;
 mod path;
-mod rate;
 mod ready;
 mod route;
 mod selector;
@@ -27,6 +26,6 @@ pub use dispatcher::{Dispatcher, ReadySummary};
 pub use path::{
     CustomOutcome, EgressPathConfig, EgressPolicy, EgressPolicyError, FixedEgressPolicy, default_prohibited_hosts,
 };
-pub use rate::{Rate, Throttle};
+pub use petrel_throttle::{Limiter, ThrottleSpec};
 pub use route::{HostRoute, PoolChoice, Route, RouteDestination, choose_pool, ehlo_name};
 pub use warmup::{WarmupCount, WarmupUse};

@@ -1,10 +1,10 @@
 //! Egress path settings and the policy seam that supplies them.
 
-use crate::rate::Rate;
 use async_trait::async_trait;
 use ipnet::IpNet;
 use petrel_egress::{EgressPool, EgressSource, Registry};
 use petrel_smtp_client::{Timeouts, TlsMode};
+use petrel_throttle::ThrottleSpec;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +17,11 @@ pub struct EgressPathConfig {
     pub max_deliveries_per_connection: usize,
     /// Most recipients (messages sharing a body) in one transaction.
     pub max_recipients_per_batch: usize,
-    /// Messages per period from this source to this site; `None` is unlimited.
-    pub max_message_rate: Option<Rate>,
+    /// Messages per period from this source to this site; `None` is
+    /// unlimited. Paced evenly unless the spec names a `max_burst`.
+    pub max_message_rate: Option<ThrottleSpec>,
     /// New connections per period from this source to this site.
-    pub max_connection_rate: Option<Rate>,
+    pub max_connection_rate: Option<ThrottleSpec>,
     /// STARTTLS use (`enable_tls`).
     pub enable_tls: TlsMode,
     /// Port for hosts that name none.
@@ -65,6 +66,10 @@ impl Default for EgressPathConfig {
     }
 }
 
+fn rate(value: &str) -> Result<ThrottleSpec, String> {
+    ThrottleSpec::parse(value).map_err(|e| e.to_string())
+}
+
 impl EgressPathConfig {
     /// Set one option by its `make_egress_path` name (a shaping automation
     /// `SetConfig` override). The options a provider's replies usually ask
@@ -76,8 +81,8 @@ impl EgressPathConfig {
             "max_deliveries_per_connection" => self.max_deliveries_per_connection = count(value)?.max(1),
             "max_recipients_per_batch" => self.max_recipients_per_batch = count(value)?.max(1),
             "max_ready" => self.max_ready = count(value)?,
-            "max_message_rate" => self.max_message_rate = Some(Rate::parse(value)?),
-            "max_connection_rate" => self.max_connection_rate = Some(Rate::parse(value)?),
+            "max_message_rate" => self.max_message_rate = Some(rate(value)?),
+            "max_connection_rate" => self.max_connection_rate = Some(rate(value)?),
             other => {
                 return Err(format!(
                     "SetConfig of {other:?} is not supported by Petrel yet (connection_limit, max_deliveries_per_connection, \

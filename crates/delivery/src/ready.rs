@@ -1,11 +1,10 @@
 //! A ready queue: messages bound for one site from one source, drained by up
 //! to `connection_limit` connection workers that reuse their sessions.
 
-use crate::batch::{Lane, Transmitted, compatible, transmit};
+use crate::batch::{Lane, Pacer, Transmitted, compatible, transmit};
 use crate::context::{Connector, Destination, Dispatched, Settlement};
 use crate::outcome::{Attempt, AttemptConn, Outcome, report};
 use crate::path::EgressPathConfig;
-use crate::rate::Throttle;
 use parking_lot::Mutex;
 use petrel_egress::EgressSource;
 use petrel_smtp_client::{ClientError, ConnectOptions, SmtpClient, TlsMode};
@@ -51,9 +50,9 @@ pub(crate) struct ReadyQueue {
     destination: Destination,
     pub(crate) path: EgressPathConfig,
     ehlo: String,
-    /// `max_message_rate`, paced per message actually sent (see `batch`).
-    pub(crate) message_rate: Option<Throttle>,
-    connection_rate: Option<Throttle>,
+    /// The path's names in the limiter: message rate, connection rate,
+    /// connection leases.
+    keys: [String; 3],
     slots: Mutex<Slots>,
     wake: Notify,
 }
@@ -65,11 +64,16 @@ enum Next {
     Exit,
 }
 
-/// An open connection, counted in the connections gauge while it lives.
+/// An open connection, counted in the connections gauge and holding its
+/// connection lease while it lives.
 struct Open {
     client: SmtpClient,
     _gauge: petrel_telemetry::ConnectionGuard,
+    lease: petrel_throttle::Lease,
 }
+
+/// How long a worker refused a shared connection lease waits to ask again.
+const LEASE_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why no connection could be made to any host of the site.
 enum ConnectFailure {
@@ -89,14 +93,19 @@ impl ReadyQueue {
         ehlo: String,
     ) -> Self {
         let slots = Slots { items: VecDeque::new(), workers: 0, idle: 0, retired: false };
+        let path_key = format!("{}->{}", source.name, site);
+        let keys = [
+            format!("message_rate:{path_key}"),
+            format!("connection_rate:{path_key}"),
+            format!("connections:{path_key}"),
+        ];
         Self {
+            keys,
             name,
             source,
             site,
             routing_domain,
             destination,
-            message_rate: path.max_message_rate.map(Throttle::new),
-            connection_rate: path.max_connection_rate.map(Throttle::new),
             path,
             ehlo,
             slots: Mutex::new(slots),
@@ -138,7 +147,7 @@ impl ReadyQueue {
 
     /// The next transaction's messages, taken under one lock so that
     /// another worker cannot split a batch between its first message and
-    /// its companions.
+    /// its companions. `connected`: an open connection may wait idle.
     fn next(&self, connected: bool) -> Next {
         let mut slots = self.slots.lock();
         if let Some(first) = slots.items.pop_front() {
@@ -200,7 +209,11 @@ impl ReadyQueue {
                 }
                 return;
             }
-            let batch = match self.next(conn.is_some()) {
+            // A connection counted in a limit shared with other nodes is
+            // closed rather than kept idle, so it does not hold a slot
+            // another node's waiting mail could use.
+            let keep_idle = conn.as_ref().is_some_and(|open| !open.lease.is_counted());
+            let batch = match self.next(keep_idle) {
                 Next::Batch(batch) => batch,
                 Next::Exit => {
                     if let Some(open) = conn.take() {
@@ -231,11 +244,25 @@ impl ReadyQueue {
                 continue;
             }
             if conn.is_none() {
+                let limits = &dispatcher.connector().limits;
+                let Some(lease) = limits.lease(&self.keys[2], self.path.connection_limit.max(1)).await else {
+                    // Every connection the nodes may open to this site is
+                    // open: wait for one to close, holding nothing.
+                    for item in batch.into_iter().rev() {
+                        self.put_back(item);
+                    }
+                    let pause = LEASE_RETRY + std::time::Duration::from_millis(rand::random_range(0..100));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                };
                 match self.connect(&*dispatcher).await {
                     Ok(client) => {
                         dispatcher.source_worked(&self.source.name);
                         let gauge = dispatcher.settlement().logger.metrics().connection_opened(&self.source.name);
-                        conn = Some(Open { client, _gauge: gauge });
+                        conn = Some(Open { client, _gauge: gauge, lease });
                         sent = 0;
                     }
                     Err(ConnectFailure::Client(e @ ClientError::Bind { .. })) => {
@@ -265,11 +292,9 @@ impl ReadyQueue {
                 (client.peer_addr(), client.local_addr(), client.peer_name().to_string(), client.tls_info().cloned());
             let attempt = self.attempt(Some(AttemptConn { peer_name: &peer_name, peer, local, tls: tls.as_ref() }));
             let put_back = |item: Dispatched| self.put_back(item);
-            let lane = Lane {
-                spool: &*dispatcher.settlement().spool,
-                message_rate: self.message_rate.as_ref(),
-                put_back: &put_back,
-            };
+            let limits = &*dispatcher.connector().limits;
+            let message_rate = self.path.max_message_rate.map(|spec| Pacer { limits, key: &self.keys[0], spec });
+            let lane = Lane { spool: &*dispatcher.settlement().spool, message_rate, put_back: &put_back };
             let (results, reusable) = match transmit(lane, client, batch, sent > 0).await {
                 Transmitted::Done(results, reusable) => (results, reusable),
                 Transmitted::Stale { retry, done } => {
@@ -321,8 +346,9 @@ impl ReadyQueue {
                     prohibited.push(format!("{name} ({ip})"));
                     continue;
                 }
-                if let Some(throttle) = &self.connection_rate {
-                    throttle.wait().await;
+                if let Some(spec) = self.path.max_connection_rate {
+                    let limits = &*dispatcher.connector().limits;
+                    Pacer { limits, key: &self.keys[1], spec }.wait().await;
                 }
                 let target = SocketAddr::new(ip, port);
                 match self.connect_one(dispatcher, &name, target).await {

@@ -58,6 +58,7 @@ fn start_with(
         connect: Connector {
             resolver: Arc::new(petrel_dns::HickoryResolver::system().unwrap()),
             tls: petrel_smtp_client::TlsConfigs::new(),
+            limits: Arc::new(petrel_delivery::Limiter::new()),
         },
         policy: Arc::new(policy),
         default_ehlo: "localhost".into(),

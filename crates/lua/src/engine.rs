@@ -326,6 +326,13 @@ impl PolicyEngine {
         tasks.into_iter().map(|(event, args)| tokio::spawn(generation.clone().run_task(event, args))).collect()
     }
 
+    /// The node's limits: `kumo.make_throttle`'s, and the ones delivery
+    /// paces egress paths with, so both count against the same store.
+    /// Configure it from [`InitConfig::redis_throttles`] after each load.
+    pub fn limiter(&self) -> Arc<petrel_throttle::Limiter> {
+        self.links.limits.clone()
+    }
+
     /// The resolver `kumo.dns.*` lookups use from now on: the daemon's own,
     /// so policies see the answers (and the name servers) delivery sees.
     pub fn set_resolver(&self, resolver: Arc<dyn petrel_dns::Resolver>) {

@@ -41,6 +41,18 @@ pub struct InitConfig {
     pub log_hooks: Vec<petrel_telemetry::LogHookConfig>,
     /// Shaping automation rules (`kumo.configure_shaping_automation`).
     pub automation: Vec<petrel_delivery::automation::AutomationRule>,
+    /// `kumo.configure_redis_throttles`: limits shared through Redis.
+    pub redis_throttles: Option<RedisThrottles>,
+}
+
+/// What the daemon needs from the init call: the configuration, and what
+/// `petrel validate` should say about parameters with no effect here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisThrottles {
+    /// Where the limits are shared.
+    pub config: petrel_throttle::RedisConfig,
+    /// Accepted parameters that do nothing in Petrel, and why.
+    pub notes: Vec<String>,
 }
 
 /// Lives in the Lua state's app data only while `init` runs; the `define_*`
@@ -58,6 +70,7 @@ pub(crate) struct InitCollector {
     pub bounce_classifier: Option<(Arc<petrel_telemetry::BounceClassifier>, String)>,
     pub log_hooks: Vec<(petrel_telemetry::LogHookConfig, String)>,
     pub automation: Vec<petrel_delivery::automation::AutomationRule>,
+    pub redis_throttles: Option<(RedisThrottles, String)>,
     pub errors: Vec<String>,
     pub default_hostname: String,
 }
@@ -75,6 +88,7 @@ impl InitCollector {
             tasks: Vec::new(),
             log_filter: None,
             bounce_classifier: None,
+            redis_throttles: None,
             log_hooks: Vec::new(),
             automation: Vec::new(),
             errors: Vec::new(),
@@ -141,6 +155,7 @@ impl InitCollector {
                 tasks: self.tasks,
                 log_filter: self.log_filter,
                 bounce_classifier: self.bounce_classifier.map(|(c, _)| c),
+                redis_throttles: self.redis_throttles.map(|(r, _)| r),
                 log_hooks: self.log_hooks.into_iter().map(|(h, _)| h).collect(),
                 automation: self.automation,
             }),

@@ -9,7 +9,7 @@ use crate::kumo::handler;
 use crate::message::{LuaEgressPath, LuaQueueConfig};
 use crate::specs::{EgressPathSpec, QueueConfigSpec};
 use mlua::{Lua, LuaSerdeExt, MultiValue, Table, Value};
-use petrel_delivery::{EgressPathConfig, Rate};
+use petrel_delivery::EgressPathConfig;
 use petrel_queue::{DeliveryProtocol, QueueConfig};
 use petrel_smtp_client::TlsMode;
 use serde_json::{Map, Value as Json, json};
@@ -22,16 +22,6 @@ fn tls_name(mode: TlsMode) -> &'static str {
         TlsMode::Required => "Required",
         TlsMode::RequiredInsecure => "RequiredInsecure",
     }
-}
-
-fn rate_text(rate: &Rate) -> String {
-    let unit = match rate.per.as_secs() {
-        1 => "s",
-        60 => "m",
-        3600 => "h",
-        _ => "d",
-    };
-    format!("{}/{unit}", rate.limit)
 }
 
 /// An egress path config as `kumo.make_egress_path` parameters.
@@ -60,10 +50,10 @@ pub(crate) fn path_params(p: &EgressPathConfig) -> Json {
         map.insert("ehlo_domain".into(), ehlo.clone().into());
     }
     if let Some(rate) = &p.max_message_rate {
-        map.insert("max_message_rate".into(), rate_text(rate).into());
+        map.insert("max_message_rate".into(), rate.to_string().into());
     }
     if let Some(rate) = &p.max_connection_rate {
-        map.insert("max_connection_rate".into(), rate_text(rate).into());
+        map.insert("max_connection_rate".into(), rate.to_string().into());
     }
     out
 }

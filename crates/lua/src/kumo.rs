@@ -60,6 +60,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         kumo.set(name, lua.create_function(move |lua, args: mlua::Variadic<Value>| log(lua, level, args))?)?;
     }
     crate::serde_fns::install(lua, &kumo)?;
+    crate::throttle::install(lua, &kumo)?;
     crate::regex::install(lua, &kumo)?;
     crate::regex::install_set_map(lua, &kumo)?;
     crate::domain_map::install(lua, &kumo)?;

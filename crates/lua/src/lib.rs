@@ -41,6 +41,7 @@ mod shared;
 mod specs;
 mod state;
 mod string_fns;
+mod throttle;
 mod time;
 mod unsupported;
 
@@ -48,6 +49,7 @@ pub use engine::{Generation, PolicyEngine};
 pub use error::PolicyLoadError;
 pub use fingerprint::Fingerprint;
 pub use init::InitConfig;
+pub use init::RedisThrottles;
 pub use state::LuaSettings;
 
 /// The `kumo` functions KumoMTA's reference documents, by module (`kumo`,

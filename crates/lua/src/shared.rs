@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub dkim: Arc<crate::dkim::SignerCache>,
     /// The diagnostic log filter, the engine's.
     pub log_filter: Arc<crate::kumo::LogFilterSlot>,
+    /// `kumo.make_throttle`'s limits, the engine's (and delivery's).
+    pub limits: Arc<petrel_throttle::Limiter>,
 }
 
 impl Shared {
@@ -38,6 +40,7 @@ impl Shared {
             globs: Arc::default(),
             dkim: Arc::default(),
             log_filter: links.log_filter.clone(),
+            limits: links.limits.clone(),
         })
     }
 
@@ -51,14 +54,17 @@ impl Shared {
         lua.set_app_data(self.globs.clone());
         lua.set_app_data(self.dkim.clone());
         lua.set_app_data(self.log_filter.clone());
+        lua.set_app_data(self.limits.clone());
     }
 }
 
 /// The engine's handles that outlive a generation: the resolver
-/// `kumo.dns.*` uses, `kumo.bump_config_epoch`'s signal, the log filter.
+/// `kumo.dns.*` uses, `kumo.bump_config_epoch`'s signal, the log filter,
+/// the limiter (its counters and Redis connection survive a reload).
 #[derive(Default)]
 pub(crate) struct EngineLinks {
     pub dns: Arc<DnsSlot>,
     pub epoch: Arc<crate::kumo::EpochSignal>,
     pub log_filter: Arc<crate::kumo::LogFilterSlot>,
+    pub limits: Arc<petrel_throttle::Limiter>,
 }

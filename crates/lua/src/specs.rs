@@ -3,7 +3,7 @@
 //! Every spec rejects unknown keys: a misspelt option is an error at load
 //! time with its line, not a setting silently ignored in production.
 
-use petrel_delivery::{EgressPathConfig, Rate};
+use petrel_delivery::{EgressPathConfig, ThrottleSpec};
 use petrel_queue::{DeliveryProtocol, QueueConfig};
 use petrel_smtp_client::TlsMode;
 use petrel_smtp_server::{ListenerConfig, parse_cidr};
@@ -406,8 +406,8 @@ pub struct EgressPathSpec {
     use_lmtp: Option<bool>,
 }
 
-fn rate(text: &Option<String>, field: &str) -> Result<Option<Rate>, String> {
-    text.as_deref().map(|t| Rate::parse(t).map_err(|e| format!("{field}: {e}"))).transpose()
+fn rate(text: &Option<String>, field: &str) -> Result<Option<ThrottleSpec>, String> {
+    text.as_deref().map(|t| ThrottleSpec::parse(t).map_err(|e| format!("{field}: {e}"))).transpose()
 }
 
 impl EgressPathSpec {

@@ -240,11 +240,11 @@ fn documented_functions_petrel_lacks_say_so_where_the_policy_names_them() {
             && err.contains("kumo.crypto.aes_encrypt_block is documented by KumoMTA but not supported by Petrel yet"),
         "{err}"
     );
-    let err = PolicyEngine::load(&policy(&dir, "kumo.configure_redis_throttles { node = 'redis://x' }", ""), "h")
+    let err = PolicyEngine::load(&policy(&dir, "kumo.configure_accounting_db_path '/tmp/x'", ""), "h")
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("kumo.configure_redis_throttles is documented"), "{err}");
+    assert!(err.contains("kumo.configure_accounting_db_path is documented"), "{err}");
     let err =
         PolicyEngine::load(&policy(&dir, "local http = require 'kumo.http'\nhttp.connect_websocket 'ws://x'", ""), "h")
             .err()

@@ -68,7 +68,7 @@ async fn shaping_resolves_in_kumomtas_documented_order() {
     // The user guide's example: foo.test on IP-1.
     let foo = engine.egress_path_config("foo.test", "IP-1", yahoo_site).await.unwrap();
     assert_eq!((foo.connection_limit, foo.max_deliveries_per_connection), (3, 5));
-    assert_eq!(foo.max_message_rate.map(|r| (r.limit, r.per)), Some((100, Duration::from_secs(1))));
+    assert_eq!(foo.max_message_rate.map(|r| (r.limit, r.period)), Some((100, Duration::from_secs(1))));
     // Another domain on yahoo.test's MX site gets the site block.
     let bar = engine.egress_path_config("bar.test", "ip-2", yahoo_site).await.unwrap();
     assert_eq!((bar.connection_limit, bar.max_deliveries_per_connection), (10, 20));

@@ -127,9 +127,12 @@ impl Daemon {
         });
         // Policies' kumo.dns.* lookups see what delivery sees.
         engine.set_resolver(resolver.clone());
+        // And their throttles count in the same store delivery paces with.
+        let limits = engine.limiter();
+        crate::reload::configure_limits(&limits, &config);
         let dispatcher = Dispatcher::new(DispatcherHandles {
             settle: Settlement { queues: queues.clone(), spool: spool.clone(), logger: logger.clone() },
-            connect: Connector { resolver: resolver.clone(), tls: TlsConfigs::new() },
+            connect: Connector { resolver: resolver.clone(), tls: TlsConfigs::new(), limits },
             policy: engine.clone(),
             default_ehlo: hostname,
             shutdown: shutdown.clone(),

@@ -175,6 +175,7 @@ impl Reloader {
         self.parts.logger.set_classifier(generation.config.bounce_classifier.clone());
         self.parts.set_log_hooks(&generation.config.log_hooks);
         self.parts.automation.replace(generation.config.automation.clone());
+        configure_limits(&self.parts.engine.limiter(), &generation.config);
         let changes = ReloadChanges {
             sources: registry_changes(&old.config.registry, &generation.config.registry, true),
             pools: registry_changes(&old.config.registry, &generation.config.registry, false),
@@ -283,4 +284,13 @@ pub(crate) fn watch(reloader: Arc<Reloader>, dir: std::path::PathBuf, globs: Vec
         }
     });
     Ok(())
+}
+
+/// Point the node's limits at the generation's Redis (or at none). The
+/// URLs were checked at load, so this fails only on what connecting finds.
+pub(crate) fn configure_limits(limits: &petrel_throttle::Limiter, config: &petrel_lua::InitConfig) {
+    let redis = config.redis_throttles.as_ref().map(|r| &r.config);
+    if let Err(e) = limits.configure(redis) {
+        tracing::warn!(error = %e, "cannot use the configured redis throttles; limits stay local");
+    }
 }

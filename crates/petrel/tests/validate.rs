@@ -203,7 +203,7 @@ fn validate_lists_the_classifier_hooks_automation_and_warmup() {
     std::fs::write(
         &path,
         format!(
-            "local kumo = require 'kumo'\nlocal shaper = require('policy-extras.shaping'):setup_with_automation {{ extra_files = {{ '{}' }} }}\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '{}/spool' }}\n  kumo.configure_bounce_classifier {{ files = {{ '[petrel]/bounce_classifier/default.toml' }} }}\n  kumo.configure_log_hook {{ name = 'webhook', headers = {{ 'Subject' }} }}\n  kumo.define_egress_source {{ name = 'new-ip', warmup = {{ start = '2026-12-01', daily = {{ 50, 100 }} }} }}\n  shaper.setup_publish()\nend)\n",
+            "local kumo = require 'kumo'\nlocal shaper = require('policy-extras.shaping'):setup_with_automation {{ extra_files = {{ '{}' }} }}\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '{}/spool' }}\n  kumo.configure_bounce_classifier {{ files = {{ '[petrel]/bounce_classifier/default.toml' }} }}\n  kumo.configure_log_hook {{ name = 'webhook', headers = {{ 'Subject' }} }}\n  kumo.define_egress_source {{ name = 'new-ip', warmup = {{ start = '2026-12-01', daily = {{ 50, 100 }} }} }}\n  shaper.setup_publish()\n  kumo.configure_redis_throttles {{ node = 'redis://127.0.0.1:6379', node_count = 2, pool_size = 4 }}\nend)\n",
             shaping.display(),
             dir.path().display()
         ),
@@ -217,6 +217,8 @@ fn validate_lists_the_classifier_hooks_automation_and_warmup() {
         "Log hook: webhook (headers: Subject)",
         "Shaping automation: 1 rule(s): gmail.com#1",
         "Warm-up: new-ip from 2026-12-01, 2 day(s): [50, 100]",
+        "Shared limits: redis redis://127.0.0.1:6379 (2 node(s) share them; each uses 1/2 of a limit",
+        "note: pool_size has no effect",
     ] {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }

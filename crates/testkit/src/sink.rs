@@ -28,6 +28,8 @@ pub struct Received {
     /// Which DATA transaction carried it (recipients of one transaction
     /// are recorded one entry each, with the same number).
     pub transaction: usize,
+    /// When its end of data arrived.
+    pub at: std::time::Instant,
 }
 
 /// Decides the reply at the end of DATA: given the message and how many
@@ -40,6 +42,7 @@ struct State {
     received: Mutex<Vec<Received>>,
     attempts: Mutex<HashMap<String, usize>>,
     connections: Mutex<HashMap<IpAddr, (usize, usize)>>, // peer ip → (now, max)
+    all_connections: Mutex<(usize, usize)>,              // (now, max) from every peer
     total_connections: AtomicUsize,
     transactions: AtomicUsize,
     /// Wait this long before answering the end of data.
@@ -138,9 +141,13 @@ impl Sink {
                         let entry = map.entry(peer.ip()).or_default();
                         entry.0 += 1;
                         entry.1 = entry.1.max(entry.0);
+                        let mut all = st.all_connections.lock();
+                        all.0 += 1;
+                        all.1 = all.1.max(all.0);
                     }
                     let _ = serve(stream, peer, &st, &script, tls).await;
                     st.connections.lock().get_mut(&peer.ip()).unwrap().0 -= 1;
+                    st.all_connections.lock().0 -= 1;
                 });
             }
         });
@@ -180,6 +187,11 @@ impl Sink {
     /// The most connections one peer address ever had open at once.
     pub fn max_concurrent_from(&self, ip: IpAddr) -> usize {
         self.state.connections.lock().get(&ip).map_or(0, |c| c.1)
+    }
+
+    /// The most connections open at once, from all peers together.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.all_connections.lock().1
     }
 
     /// Connections accepted so far.
@@ -300,6 +312,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     data,
                     tls: conn.tls.clone(),
                     transaction: conn.state.transactions.fetch_add(1, Ordering::SeqCst),
+                    at: std::time::Instant::now(),
                 };
                 let attempt = {
                     let mut attempts = conn.state.attempts.lock();

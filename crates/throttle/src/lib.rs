@@ -207,7 +207,8 @@ impl Limiter {
     /// its share (`limit / node_count`, at least one).
     pub async fn lease(&self, key: &str, limit: usize) -> Option<Lease> {
         let shared = match &**self.backend.load() {
-            Backend::Local => return Some(self.hold(key, None)),
+            // The caller's own cap is the limit: nothing to count here.
+            Backend::Local => return Some(Lease { key: None, holders: self.holders.clone(), renewal: None }),
             Backend::Shared(s) => s.clone(),
         };
         if shared.usable() {
@@ -228,12 +229,12 @@ impl Limiter {
             return None;
         }
         *held += 1;
-        Some(Lease { key: key.to_string(), holders: self.holders.clone(), renewal: None })
+        Some(Lease { key: Some(key.to_string()), holders: self.holders.clone(), renewal: None })
     }
 
     fn hold(&self, key: &str, renewal: Option<Renewal>) -> Lease {
         *self.holders.lock().entry(key.to_string()).or_default() += 1;
-        Lease { key: key.to_string(), holders: self.holders.clone(), renewal }
+        Lease { key: Some(key.to_string()), holders: self.holders.clone(), renewal }
     }
 
     /// Leases this node holds under `key`.
@@ -270,19 +271,29 @@ impl Renewal {
 
 /// A held connection lease; dropping it frees the connection slot.
 pub struct Lease {
-    key: String,
+    /// `None` for a lease without Redis configured, which counts nothing.
+    key: Option<String>,
     holders: Arc<Mutex<HashMap<String, usize>>>,
     renewal: Option<Renewal>,
 }
 
+impl Lease {
+    /// The lease counts against a limit other nodes share (or, with Redis
+    /// down, this node's share of it): holding it idle keeps a connection
+    /// from another node, so its holder should close when idle.
+    pub fn is_counted(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
-        {
+        if let Some(key) = &self.key {
             let mut holders = self.holders.lock();
-            if let Some(held) = holders.get_mut(&self.key) {
+            if let Some(held) = holders.get_mut(key) {
                 *held -= 1;
                 if *held == 0 {
-                    holders.remove(&self.key);
+                    holders.remove(key);
                 }
             }
         }

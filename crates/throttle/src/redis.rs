@@ -80,7 +80,10 @@ impl RedisConfig {
 enum Conn {
     Single(ConnectionManager),
     /// A cluster client connects on first use and again after a failure.
-    Cluster { client: ClusterClient, conn: tokio::sync::Mutex<Option<ClusterConnection>> },
+    Cluster {
+        client: Box<ClusterClient>,
+        conn: tokio::sync::Mutex<Option<ClusterConnection>>,
+    },
 }
 
 /// One Redis (or cluster) the limits are kept in.
@@ -129,7 +132,8 @@ return {{0, '0', string.format('%.0f', next - now)}}"
 
 // Leases are sorted-set members scored by their expiry (ms): expired ones
 // (a node that died holding them) are dropped before counting.
-const NOW_MS: &str = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)";
+const NOW_MS: &str =
+    "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)";
 
 fn acquire_script() -> Script {
     Script::new(&format!(
@@ -164,7 +168,7 @@ impl RedisStore {
             if let Some(password) = &config.password {
                 builder = builder.password(password);
             }
-            Conn::Cluster { client: builder.build()?, conn: tokio::sync::Mutex::new(None) }
+            Conn::Cluster { client: Box::new(builder.build()?), conn: tokio::sync::Mutex::new(None) }
         } else {
             let client = redis::Client::open(config.nodes[0].as_str())?;
             let settings = ConnectionManagerConfig::new()

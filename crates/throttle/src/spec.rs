@@ -58,8 +58,7 @@ impl ThrottleSpec {
             Some((rate, burst)) => (rate, Some(quantity(text, burst)?)),
             None => (rest, None),
         };
-        let (n, period) =
-            rate.split_once('/').ok_or_else(|| refuse(text, "expected quantity/period such as 100/s"))?;
+        let (n, period) = rate.split_once('/').ok_or_else(|| refuse(text, "expected quantity/period such as 100/s"))?;
         let limit = quantity(text, n)?;
         if limit == 0 {
             return Err(refuse(text, "the quantity must be at least 1"));
@@ -100,11 +99,7 @@ impl ThrottleSpec {
     /// (Redis unreachable): the quantity and burst divided, at least 1.
     pub fn share(&self, nodes: u32) -> Self {
         let nodes = u64::from(nodes.max(1));
-        Self {
-            limit: (self.limit / nodes).max(1),
-            max_burst: self.max_burst.map(|b| (b / nodes).max(1)),
-            ..*self
-        }
+        Self { limit: (self.limit / nodes).max(1), max_burst: self.max_burst.map(|b| (b / nodes).max(1)), ..*self }
     }
 }
 

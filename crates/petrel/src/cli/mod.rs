@@ -658,8 +658,8 @@ pub fn describe(config: &InitConfig, late: &LateBound) -> String {
     out
 }
 
-/// The bounce classifier, log hooks, shaping automation and warm-up plans
-/// the policy configures, one line each.
+/// The bounce classifier, log hooks, shaping automation, warm-up plans and
+/// shared limits the policy configures, one line each.
 fn delivery_features(config: &InitConfig) -> String {
     let mut out = String::new();
     if let Some(c) = &config.bounce_classifier {
@@ -671,6 +671,18 @@ fn delivery_features(config: &InitConfig) -> String {
     if !config.automation.is_empty() {
         let names: Vec<&str> = config.automation.iter().map(|r| r.name.as_str()).collect();
         out.push_str(&format!("Shaping automation: {} rule(s): {}\n", names.len(), names.join(", ")));
+    }
+    if let Some(redis) = &config.redis_throttles {
+        let c = &redis.config;
+        out.push_str(&format!(
+            "Shared limits: redis {} ({} node(s) share them; each uses 1/{} of a limit while redis is unreachable)\n",
+            c.nodes.join(", "),
+            c.node_count,
+            c.node_count
+        ));
+        for note in &redis.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
     }
     for s in config.registry.sources() {
         if let Some(plan) = &s.warmup {
