@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod inject;
 mod listener;
+mod messages;
 mod openapi;
 mod serve;
 mod state;
@@ -21,7 +22,8 @@ pub use openapi::openapi_json;
 pub use serve::HttpLimits;
 pub use state::{
     AdminOps, ApiState, AuthInfo, BounceSummary, ChangedDefinition, DefinitionChanges, InjectPolicy, ListenerChanges,
-    MessageInfo, PolicyError, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadChanges,
-    ReloadOutcome, ResumeRequest, RouteExplanation, RouteRequest, ScheduledQueueSummary, SourceSuspendRequest,
-    SuspendRequest, Suspended, SuspensionInfo, WarmupSummary,
+    MessageActionKind, MessageActionRequest, MessageActionResponse, MessageActionResult, MessageEntry, MessageInfo,
+    PolicyError, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadChanges, ReloadOutcome,
+    ResumeRequest, RouteExplanation, RouteRequest, ScheduledQueueSummary, SourceSuspendRequest, SuspendRequest,
+    Suspended, SuspensionInfo, WarmupSummary,
 };

@@ -3,7 +3,7 @@
 use crate::auth::{refuse_oversized, require_access, require_json};
 use crate::serve::{Accept, HttpLimits, Io, serve};
 use crate::state::ApiState;
-use crate::{admin, inject, openapi};
+use crate::{admin, inject, messages, openapi};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -72,6 +72,9 @@ fn router(state: Arc<ApiState>) -> Router {
         .route("/api/admin/queue-summary/v1", get(admin::queue_summary))
         .route("/api/admin/inspect-message/v1", get(admin::inspect))
         .route("/api/admin/route/v1", post(admin::route))
+        .route("/api/admin/messages/v1", get(messages::list))
+        .route("/api/admin/flush/v1", post(messages::flush))
+        .route("/api/admin/message-action/v1", post(messages::action))
         .route("/metrics", get(admin::metrics))
         .route_layer(axum::middleware::from_fn(require_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_access));

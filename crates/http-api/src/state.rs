@@ -410,6 +410,76 @@ pub struct ReloadOutcome {
     pub errors: Vec<String>,
 }
 
+/// One waiting message (`GET /api/admin/messages/v1`, `petrel queue list`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageEntry {
+    /// Spool id.
+    pub id: String,
+    /// Scheduled queue.
+    pub queue: String,
+    /// When it was received (RFC 3339).
+    pub created: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// Envelope sender.
+    pub sender: String,
+    /// Envelope recipient.
+    pub recipient: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Its next attempt (RFC 3339); absent while held.
+    pub next_attempt: Option<String>,
+    /// An operator holds it.
+    pub held: bool,
+    /// The last failure of its queue.
+    pub last_error: Option<String>,
+}
+
+/// What to do with messages picked by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageActionKind {
+    /// Keep waiting, never released, until released (`postsuper -h`).
+    Hold,
+    /// Let a held message go, due now (`postsuper -H`).
+    Release,
+    /// Remove without a notification (`postsuper -d`).
+    Delete,
+    /// Remove with an AdminBounce record carrying `reason`.
+    Bounce,
+}
+
+/// `POST /api/admin/message-action/v1`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageActionRequest {
+    /// What to do.
+    pub action: MessageActionKind,
+    /// Spool ids (32 hex digits).
+    pub ids: Vec<String>,
+    /// Why (bounce; also recorded for delete).
+    pub reason: Option<String>,
+}
+
+/// What happened to one id.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageActionResult {
+    /// The id as given.
+    pub id: String,
+    /// `done`, `not_held` (release of a message not held), `not_waiting`
+    /// (unknown, delivered or being delivered now) or `bad_id`.
+    pub outcome: String,
+}
+
+/// The answer to a message action.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageActionResponse {
+    /// How many ids were acted on.
+    pub done: usize,
+    /// Per id, in request order.
+    pub results: Vec<MessageActionResult>,
+}
+
 /// Operator actions, implemented by the daemon.
 #[async_trait]
 pub trait AdminOps: Send + Sync + 'static {
@@ -433,6 +503,12 @@ pub trait AdminOps: Send + Sync + 'static {
     async fn bounce(&self, selector: &QueueSelector, reason: &str) -> usize;
     /// Every scheduled and ready queue.
     fn queue_summary(&self) -> QueueSummary;
+    /// Waiting messages of the selected queues, oldest first, at most `limit`.
+    fn list_messages(&self, selector: &QueueSelector, limit: usize) -> Vec<MessageEntry>;
+    /// Make waiting messages of the selected queues due now; how many.
+    fn flush(&self, selector: &QueueSelector) -> usize;
+    /// Hold, release, delete or bounce messages by id.
+    async fn message_action(&self, request: &MessageActionRequest) -> MessageActionResponse;
     /// A spooled message, if the id names one.
     async fn inspect(&self, id: &str, want_body: bool) -> Option<MessageInfo>;
     /// Route a would-be message; `Err` when the request itself is unusable.

@@ -4,13 +4,16 @@ use crate::suspensions::{Selector, Target};
 use async_trait::async_trait;
 use petrel_delivery::{Dispatcher, EgressPolicy, PoolChoice, Route};
 use petrel_http_api::{
-    AdminOps, BounceSummary, MessageInfo, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadOutcome,
+    AdminOps, BounceSummary, MessageActionKind, MessageActionRequest, MessageActionResponse, MessageActionResult,
+    MessageEntry, MessageInfo, QueueSelector, QueueSummary, ReadyQueueSummary, RebindRequest, ReloadOutcome,
     ResumeRequest, RouteExplanation, RouteRequest, ScheduledQueueSummary, SourceSuspendRequest, SuspendRequest,
     SuspensionInfo, WarmupSummary,
 };
 use petrel_lua::PolicyEngine;
 use petrel_message::{EnvelopeAddress, Message, SpoolId};
-use petrel_queue::{QueueConfig, QueueFilter, QueueKey, QueueManager, QueuePolicy, RebindTarget};
+use petrel_queue::{
+    ActionOutcome, MessageAction, QueueConfig, QueueFilter, QueueKey, QueueManager, QueuePolicy, RebindTarget,
+};
 use petrel_smtp_server::{ConnMeta, PolicyError, SessionPolicy};
 use petrel_spool::Spool;
 use std::sync::Arc;
@@ -110,6 +113,50 @@ impl AdminOps for DaemonAdmin {
 
     async fn bounce(&self, selector: &QueueSelector, reason: &str) -> usize {
         self.queues.admin_bounce(&filter(selector), reason).await
+    }
+
+    fn list_messages(&self, selector: &QueueSelector, limit: usize) -> Vec<MessageEntry> {
+        let rows = self.queues.list_messages(&filter(selector), limit);
+        rows.into_iter()
+            .map(|r| MessageEntry {
+                id: r.id.to_string(),
+                queue: r.queue,
+                created: r.created.to_rfc3339(),
+                size: r.size,
+                sender: r.sender,
+                recipient: r.recipient,
+                attempts: r.attempts,
+                held: r.next_attempt.is_none(),
+                next_attempt: r.next_attempt.map(|t| t.to_rfc3339()),
+                last_error: r.last_error,
+            })
+            .collect()
+    }
+
+    fn flush(&self, selector: &QueueSelector) -> usize {
+        self.queues.flush(&filter(selector))
+    }
+
+    async fn message_action(&self, request: &MessageActionRequest) -> MessageActionResponse {
+        let action = match request.action {
+            MessageActionKind::Hold => MessageAction::Hold,
+            MessageActionKind::Release => MessageAction::Release,
+            MessageActionKind::Delete => MessageAction::Delete,
+            MessageActionKind::Bounce => MessageAction::Bounce(request.reason.clone().unwrap_or_default()),
+        };
+        let mut results = Vec::with_capacity(request.ids.len());
+        for id in &request.ids {
+            let outcome = match SpoolId::parse(id) {
+                Err(_) => "bad_id",
+                Ok(spool_id) => match self.queues.message_action(spool_id, &action).await {
+                    ActionOutcome::Done => "done",
+                    ActionOutcome::NotHeld => "not_held",
+                    ActionOutcome::NotWaiting => "not_waiting",
+                },
+            };
+            results.push(MessageActionResult { id: id.clone(), outcome: outcome.into() });
+        }
+        MessageActionResponse { done: results.iter().filter(|r| r.outcome == "done").count(), results }
     }
 
     fn queue_summary(&self) -> QueueSummary {

@@ -158,7 +158,7 @@ impl QueueManager {
         bounced
     }
 
-    fn matching(&self, filter: &QueueFilter) -> Vec<Arc<crate::ScheduledQueue>> {
+    pub(crate) fn matching(&self, filter: &QueueFilter) -> Vec<Arc<crate::ScheduledQueue>> {
         self.queues.lock().values().filter(|q| filter.matches(q.name(), q.key())).cloned().collect()
     }
 }

@@ -13,6 +13,7 @@ mod config;
 mod intake;
 mod loghook;
 mod manager;
+mod messages;
 mod notify;
 mod scheduled;
 
@@ -22,5 +23,6 @@ pub use config::{DeliveryProtocol, MxListEntry, QueueConfig, QueueKey, QueuePoli
 pub use intake::{Intake, PolicyError, ReceptionInfo};
 pub use loghook::{LogHookPolicy, log_record_message, run_log_hooks};
 pub use manager::{Due, QueueManager, RetryDecision};
+pub use messages::{ActionOutcome, MessageAction, MessageRow};
 pub use notify::Failure;
-pub use scheduled::ScheduledQueue;
+pub use scheduled::{HOLD_META, ScheduledQueue, is_held};

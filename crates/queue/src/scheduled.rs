@@ -14,6 +14,9 @@ pub struct ScheduledQueue {
     key: QueueKey,
     config: Mutex<Option<Arc<QueueConfig>>>,
     waiting: Mutex<BTreeMap<(DateTime<Utc>, SpoolId), Message>>,
+    /// Messages an operator held (`petrel hold`): kept, never released,
+    /// until released. The mark is in their meta, so it outlives a restart.
+    on_hold: Mutex<BTreeMap<SpoolId, Message>>,
     last_error: Mutex<Option<String>>,
     /// Why the queue is held: its `get_queue_config` failed, or its pool
     /// or sources could not be had.
@@ -31,6 +34,7 @@ impl ScheduledQueue {
             key,
             config: Mutex::new(None),
             waiting: Mutex::new(BTreeMap::new()),
+            on_hold: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
             held: Mutex::new(None),
             paused_until: Mutex::new(None),
@@ -92,12 +96,36 @@ impl ScheduledQueue {
 
     /// When the oldest waiting message was received.
     pub fn oldest(&self) -> Option<DateTime<Utc>> {
-        self.waiting.lock().values().map(|m| m.created).min()
+        let waiting = self.waiting.lock().values().map(|m| m.created).min();
+        let held = self.on_hold.lock().values().map(|m| m.created).min();
+        waiting.into_iter().chain(held).min()
     }
 
-    /// Messages waiting for a later attempt.
+    /// Messages waiting for a later attempt (held ones included).
     pub fn len(&self) -> usize {
-        self.waiting.lock().len()
+        self.waiting.lock().len() + self.on_hold.lock().len()
+    }
+
+    /// Messages an operator holds.
+    pub fn on_hold(&self) -> usize {
+        self.on_hold.lock().len()
+    }
+
+    /// Every message, waiting (with its due time) or held (`None`), in due order.
+    pub fn messages(&self) -> Vec<(Option<DateTime<Utc>>, Message)> {
+        let mut out: Vec<_> = self.waiting.lock().iter().map(|((due, _), m)| (Some(*due), m.clone())).collect();
+        out.extend(self.on_hold.lock().values().map(|m| (None, m.clone())));
+        out
+    }
+
+    /// Take one message out, waiting or held.
+    pub(crate) fn take(&self, id: SpoolId) -> Option<Message> {
+        if let Some(m) = self.on_hold.lock().remove(&id) {
+            return Some(m);
+        }
+        let mut waiting = self.waiting.lock();
+        let key = *waiting.iter().find(|(_, m)| m.id == id)?.0;
+        waiting.remove(&key)
     }
     /// Whether no message waits in it.
     pub fn is_empty(&self) -> bool {
@@ -105,6 +133,10 @@ impl ScheduledQueue {
     }
 
     pub(crate) fn push(&self, due: DateTime<Utc>, message: Message) {
+        if is_held(&message) {
+            self.on_hold.lock().insert(message.id, message);
+            return;
+        }
         self.waiting.lock().insert((due, message.id), message);
         self.wake.notify_one();
     }
@@ -125,7 +157,9 @@ impl ScheduledQueue {
     }
 
     pub(crate) fn take_all(&self) -> Vec<Message> {
-        std::mem::take(&mut *self.waiting.lock()).into_values().collect()
+        let mut all: Vec<Message> = std::mem::take(&mut *self.waiting.lock()).into_values().collect();
+        all.extend(std::mem::take(&mut *self.on_hold.lock()).into_values());
+        all
     }
 
     /// Remove and return every message due at or before `now`.
@@ -134,4 +168,12 @@ impl ScheduledQueue {
         let later = waiting.split_off(&(now, SpoolId::max()));
         std::mem::replace(&mut *waiting, later).into_values().collect()
     }
+}
+
+/// The meta key that marks a message an operator holds.
+pub const HOLD_META: &str = "petrel_hold";
+
+/// Whether an operator holds the message.
+pub fn is_held(message: &Message) -> bool {
+    message.meta.get(HOLD_META).and_then(|v| v.as_bool()).unwrap_or(false)
 }

@@ -100,6 +100,9 @@ pub struct InjectResponse {
     pub failed_recipients: Vec<String>,
     /// Why, one line each.
     pub errors: Vec<String>,
+    /// Petrel: the spool id of each message spooled, in recipient order
+    /// (what `petrel inspect` and the console's message page take).
+    pub ids: Vec<String>,
 }
 
 /// The body, gunzipped when sent with `Content-Encoding: gzip`; the size
@@ -173,6 +176,7 @@ pub async fn inject(
     };
     let ok = ResponseInfo { code: 250, enhanced_code: Some("2.0.0".into()), content: "injected".into(), command: None };
     let count = accepted.len();
+    let ids: Vec<String> = accepted.iter().map(|m| m.id.to_string()).collect();
     if let Err(e) = state.intake.admit(accepted, &from, &ok).await {
         tracing::error!(error = %e, "cannot spool injected messages");
         return Err(match e {
@@ -183,6 +187,7 @@ pub async fn inject(
         });
     }
     response.success_count += count;
+    response.ids = ids;
     response.fail_count = response.failed_recipients.len();
     Ok(Json(response))
 }

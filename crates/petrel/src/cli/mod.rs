@@ -4,6 +4,7 @@
 
 mod client;
 mod logs;
+mod messages;
 mod show;
 mod spool;
 mod validate;
@@ -199,8 +200,10 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Bounce the waiting messages of matching queues.
+    /// Bounce messages by spool id, or the waiting messages of matching queues.
     Bounce {
+        /// Spool ids (32 hex digits); none: use the queue selector.
+        ids: Vec<String>,
         #[command(flatten)]
         selector: Selector,
         /// Why, for the AdminBounce log records.
@@ -219,6 +222,38 @@ enum Command {
         /// The scheduled queue the messages should move to.
         #[arg(long)]
         to_queue: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make waiting messages due now, like `postqueue -f` (every queue
+    /// when no selector is given).
+    Flush {
+        #[command(flatten)]
+        selector: Selector,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove messages by spool id without notifying anyone, like `postsuper -d`.
+    Delete {
+        /// Spool ids (32 hex digits).
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Keep messages but send none of them until released, like `postsuper -h`.
+    Hold {
+        /// Spool ids (32 hex digits).
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Let held messages go (due now), like `postsuper -H`.
+    Release {
+        /// Spool ids (32 hex digits).
+        #[arg(required = true)]
+        ids: Vec<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -319,6 +354,14 @@ enum SpoolCommand {
 enum QueueCommand {
     /// Counts, oldest message, last error and state of every queue.
     Summary,
+    /// One line per waiting message, like `mailq`.
+    List {
+        #[command(flatten)]
+        selector: Selector,
+        /// At most this many messages (oldest first).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -442,7 +485,17 @@ fn remote(command: Command) -> anyhow::Result<()> {
             let v = Api::new(&remote.endpoint).delete("/api/admin/suspend-ready-q/v1", &json!({ "name": name }))?;
             print(&remote, &v, affected("source resumed"));
         }
-        Command::Bounce { selector, reason, remote } => {
+        Command::Bounce { ids, reason, remote, .. } if !ids.is_empty() => {
+            messages::act(&remote, "bounce", &ids, Some(&reason))?;
+        }
+        Command::Flush { selector, remote } => messages::flush(&remote, selector.json())?,
+        Command::Delete { ids, remote } => messages::act(&remote, "delete", &ids, None)?,
+        Command::Hold { ids, remote } => messages::act(&remote, "hold", &ids, None)?,
+        Command::Release { ids, remote } => messages::act(&remote, "release", &ids, None)?,
+        Command::Queue { command: QueueCommand::List { selector, limit }, remote } => {
+            messages::list(&remote, &selector.json(), limit)?;
+        }
+        Command::Bounce { selector, reason, remote, .. } => {
             let mut body = selector.json();
             body["reason"] = json!(reason);
             let v = Api::new(&remote.endpoint).post("/api/admin/bounce/v1", &body)?;
@@ -476,6 +529,9 @@ fn remote(command: Command) -> anyhow::Result<()> {
             let v = Api::new(&remote.endpoint).post("/api/inject/v1", &request)?;
             print(&remote, &v, |v| {
                 let mut out = format!("injected: {} accepted, {} failed\n", v["success_count"], v["fail_count"]);
+                for id in v["ids"].as_array().into_iter().flatten() {
+                    out.push_str(&format!("  id {}\n", id.as_str().unwrap_or_default()));
+                }
                 for e in v["errors"].as_array().into_iter().flatten() {
                     out.push_str(&format!("  {}\n", e.as_str().unwrap_or_default()));
                 }
