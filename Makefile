@@ -11,7 +11,8 @@ TARGET_DIR_LIMIT_KIB ?= 20000000
 # iproute2: `ss`, with which a test reads a listening socket's backlog.
 # openssl: the DKIM tests generate their keys with it.
 # redis-server: the tests of limits shared between nodes start their own.
-APT_PACKAGES := librocksdb-dev libclang1-14 libclang-common-14-dev iproute2 openssl redis-server
+# chromium, chromium-driver: the console tests drive a headless browser.
+APT_PACKAGES := librocksdb-dev libclang1-14 libclang-common-14-dev iproute2 openssl redis-server chromium chromium-driver
 # Independent verifiers the tests run: dkimpy (with dnspython, and PyNaCl
 # for ed25519) checks the DKIM signatures Petrel makes.
 PY_MODULES := dkim:dkimpy dns:dnspython nacl:pynacl

@@ -4,6 +4,7 @@
 mod architecture;
 mod automation;
 mod bounces;
+mod console;
 mod delivery_engine;
 mod dkim;
 mod dsn;

@@ -2,6 +2,8 @@
 //! crash it by dropping every task at once), policy files written from
 //! templates, and an SMTP injector.
 
+pub mod browser;
+
 use petrel::{Controls, Daemon};
 use petrel_smtp_client::{ConnectOptions, SmtpClient};
 use std::net::SocketAddr;

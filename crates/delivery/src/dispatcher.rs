@@ -132,6 +132,11 @@ impl Dispatcher {
         }
     }
 
+    /// Per pool, how its last picks (up to 10,000) split over its sources.
+    pub fn recent_picks(&self) -> Vec<(String, Vec<(String, u64)>)> {
+        self.selectors.recent_split()
+    }
+
     /// Let the selector pick `name` again.
     pub fn resume_source(&self, name: &str) {
         self.suspended_sources.lock().remove(name);

@@ -16,7 +16,12 @@ const SWEEP_AT: usize = 10_000;
 #[derive(Default)]
 pub(crate) struct Selectors {
     by_queue: Mutex<HashMap<String, HashMap<String, Wrr>>>,
+    /// Each pool's last [`RECENT_PICKS`] picks, for the console's split.
+    recent: Mutex<HashMap<String, std::collections::VecDeque<Arc<str>>>>,
 }
+
+/// Picks remembered per pool.
+pub const RECENT_PICKS: usize = 10_000;
 
 /// Where a queue's round-robin over a pool starts: spread over queues (so
 /// many small queues do not all begin with the same source) yet fixed by
@@ -51,7 +56,48 @@ impl Selectors {
             // New, or a redefined pool: a new cycle with its weights.
             pools.insert(pool.name.clone(), Wrr::new(pool.clone(), start_position(queue, &pool.name)));
         }
-        pools.get_mut(&pool.name).expect("inserted above").pick(available).map(str::to_string)
+        let picked = pools.get_mut(&pool.name).expect("inserted above").pick(available).map(str::to_string);
+        drop(all);
+        if let Some(source) = &picked {
+            self.remember(&pool.name, source);
+        }
+        picked
+    }
+
+    fn remember(&self, pool: &str, source: &str) {
+        let mut recent = self.recent.lock();
+        let ring = match recent.get_mut(pool) {
+            Some(ring) => ring,
+            None => recent.entry(pool.to_string()).or_default(),
+        };
+        if ring.len() >= RECENT_PICKS {
+            ring.pop_front();
+        }
+        // Sources repeat: share the name with the previous pick when equal.
+        let name = match ring.iter().rev().find(|s| &***s == source) {
+            Some(same) => same.clone(),
+            None => Arc::from(source),
+        };
+        ring.push_back(name);
+    }
+
+    /// Per pool, how many of its last picks went to each source.
+    pub fn recent_split(&self) -> Vec<(String, Vec<(String, u64)>)> {
+        let recent = self.recent.lock();
+        let mut out: Vec<(String, Vec<(String, u64)>)> = recent
+            .iter()
+            .map(|(pool, ring)| {
+                let mut counts: HashMap<&str, u64> = HashMap::new();
+                for s in ring {
+                    *counts.entry(&**s).or_default() += 1;
+                }
+                let mut split: Vec<(String, u64)> = counts.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
+                split.sort();
+                (pool.clone(), split)
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// What `pick` would return, leaving the state untouched.

@@ -7,6 +7,8 @@
 
 mod admin;
 mod auth;
+mod console;
+mod console_model;
 mod error;
 mod inject;
 mod listener;
@@ -15,6 +17,10 @@ mod openapi;
 mod serve;
 mod state;
 
+pub use console_model::{
+    ActivityBucket, ConsolePool, ConsolePoolEntry, ConsoleSnapshot, ConsoleSource, MessageRecords, PoolWeight,
+    RecordsQuery,
+};
 pub use error::ApiError;
 pub use inject::{InjectRequest, InjectResponse};
 pub use listener::{HttpListener, HttpListenerConfig, TlsIdentity};

@@ -3,7 +3,7 @@
 use crate::auth::{refuse_oversized, require_access, require_json};
 use crate::serve::{Accept, HttpLimits, Io, serve};
 use crate::state::ApiState;
-use crate::{admin, inject, messages, openapi};
+use crate::{admin, console, inject, messages, openapi};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -76,6 +76,11 @@ fn router(state: Arc<ApiState>) -> Router {
         .route("/api/admin/flush/v1", post(messages::flush))
         .route("/api/admin/message-action/v1", post(messages::action))
         .route("/metrics", get(admin::metrics))
+        .route("/api/admin/console/v1", get(console::snapshot))
+        .route("/api/admin/message-records/v1", get(console::records))
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
         .route_layer(axum::middleware::from_fn(require_json))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_access));
     let public = Router::new().route("/api/check-liveness/v1", get(admin::liveness)).route(

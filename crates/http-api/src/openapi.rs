@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations so it
 //! cannot drift from what the server does.
 
-use crate::{admin, inject, messages};
+use crate::{admin, console, inject, messages};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -12,6 +12,7 @@ use utoipa::OpenApi;
         admin::suspend, admin::resume, admin::list_suspensions, admin::suspend_source, admin::resume_source,
         admin::bounce, admin::rebind, admin::reload, admin::queue_summary, admin::inspect, admin::route,
         admin::metrics, admin::liveness, messages::list, messages::flush, messages::action,
+        console::snapshot, console::records,
     ),
     components(schemas(
         inject::InjectRequest, inject::InjectRecipient, inject::Content, inject::ContentBuilder,

@@ -509,6 +509,10 @@ pub trait AdminOps: Send + Sync + 'static {
     fn flush(&self, selector: &QueueSelector) -> usize;
     /// Hold, release, delete or bounce messages by id.
     async fn message_action(&self, request: &MessageActionRequest) -> MessageActionResponse;
+    /// What the console's overview, sources and pools pages show.
+    fn console(&self) -> crate::console_model::ConsoleSnapshot;
+    /// Log records about a message (by id) or an address, oldest first.
+    async fn message_records(&self, query: &crate::console_model::RecordsQuery) -> Vec<serde_json::Value>;
     /// A spooled message, if the id names one.
     async fn inspect(&self, id: &str, want_body: bool) -> Option<MessageInfo>;
     /// Route a would-be message; `Err` when the request itself is unusable.

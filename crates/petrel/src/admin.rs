@@ -34,6 +34,13 @@ pub(crate) struct DaemonAdmin {
     pub bounces: Arc<petrel_telemetry::BounceWindow>,
     /// Every suspension, kept across restarts.
     pub suspensions: Arc<crate::suspensions::SuspensionBook>,
+    /// Counters and the recent-activity rings.
+    pub metrics: Arc<petrel_telemetry::Metrics>,
+    /// The listeners' addresses (ESMTP, HTTP), as the reloader keeps them.
+    pub listeners: Arc<parking_lot::Mutex<(Vec<std::net::SocketAddr>, Vec<std::net::SocketAddr>)>>,
+    /// The host name, and when the daemon started (Unix seconds).
+    pub hostname: String,
+    pub started: i64,
 }
 
 fn filter(selector: &QueueSelector) -> QueueFilter {
@@ -135,6 +142,29 @@ impl AdminOps for DaemonAdmin {
 
     fn flush(&self, selector: &QueueSelector) -> usize {
         self.queues.flush(&filter(selector))
+    }
+
+    fn console(&self) -> petrel_http_api::ConsoleSnapshot {
+        let generation = self.engine.current();
+        let spool = &generation.config.spool;
+        let listeners = self.listeners.lock().clone();
+        crate::console::snapshot(crate::console::Sources {
+            metrics: &self.metrics,
+            registry: &generation.config.registry,
+            dispatcher: &self.dispatcher,
+            queues: &self.queues,
+            listeners: &listeners,
+            spool: format!("{} (meta {})", spool.data.display(), spool.meta.display()),
+            hostname: &self.hostname,
+            started: self.started,
+            generation: generation.number,
+        })
+    }
+
+    async fn message_records(&self, query: &petrel_http_api::RecordsQuery) -> Vec<serde_json::Value> {
+        let Some(logs) = self.engine.current().config.logs.clone() else { return Vec::new() };
+        let query = query.clone();
+        tokio::task::spawn_blocking(move || crate::console::records(&logs.log_dir, &query)).await.unwrap_or_default()
     }
 
     async fn message_action(&self, request: &MessageActionRequest) -> MessageActionResponse {

@@ -6,6 +6,7 @@
 mod admin;
 mod automation;
 pub mod cli;
+mod console;
 mod daemon;
 mod error;
 mod host;

@@ -58,13 +58,14 @@ pub struct Reloader {
     smtp_handles: Arc<ServerHandles>,
     admin: Arc<DaemonAdmin>,
     listeners: tokio::sync::Mutex<crate::listeners::Listeners>,
-    addrs: parking_lot::Mutex<(Vec<SocketAddr>, Vec<SocketAddr>)>,
+    addrs: Arc<parking_lot::Mutex<(Vec<SocketAddr>, Vec<SocketAddr>)>>,
 }
 
 impl Reloader {
     pub(crate) fn new(parts: Parts) -> Arc<Self> {
         Arc::new_cyclic(|me: &Weak<Reloader>| {
             let smtp_handles = Arc::new(ServerHandles { intake: parts.intake(), policy: parts.engine.clone() });
+            let addrs: Arc<parking_lot::Mutex<(Vec<SocketAddr>, Vec<SocketAddr>)>> = Arc::default();
             let admin = Arc::new(DaemonAdmin {
                 engine: parts.engine.clone(),
                 queues: parts.queues.clone(),
@@ -72,6 +73,10 @@ impl Reloader {
                 spool: parts.spool.clone(),
                 bounces: parts.logger.bounces().clone(),
                 suspensions: parts.suspensions.clone(),
+                metrics: parts.logger.metrics().clone(),
+                listeners: addrs.clone(),
+                hostname: parts.hostname.clone(),
+                started: chrono::Utc::now().timestamp(),
                 reload: {
                     let me = me.clone();
                     Box::new(move || {
@@ -80,7 +85,7 @@ impl Reloader {
                     })
                 },
             });
-            Reloader { parts, smtp_handles, admin, listeners: Default::default(), addrs: Default::default() }
+            Reloader { parts, smtp_handles, admin, listeners: Default::default(), addrs }
         })
     }
 

@@ -5,6 +5,7 @@
 
 // Every public item is documented: the records are Petrel's log format.
 
+mod activity;
 mod bounces;
 mod classify;
 mod hooks;
@@ -13,6 +14,7 @@ mod record;
 mod record_shape;
 mod writer;
 
+pub use activity::{Activity, Bucket, KINDS, SourceActivity};
 pub use bounces::{BounceCount, BounceWindow};
 pub use classify::{BounceClassifier, CacheSizes, ClassifierError, UNCATEGORIZED, single_line};
 pub use hooks::{HookRecord, HookTap, LogHookConfig};

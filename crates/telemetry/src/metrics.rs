@@ -31,6 +31,8 @@ pub struct Metrics {
     classified: IntCounterVec,
     /// Shaping automation actions taken, by rule and action.
     automation: IntCounterVec,
+    /// The last hour and day of events, for the console and status line.
+    pub activity: crate::activity::Activity,
 }
 
 impl Default for Metrics {
@@ -113,6 +115,7 @@ impl Metrics {
             source_unhealthy,
             classified,
             automation,
+            activity: Default::default(),
         }
     }
 

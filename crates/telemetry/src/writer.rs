@@ -161,6 +161,17 @@ impl Logger {
     pub fn log(&self, mut record: LogRecord) {
         self.classify(&mut record);
         self.metrics.count(record.kind.as_str(), record.egress_pool.as_deref(), record.egress_source.as_deref());
+        let now = chrono::Utc::now().timestamp();
+        self.metrics.activity.record(record.kind, record.egress_pool.as_deref(), record.egress_source.as_deref(), now);
+        if matches!(record.kind, RecordType::Bounce | RecordType::Expiration) {
+            tracing::info!(
+                id = %record.id,
+                recipient = %record.recipient,
+                source = record.egress_source.as_deref().unwrap_or("-"),
+                reply = %format!("{} {}", record.response.code, record.response.content),
+                "{}", if record.kind == RecordType::Bounce { "bounced" } else { "expired" }
+            );
+        }
         if let Some(tap) = &*self.hooks.load() {
             tap.send(&record);
         }
