@@ -29,12 +29,14 @@ pub struct DaemonOptions {
     /// The process's diagnostic log filter, for the policy's
     /// `kumo.set_diagnostic_log_filter` (`None`: the call only checks).
     pub log_filter: Option<petrel_telemetry::LogFilter>,
+    /// Log a one-line status this often while anything happens (`None`: never).
+    pub status_every: Option<std::time::Duration>,
 }
 
 impl DaemonOptions {
     /// Options for `policy` with every default.
     pub fn new(policy: impl Into<PathBuf>) -> Self {
-        Self { policy: policy.into(), watch_policy: true, lua: Default::default(), log_filter: None }
+        Self { policy: policy.into(), watch_policy: true, lua: Default::default(), log_filter: None, status_every: None }
     }
 }
 
@@ -199,6 +201,9 @@ impl Daemon {
             }
         }
         spawn_policy_tasks(&engine, &reloader, &shutdown);
+        if let Some(every) = options.status_every.filter(|d| !d.is_zero()) {
+            crate::status::run(every, metrics.clone(), queues.clone(), dispatcher.clone(), shutdown.clone());
+        }
         Ok(Self { engine, reloader, queues, dispatcher, shutdown, log_thread, recovered, warmup_path })
     }
 

@@ -14,6 +14,7 @@ mod listeners;
 pub mod momentum;
 mod reload;
 mod state_file;
+mod status;
 mod suspensions;
 
 pub use daemon::{Controls, Daemon, DaemonError, DaemonOptions, system_hostname};

@@ -119,6 +119,9 @@ enum Command {
         policy: PathBuf,
         #[command(flatten)]
         lua: LuaArgs,
+        /// Print a status line this often (seconds) while anything happens; 0: never.
+        #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+        status_interval: u64,
     },
     /// Load a policy, run its init event, and show the sources, pools and
     /// listeners it defines; exits non-zero on any error.
@@ -369,7 +372,7 @@ enum LogsCommand {
     /// Print the last records, and with --follow keep printing new ones.
     Tail {
         /// The log directory (default: the one the policy configures).
-        #[arg(long)]
+        #[arg(long, visible_alias = "log-dir")]
         dir: Option<PathBuf>,
         /// The policy file.
         #[arg(long, default_value = "policy/init.lua")]
@@ -396,7 +399,9 @@ pub fn main() -> ExitCode {
         end_quietly_on_closed_pipe();
     }
     let result = match cli.command {
-        Command::Serve { policy, lua } => return serve(policy, lua.settings()),
+        Command::Serve { policy, lua, status_interval } => {
+            return serve(policy, lua.settings(), std::time::Duration::from_secs(status_interval));
+        }
         Command::Validate { policy, lua, sample_domains } => {
             return validate::run(&policy, lua.settings(), &sample_domains);
         }
@@ -573,7 +578,7 @@ fn tail(dir: Option<PathBuf>, policy: &std::path::Path, lines: usize, follow: bo
     logs::tail(&dir, lines, follow)
 }
 
-fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
+fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings, status_every: std::time::Duration) -> ExitCode {
     let log_filter = petrel_telemetry::init_tracing("info");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -587,7 +592,8 @@ fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings) -> ExitCode {
         // arrives as soon as the ports answer must not kill the process.
         use tokio::signal::unix::{SignalKind, signal};
         let (hangup, terminate) = (signal(SignalKind::hangup()).ok(), signal(SignalKind::terminate()).ok());
-        let daemon = match Daemon::start(DaemonOptions { lua, log_filter, ..DaemonOptions::new(policy.clone()) }).await
+        let options = DaemonOptions { lua, log_filter, status_every: Some(status_every), ..DaemonOptions::new(policy.clone()) };
+        let daemon = match Daemon::start(options).await
         {
             Ok(d) => d,
             Err(e) => {
