@@ -104,5 +104,11 @@ end)
     let admin: Vec<&str> = logs.lines().filter(|l| l.contains("\"AdminBounce\"")).collect();
     assert!(admin.iter().any(|l| l.contains("r3@dest.example") && l.contains("deleted by the operator")), "{logs}");
     assert!(admin.iter().any(|l| l.contains("r4@dest.example") && l.contains("customer asked")), "{logs}");
+    // `top --once`: the frame a person would see, totals included.
+    let frame = petrel(&endpoint, &["top", "--once"]).await;
+    let delivered = frame.lines().find(|l| l.contains(" delivered ")).unwrap_or_else(|| panic!("{frame}"));
+    assert!(delivered.trim_end_matches(['│', ' ']).ends_with(" 3"), "three delivered since start: {delivered}");
+    let received = frame.lines().find(|l| l.contains(" received ")).unwrap();
+    assert!(received.trim_end_matches(['│', ' ']).ends_with(" 5"), "{received}");
     daemon.shutdown().await;
 }

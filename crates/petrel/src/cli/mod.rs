@@ -7,6 +7,7 @@ mod logs;
 mod messages;
 mod show;
 mod spool;
+mod top;
 mod validate;
 
 use crate::{Daemon, DaemonOptions, system_hostname};
@@ -260,6 +261,17 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// A live view of rates, queues and sources, redrawn in place.
+    Top {
+        /// Seconds between frames.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Print one frame and exit.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Reload the policy of the running daemon.
     Reload {
         #[command(flatten)]
@@ -494,6 +506,9 @@ fn remote(command: Command) -> anyhow::Result<()> {
             messages::act(&remote, "bounce", &ids, Some(&reason))?;
         }
         Command::Flush { selector, remote } => messages::flush(&remote, selector.json())?,
+        Command::Top { interval, once, remote } => {
+            top::run(&remote.endpoint, std::time::Duration::from_secs_f64(interval.max(0.1)), once)?;
+        }
         Command::Delete { ids, remote } => messages::act(&remote, "delete", &ids, None)?,
         Command::Hold { ids, remote } => messages::act(&remote, "hold", &ids, None)?,
         Command::Release { ids, remote } => messages::act(&remote, "release", &ids, None)?,
