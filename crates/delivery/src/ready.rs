@@ -387,6 +387,10 @@ impl ReadyQueue {
         opts.tls = tls;
         opts.tls_configs = Some(dispatcher.connector().tls.clone());
         opts.lmtp = self.path.use_lmtp;
+        let traces = dispatcher.settlement().logger.traces();
+        if let Some(trace) = traces.client_session(target, self.source.source_address, &self.site) {
+            opts.transcript = Some(Arc::new(move |direction, line| trace.emit(direction, line)));
+        }
         match SmtpClient::connect(&opts).await {
             Err(ClientError::Tls { detail }) if tls == TlsMode::OpportunisticInsecure => {
                 tracing::info!(%target, %detail, "TLS failed; retrying in clear as OpportunisticInsecure allows");

@@ -16,6 +16,7 @@ mod messages;
 mod openapi;
 mod serve;
 mod state;
+mod trace;
 
 pub use console_model::{
     ActivityBucket, ConsolePool, ConsolePoolEntry, ConsoleSnapshot, ConsoleSource, MessageRecords, PoolWeight,

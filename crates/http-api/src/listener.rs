@@ -3,7 +3,7 @@
 use crate::auth::{refuse_oversized, require_access, require_json};
 use crate::serve::{Accept, HttpLimits, Io, serve};
 use crate::state::ApiState;
-use crate::{admin, console, inject, messages, openapi};
+use crate::{admin, console, inject, messages, openapi, trace};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -77,6 +77,8 @@ fn router(state: Arc<ApiState>) -> Router {
         .route("/api/admin/message-action/v1", post(messages::action))
         .route("/metrics", get(admin::metrics))
         .route("/api/admin/console/v1", get(console::snapshot))
+        .route("/api/admin/trace-smtp-server/v1", get(trace::server))
+        .route("/api/admin/trace-smtp-client/v1", get(trace::client))
         .route("/api/admin/message-records/v1", get(console::records))
         .route("/", get(console::index))
         .route("/console/app.js", get(console::script))

@@ -36,7 +36,13 @@ pub struct DaemonOptions {
 impl DaemonOptions {
     /// Options for `policy` with every default.
     pub fn new(policy: impl Into<PathBuf>) -> Self {
-        Self { policy: policy.into(), watch_policy: true, lua: Default::default(), log_filter: None, status_every: None }
+        Self {
+            policy: policy.into(),
+            watch_policy: true,
+            lua: Default::default(),
+            log_filter: None,
+            status_every: None,
+        }
     }
 }
 

@@ -55,9 +55,6 @@ mod tests {
     #[test]
     fn the_line_counts_what_changed() {
         let line = super::line([1, 1, 0, 0, 0], [5, 3, 1, 1, 0], 2, std::time::Duration::from_secs(10));
-        assert_eq!(
-            line,
-            "status: last 10s: received 4, delivered 2, deferred 1, bounced 1, expired 0; 2 queued"
-        );
+        assert_eq!(line, "status: last 10s: received 4, delivered 2, deferred 1, bounced 1, expired 0; 2 queued");
     }
 }

@@ -52,6 +52,11 @@ impl Intake {
         Self { spool, queues, logger }
     }
 
+    /// Where sessions copy their transcripts while someone watches.
+    pub fn traces(&self) -> &Arc<petrel_telemetry::TraceHub> {
+        self.logger.traces()
+    }
+
     /// Whether new mail can be stored now (see [`Spool::is_healthy`]).
     pub fn accepting(&self) -> bool {
         self.spool.is_healthy()

@@ -12,6 +12,6 @@ mod tls;
 mod transaction;
 
 pub use error::{ClientError, Phase};
-pub use session::{Capabilities, ConnectOptions, SmtpClient, Timeouts};
+pub use session::{Capabilities, ConnectOptions, SmtpClient, Timeouts, Transcript};
 pub use tls::{TlsConfigs, TlsMode};
 pub use transaction::RecipientResult;

@@ -77,7 +77,13 @@ pub struct ConnectOptions {
     pub tls_configs: Option<TlsConfigs>,
     /// Speak LMTP (LHLO) instead of SMTP.
     pub lmtp: bool,
+    /// Where to copy the session's lines (a live trace), if anywhere.
+    pub transcript: Option<Transcript>,
 }
+
+/// Receives each line of a session as `("send" | "recv", line)`; message
+/// bodies arrive as a note of their size, never their content.
+pub type Transcript = std::sync::Arc<dyn Fn(&'static str, &str) + Send + Sync>;
 
 impl ConnectOptions {
     /// Plain SMTP to `target` with default timeouts and TLS disabled.
@@ -91,6 +97,7 @@ impl ConnectOptions {
             tls: TlsMode::Disabled,
             tls_configs: None,
             lmtp: false,
+            transcript: None,
         }
     }
 }
@@ -142,6 +149,7 @@ pub struct SmtpClient {
     peer: SocketAddr,
     peer_name: String,
     local: SocketAddr,
+    transcript: Option<Transcript>,
 }
 
 impl SmtpClient {
@@ -162,6 +170,7 @@ impl SmtpClient {
             peer: opts.target,
             peer_name: opts.server_name.clone(),
             local,
+            transcript: opts.transcript.clone(),
         };
         client.expect(Phase::Banner, 220).await?;
         client.greet(&opts.ehlo_domain, opts.lmtp).await?;
@@ -274,12 +283,28 @@ impl SmtpClient {
 
     /// Say goodbye politely; errors are irrelevant at this point.
     pub async fn quit(mut self) {
+        self.note("send", "QUIT");
         if self.stream.write_all(b"QUIT\r\n").await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.read_reply(Phase::Rset)).await;
         }
     }
 
+    fn note(&self, direction: &'static str, line: &str) {
+        if let Some(transcript) = &self.transcript {
+            transcript(direction, line);
+        }
+    }
+
     pub(crate) async fn write(&mut self, phase: Phase, bytes: &[u8]) -> Result<(), ClientError> {
+        if let Some(transcript) = &self.transcript {
+            if phase == Phase::DataDot && bytes != b".\r\n" {
+                transcript("send", &format!("[message body: {} bytes]", bytes.len()));
+            } else {
+                for line in String::from_utf8_lossy(bytes).lines() {
+                    transcript("send", line);
+                }
+            }
+        }
         let limit = self.timeouts.for_phase(phase);
         match tokio::time::timeout(limit, self.stream.write_all(bytes)).await {
             Ok(result) => result.map_err(|e| ClientError::Io { phase, source: e }),
@@ -303,6 +328,11 @@ impl SmtpClient {
         loop {
             match parse_reply(&self.buf) {
                 Ok(Some((reply, used))) => {
+                    if let Some(transcript) = &self.transcript {
+                        for line in String::from_utf8_lossy(&self.buf[..used]).lines() {
+                            transcript("recv", line);
+                        }
+                    }
                     self.buf.drain(..used);
                     return Ok(reply);
                 }

@@ -79,6 +79,8 @@ pub(crate) struct Conn {
     min_data_rate: usize,
     /// 5xx replies sent so far.
     errors: usize,
+    /// Copies lines to `petrel trace-smtp-server` while it watches.
+    trace: Option<petrel_telemetry::SessionTrace>,
 }
 
 impl Conn {
@@ -92,6 +94,20 @@ impl Conn {
             timeout,
             min_data_rate: min_data_rate.max(1),
             errors: 0,
+            trace: None,
+        }
+    }
+
+    /// Copy this session's lines to `trace` from now on.
+    pub fn set_trace(&mut self, trace: Option<petrel_telemetry::SessionTrace>) {
+        self.trace = trace;
+    }
+
+    /// Note something in the transcript that is not a protocol line
+    /// (a message body's size, the TLS handshake).
+    pub fn trace_note(&self, direction: &'static str, text: &str) {
+        if let Some(trace) = &self.trace {
+            trace.emit(direction, text);
         }
     }
 
@@ -115,7 +131,13 @@ impl Conn {
         if reply.code >= 500 {
             self.errors += 1;
         }
+        let start = self.out.len();
         self.out.extend_from_slice(&reply.to_wire());
+        if let Some(trace) = &self.trace {
+            for line in String::from_utf8_lossy(&self.out[start..]).lines() {
+                trace.emit("send", line);
+            }
+        }
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
@@ -151,6 +173,9 @@ impl Conn {
                 }
                 if line.len() + 2 > MAX_COMMAND_LINE {
                     return Ok(Line::TooLong);
+                }
+                if let Some(trace) = &self.trace {
+                    trace.emit("recv", &String::from_utf8_lossy(&line));
                 }
                 return Ok(Line::Command(line));
             }
@@ -190,7 +215,11 @@ impl Conn {
         loop {
             if let DataStatus::Done(used) = rx.feed(&self.buf) {
                 self.buf.drain(..used);
-                return Ok(rx.finish());
+                let data = rx.finish();
+                if let Ok(body) = &data {
+                    self.trace_note("recv", &format!("[message body: {} bytes]", body.len()));
+                }
+                return Ok(data);
             }
             received += self.buf.len();
             self.buf.clear();
@@ -214,6 +243,7 @@ impl Conn {
         match tokio::time::timeout(self.timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
                 self.stream = Stream::Tls(Box::new(tls));
+                self.trace_note("recv", "[TLS handshake done]");
                 Ok(true)
             }
             _ => Ok(false),

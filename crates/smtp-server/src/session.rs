@@ -55,8 +55,10 @@ impl Session {
         tls: Arc<TlsAcceptor>,
         peers: Arc<crate::peers::Peers>,
     ) -> Self {
+        let mut conn = Conn::new(stream, config.client_timeout, config.min_data_rate);
+        conn.set_trace(handles.intake.traces().server_session(peer, local));
         Self {
-            conn: Conn::new(stream, config.client_timeout, config.min_data_rate),
+            conn,
             peer,
             local,
             config,

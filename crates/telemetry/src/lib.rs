@@ -12,6 +12,7 @@ mod hooks;
 mod metrics;
 mod record;
 mod record_shape;
+mod trace;
 mod writer;
 
 pub use activity::{Activity, Bucket, KINDS, SourceActivity};
@@ -20,6 +21,7 @@ pub use classify::{BounceClassifier, CacheSizes, ClassifierError, UNCATEGORIZED,
 pub use hooks::{HookRecord, HookTap, LogHookConfig};
 pub use metrics::{ConnectionGuard, Metrics};
 pub use record::{LogRecord, PeerAddress, RecordType, ResponseInfo, SourceAddress};
+pub use trace::{SessionTrace, TraceEvent, TraceHub};
 pub use writer::{LogConfig, Logger, read_records, segment_lines, segments};
 
 /// Install the process-wide `tracing` subscriber (honours `RUST_LOG`).

@@ -59,6 +59,8 @@ pub struct Logger {
     hooks: Arc<ArcSwapOption<HookTap>>,
     /// Where failures go for shaping automation.
     failures: Arc<ArcSwapOption<tokio::sync::mpsc::UnboundedSender<LogRecord>>>,
+    /// Live SMTP transcripts for whoever watches.
+    traces: Arc<crate::trace::TraceHub>,
 }
 
 impl Logger {
@@ -77,6 +79,7 @@ impl Logger {
             bounces: Arc::default(),
             hooks: Arc::default(),
             failures: Arc::default(),
+            traces: Arc::default(),
         }
     }
 
@@ -92,7 +95,12 @@ impl Logger {
         Ok((logger, handle))
     }
 
-    /// The metrics every logged event is counted in.
+    /// Where sessions copy their lines while someone watches.
+    pub fn traces(&self) -> &Arc<crate::trace::TraceHub> {
+        &self.traces
+    }
+
+    /// The counters (and recent-activity rings) records are counted in.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }

@@ -26,6 +26,16 @@ impl Api {
         self.call(self.agent.delete(&self.url(path)), Some(body))
     }
 
+    /// A response that goes on (a live trace): its body, line by line.
+    pub fn stream(&self, path: &str) -> Result<Box<dyn std::io::BufRead + Send>> {
+        // No overall timeout: the stream lasts as long as the operator watches.
+        let agent = ureq::AgentBuilder::new().timeout_connect(std::time::Duration::from_secs(10)).build();
+        match agent.get(&self.url(path)).call() {
+            Ok(response) => Ok(Box::new(std::io::BufReader::new(response.into_reader()))),
+            Err(e) => self.call(self.agent.get(&self.url(path)), None).and(Err(anyhow!("{e}"))),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.endpoint)
     }

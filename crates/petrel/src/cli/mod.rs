@@ -8,6 +8,7 @@ mod messages;
 mod show;
 mod spool;
 mod top;
+mod trace;
 mod validate;
 
 use crate::{Daemon, DaemonOptions, system_hostname};
@@ -261,6 +262,25 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Live transcripts of inbound SMTP sessions (those starting from now).
+    TraceSmtpServer {
+        /// Only clients with this address or in this CIDR block.
+        #[arg(long)]
+        peer: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Live transcripts of outbound SMTP sessions (those starting from now).
+    TraceSmtpClient {
+        /// Only servers with this address or in this CIDR block.
+        #[arg(long)]
+        peer: Option<String>,
+        /// Only sites (destination domains or MX names) containing this.
+        #[arg(long)]
+        site: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// A live view of rates, queues and sources, redrawn in place.
     Top {
         /// Seconds between frames.
@@ -506,6 +526,20 @@ fn remote(command: Command) -> anyhow::Result<()> {
             messages::act(&remote, "bounce", &ids, Some(&reason))?;
         }
         Command::Flush { selector, remote } => messages::flush(&remote, selector.json())?,
+        Command::TraceSmtpServer { peer, remote } => trace::run(trace::Trace {
+            endpoint: &remote.endpoint,
+            outbound: false,
+            peer: peer.as_deref(),
+            site: None,
+            json: remote.json,
+        })?,
+        Command::TraceSmtpClient { peer, site, remote } => trace::run(trace::Trace {
+            endpoint: &remote.endpoint,
+            outbound: true,
+            peer: peer.as_deref(),
+            site: site.as_deref(),
+            json: remote.json,
+        })?,
         Command::Top { interval, once, remote } => {
             top::run(&remote.endpoint, std::time::Duration::from_secs_f64(interval.max(0.1)), once)?;
         }
@@ -607,9 +641,9 @@ fn serve(policy: PathBuf, lua: petrel_lua::LuaSettings, status_every: std::time:
         // arrives as soon as the ports answer must not kill the process.
         use tokio::signal::unix::{SignalKind, signal};
         let (hangup, terminate) = (signal(SignalKind::hangup()).ok(), signal(SignalKind::terminate()).ok());
-        let options = DaemonOptions { lua, log_filter, status_every: Some(status_every), ..DaemonOptions::new(policy.clone()) };
-        let daemon = match Daemon::start(options).await
-        {
+        let options =
+            DaemonOptions { lua, log_filter, status_every: Some(status_every), ..DaemonOptions::new(policy.clone()) };
+        let daemon = match Daemon::start(options).await {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("petrel: {}: {e}", policy.display());

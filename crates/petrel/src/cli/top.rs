@@ -72,7 +72,7 @@ pub fn run(endpoint: &str, every: Duration, once: bool) -> anyhow::Result<()> {
             return Ok(());
         }
         // Home the cursor and clear, then draw: the view updates in place.
-        print!("\x1b[H\x1b[2J{frame}(every {}s; Ctrl-C to leave)\n", every.as_secs_f64());
+        println!("\x1b[H\x1b[2J{frame}(every {}s; Ctrl-C to leave)", every.as_secs_f64());
         std::io::Write::flush(&mut std::io::stdout())?;
         std::thread::sleep(every);
     }
