@@ -13,6 +13,8 @@ kumo.on('init', function()
   kumo.define_spool { name = 'data', path = 'data/egress-pools/spool' }
   kumo.configure_local_logs { log_dir = 'data/egress-pools/logs' }
   kumo.start_esmtp_listener { listen = '127.0.0.1:2025', relay_hosts = { '127.0.0.1' } }
+  -- The console (http://127.0.0.1:8000/) and the API the petrel commands use.
+  kumo.start_http_listener { listen = '127.0.0.1:8000', trusted_hosts = { '127.0.0.1' } }
 
   -- One source per IP, each with the EHLO name its PTR record would carry.
   -- 127.0.0.2 … 127.0.0.5 are loopback on Linux, so this runs anywhere.
