@@ -56,8 +56,13 @@ async fn the_console_shows_what_happened_and_suspends_on_a_click() {
         browser.wait_text("#total-delivered", |t| t == "30");
         assert_eq!(browser.text("#total-received"), "30");
         assert_eq!(browser.text("#total-bounced"), "0");
-        assert!(browser.text("#daemon").contains("ESMTP 127.0.0.1:"), "{}", browser.text("#daemon"));
+        let daemon_info = browser.text("#daemon");
+        assert!(daemon_info.contains("ESMTP 127.0.0.1:") && daemon_info.contains("accepting mail"), "{daemon_info}");
         shot(&browser, "overview");
+        // Reload from the page: the report appears.
+        browser.click("#reload");
+        let report = browser.wait_text("#reload-report", |t| t.contains("generation"));
+        assert!(report.contains("\"success\": true") && report.contains("\"unchanged\": true"), "{report}");
 
         // Sources: each source's deliveries of the last hour, as the sink saw them.
         browser.click("#nav-sources");

@@ -84,7 +84,8 @@ function overview() {
   chart($('chart-day'), series(s.minutes, s.now, 60, 1440));
   fill($('daemon'), [
     row('Host', s.hostname), row('Up', age(s.now - s.started)), row('Policy generation', s.generation),
-    row('Listeners', s.listeners.join(', ')), row('Spool', s.spool),
+    row('Listeners', s.listeners.join(', ')),
+    row('Spool', s.spool + (s.spool_healthy ? ' — accepting mail' : ' — NOT accepting mail (below its free-space reserve or failing writes; new mail gets 451)')),
     row('Scheduled / ready', s.scheduled_messages + ' / ' + s.ready_messages),
   ]);
 }

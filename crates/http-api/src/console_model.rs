@@ -93,8 +93,11 @@ pub struct ConsoleSnapshot {
     pub oldest_age_secs: Option<u64>,
     /// Listeners, as `ESMTP 127.0.0.1:25`.
     pub listeners: Vec<String>,
-    /// The spool's directories and whether it accepts mail.
+    /// The spool's directories.
     pub spool: String,
+    /// The spool takes new mail (false: below its free-space reserve or
+    /// failing writes; new mail is deferred with 451).
+    pub spool_healthy: bool,
     /// Egress sources.
     pub sources: Vec<ConsoleSource>,
     /// Egress pools.

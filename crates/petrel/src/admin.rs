@@ -155,6 +155,7 @@ impl AdminOps for DaemonAdmin {
             queues: &self.queues,
             listeners: &listeners,
             spool: format!("{} (meta {})", spool.data.display(), spool.meta.display()),
+            spool_healthy: self.spool.is_healthy(),
             hostname: &self.hostname,
             started: self.started,
             generation: generation.number,

@@ -19,6 +19,7 @@ pub(crate) struct Sources<'a> {
     pub queues: &'a petrel_queue::QueueManager,
     pub listeners: &'a (Vec<SocketAddr>, Vec<SocketAddr>),
     pub spool: String,
+    pub spool_healthy: bool,
     pub hostname: &'a str,
     pub started: i64,
     pub generation: u64,
@@ -94,6 +95,7 @@ pub(crate) fn snapshot(from: Sources<'_>) -> ConsoleSnapshot {
         oldest_age_secs: oldest.map(|t| (chrono::Utc::now() - t).num_seconds().max(0) as u64),
         listeners: smtp.iter().map(|a| format!("ESMTP {a}")).chain(http.iter().map(|a| format!("HTTP {a}"))).collect(),
         spool: from.spool,
+        spool_healthy: from.spool_healthy,
         sources,
         pools,
     }

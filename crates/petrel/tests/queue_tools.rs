@@ -22,14 +22,13 @@ async fn petrel(endpoint: &str, list: &[&str]) -> String {
     stdout.into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_hold_release_delete_bounce_and_flush_by_id() {
-    // Every first attempt is deferred; later ones are accepted.
+/// A sink deferring every first attempt (later ones accepted), and a
+/// policy sending everything there with hourly retries.
+async fn setup(dir: &tempfile::TempDir) -> (Sink, std::path::PathBuf) {
     let sink = Sink::start_with(Arc::new(|_, attempt| {
         if attempt == 1 { (451, "4.3.0 come back later".into()) } else { (250, "2.0.0 ok".into()) }
     }))
     .await;
-    let dir = tempfile::tempdir().unwrap();
     let root = dir.path().display();
     let policy = dir.path().join("init.lua");
     std::fs::write(
@@ -50,6 +49,14 @@ end)
         ),
     )
     .unwrap();
+    (sink, policy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_hold_release_delete_bounce_and_flush_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display();
+    let (sink, policy) = setup(&dir).await;
     let daemon = Daemon::start(DaemonOptions::new(policy)).await.unwrap();
     let endpoint = format!("http://{}", daemon.http_addrs()[0]);
     let mut inject = vec!["inject", "--from", "s@a.example"];
@@ -110,5 +117,31 @@ end)
     assert!(delivered.trim_end_matches(['│', ' ']).ends_with(" 3"), "three delivered since start: {delivered}");
     let received = frame.lines().find(|l| l.contains(" received ")).unwrap();
     assert!(received.trim_end_matches(['│', ' ']).ends_with(" 5"), "{received}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_outlives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, policy) = setup(&dir).await;
+    let daemon = Daemon::start(DaemonOptions::new(policy.clone())).await.unwrap();
+    let endpoint = format!("http://{}", daemon.http_addrs()[0]);
+    let out = petrel(&endpoint, &["inject", "--from", "s@a.example", "--to", "kept@dest.example"]).await;
+    let id = out.lines().find_map(|l| l.trim().strip_prefix("id ")).unwrap().trim().to_string();
+    assert!(eventually(Duration::from_secs(10), || sink.attempts("kept@dest.example") == 1).await);
+    assert!(petrel(&endpoint, &["hold", &id]).await.contains("hold: done"));
+    daemon.shutdown().await;
+
+    let daemon = Daemon::start(DaemonOptions::new(policy)).await.unwrap();
+    let endpoint = format!("http://{}", daemon.http_addrs()[0]);
+    let json = petrel(&endpoint, &["queue", "list", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["messages"][0]["id"], id.as_str());
+    assert_eq!(v["messages"][0]["held"], true, "still held after the restart: {v}");
+    assert!(petrel(&endpoint, &["flush"]).await.contains("flushed: 0"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.attempts("kept@dest.example"), 1, "not sent while held");
+    assert!(petrel(&endpoint, &["release", &id]).await.contains("release: done"));
+    assert!(eventually(Duration::from_secs(10), || sink.received_count() == 1).await, "sent once released");
     daemon.shutdown().await;
 }

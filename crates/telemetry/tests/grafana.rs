@@ -26,7 +26,10 @@ fn every_metric_the_dashboard_queries_exists() {
     for expr in &exprs {
         let names = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("petrel_"));
         for name in names {
-            assert!(exported.contains(&format!("\n{name}")) || exported.starts_with(name), "{name} in {expr:?} is not exported");
+            assert!(
+                exported.contains(&format!("\n{name}")) || exported.starts_with(name),
+                "{name} in {expr:?} is not exported"
+            );
         }
     }
 }
