@@ -88,8 +88,11 @@ impl LocalCells {
         if cells.len() >= SWEEP_AT && !cells.contains_key(key) {
             cells.retain(|_, tat| *tat > now);
         }
-        let tat = cells.entry(key.to_string()).or_insert(now);
-        f(tat, now)
+        // Look up by &str first: a throttle in use costs no allocation.
+        if let Some(tat) = cells.get_mut(key) {
+            return f(tat, now);
+        }
+        f(cells.entry(key.to_string()).or_insert(now), now)
     }
 
     /// Count an event; how long it must wait.
