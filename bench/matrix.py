@@ -21,6 +21,9 @@ import time
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/petrel/target"))
 PETREL = os.path.join(TARGET, "release", "petrel")
 SINK = os.path.join(TARGET, "release", "petrel-bench-sink")
+# Another Petrel build (e.g. the previous commit's) for the `baseline`
+# setup: the same bare policy, measured in the same run as `petrel`.
+BASELINE = os.environ.get("PETREL_BASELINE")
 CGROUP_ROOT = "/sys/fs/cgroup/cpuacct"
 PF_CONF = "/tmp/petrel-bench-postfix"
 PF_MARKER = "# written by petrel bench/run.sh"
@@ -203,12 +206,15 @@ def run_cell(args, shape, clients, setup):
     wait_port(sink_port)
     meter, daemon, target = None, None, sink_port
     try:
-        if setup.startswith("petrel"):
+        if setup.startswith("petrel") or setup == "baseline":
             policy = os.path.join(work, "init.lua")
             petrel_policy(policy, work, port, sink_port, setup == "petrel+lua", args.rcpts, setup == "petrel+dkim")
             meter = CpuMeter(setup)
             out = open(os.path.join(work, "petrel.out"), "w")
-            daemon = subprocess.Popen(meter.wrap([PETREL, "serve", "--policy", policy]), stdout=out, stderr=out)
+            binary = BASELINE if setup == "baseline" else PETREL
+            if not binary:
+                raise SystemExit("the baseline setup needs PETREL_BASELINE=/path/to/another/petrel")
+            daemon = subprocess.Popen(meter.wrap([binary, "serve", "--policy", policy]), stdout=out, stderr=out)
             meter.pid = daemon.pid
             target = port
         elif setup == "postfix":
@@ -284,7 +290,7 @@ def print_table(rows):
     for r in rows:
         cpu = f"{r['cpu_us']:.0f}" if r["cpu_us"] is not None else "-"
         rss = f"{r['rss']:.0f}" if r["rss"] is not None else "-"
-        split = split_text(r["split"]) if r["setup"].startswith("petrel") else ""
+        split = split_text(r["split"]) if r["setup"].startswith("petrel") or r["setup"] == "baseline" else ""
         print(f"{r['shape']:<6} {r['clients']:>5} {r['setup']:<11} {r['e2e']:>8.0f} {r['inject']:>9.0f} {cpu:>11} {rss:>8} {r['overflows']:>5} {r['drops']:>5}  {split}")
     print()
     by = {(r["shape"], r["clients"], r["setup"]): r for r in rows}
@@ -304,6 +310,9 @@ def print_table(rows):
         lua = by.get((shape, clients, "petrel+lua"))
         if lua and lua["cpu_us"] is not None and r["cpu_us"] is not None:
             parts.append(f"Lua events +{lua['cpu_us'] - r['cpu_us']:.0f} µs/msg")
+        old = by.get((shape, clients, "baseline"))
+        if old and old["e2e"] and old["cpu_us"] is not None and r["cpu_us"] is not None:
+            parts.append(f"vs baseline build {100 * r['e2e'] / old['e2e']:.0f}% e2e, {r['cpu_us'] - old['cpu_us']:+.0f} µs/msg CPU")
         dkim = by.get((shape, clients, "petrel+dkim"))
         if dkim and dkim["cpu_us"] is not None and r["cpu_us"] is not None:
             parts.append(f"DKIM RSA-2048 +{dkim['cpu_us'] - r['cpu_us']:.0f} µs/msg ({dkim['e2e']:.0f} msg/s)")
@@ -318,7 +327,8 @@ def main():
     p.add_argument("--clients", default="50,200,1000", help="client counts (default 50,200,1000)")
     p.add_argument("--shapes", default="one,reuse", help="one (a connection per message), reuse, or both")
     p.add_argument("--setups", default="direct,petrel,petrel+lua,petrel+dkim,postfix",
-                   help="any of direct, petrel, petrel+lua, petrel+dkim (RSA-2048 signing), postfix")
+                   help="any of direct, petrel, petrel+lua, petrel+dkim (RSA-2048 signing), postfix, "
+                        "baseline (the Petrel binary named by PETREL_BASELINE)")
     p.add_argument("--timeout", type=float, default=600, help="limit per cell, seconds")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()

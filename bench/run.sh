@@ -10,7 +10,9 @@
 #
 # Setups: direct (smtp-source -> sink), petrel (bare policy), petrel+lua (a
 # policy with reception, queue and path events), petrel+dkim (an RSA-2048
-# DKIM signature on every message), postfix (tuned private instance). Petrel sends from 127.0.0.2 and 127.0.0.3 weighted 1:2; the
+# DKIM signature on every message), postfix (tuned private instance),
+# baseline (another Petrel build, PETREL_BASELINE=/path/to/petrel, with the
+# bare policy: a regression check within one run). Petrel sends from 127.0.0.2 and 127.0.0.3 weighted 1:2; the
 # sink counts what it acknowledged from each. See bench/matrix.py --help.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
