@@ -111,3 +111,53 @@ async fn the_console_shows_what_happened_and_suspends_on_a_click() {
     }
     daemon.stop();
 }
+
+/// Sources and pools a policy defines late (`get_egress_source` /
+/// `get_egress_pool`, as KumoMTA's sources helper does) are on the console
+/// like the init registry's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_bound_sources_and_pools_are_on_the_console() {
+    let sink = Sink::start().await;
+    let ws = Workspace::new();
+    let init = "  kumo.start_http_listener { listen = '127.0.0.1:0', trusted_hosts = { '127.0.0.1' } }";
+    let events = format!(
+        r#"local ADDRESSES = {{ ['late-2'] = '127.0.0.2', ['late-3'] = '127.0.0.3' }}
+kumo.on('get_egress_source', function(name)
+  return kumo.make_egress_source {{ name = name, source_address = ADDRESSES[name] }}
+end)
+kumo.on('get_egress_pool', function(name)
+  return kumo.make_egress_pool {{ name = name, entries = {{ {{ name = 'late-2', weight = 1 }}, {{ name = 'late-3', weight = 2 }} }} }}
+end)
+kumo.on('get_egress_path_config', function() return kumo.make_egress_path {{ prohibited_hosts = {{}} }} end)
+{}"#,
+        smart_host_events(sink.addr(), "egress_pool = 'late-pool',")
+    );
+    let daemon = TestDaemon::start(&ws.policy(init, &events)).unwrap();
+    assert_eq!(inject(daemon.smtp[0], 30, 3, |i| ("s@a.example".into(), format!("r{i}@dest.example"))).await, 30);
+    assert!(eventually(Duration::from_secs(15), || sink.received_count() == 30).await);
+    let url = format!("http://{}/api/admin/console/v1", daemon.http[0]);
+    let snapshot = || async { petrel_e2e::http("GET", url.clone(), vec![], None).await.json() };
+    let mut v = snapshot().await;
+    for _ in 0..50 {
+        if v["totals"][1] == 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        v = snapshot().await;
+    }
+    let source = |name: &str| v["sources"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned();
+    let two = source("late-2").unwrap_or_else(|| panic!("late-2 missing: {v}"));
+    assert_eq!(two["address"], "127.0.0.2");
+    assert_eq!(two["pools"][0]["pool"], "late-pool");
+    assert_eq!(two["delivered"], 10);
+    assert_eq!(source("late-3").unwrap()["delivered"], 20);
+    let pool = v["pools"].as_array().unwrap().iter().find(|p| p["name"] == "late-pool").cloned().expect("the pool");
+    let picks: Vec<(String, u64)> = pool["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["source"].as_str().unwrap().to_string(), e["recent_picks"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(picks, vec![("late-2".to_string(), 10), ("late-3".to_string(), 20)]);
+    daemon.stop();
+}

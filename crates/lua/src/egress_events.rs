@@ -128,6 +128,11 @@ impl<T: Clone> TtlCache<T> {
     pub(crate) fn put(&self, name: &str, value: Option<T>, ttl: Duration) {
         self.entries.lock().insert(name.to_string(), (value, Instant::now() + ttl));
     }
+
+    /// Every definition the events have given this generation, fresh or not.
+    pub(crate) fn values(&self) -> Vec<T> {
+        self.entries.lock().values().filter_map(|(value, _)| value.clone()).collect()
+    }
 }
 
 /// The late-bound sources and pools of one generation.

@@ -333,6 +333,15 @@ impl PolicyEngine {
         self.links.limits.clone()
     }
 
+    /// The sources and pools the policy's `get_egress_source` /
+    /// `get_egress_pool` have defined for the current generation so far
+    /// (they are not in the init registry), for operator views.
+    pub fn late_bound(&self) -> (Vec<Arc<petrel_egress::EgressSource>>, Vec<Arc<petrel_egress::EgressPool>>) {
+        let generation = self.current();
+        let egress = &generation.shared.egress;
+        (egress.sources.values(), egress.pools.values())
+    }
+
     /// The resolver `kumo.dns.*` lookups use from now on: the daemon's own,
     /// so policies see the answers (and the name servers) delivery sees.
     pub fn set_resolver(&self, resolver: Arc<dyn petrel_dns::Resolver>) {

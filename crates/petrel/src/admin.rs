@@ -151,6 +151,7 @@ impl AdminOps for DaemonAdmin {
         crate::console::snapshot(crate::console::Sources {
             metrics: &self.metrics,
             registry: &generation.config.registry,
+            late: self.engine.late_bound(),
             dispatcher: &self.dispatcher,
             queues: &self.queues,
             listeners: &listeners,

@@ -2,6 +2,7 @@
 //! activity (the telemetry rings), sources and pools with their last hour
 //! and last picks, and the log records about a message.
 
+use petrel_egress::{EgressPool, EgressSource};
 use petrel_http_api::{
     ActivityBucket, ConsolePool, ConsolePoolEntry, ConsoleSnapshot, ConsoleSource, PoolWeight, RecordsQuery,
 };
@@ -15,6 +16,9 @@ use std::sync::Arc;
 pub(crate) struct Sources<'a> {
     pub metrics: &'a Arc<Metrics>,
     pub registry: &'a petrel_egress::Registry,
+    /// Sources and pools the policy defined late (`get_egress_source`,
+    /// `get_egress_pool`, the sources helper), shown with the registry's.
+    pub late: (Vec<Arc<EgressSource>>, Vec<Arc<EgressPool>>),
     pub dispatcher: &'a petrel_delivery::Dispatcher,
     pub queues: &'a petrel_queue::QueueManager,
     pub listeners: &'a (Vec<SocketAddr>, Vec<SocketAddr>),
@@ -37,16 +41,19 @@ pub(crate) fn snapshot(from: Sources<'_>) -> ConsoleSnapshot {
     let ready = from.dispatcher.summary();
     let connections = |source: &str| ready.iter().filter(|r| r.source == source).map(|r| r.connections as u64).sum();
     let sum = |source: &str, f: fn(&SourceActivity) -> u64| paths.iter().filter(|p| p.source == source).map(f).sum();
-    let sources = from
-        .registry
-        .sources()
+    // The init registry's definitions first, then the late ones it lacks.
+    let all_pools: Vec<&Arc<EgressPool>> =
+        from.registry.pools().chain(from.late.1.iter().filter(|p| from.registry.pool(&p.name).is_none())).collect();
+    let all_sources: Vec<&Arc<EgressSource>> =
+        from.registry.sources().chain(from.late.0.iter().filter(|s| from.registry.source(&s.name).is_none())).collect();
+    let sources = all_sources
+        .iter()
         .map(|s| ConsoleSource {
             name: s.name.clone(),
             address: s.source_address.map(|a| a.to_string()),
             ehlo: s.ehlo_domain.clone(),
-            pools: from
-                .registry
-                .pools()
+            pools: all_pools
+                .iter()
                 .flat_map(|p| p.entries.iter().filter(|e| e.source == s.name).map(|e| (p.name.clone(), e.weight)))
                 .map(|(pool, weight)| PoolWeight { pool, weight })
                 .collect(),
@@ -57,9 +64,8 @@ pub(crate) fn snapshot(from: Sources<'_>) -> ConsoleSnapshot {
         })
         .collect();
     let picks: HashMap<String, Vec<(String, u64)>> = from.dispatcher.recent_picks().into_iter().collect();
-    let pools = from
-        .registry
-        .pools()
+    let pools = all_pools
+        .iter()
         .map(|p| ConsolePool {
             name: p.name.clone(),
             entries: p
