@@ -11,6 +11,7 @@ pub struct RedisServer {
     child: Option<Child>,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    cluster: bool,
 }
 
 fn free_port() -> u16 {
@@ -29,15 +30,56 @@ impl RedisServer {
     /// (`make test` installs it).
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = Self { child: None, addr: SocketAddr::from(([127, 0, 0, 1], free_port())), dir };
+        let mut server =
+            Self { child: None, addr: SocketAddr::from(([127, 0, 0, 1], free_port())), dir, cluster: false };
         server.launch();
         server
+    }
+
+    /// A Redis Cluster of `n` primaries (no replicas) on free ports, slots
+    /// spread over them by `redis-cli --cluster create`.
+    pub fn cluster(n: usize) -> Vec<Self> {
+        let nodes: Vec<Self> = (0..n)
+            .map(|_| {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let mut node =
+                    Self { child: None, addr: SocketAddr::from(([127, 0, 0, 1], free_port())), dir, cluster: true };
+                node.launch();
+                node
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run redis-cli (Debian package redis-tools, which redis-server brings)");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &node.addr.port().to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli");
+                if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster did not come up");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        nodes
     }
 
     fn launch(&mut self) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.addr.port().to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(if self.cluster { &["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"][..] } else { &[] })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

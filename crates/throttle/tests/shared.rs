@@ -132,3 +132,25 @@ async fn redis_down_means_this_nodes_share_then_back_to_shared() {
     let _leases: Vec<_> = [a.lease("c", 3).await, a.lease("c", 3).await, a.lease("c", 3).await].into();
     assert!(a.lease("c", 3).await.is_none());
 }
+
+#[tokio::test]
+async fn a_redis_cluster_shares_throttles_and_leases_across_its_slots() {
+    let cluster = RedisServer::cluster(3);
+    let config =
+        RedisConfig { nodes: cluster.iter().map(|n| n.url()).collect(), node_count: 2, ..RedisConfig::default() };
+    let (a, b) = (Limiter::new(), Limiter::new());
+    a.configure(Some(&config)).unwrap();
+    b.configure(Some(&config)).unwrap();
+    // Keys land on different shards; each one is still one limit.
+    let paced = spec("10/s").paced();
+    for key in ["path:a->x", "path:b->y", "path:c->z"] {
+        let mut last = Duration::ZERO;
+        for i in 0..10 {
+            last = if i % 2 == 0 { a.reserve(key, &paced).await } else { b.reserve(key, &paced).await };
+        }
+        assert!(last >= Duration::from_millis(850) && last <= Duration::from_millis(950), "{key}: {last:?}");
+    }
+    assert_eq!(a.mode(), Mode::Shared);
+    let _held = [a.lease("conn:k", 2).await.unwrap(), b.lease("conn:k", 2).await.unwrap()];
+    assert!(a.lease("conn:k", 2).await.is_none(), "two leases in all, across both nodes");
+}
