@@ -211,9 +211,9 @@ impl Limiter {
             Backend::Local => return Some(Lease { key: None, holders: self.holders.clone(), renewal: None }),
             Backend::Shared(s) => s.clone(),
         };
+        let member = format!("{}-{}", self.node_id, self.next_lease.fetch_add(1, Ordering::Relaxed));
+        let redis_key = shared_key(key);
         if shared.usable() {
-            let member = format!("{}-{}", self.node_id, self.next_lease.fetch_add(1, Ordering::Relaxed));
-            let redis_key = shared_key(key);
             match shared.store.acquire(&redis_key, limit, shared.store.config.lease_ttl, &member).await {
                 Ok(granted) => {
                     shared.up();
@@ -229,7 +229,10 @@ impl Limiter {
             return None;
         }
         *held += 1;
-        Some(Lease { key: Some(key.to_string()), holders: self.holders.clone(), renewal: None })
+        // Renewing writes the lease into Redis, so once Redis answers again
+        // the other nodes count this connection too.
+        let renewal = Some(Renewal::start(shared, redis_key, member));
+        Some(Lease { key: Some(key.to_string()), holders: self.holders.clone(), renewal })
     }
 
     fn hold(&self, key: &str, renewal: Option<Renewal>) -> Lease {
