@@ -98,13 +98,19 @@ impl Browser {
         }
     }
 
-    /// The visible text of the first element matching `css` (waited for).
+    /// The visible text of the first element matching `css` ("" when there
+    /// is none). The console redraws its tables every second, so an element
+    /// found may be replaced before its text is read: find it again.
     pub fn text(&self, css: &str) -> String {
-        let Some(id) = self.find(css) else { return String::new() };
-        call("GET", &self.url(&format!("/element/{id}/text")), None)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
+        for _ in 0..20 {
+            let Some(id) = self.find(css) else { return String::new() };
+            match call("GET", &self.url(&format!("/element/{id}/text")), None) {
+                Ok(v) => return v.as_str().unwrap_or_default().to_string(),
+                Err(e) if e.contains("stale element") => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => panic!("text of {css:?}: {e}"),
+            }
+        }
+        panic!("{css:?} kept being replaced before its text could be read");
     }
 
     /// Wait (up to 15 s) until `check` holds for the text of `css`.

@@ -99,6 +99,10 @@ pub(crate) fn new_state(
         sandbox(&lua).map_err(setup)?;
     }
     lua.set_memory_limit(settings.memory_limit).map_err(setup)?;
+    // An event's garbage (its message userdata, strings, tables) dies young;
+    // the generational collector frees it without walking the policy's
+    // long-lived tables every cycle.
+    lua.gc_set_mode(mlua::state::GcMode::Generational(Default::default()));
     shared.install(&lua);
     // Data files read by the policy's top level count as its files too.
     lua.set_app_data(crate::fingerprint::DataFiles::default());
