@@ -126,6 +126,10 @@ impl SessionPolicy for PolicyEngine {
 
     async fn mail_from(&self, sender: &EnvelopeAddress, conn: &ConnMeta) -> Result<(), PolicyError> {
         const EVENT: &str = "smtp_server_mail_from";
+        // Most policies have no handler: skip building the arguments.
+        if !self.current().handles(EVENT) {
+            return Ok(());
+        }
         let (sender, conn) = (LuaAddress(sender.clone()), conn_arg(conn));
         let result = call(self, EVENT, nothing, move |lua| (sender, conn).into_lua_multi(lua)).await;
         result.map(|_| ()).map_err(session_error)
@@ -133,6 +137,9 @@ impl SessionPolicy for PolicyEngine {
 
     async fn rcpt_to(&self, recipient: &EnvelopeAddress, conn: &ConnMeta) -> Result<(), PolicyError> {
         const EVENT: &str = "smtp_server_rcpt_to";
+        if !self.current().handles(EVENT) {
+            return Ok(());
+        }
         let (recipient, conn) = (LuaAddress(recipient.clone()), conn_arg(conn));
         let result = call(self, EVENT, nothing, move |lua| (recipient, conn).into_lua_multi(lua)).await;
         result.map(|_| ()).map_err(session_error)
