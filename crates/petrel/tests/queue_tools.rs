@@ -2,6 +2,8 @@
 //! process: `inject` prints ids, `queue list` shows each waiting message,
 //! `hold` / `release` / `delete` / `bounce ID` / `flush` act on them.
 
+mod common;
+
 use petrel::{Daemon, DaemonOptions};
 use petrel_testkit::{Sink, eventually};
 use std::process::Command;
@@ -29,26 +31,11 @@ async fn setup(dir: &tempfile::TempDir) -> (Sink, std::path::PathBuf) {
         if attempt == 1 { (451, "4.3.0 come back later".into()) } else { (250, "2.0.0 ok".into()) }
     }))
     .await;
-    let root = dir.path().display();
-    let policy = dir.path().join("init.lua");
-    std::fs::write(
-        &policy,
-        format!(
-            r#"local kumo = require 'kumo'
-kumo.on('init', function()
-  kumo.define_spool {{ name = 'data', path = '{root}/spool' }}
-  kumo.configure_local_logs {{ log_dir = '{root}/logs' }}
-  kumo.start_http_listener {{ listen = '127.0.0.1:0' }}
-end)
-kumo.on('get_queue_config', function()
-  return kumo.make_queue_config {{ retry_interval = '1h', generate_bounces = false,
-    protocol = {{ smtp = {{ mx_list = {{ '{}' }} }} }} }}
-end)
-"#,
-            sink.addr()
-        ),
-    )
-    .unwrap();
+    let policy = common::policy(
+        dir.path(),
+        "  kumo.start_http_listener { listen = '127.0.0.1:0' }",
+        &common::smart_host(sink.addr(), "retry_interval = '1h', generate_bounces = false,"),
+    );
     (sink, policy)
 }
 

@@ -31,25 +31,11 @@ async fn serve_prints_status_lines_and_each_bounce() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let root = dir.path().display();
-    let policy = dir.path().join("init.lua");
-    std::fs::write(
-        &policy,
-        format!(
-            r#"local kumo = require 'kumo'
-kumo.on('init', function()
-  kumo.define_spool {{ name = 'data', path = '{root}/spool' }}
-  kumo.configure_local_logs {{ log_dir = '{root}/logs' }}
-  kumo.start_esmtp_listener {{ listen = '127.0.0.1:{port}', relay_hosts = {{ '127.0.0.1' }} }}
-end)
-kumo.on('get_queue_config', function()
-  return kumo.make_queue_config {{ generate_bounces = false, protocol = {{ smtp = {{ mx_list = {{ '{}' }} }} }} }}
-end)
-"#,
-            sink.addr()
-        ),
-    )
-    .unwrap();
+    let policy = common::policy(
+        dir.path(),
+        &format!("  kumo.start_esmtp_listener {{ listen = '127.0.0.1:{port}', relay_hosts = {{ '127.0.0.1' }} }}"),
+        &common::smart_host(sink.addr(), "generate_bounces = false,"),
+    );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_petrel"))
         .args(["serve", "--status-interval", "1", "--policy"])
         .arg(&policy)

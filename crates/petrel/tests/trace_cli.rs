@@ -1,6 +1,8 @@
 //! `petrel trace-smtp-server` / `trace-smtp-client` against a daemon in
 //! process: live transcripts of a message's way in and out.
 
+mod common;
+
 use petrel::{Daemon, DaemonOptions};
 use petrel_testkit::Sink;
 use std::io::{BufRead, BufReader};
@@ -62,25 +64,11 @@ impl Drop for Watch {
 async fn transcripts_of_a_message_in_and_out() {
     let sink = Sink::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().display();
-    let policy = dir.path().join("init.lua");
-    std::fs::write(
-        &policy,
-        format!(
-            r#"local kumo = require 'kumo'
-kumo.on('init', function()
-  kumo.define_spool {{ name = 'data', path = '{root}/spool' }}
-  kumo.start_http_listener {{ listen = '127.0.0.1:0' }}
-  kumo.start_esmtp_listener {{ listen = '127.0.0.1:0', relay_hosts = {{ '127.0.0.1' }} }}
-end)
-kumo.on('get_queue_config', function()
-  return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '{}' }} }} }} }}
-end)
-"#,
-            sink.addr()
-        ),
-    )
-    .unwrap();
+    let policy = common::policy(
+        dir.path(),
+        "  kumo.start_http_listener { listen = '127.0.0.1:0' }\n  kumo.start_esmtp_listener { listen = '127.0.0.1:0', relay_hosts = { '127.0.0.1' } }",
+        &common::smart_host(sink.addr(), ""),
+    );
     let daemon = Daemon::start(DaemonOptions::new(policy)).await.unwrap();
     let endpoint = format!("http://{}", daemon.http_addrs()[0]);
     let inbound = tokio::task::spawn_blocking({

@@ -2,38 +2,18 @@
 //! ID…`: the daemon's waiting messages one by one, as `mailq`,
 //! `postqueue -f` and `postsuper` show and change them.
 
-use super::client::Api;
-use super::show::{table, text};
+use super::client::{Api, encode};
+use super::show::{short_age, table, text};
 use super::{Remote, print};
 use serde_json::{Value, json};
-
-/// A query-string value, percent-encoded.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
 
 /// Seconds from an RFC 3339 time to now, as `queue summary` shows ages.
 fn since(v: &Value) -> String {
     let Some(t) = v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else { return "-".into() };
     let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds();
     match secs {
-        s if s < 0 => format!("in {}", short(-s)),
-        s => short(s),
-    }
-}
-
-fn short(s: i64) -> String {
-    match s {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
+        s if s < 0 => format!("in {}", short_age(-s as u64)),
+        s => short_age(s as u64),
     }
 }
 

@@ -25,12 +25,16 @@ pub fn text(v: &Value) -> String {
 }
 
 fn age(v: &Value) -> String {
-    match v.as_u64() {
-        None => "-".into(),
-        Some(s) if s < 120 => format!("{s}s"),
-        Some(s) if s < 7200 => format!("{}m", s / 60),
-        Some(s) if s < 172_800 => format!("{}h", s / 3600),
-        Some(s) => format!("{}d", s / 86400),
+    v.as_u64().map_or_else(|| "-".into(), short_age)
+}
+
+/// Seconds as a short age: `45s`, `12m`, `5h`, `3d`.
+pub fn short_age(s: u64) -> String {
+    match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
     }
 }
 

@@ -2,7 +2,7 @@
 //! the sessions the daemon accepts or opens, one protocol line per output
 //! line, until interrupted (like `kcli trace-smtp-server`).
 
-use super::client::Api;
+use super::client::{Api, encode};
 use serde_json::Value;
 use std::io::Write;
 
@@ -13,16 +13,6 @@ pub struct Trace<'a> {
     pub peer: Option<&'a str>,
     pub site: Option<&'a str>,
     pub json: bool,
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// One event as a person reads it: time, session, peer, arrow, line.

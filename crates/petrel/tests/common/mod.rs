@@ -32,3 +32,23 @@ pub fn serve(policy: &Path, port: u16, stderr: Stdio) -> Child {
 pub fn signal(child: &Child, sig: &str) {
     assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
 }
+
+/// Write `dir/init.lua`: a spool and logs under `dir`, then `init` inside
+/// the init event, then `events`.
+pub fn policy(dir: &Path, init: &str, events: &str) -> std::path::PathBuf {
+    let root = dir.display();
+    let path = dir.join("init.lua");
+    let text = format!(
+        "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.define_spool {{ name = 'data', path = '{root}/spool' }}\n  kumo.configure_local_logs {{ log_dir = '{root}/logs' }}\n{init}\nend)\n{events}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `get_queue_config` sending everything to `sink` as a smart host, with
+/// the given extra fields.
+pub fn smart_host(sink: std::net::SocketAddr, fields: &str) -> String {
+    format!(
+        "kumo.on('get_queue_config', function()\n  return kumo.make_queue_config {{ {fields} protocol = {{ smtp = {{ mx_list = {{ '{sink}' }} }} }} }}\nend)"
+    )
+}
