@@ -169,8 +169,8 @@ impl Logger {
     pub fn log(&self, mut record: LogRecord) {
         self.classify(&mut record);
         self.metrics.count(record.kind.as_str(), record.egress_pool.as_deref(), record.egress_source.as_deref());
-        let now = chrono::Utc::now().timestamp();
-        self.metrics.activity.record(record.kind, record.egress_pool.as_deref(), record.egress_source.as_deref(), now);
+        let at = record.timestamp.timestamp();
+        self.metrics.activity.record(record.kind, record.egress_pool.as_deref(), record.egress_source.as_deref(), at);
         if matches!(record.kind, RecordType::Bounce | RecordType::Expiration) {
             tracing::info!(
                 id = %record.id,
