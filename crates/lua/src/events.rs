@@ -32,9 +32,13 @@ async fn message_event(
     engine: &PolicyEngine,
     event: &'static str,
     message: &mut Message,
-    context: serde_json::Map<String, serde_json::Value>,
+    context: impl FnOnce() -> serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), mlua::Error> {
-    let copy = message.clone();
+    // Without a handler, neither the copy nor the context is worth making.
+    if !engine.current().handles(event) {
+        return Ok(());
+    }
+    let (copy, context) = (message.clone(), context());
     let edited = engine
         .call_event(
             event,
@@ -171,7 +175,7 @@ impl SessionPolicy for PolicyEngine {
     }
 
     async fn message_received(&self, message: &mut Message, conn: &ConnMeta) -> Result<(), PolicyError> {
-        message_event(self, "smtp_server_message_received", message, object(conn)).await.map_err(session_error)
+        message_event(self, "smtp_server_message_received", message, || object(conn)).await.map_err(session_error)
     }
 }
 
@@ -192,7 +196,7 @@ impl InjectPolicy for PolicyEngine {
     }
 
     async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), PolicyError> {
-        message_event(self, "http_message_generated", message, object(auth)).await.map_err(session_error)
+        message_event(self, "http_message_generated", message, || object(auth)).await.map_err(session_error)
     }
 }
 
