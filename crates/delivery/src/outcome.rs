@@ -165,8 +165,8 @@ pub(crate) async fn report(settle: &Settlement, attempt: &Attempt<'_>, item: Dis
         let remote_mta = attempt.conn.as_ref().map(|c| c.peer_name);
         settle.queues.report_failure(&config, &message, petrel_queue::Failure { response, remote_mta }).await;
     }
-    if let Err(e) = settle.spool.remove(message.id).await {
-        // Left in the spool, it would be delivered again after a restart.
-        tracing::error!(id = %message.id, error = %e, "cannot remove a finished message from the spool");
-    }
+    // Not awaited: the connection goes on to its next message while the
+    // removal rides with the spool writer's next batch (behind the fsync
+    // of receptions arriving meanwhile).
+    settle.spool.remove_later(message.id);
 }

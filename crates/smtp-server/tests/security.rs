@@ -236,6 +236,9 @@ impl Spool for FaultySpool {
     async fn remove(&self, id: petrel_message::SpoolId) -> Result<(), petrel_spool::SpoolError> {
         self.inner.remove(id).await
     }
+    fn remove_later(&self, id: petrel_message::SpoolId) {
+        self.inner.remove_later(id)
+    }
     async fn load_meta(&self, id: petrel_message::SpoolId) -> Result<Message, petrel_spool::SpoolError> {
         self.inner.load_meta(id).await
     }

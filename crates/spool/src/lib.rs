@@ -81,6 +81,12 @@ pub trait Spool: Send + Sync + 'static {
     /// Forget a message after its final outcome. Survives a process crash;
     /// an OS crash may bring the message back (a duplicate, never a loss).
     async fn remove(&self, id: SpoolId) -> Result<(), SpoolError>;
+    /// [`Spool::remove`] without waiting for the write: a delivery
+    /// connection moves on to its next message while the removal rides
+    /// with the writer's next batch. The same guarantee once written; a
+    /// process crash before then brings the message back (a duplicate,
+    /// never a loss), and a failed write is logged by the spool.
+    fn remove_later(&self, id: SpoolId);
     /// The meta record of a spooled message (body not loaded).
     async fn load_meta(&self, id: SpoolId) -> Result<Message, SpoolError>;
     /// The body of a spooled message.

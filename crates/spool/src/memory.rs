@@ -73,6 +73,10 @@ impl Spool for MemorySpool {
         Ok(())
     }
 
+    fn remove_later(&self, id: SpoolId) {
+        self.messages.lock().remove(&id);
+    }
+
     async fn load_meta(&self, id: SpoolId) -> Result<Message, SpoolError> {
         let stored = self.messages.lock();
         let message = stored.get(&id).ok_or(SpoolError::NotFound(id))?;

@@ -57,7 +57,8 @@ struct Request {
     /// A reception: the caller needs the write on disk before it is
     /// answered, and it is refused while the free-space reserve is short.
     durable: bool,
-    done: oneshot::Sender<Result<(), SpoolError>>,
+    /// `None`: nobody waits (a removal after delivery); a failure is logged.
+    done: Option<oneshot::Sender<Result<(), SpoolError>>>,
 }
 
 /// The open databases; `data` is `None` when meta and data share one.
@@ -198,8 +199,16 @@ impl RocksSpool {
     async fn submit(&self, ops: Vec<Op>, durable: bool) -> Result<(), SpoolError> {
         let (done, wait) = oneshot::channel();
         let writer = self.writer.as_ref().ok_or(SpoolError::Closed)?;
-        writer.send(Request { ops, durable, done }).map_err(|_| SpoolError::Closed)?;
+        writer.send(Request { ops, durable, done: Some(done) }).map_err(|_| SpoolError::Closed)?;
         wait.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Hand `ops` to the writer and go on.
+    fn submit_later(&self, ops: Vec<Op>) {
+        let sent = self.writer.as_ref().map(|w| w.send(Request { ops, durable: false, done: None }));
+        if !matches!(sent, Some(Ok(()))) {
+            tracing::error!("the spool is closed; a finished message stays spooled and is delivered again at start");
+        }
     }
 
     /// Write the memtables out to SST files, so the WAL they came from can
@@ -257,7 +266,7 @@ impl Writer {
                 // deliveries keep freeing it.
                 let (refused, rest): (Vec<_>, Vec<_>) = group.into_iter().partition(|r| r.durable);
                 for request in refused {
-                    let _ = request.done.send(Err(SpoolError::NoSpace));
+                    answer(request, Err(SpoolError::NoSpace));
                 }
                 group = rest;
                 if group.is_empty() {
@@ -278,7 +287,7 @@ impl Writer {
                 Err(e) => self.failed(e),
             }
             for request in group {
-                let _ = request.done.send(result.clone());
+                answer(request, result.clone());
             }
         }
     }
@@ -367,6 +376,21 @@ impl Writer {
     }
 }
 
+/// Tell the caller how its write went; log it when nobody waits.
+fn answer(request: Request, result: Result<(), SpoolError>) {
+    match request.done {
+        Some(done) => {
+            let _ = done.send(result);
+        }
+        None => {
+            if let Err(error) = result {
+                let removals = request.ops.len();
+                tracing::error!(%error, removals, "finished messages could not be removed; they are delivered again at start");
+            }
+        }
+    }
+}
+
 fn apply(group: &[Request], dbs: &Dbs, sync: &WriteOptions) -> Result<(), String> {
     let (meta, data) = (&dbs.meta, dbs.data());
     let (meta_cf, data_cf) = (meta.cf_handle(META_CF).expect("meta cf"), data.cf_handle(DATA_CF).expect("data cf"));
@@ -416,6 +440,10 @@ impl Spool for RocksSpool {
 
     async fn remove(&self, id: SpoolId) -> Result<(), SpoolError> {
         self.submit(vec![Op::Delete(id)], false).await
+    }
+
+    fn remove_later(&self, id: SpoolId) {
+        self.submit_later(vec![Op::Delete(id)]);
     }
 
     async fn load_meta(&self, id: SpoolId) -> Result<Message, SpoolError> {

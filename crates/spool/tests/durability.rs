@@ -1,5 +1,6 @@
 //! The spool against a real RocksDB in a temp dir: what is stored comes back
-//! after reopening, removals stick, and concurrent stores share syncs.
+//! after reopening, removals stick (awaited or queued), and concurrent
+//! stores share syncs.
 
 use petrel_message::{EnvelopeAddress, Message};
 use petrel_spool::{RocksSpool, Spool, SpoolPaths};
@@ -35,17 +36,28 @@ async fn round_trip(paths: SpoolPaths) {
         for id in &stored[..50] {
             spool.remove(*id).await.unwrap();
         }
+        // Queued removals go in order with later writes: once a store sent
+        // after them is durable, they are applied.
+        for id in &stored[50..60] {
+            spool.remove_later(*id);
+        }
         let mut updated = message(999);
         spool.store(std::slice::from_ref(&updated)).await.unwrap();
+        assert!(spool.load_meta(stored[55]).await.is_err(), "a queued removal is applied before a later store");
+        // And the ones still queued when the spool closes are written first.
+        for id in &stored[60..70] {
+            spool.remove_later(*id);
+        }
         updated.num_attempts = 3;
         spool.update_meta(&updated).await.unwrap();
         stored.push(updated.id);
         ids = stored;
     }
-    // Reopen: only the 150 kept plus the updated one come back.
+    // Reopen: only the 130 kept plus the updated one come back.
     let spool = RocksSpool::open(&paths).unwrap();
     let back = spool.enumerate().unwrap();
-    assert_eq!(back.len(), 151);
+    assert_eq!(back.len(), 131);
+    assert!(back.iter().all(|m| !ids[..70].contains(&m.id)));
     assert!(back.iter().all(|m| m.data.is_none() && m.meta_str("tenant") == Some("t")));
     let last = back.iter().find(|m| m.id == *ids.last().unwrap()).unwrap();
     assert_eq!(last.num_attempts, 3);
