@@ -154,7 +154,7 @@ impl Generation {
         let _permit = self.permits.acquire().await.expect("never closed");
         let lua = self.state().await?;
         let deadline = Instant::now() + limit;
-        lua.set_app_data(Deadline(deadline));
+        Deadline::set(&lua, Some(deadline));
         let result = async {
             let Some((func, args, keep)) = prepare(&lua)? else { return Ok(None) };
             let value = tokio::time::timeout_at(deadline.into(), func.call_async::<Value>(args))
@@ -163,7 +163,7 @@ impl Generation {
             finish(&lua, value, keep).map(Some)
         }
         .await;
-        lua.remove_app_data::<Deadline>();
+        Deadline::set(&lua, None);
         if is_memory_error(&result) {
             tracing::error!(
                 limit = self.settings.memory_limit,
@@ -204,7 +204,7 @@ impl Generation {
         };
         // A deadline far away: the hook still yields every slice, so a busy
         // task shares its worker, and never stops it.
-        lua.set_app_data(Deadline(Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)));
+        Deadline::set(&lua, Some(Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)));
         let run = async {
             let func = handler(&lua, &event)?.ok_or_else(|| mlua::Error::runtime("no handler"))?;
             let arg = mlua::LuaSerdeExt::to_value(&lua, &args)?;

@@ -32,20 +32,21 @@ async fn message_event(
     engine: &PolicyEngine,
     event: &'static str,
     message: &mut Message,
-    context: impl FnOnce() -> serde_json::Map<String, serde_json::Value>,
+    context: &(impl serde::Serialize + Clone + Send + Sync + 'static),
 ) -> Result<(), mlua::Error> {
-    // Without a handler, neither the copy nor the context is worth making.
+    // Without a handler, no copy is worth making.
     if !engine.current().handles(event) {
         return Ok(());
     }
-    let (copy, context) = (message.clone(), context());
+    let (copy, context) = (message.clone(), context.clone());
+    let context = move || object(&context);
     let edited = engine
         .call_event(
             event,
             move |lua| {
                 let Some(func) = handler(lua, event)? else { return Ok(None) };
                 let msg = lua.create_userdata(LuaMessage(copy))?;
-                let args = (msg.clone(), LuaConnMeta(context)).into_lua_multi(lua)?;
+                let args = (msg.clone(), LuaConnMeta::lazy(context)).into_lua_multi(lua)?;
                 Ok(Some((func, args, msg)))
             },
             move |_, result, msg: AnyUserData| {
@@ -116,7 +117,8 @@ fn boolean(event: &str, value: Value) -> mlua::Result<bool> {
 }
 
 fn conn_arg(conn: &ConnMeta) -> LuaConnMeta {
-    LuaConnMeta(object(conn))
+    let conn = conn.clone();
+    LuaConnMeta::lazy(move || object(&conn))
 }
 
 #[async_trait]
@@ -175,7 +177,7 @@ impl SessionPolicy for PolicyEngine {
     }
 
     async fn message_received(&self, message: &mut Message, conn: &ConnMeta) -> Result<(), PolicyError> {
-        message_event(self, "smtp_server_message_received", message, || object(conn)).await.map_err(session_error)
+        message_event(self, "smtp_server_message_received", message, conn).await.map_err(session_error)
     }
 }
 
@@ -196,7 +198,7 @@ impl InjectPolicy for PolicyEngine {
     }
 
     async fn message_generated(&self, message: &mut Message, auth: &AuthInfo) -> Result<(), PolicyError> {
-        message_event(self, "http_message_generated", message, || object(auth)).await.map_err(session_error)
+        message_event(self, "http_message_generated", message, auth).await.map_err(session_error)
     }
 }
 

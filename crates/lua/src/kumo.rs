@@ -102,15 +102,38 @@ pub(crate) fn registered_events(lua: &Lua) -> mlua::Result<std::collections::Has
     events.pairs::<String, Function>().map(|pair| pair.map(|(name, _)| name)).collect()
 }
 
+/// Handlers already looked up in this state: a per-message event would
+/// otherwise fetch the registry table and intern two strings each time.
+/// `kumo.on` empties it.
+#[derive(Default)]
+struct HandlerCache(std::cell::RefCell<std::collections::HashMap<String, Option<Function>>>);
+
 /// The handler registered for `event`, if any.
 pub(crate) fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {
-    lua.named_registry_value::<Table>(EVENTS)?.get(event)
+    if let Some(cache) = lua.app_data_ref::<HandlerCache>()
+        && let Some(found) = cache.0.borrow().get(event)
+    {
+        return Ok(found.clone());
+    }
+    let found: Option<Function> = lua.named_registry_value::<Table>(EVENTS)?.get(event)?;
+    match lua.app_data_ref::<HandlerCache>() {
+        Some(cache) => {
+            cache.0.borrow_mut().insert(event.to_string(), found.clone());
+        }
+        None => {
+            let cache = HandlerCache::default();
+            cache.0.borrow_mut().insert(event.to_string(), found.clone());
+            lua.set_app_data(cache);
+        }
+    }
+    Ok(found)
 }
 
 fn on(lua: &Lua, (event, func): (String, Function)) -> mlua::Result<()> {
     if let Err(why) = crate::event_names::check(&event) {
         return Err(mlua::Error::runtime(format!("{}: {why}", caller_location(lua))));
     }
+    lua.remove_app_data::<HandlerCache>();
     let events: Table = lua.named_registry_value(EVENTS)?;
     let func = match events.get::<Option<Function>>(event.as_str())? {
         None => func,

@@ -9,7 +9,26 @@ use std::sync::Arc;
 
 pub(crate) struct LuaMessage(pub Message);
 pub(crate) struct LuaAddress(pub EnvelopeAddress);
-pub(crate) struct LuaConnMeta(pub serde_json::Map<String, serde_json::Value>);
+/// Connection meta as handlers see it: built as a map only when a handler
+/// first reads or writes it (most reception handlers never do).
+pub(crate) struct LuaConnMeta {
+    map: Option<serde_json::Map<String, serde_json::Value>>,
+    make: Option<Box<dyn FnOnce() -> serde_json::Map<String, serde_json::Value> + Send + Sync>>,
+}
+
+impl LuaConnMeta {
+    /// Meta built on first use by `make`.
+    pub(crate) fn lazy(
+        make: impl FnOnce() -> serde_json::Map<String, serde_json::Value> + Send + Sync + 'static,
+    ) -> Self {
+        Self { map: None, make: Some(Box::new(make)) }
+    }
+
+    fn map(&mut self) -> &mut serde_json::Map<String, serde_json::Value> {
+        let make = &mut self.make;
+        self.map.get_or_insert_with(|| make.take().map(|f| f()).unwrap_or_default())
+    }
+}
 #[derive(Clone)]
 pub(crate) struct LuaQueueConfig(pub QueueConfig);
 #[derive(Clone)]
@@ -67,9 +86,9 @@ impl UserData for LuaAddress {
 
 impl UserData for LuaConnMeta {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("get_meta", |lua, c, key: String| json_to_lua(lua, c.0.get(&key)));
+        methods.add_method_mut("get_meta", |lua, c, key: String| json_to_lua(lua, c.map().get(&key)));
         methods.add_method_mut("set_meta", |lua, c, (key, value): (String, Value)| {
-            c.0.insert(key, lua.from_value(value)?);
+            c.map().insert(key, lua.from_value(value)?);
             Ok(())
         });
     }

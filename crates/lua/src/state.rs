@@ -60,8 +60,23 @@ fn sandbox(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-/// When the event running in a state must have finished; set per call.
-pub(crate) struct Deadline(pub Instant);
+/// When the event running in a state must have finished: set for each
+/// call, `None` between calls (and while the policy loads). It lives in
+/// the state from its creation, so a call only writes the cell.
+#[derive(Default)]
+pub(crate) struct Deadline(std::cell::Cell<Option<Instant>>);
+
+impl Deadline {
+    /// Set (or with `None` clear) the running call's deadline in `lua`.
+    pub(crate) fn set(lua: &Lua, deadline: Option<Instant>) {
+        match lua.app_data_ref::<Deadline>() {
+            Some(cell) => cell.0.set(deadline),
+            None => {
+                lua.set_app_data(Deadline(std::cell::Cell::new(deadline)));
+            }
+        }
+    }
+}
 
 /// The error of an event stopped at its time limit.
 pub(crate) const TIME_LIMIT_MESSAGE: &str = "the policy event ran past its time limit and was stopped";
@@ -74,8 +89,8 @@ pub(crate) const TIME_LIMIT_MESSAGE: &str = "the policy event ran past its time 
 /// yield, and the slice goes on until the call returns or the deadline.
 fn install_deadline_hook(lua: &Lua) -> mlua::Result<()> {
     lua.set_global_hook(HookTriggers::default().every_nth_instruction(10_000), |lua, _| {
-        match lua.app_data_ref::<Deadline>() {
-            Some(deadline) if Instant::now() > deadline.0 => Err(mlua::Error::runtime(TIME_LIMIT_MESSAGE)),
+        match lua.app_data_ref::<Deadline>().and_then(|d| d.0.get()) {
+            Some(deadline) if Instant::now() > deadline => Err(mlua::Error::runtime(TIME_LIMIT_MESSAGE)),
             Some(_) => Ok(VmState::Yield),
             None => Ok(VmState::Continue),
         }
