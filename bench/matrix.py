@@ -9,6 +9,7 @@ acknowledged every one of them. Figures are only comparable within a run.
 
 import argparse
 import json
+import statistics
 import os
 import shutil
 import signal
@@ -275,6 +276,32 @@ def run_cell(args, shape, clients, setup):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def medians(rows):
+    """One row per shape, clients and setup: the median of its runs' rates
+    and CPU, the highest RSS, every run's overflows and split added up."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["shape"], r["clients"], r["setup"]), []).append(r)
+    out = []
+    for runs in groups.values():
+        row = dict(runs[0])
+        for key in ("e2e", "inject", "cpu_us"):
+            values = [r[key] for r in runs if r[key] is not None]
+            row[key] = statistics.median(values) if values else None
+        rss = [r["rss"] for r in runs if r["rss"] is not None]
+        row["rss"] = max(rss) if rss else None
+        row["overflows"] = sum(r["overflows"] for r in runs)
+        row["drops"] = sum(r["drops"] for r in runs)
+        split = {}
+        for r in runs:
+            for peer, n in r["split"].items():
+                split[peer] = split.get(peer, 0) + n
+        row["split"] = split
+        row["runs"] = len(runs)
+        out.append(row)
+    return out
+
+
 def split_text(split):
     two, three = split.get("127.0.0.2", 0), split.get("127.0.0.3", 0)
     total = two + three
@@ -285,6 +312,9 @@ def split_text(split):
 
 def print_table(rows):
     head = f"{'shape':<6} {'C':>5} {'setup':<11} {'e2e/s':>8} {'inject/s':>9} {'CPU µs/msg':>11} {'RSS MiB':>8} {'ovfl':>5} {'drop':>5}  split .2:.3 (weights 1:2)"
+    runs = max(r.get("runs", 1) for r in rows)
+    if runs > 1:
+        print(f"each row: the median of {runs} runs (RSS the highest; split and overflows added up)")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -331,9 +361,18 @@ def main():
                         "baseline (the Petrel binary named by PETREL_BASELINE)")
     p.add_argument("--timeout", type=float, default=600, help="limit per cell, seconds")
     p.add_argument("--json", help="also write the rows to this file")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run each cell's setups this many times, alternating their order, and report medians")
     args = p.parse_args()
-    cells = [(s, int(c), setup) for s in args.shapes.split(",") for c in args.clients.split(",")
-             for setup in args.setups.split(",")]
+    setups = args.setups.split(",")
+    cells = []
+    for s in args.shapes.split(","):
+        for c in args.clients.split(","):
+            for round_ in range(args.repeat):
+                # Every other round runs the setups in reverse, so no setup
+                # always runs right after a heavier one.
+                order = setups if round_ % 2 == 0 else setups[::-1]
+                cells += [(s, int(c), setup) for setup in order]
     log(f"N={args.n} messages of {args.size} bytes, {args.rcpts} recipient(s) each; {len(cells)} cells")
     rows = []
     for i, (shape, clients, setup) in enumerate(cells, 1):
@@ -341,7 +380,7 @@ def main():
         rows.append(run_cell(args, shape, clients, setup))
         r = rows[-1]
         log(f"  -> {r['e2e']:.0f} msg/s end to end, {r['inject']:.0f} msg/s injected")
-    print_table(rows)
+    print_table(medians(rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
