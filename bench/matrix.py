@@ -310,11 +310,22 @@ def split_text(split):
     return f"{two}:{three} ({100 * two / total:.1f}% : {100 * three / total:.1f}%)"
 
 
-def print_table(rows):
+def paired_cpu(runs, shape, clients, setup, other):
+    """The median over rounds of `other`'s CPU per message minus `setup`'s
+    in the same round (the two ran minutes apart at most), or None."""
+    by_round = {}
+    for r in runs:
+        if r["shape"] == shape and r["clients"] == clients and r["cpu_us"] is not None:
+            by_round.setdefault(r.get("round", 0), {})[r["setup"]] = r["cpu_us"]
+    deltas = [v[other] - v[setup] for v in by_round.values() if setup in v and other in v]
+    return statistics.median(deltas) if deltas else None
+
+
+def print_table(rows, runs=None):
     head = f"{'shape':<6} {'C':>5} {'setup':<11} {'e2e/s':>8} {'inject/s':>9} {'CPU µs/msg':>11} {'RSS MiB':>8} {'ovfl':>5} {'drop':>5}  split .2:.3 (weights 1:2)"
-    runs = max(r.get("runs", 1) for r in rows)
-    if runs > 1:
-        print(f"each row: the median of {runs} runs (RSS the highest; split and overflows added up)")
+    repeats = max(r.get("runs", 1) for r in rows)
+    if repeats > 1:
+        print(f"each row: the median of {repeats} runs (RSS the highest; split and overflows added up)")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -338,7 +349,10 @@ def print_table(rows):
         if base and base["e2e"] and base is not r:
             parts.append(f"vs C={base['clients']} {100 * r['e2e'] / base['e2e']:.0f}%")
         lua = by.get((shape, clients, "petrel+lua"))
-        if lua and lua["cpu_us"] is not None and r["cpu_us"] is not None:
+        paired = paired_cpu(runs or rows, shape, clients, "petrel", "petrel+lua")
+        if paired is not None and r.get("runs", 1) > 1:
+            parts.append(f"Lua events {paired:+.0f} µs/msg (median of {r['runs']} paired runs)")
+        elif lua and lua["cpu_us"] is not None and r["cpu_us"] is not None:
             parts.append(f"Lua events +{lua['cpu_us'] - r['cpu_us']:.0f} µs/msg")
         old = by.get((shape, clients, "baseline"))
         if old and old["e2e"] and old["cpu_us"] is not None and r["cpu_us"] is not None:
@@ -372,18 +386,19 @@ def main():
                 # Every other round runs the setups in reverse, so no setup
                 # always runs right after a heavier one.
                 order = setups if round_ % 2 == 0 else setups[::-1]
-                cells += [(s, int(c), setup) for setup in order]
+                cells += [(s, int(c), setup, round_) for setup in order]
     log(f"N={args.n} messages of {args.size} bytes, {args.rcpts} recipient(s) each; {len(cells)} cells")
     rows = []
-    for i, (shape, clients, setup) in enumerate(cells, 1):
+    for i, (shape, clients, setup, round_) in enumerate(cells, 1):
         log(f"[{i}/{len(cells)}] {shape:<5} C={clients:<4} {setup}")
         rows.append(run_cell(args, shape, clients, setup))
         r = rows[-1]
+        r["round"] = round_
         log(f"  -> {r['e2e']:.0f} msg/s end to end, {r['inject']:.0f} msg/s injected")
-    print_table(medians(rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+    print_table(medians(rows), rows)
 
 
 if __name__ == "__main__":
