@@ -1,6 +1,8 @@
 //! Kill -9 at random moments while mail flows in: every message that got a
 //! 250 must reach the sink, and duplicates (possible only for deliveries in
-//! flight at a kill) are counted and bounded.
+//! flight at a kill) are counted and bounded: per kill, two per connection —
+//! the message on the wire and the one before it, whose removal a
+//! connection does not wait for.
 
 mod common;
 
@@ -103,11 +105,11 @@ async fn acknowledged_mail_survives_repeated_sigkill() {
         acked.len(),
         copies.len(),
         missing.len(),
-        KILLS * CONNECTION_LIMIT
+        KILLS * CONNECTION_LIMIT * 2
     );
     assert!(all_there && missing.is_empty(), "acknowledged but never delivered: {missing:?}");
     assert!(acked.len() > KILLS * 10, "enough traffic to mean something: {}", acked.len());
-    assert!(duplicates <= KILLS * CONNECTION_LIMIT, "{duplicates} duplicates");
+    assert!(duplicates <= KILLS * CONNECTION_LIMIT * 2, "{duplicates} duplicates");
 }
 
 fn id_of(recipient: &str) -> Option<usize> {
