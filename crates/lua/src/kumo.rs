@@ -116,15 +116,11 @@ pub(crate) fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> 
         return Ok(found.clone());
     }
     let found: Option<Function> = lua.named_registry_value::<Table>(EVENTS)?.get(event)?;
-    match lua.app_data_ref::<HandlerCache>() {
-        Some(cache) => {
-            cache.0.borrow_mut().insert(event.to_string(), found.clone());
-        }
-        None => {
-            let cache = HandlerCache::default();
-            cache.0.borrow_mut().insert(event.to_string(), found.clone());
-            lua.set_app_data(cache);
-        }
+    if lua.app_data_ref::<HandlerCache>().is_none() {
+        lua.set_app_data(HandlerCache::default());
+    }
+    if let Some(cache) = lua.app_data_ref::<HandlerCache>() {
+        cache.0.borrow_mut().insert(event.to_string(), found.clone());
     }
     Ok(found)
 }

@@ -61,9 +61,8 @@ fn sandbox(lua: &Lua) -> mlua::Result<()> {
 }
 
 /// When the event running in a state must have finished: set for each
-/// call, `None` between calls (and while the policy loads). It lives in
-/// the state from its creation, so a call only writes the cell.
-#[derive(Default)]
+/// call, `None` between calls (and while the policy loads). Inserted into
+/// the state at its first call; later calls only write the cell.
 pub(crate) struct Deadline(std::cell::Cell<Option<Instant>>);
 
 impl Deadline {

@@ -1,7 +1,7 @@
 //! The KumoMTA API surface beyond definitions: memoize, late-bound sources
-//! and pools, several handlers for one event, validate_config, DNS lookups
-//! and the message's header methods, each through the engine's policy
-//! traits as the daemon calls them.
+//! and pools, several handlers for one event, validate_config, DNS lookups,
+//! the message's header methods, and handlers registered while the policy
+//! runs, each through the engine's policy traits as the daemon calls them.
 
 mod common;
 
@@ -455,4 +455,22 @@ fn dkim_signer_options_petrel_lacks_are_refused() {
         let text = err.to_string();
         assert!(text.contains(needle) && text.contains("init.lua:2"), "{text}");
     }
+}
+
+#[tokio::test]
+async fn a_handler_registered_while_the_policy_runs_replaces_the_one_a_state_has_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    // States look each handler up once; `kumo.on` must make them look again.
+    let events = r#"kumo.on('smtp_server_message_received', function(msg)
+  msg:set_meta('handled_by', 'first')
+  kumo.on('smtp_server_message_received', function(msg) msg:set_meta('handled_by', 'second') end)
+end)"#;
+    let engine = PolicyEngine::load(&policy(&dir, "", events), "mx.test").unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut m = message("Subject: hi\r\n\r\nbody\r\n");
+        engine.message_received(&mut m, &conn()).await.unwrap();
+        seen.push(m.meta_str("handled_by").unwrap().to_string());
+    }
+    assert_eq!(seen, ["first", "second", "second"]);
 }
