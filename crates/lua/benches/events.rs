@@ -1,7 +1,9 @@
 //! What a policy's `smtp_server_message_received` handler costs per
 //! message: each variant's time per event, and its difference from a
 //! policy with no handler measured in the same run (`cargo bench -p
-//! petrel-lua`). `PETREL_BENCH_ITERS` sets the calls per variant.
+//! petrel-lua`). `PETREL_BENCH_ITERS` sets the calls per variant;
+//! `PETREL_BENCH_TASKS=0` leaves out the concurrent run, which makes the
+//! bench deterministic enough to count instructions under callgrind.
 
 use petrel_lua::PolicyEngine;
 use petrel_message::{EnvelopeAddress, Message};
@@ -128,6 +130,7 @@ fn concurrent(engine: Arc<PolicyEngine>, tasks: u32, iters: u32) -> f64 {
 
 fn main() {
     let iters = std::env::var("PETREL_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let tasks: u32 = std::env::var("PETREL_BENCH_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let dir = tempfile::tempdir().expect("a temp dir");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
@@ -135,7 +138,11 @@ fn main() {
     let mut concurrent_base = None;
     println!(
         "{:<22} {:>12} {:>14} {:>16} {:>14}",
-        "variant", "µs/event", "vs no handler", "50 tasks µs CPU", "vs no handler"
+        "variant",
+        "µs/event",
+        "vs no handler",
+        format!("{tasks} tasks µs CPU"),
+        "vs no handler"
     );
     for (i, (name, body)) in VARIANTS.iter().enumerate() {
         if i > 0 && !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
@@ -146,7 +153,7 @@ fn main() {
         let engine = Arc::new(PolicyEngine::load(&path, "mx.bench").expect("the policy loads"));
         let us = runtime.block_on(per_event(&engine, iters));
         let base = *baseline.get_or_insert(us);
-        let cpu = concurrent(engine, 50, iters * 4);
+        let cpu = if tasks == 0 { 0.0 } else { concurrent(engine, tasks, iters * 4) };
         let cpu_base = *concurrent_base.get_or_insert(cpu);
         println!("{name:<22} {us:>12.2} {:>+14.2} {cpu:>16.2} {:>+14.2}", us - base, cpu - cpu_base);
     }

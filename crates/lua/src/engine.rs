@@ -41,8 +41,9 @@ pub struct Generation {
     permits: Semaphore,
     created: std::sync::atomic::AtomicUsize,
     /// Events the policy registered handlers for (every state of a
-    /// generation runs the same script, so they all agree).
-    events: std::collections::HashSet<String>,
+    /// generation runs the same script, so they all agree), each with its
+    /// time histogram once the event has run.
+    events: rustc_hash::FxHashMap<String, std::sync::OnceLock<petrel_telemetry::EventHistogram>>,
     settings: LuaSettings,
     /// Caches and handles every state of this generation shares.
     pub(crate) shared: Arc<crate::shared::Shared>,
@@ -80,7 +81,11 @@ impl Generation {
         let mut files = lua.remove_app_data::<crate::fingerprint::DataFiles>().expect("set above").0;
         files.insert(path.to_path_buf());
         files.extend(crate::fingerprint::required_modules(&lua).unwrap_or_default());
-        let events = crate::kumo::registered_events(&lua).unwrap_or_default();
+        let events = crate::kumo::registered_events(&lua)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|event| (event, std::sync::OnceLock::new()))
+            .collect();
         let has_http_auth = HTTP_AUTH_EVENTS.iter().any(|e| matches!(handler(&lua, e), Ok(Some(_))));
         collector.check_http_auth(has_http_auth);
         let mut config = collector.finish();
@@ -116,7 +121,14 @@ impl Generation {
 
     /// Whether the policy registered a handler for `event`.
     pub(crate) fn handles(&self, event: &str) -> bool {
-        self.events.contains(event)
+        self.events.contains_key(event)
+    }
+
+    /// `event`'s time histogram in `metrics`; `None` when the policy has no
+    /// handler for it.
+    fn histogram(&self, event: &str, metrics: &Metrics) -> Option<&petrel_telemetry::EventHistogram> {
+        let slot = self.events.get(event)?;
+        Some(slot.get_or_init(|| metrics.lua_histogram(event)))
     }
 
     /// How many Lua states this generation has created (never more than
@@ -296,10 +308,8 @@ impl PolicyEngine {
         finish: impl FnOnce(&Lua, Value, K) -> mlua::Result<R>,
     ) -> Result<Option<R>, mlua::Error> {
         let generation = self.current();
-        if !generation.handles(event) {
-            return Ok(None);
-        }
-        let _timer = self.metrics.lua_timer(event);
+        let Some(histogram) = generation.histogram(event, &self.metrics) else { return Ok(None) };
+        let _timer = histogram.start_timer();
         let limit = *self.event_time_limit.lock();
         generation.call(limit, prepare, finish).await
     }

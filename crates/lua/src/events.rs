@@ -3,7 +3,7 @@
 use crate::egress_events::{DEFAULT_TTL, MakePoolSpec, MakeSourceSpec};
 use crate::engine::PolicyEngine;
 use crate::error::describe;
-use crate::kumo::{Rejection, handler};
+use crate::kumo::{Rejection, event_handler, handler};
 use crate::message::{
     LuaAddress, LuaConnMeta, LuaEgressPath, LuaListenerDomain, LuaMessage, LuaQueueConfig, from_result,
 };
@@ -44,10 +44,15 @@ async fn message_event(
         .call_event(
             event,
             move |lua| {
-                let Some(func) = handler(lua, event)? else { return Ok(None) };
+                let Some(handler) = event_handler(lua, event)? else { return Ok(None) };
                 let msg = lua.create_userdata(LuaMessage(copy))?;
-                let args = (msg.clone(), LuaConnMeta::lazy(context)).into_lua_multi(lua)?;
-                Ok(Some((func, args, msg)))
+                let mut args = vec![Value::UserData(msg.clone())];
+                // Most handlers are `function(msg)`: a second argument they
+                // cannot see is not worth a userdata.
+                if handler.sees(2) {
+                    args.push(Value::UserData(lua.create_userdata(LuaConnMeta::lazy(context))?));
+                }
+                Ok(Some((handler.func, mlua::MultiValue::from_vec(args), msg)))
             },
             move |_, result, msg: AnyUserData| {
                 nothing(event, result)?;

@@ -97,25 +97,54 @@ fn register_modules(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
 }
 
 /// The names of every event with a handler.
-pub(crate) fn registered_events(lua: &Lua) -> mlua::Result<std::collections::HashSet<String>> {
+pub(crate) fn registered_events(lua: &Lua) -> mlua::Result<Vec<String>> {
     let events: Table = lua.named_registry_value(EVENTS)?;
     events.pairs::<String, Function>().map(|pair| pair.map(|(name, _)| name)).collect()
+}
+
+/// A registered handler and how many arguments it can see.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    pub(crate) func: Function,
+    /// Its declared parameters; `None` when it takes `...` (or is a C
+    /// function), which sees every argument.
+    params: Option<u8>,
+}
+
+impl Handler {
+    fn of(func: Function) -> Self {
+        let info = func.info();
+        let params = (info.what == "Lua" && !info.is_vararg).then_some(info.num_params);
+        Self { func, params }
+    }
+
+    /// Whether the handler can read its `n`th argument (from 1): an
+    /// argument past its parameters is dropped by Lua unseen, so the caller
+    /// need not build it.
+    pub(crate) fn sees(&self, n: usize) -> bool {
+        self.params.is_none_or(|p| usize::from(p) >= n)
+    }
 }
 
 /// Handlers already looked up in this state: a per-message event would
 /// otherwise fetch the registry table and intern two strings each time.
 /// `kumo.on` empties it.
 #[derive(Default)]
-struct HandlerCache(std::cell::RefCell<std::collections::HashMap<String, Option<Function>>>);
+struct HandlerCache(std::cell::RefCell<rustc_hash::FxHashMap<String, Option<Handler>>>);
 
 /// The handler registered for `event`, if any.
 pub(crate) fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {
+    Ok(event_handler(lua, event)?.map(|h| h.func))
+}
+
+/// The handler registered for `event` with what it declares, if any.
+pub(crate) fn event_handler(lua: &Lua, event: &str) -> mlua::Result<Option<Handler>> {
     if let Some(cache) = lua.app_data_ref::<HandlerCache>()
         && let Some(found) = cache.0.borrow().get(event)
     {
         return Ok(found.clone());
     }
-    let found: Option<Function> = lua.named_registry_value::<Table>(EVENTS)?.get(event)?;
+    let found = lua.named_registry_value::<Table>(EVENTS)?.get::<Option<Function>>(event)?.map(Handler::of);
     if lua.app_data_ref::<HandlerCache>().is_none() {
         lua.set_app_data(HandlerCache::default());
     }

@@ -60,6 +60,17 @@ fn json_to_lua(lua: &Lua, value: Option<&serde_json::Value>) -> mlua::Result<Val
     }
 }
 
+/// A meta value as JSON. Strings, integers and booleans (nearly every
+/// `set_meta`) are converted here; serde handles the rest.
+fn json_of(lua: &Lua, value: Value) -> mlua::Result<serde_json::Value> {
+    match value {
+        Value::String(s) => Ok(serde_json::Value::String(s.to_str()?.to_string())),
+        Value::Integer(i) => Ok(serde_json::Value::from(i)),
+        Value::Boolean(b) => Ok(serde_json::Value::Bool(b)),
+        other => lua.from_value(other),
+    }
+}
+
 fn parse_address(text: &str) -> mlua::Result<EnvelopeAddress> {
     EnvelopeAddress::parse(text).map_err(mlua::Error::external)
 }
@@ -75,9 +86,9 @@ fn address_arg(value: Value) -> mlua::Result<EnvelopeAddress> {
 
 impl UserData for LuaAddress {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_field_method_get("user", |_, a| Ok(a.0.user().to_string()));
-        fields.add_field_method_get("domain", |_, a| Ok(a.0.domain().to_string()));
-        fields.add_field_method_get("email", |_, a| Ok(a.0.email().to_string()));
+        fields.add_field_method_get("user", |lua, a| lua.create_string(a.0.user()));
+        fields.add_field_method_get("domain", |lua, a| lua.create_string(a.0.domain()));
+        fields.add_field_method_get("email", |lua, a| lua.create_string(a.0.email()));
     }
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method("__tostring", |_, a, ()| Ok(a.0.email().to_string()));
@@ -88,7 +99,7 @@ impl UserData for LuaConnMeta {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method_mut("get_meta", |lua, c, key: String| json_to_lua(lua, c.map().get(&key)));
         methods.add_method_mut("set_meta", |lua, c, (key, value): (String, Value)| {
-            c.map().insert(key, lua.from_value(value)?);
+            c.map().insert(key, json_of(lua, value)?);
             Ok(())
         });
     }
@@ -117,8 +128,7 @@ impl UserData for LuaMessage {
         });
         methods.add_method("get_meta", |lua, m, key: String| json_to_lua(lua, m.0.meta.get(&key)));
         methods.add_method_mut("set_meta", |lua, m, (key, value): (String, Value)| {
-            let value: serde_json::Value = lua.from_value(value)?;
-            m.0.set_meta(key, value);
+            m.0.set_meta(key, json_of(lua, value)?);
             Ok(())
         });
         methods.add_method("queue_name", |_, m, ()| Ok(m.0.queue_name()));

@@ -30,6 +30,10 @@ impl Default for LuaSettings {
     }
 }
 
+/// Coroutines each state keeps for reuse: one event runs in a state at a
+/// time, and a handler's own `kumo.*` calls that wait use a few more.
+const THREAD_POOL: usize = 16;
+
 /// Globals a sandboxed policy does not get: running programs, touching
 /// files, loading code that is not Lua source from the policy directory.
 const REMOVED_GLOBALS: [&str; 4] = ["dofile", "loadfile", "load", "io"];
@@ -108,7 +112,10 @@ pub(crate) fn new_state(
         .read(path)
         .map_err(|e| PolicyLoadError::one(format!("{}: cannot read policy: {e}", path.display())))?;
     let setup = |e: mlua::Error| PolicyLoadError::one(format!("cannot set up Lua: {e}"));
-    let lua = Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(setup)?;
+    // Every event runs as a coroutine; without a pool mlua builds a new
+    // Lua thread for each call and leaves the old one to the collector.
+    let options = LuaOptions::default().thread_pool_size(THREAD_POOL);
+    let lua = Lua::new_with(StdLib::ALL_SAFE, options).map_err(setup)?;
     if !settings.unrestricted {
         sandbox(&lua).map_err(setup)?;
     }

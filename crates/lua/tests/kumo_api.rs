@@ -1,7 +1,8 @@
 //! The KumoMTA API surface beyond definitions: memoize, late-bound sources
 //! and pools, several handlers for one event, validate_config, DNS lookups,
 //! the message's header methods, and handlers registered while the policy
-//! runs, each through the engine's policy traits as the daemon calls them.
+//! runs, the arguments a reception handler sees, each through the engine's
+//! policy traits as the daemon calls them.
 
 mod common;
 
@@ -473,4 +474,42 @@ end)"#;
         seen.push(m.meta_str("handled_by").unwrap().to_string());
     }
     assert_eq!(seen, ["first", "second", "second"]);
+}
+
+/// A reception handler gets the connection meta as its second argument
+/// whether it names it or takes `...` (Petrel leaves it out only for a
+/// handler that declares one parameter, which could not see it), and meta
+/// values keep their Lua types on the way into the message.
+#[tokio::test]
+async fn reception_handlers_see_the_connection_however_they_declare_it_and_meta_keeps_its_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = r#"kumo.on('smtp_server_message_received', function(...)
+  local msg, conn = ...
+  msg:set_meta('hostname', conn:get_meta('hostname'))
+  msg:set_meta('argc', select('#', ...))
+  msg:set_meta('whole', 3)
+  msg:set_meta('half', 1.5)
+  msg:set_meta('yes', true)
+  msg:set_meta('list', { 'a', 'b' })
+  msg:set_meta('types', math.type(msg:get_meta('whole')) .. ',' .. math.type(msg:get_meta('half')))
+  local sender = msg:sender()
+  msg:set_meta('parts', sender.user .. '|' .. sender.domain .. '|' .. sender.email .. '|' .. tostring(sender))
+end)"#;
+    let engine = PolicyEngine::load(&policy(&dir, "", events), "host.test").unwrap();
+    let mut msg = message("Subject: hi\r\n\r\nbody\r\n");
+    engine.message_received(&mut msg, &conn()).await.unwrap();
+    let meta = |k: &str| msg.meta.get(k).cloned().unwrap_or_default();
+    assert_eq!(meta("hostname"), serde_json::json!(conn().hostname));
+    assert_eq!(meta("argc"), serde_json::json!(2));
+    assert_eq!(
+        (meta("whole"), meta("half"), meta("yes")),
+        (serde_json::json!(3), serde_json::json!(1.5), serde_json::json!(true))
+    );
+    assert_eq!(meta("list"), serde_json::json!(["a", "b"]));
+    assert_eq!(meta("types"), serde_json::json!("integer,float"));
+    let sender = msg.sender.clone();
+    assert_eq!(
+        meta("parts"),
+        serde_json::json!(format!("{}|{}|{}|{}", sender.user(), sender.domain(), sender.email(), sender.email()))
+    );
 }

@@ -113,7 +113,8 @@ pub fn remove_headers_where(data: &[u8], remove: impl Fn(&str) -> bool) -> Vec<u
     out
 }
 
-fn header_line(name: &str, value: &str) -> Result<Vec<u8>, HeaderError> {
+/// `name: value\r\n`, checked, with room for `extra` bytes after it.
+fn header_line(name: &str, value: &str, extra: usize) -> Result<Vec<u8>, HeaderError> {
     let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
     if !valid_name {
         return Err(HeaderError::InvalidName(name.to_string()));
@@ -128,19 +129,23 @@ fn header_line(name: &str, value: &str) -> Result<Vec<u8>, HeaderError> {
     if bad {
         return Err(HeaderError::InvalidValue(name.to_string()));
     }
-    Ok(format!("{name}: {value}\r\n").into_bytes())
+    let mut line = Vec::with_capacity(name.len() + value.len() + 4 + extra);
+    for part in [name.as_bytes(), b": ", bytes, b"\r\n"] {
+        line.extend_from_slice(part);
+    }
+    Ok(line)
 }
 
 /// A copy of `data` with `name: value` as its first header.
 pub fn prepend_header(data: &[u8], name: &str, value: &str) -> Result<Vec<u8>, HeaderError> {
-    let mut out = header_line(name, value)?;
+    let mut out = header_line(name, value, data.len())?;
     out.extend_from_slice(data);
     Ok(out)
 }
 
 /// A copy of `data` with `name: value` as its last header.
 pub fn append_header(data: &[u8], name: &str, value: &str) -> Result<Vec<u8>, HeaderError> {
-    let line = header_line(name, value)?;
+    let line = header_line(name, value, 0)?;
     let end = header_block_end(data);
     // Insert before the blank line that ends the headers, if there is one.
     let at = if end >= 2 && data[..end].ends_with(b"\r\n\r\n") || end == 2 && data.starts_with(b"\r\n") {

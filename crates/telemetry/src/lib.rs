@@ -19,7 +19,7 @@ pub use activity::{Activity, Bucket, KINDS, SourceActivity};
 pub use bounces::{BounceCount, BounceWindow};
 pub use classify::{BounceClassifier, CacheSizes, ClassifierError, UNCATEGORIZED, single_line};
 pub use hooks::{HookRecord, HookTap, LogHookConfig};
-pub use metrics::{ConnectionGuard, Metrics};
+pub use metrics::{ConnectionGuard, EventHistogram, Metrics};
 pub use record::{LogRecord, PeerAddress, RecordType, ResponseInfo, SourceAddress};
 pub use trace::{SessionTrace, TraceEvent, TraceHub};
 pub use writer::{LogConfig, Logger, read_records, segment_lines, segments};
