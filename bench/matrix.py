@@ -120,30 +120,18 @@ end)
 """
 
 
-def petrel_policy(path, work, port, sink_port, realistic, batch=1, dkim=False, http_port=None):
+def petrel_policy(path, work, port, sink_port, http_port, realistic, batch=1, dkim=False):
     handlers = dkim_handler(work) if dkim else ""
     if realistic:
-        handlers = """
-local tenants = {
-  ['sender.example'] = { tenant = 'acme', pool = 'bench' },
-  ['other.example'] = { tenant = 'globex', pool = 'bench' },
-}
-kumo.on('smtp_server_message_received', function(msg)
-  local t = tenants[msg:sender().domain]
-  if t then
-    msg:set_meta('tenant', t.tenant)
-    msg:set_meta('egress_pool', t.pool)
-  end
-  msg:prepend_header('X-Bench-Stream', 'transactional')
-end)
-"""
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "realistic-handler.lua")) as f:
+            handlers = f.read()
     with open(path, "w") as f:
         f.write(f"""local kumo = require 'kumo'
 kumo.on('init', function()
   kumo.define_spool {{ name = 'data', path = '{work}/spool' }}
   kumo.configure_local_logs {{ log_dir = '{work}/logs' }}
   kumo.start_esmtp_listener {{ listen = '127.0.0.1:{port}', relay_hosts = {{ '127.0.0.1' }}, max_connections = 4096 }}
-  kumo.start_http_listener {{ listen = '127.0.0.1:{http_port or free_port()}' }}
+  kumo.start_http_listener {{ listen = '127.0.0.1:{http_port}' }}
   kumo.define_egress_source {{ name = 'ip-2', source_address = '127.0.0.2', ehlo_domain = 'mta2.bench' }}
   kumo.define_egress_source {{ name = 'ip-3', source_address = '127.0.0.3', ehlo_domain = 'mta3.bench' }}
   kumo.define_egress_pool {{ name = 'bench', entries = {{ {{ name = 'ip-2', weight = 1 }}, {{ name = 'ip-3', weight = 2 }} }} }}
@@ -228,8 +216,8 @@ def run_cell(args, shape, clients, setup):
         if setup.startswith("petrel") or setup == "baseline":
             policy = os.path.join(work, "init.lua")
             http_port = free_port()
-            petrel_policy(policy, work, port, sink_port, setup == "petrel+lua", args.rcpts, setup == "petrel+dkim",
-                          http_port)
+            petrel_policy(policy, work, port, sink_port, http_port, setup == "petrel+lua", args.rcpts,
+                          setup == "petrel+dkim")
             meter = CpuMeter(setup)
             out = open(os.path.join(work, "petrel.out"), "w")
             binary = BASELINE if setup == "baseline" else PETREL

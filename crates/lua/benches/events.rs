@@ -23,7 +23,8 @@ fn preamble(dir: &std::path::Path) -> String {
     )
 }
 
-/// The handler bodies compared; the last is `bench/matrix.py`'s `petrel+lua`.
+/// The handler bodies compared; the last is `bench/run.sh`'s `petrel+lua`
+/// (bench/realistic-handler.lua).
 const VARIANTS: &[(&str, &str)] = &[
     ("no handler", ""),
     ("empty handler", "kumo.on('smtp_server_message_received', function(msg) end)"),
@@ -36,21 +37,7 @@ const VARIANTS: &[(&str, &str)] = &[
         "prepend_header",
         "kumo.on('smtp_server_message_received', function(msg) msg:prepend_header('X-Bench-Stream', 'transactional') end)",
     ),
-    (
-        "bench policy",
-        r#"local tenants = {
-  ['sender.example'] = { tenant = 'acme', pool = 'bench' },
-  ['other.example'] = { tenant = 'globex', pool = 'bench' },
-}
-kumo.on('smtp_server_message_received', function(msg)
-  local t = tenants[msg:sender().domain]
-  if t then
-    msg:set_meta('tenant', t.tenant)
-    msg:set_meta('egress_pool', t.pool)
-  end
-  msg:prepend_header('X-Bench-Stream', 'transactional')
-end)"#,
-    ),
+    ("bench policy", include_str!("../../../bench/realistic-handler.lua")),
 ];
 
 fn conn() -> ConnMeta {

@@ -34,23 +34,20 @@ async fn message_event(
     message: &mut Message,
     context: &(impl serde::Serialize + Clone + Send + Sync + 'static),
 ) -> Result<(), mlua::Error> {
-    // Without a handler, no copy is worth making.
-    if !engine.current().handles(event) {
-        return Ok(());
-    }
-    let (copy, context) = (message.clone(), context.clone());
-    let context = move || object(&context);
+    // Copied only once a handler is about to run (none: nothing is copied).
+    let original: &Message = message;
     let edited = engine
         .call_event(
             event,
             move |lua| {
                 let Some(handler) = event_handler(lua, event)? else { return Ok(None) };
-                let msg = lua.create_userdata(LuaMessage(copy))?;
+                let msg = lua.create_userdata(LuaMessage(original.clone()))?;
                 let mut args = vec![Value::UserData(msg.clone())];
                 // Most handlers are `function(msg)`: a second argument they
                 // cannot see is not worth a userdata.
                 if handler.sees(2) {
-                    args.push(Value::UserData(lua.create_userdata(LuaConnMeta::lazy(context))?));
+                    let context = context.clone();
+                    args.push(Value::UserData(lua.create_userdata(LuaConnMeta::lazy(move || object(&context)))?));
                 }
                 Ok(Some((handler.func, mlua::MultiValue::from_vec(args), msg)))
             },

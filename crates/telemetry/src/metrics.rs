@@ -141,14 +141,8 @@ impl Metrics {
         ConnectionGuard(gauge)
     }
 
-    /// A timer for one Lua event; records when dropped.
-    pub fn lua_timer(&self, event: &str) -> prometheus::HistogramTimer {
-        self.lua_histogram(event).start_timer()
-    }
-
-    /// `event`'s series of `petrel_lua_event_seconds`, for a caller that
-    /// times the event often and keeps it rather than look it up by label
-    /// each time.
+    /// `event`'s series of `petrel_lua_event_seconds`: a caller that times
+    /// the event often keeps it rather than look it up by label each time.
     pub fn lua_histogram(&self, event: &str) -> EventHistogram {
         EventHistogram(self.lua_event_seconds.with_label_values(&[event]))
     }

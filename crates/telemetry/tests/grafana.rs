@@ -14,7 +14,7 @@ fn every_metric_the_dashboard_queries_exists() {
     m.count_classified("Bounce", "InvalidRecipient", "ip-1", "site");
     m.count_automation("rule#1", "Suspend");
     m.source_unhealthy.with_label_values(&["ip-1"]).set(0);
-    drop(m.lua_timer("init"));
+    drop(m.lua_histogram("init").start_timer());
     let exported = m.render();
     let exprs: Vec<String> = dashboard["panels"]
         .as_array()
